@@ -1,0 +1,152 @@
+"""A read API shaped like wandb's public API: ``Api().runs("project")``, ``Api().run("project/id")``.
+
+It reads the daemon's SQLite file directly (query-only), so it works with the daemon stopped. The store
+reader (trackiod.query, with apsw and numpy) is imported on first use, never at ``import trackio_shim``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import RunNotFoundError, UsageError
+from .settings import TrackiodSettings
+from .values import warn_once
+
+
+class ApiRun:
+    """One stored run: metadata plus ``history()`` and ``scan_history()``."""
+
+    def __init__(self, api: Api, row: dict[str, Any]) -> None:
+        self._api = api
+        self._row = row
+        self.id: str = row["run_key"]
+        self.name: str = row["name"]
+        self.project: str = row["project"]
+        self.state: str = row["state"]
+        self.exit_code: int | None = row["exit_code"]
+        self.config: dict[str, Any] = row["config"]
+        self.summary: dict[str, Any] = row["summary"]
+        self.tags: list[str] = row["tags"]
+        self.notes: str | None = row["notes"]
+        self.group: str | None = row["group_name"]
+        self.job_type: str | None = row["job_type"]
+        self.host: str | None = row["host"]
+        self.metric_definitions: list[dict[str, Any]] = row["metric_defs"]
+        self.created_at = datetime.fromtimestamp(row["created_at"], timezone.utc).isoformat()
+        self.ended_at = datetime.fromtimestamp(row["ended_at"], timezone.utc).isoformat() if row["ended_at"] else None
+        self.last_step: int | None = row["last_step"]
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    def scan_history(
+        self,
+        keys: list[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every history row as a dict (``_step``, ``_timestamp``, ``_runtime`` and the keys), in step order.
+
+        With ``keys``, only rows that have all of those keys, as in wandb.
+        """
+        from trackiod import query
+
+        with self._api._reader() as conn:
+            yield from query.history(conn, self._row, keys, min_step, max_step)
+
+    def history(
+        self,
+        samples: int = 500,
+        keys: list[str] | None = None,
+        x_axis: str = "_step",
+        pandas: bool = True,
+        stream: str = "default",
+    ) -> Any:
+        """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed."""
+        from trackiod import query
+
+        with self._api._reader() as conn:
+            rows = list(query.history(conn, self._row, keys, samples=samples))
+        if pandas:
+            try:
+                import pandas as pd
+            except ImportError:
+                warn_once("no-pandas", "trackio_shim: pandas is not installed; history() returns a list of dicts")
+                return rows
+            return pd.DataFrame(rows)
+        return rows
+
+    def __repr__(self) -> str:
+        return f"<ApiRun {self.path} ({self.state})>"
+
+
+class _Reader:
+    def __init__(self, api: Api) -> None:
+        self._api = api
+
+    def __enter__(self) -> Any:
+        from trackiod import query
+
+        self._conn = query.open_reader(self._api.settings.db_path)
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+
+
+class Api:
+    """Read access to everything the local daemon stored."""
+
+    def __init__(self, overrides: dict[str, Any] | None = None, timeout: int | None = None, **kwargs: Any) -> None:
+        self.settings = TrackiodSettings.load(**{k: v for k, v in (overrides or {}).items() if k == "home"})
+
+    def _reader(self) -> _Reader:
+        return _Reader(self)
+
+    def projects(self) -> list[str]:
+        """Names of every project."""
+        from trackiod import query
+
+        with self._reader() as conn:
+            return [p["name"] for p in query.list_projects(conn)]
+
+    def runs(
+        self,
+        path: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | None = None,
+        per_page: int | None = None,
+    ) -> list[ApiRun]:
+        """Runs of a project (``"project"`` or ``"entity/project"``), newest first; all runs with no path."""
+        from trackiod import query
+
+        project = path.split("/")[-1] if path else None
+        with self._reader() as conn:
+            rows = query.list_runs(conn, project)
+        runs = [ApiRun(self, row) for row in rows]
+        for key, value in (filters or {}).items():
+            runs = [r for r in runs if getattr(r, key, r.config.get(key)) == value]
+        return runs
+
+    def run(self, path: str) -> ApiRun:
+        """One run by ``"project/run_id"`` (an ``"entity/"`` prefix is accepted and ignored).
+
+        Raises:
+            UsageError: the path is not of that form.
+            RunNotFoundError: there is no such run.
+        """
+        from trackiod import query
+
+        parts = path.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise UsageError(f"run path {path!r} must look like 'project/run_id'")
+        project, run_id = parts[-2], parts[-1]
+        with self._reader() as conn:
+            row = query.get_run(conn, project, run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
+        return ApiRun(self, row)

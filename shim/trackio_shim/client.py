@@ -1,0 +1,495 @@
+"""The per-process session: one DEALER socket, the unacknowledged-frame buffer, the spool and the pump.
+
+Hot path: a caller holding :attr:`Client.lock` packs a frame, appends it to the buffer and hands it to
+ZeroMQ with NOBLOCK. Nothing on that path waits for the daemon. A background *pump* thread, taking the same
+lock for a few microseconds every ``pump_interval_s``, reads acknowledgements, resends after reconnects,
+spills to the spool when the buffer outgrows ``buffer_bytes``, pings, and restarts a vanished daemon.
+All socket access happens under the lock, because ZeroMQ sockets are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import itertools
+import os
+import socket as _socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+
+from . import protocol as P
+from .errors import DaemonUnreachable, ProtocolError, ProtocolVersionError
+from .settings import TrackiodSettings
+from .values import encode_default, salvage, warn_once
+
+
+class Reply:
+    """A pending answer to a request (a RUN_START or a QUERY), filled in by whoever drains the socket."""
+
+    __slots__ = ("body", "done", "ok")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.ok = False
+        self.body: Any = None
+
+
+class SpoolWriter:
+    """An append-only file of frames for one session, locked (flock) while open.
+
+    The daemon ingests a spool file only once it can take the lock itself, that is once this writer has
+    closed it or its process has died; so it never reads a file that is still growing.
+    """
+
+    def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
+        self._file = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115 (closed in close())
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        self.frames = 0
+
+    def write(self, frame: bytes) -> None:
+        self._file.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()  # closing releases the flock
+
+
+class Client:
+    """One session with the daemon; shared by every run in the process."""
+
+    def __init__(self, settings: TrackiodSettings) -> None:
+        self.settings = settings
+        self._created_at = time.monotonic()
+        self.sid = os.urandom(P.SESSION_ID_BYTES)
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.seq = 0
+        self._unacked: deque[bytes] = deque()
+        self._base = 1  # seq of _unacked[0]; frames below it are acknowledged or spooled
+        self._bytes = 0
+        self._sent = 0  # highest seq handed to ZeroMQ
+        self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
+        self.acked = 0
+        self._spool: SpoolWriter | None = None
+        self._spooled_paths: list[Path] = []
+        self.spooled_frames = 0
+        self._boot_id: bytes | None = None
+        self.last_heard = 0.0
+        self._last_ping = 0.0
+        self._last_autostart = 0.0
+        self.refused: str | None = None
+        self._replies: dict[int, Reply] = {}
+        self._req_ids = itertools.count(1)
+        self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
+        self._ctx = zmq.Context(io_threads=1)
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.ROUTING_ID, self.sid)
+        # IMMEDIATE: with no live connection, send raises Again instead of queueing into a pipe that a
+        # dead daemon would take with it; our own buffer is the only queue that matters.
+        self._sock.setsockopt(zmq.IMMEDIATE, 1)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 10_000)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self._sock.connect(settings.endpoint)
+        self._closed = False
+        self._wake = threading.Event()
+        info = {
+            "version": P.PROTOCOL_VERSION,
+            "pid": self.pid,
+            "host": _socket.gethostname(),
+            "started": time.time(),
+            "argv": list(sys.argv[:16]),
+            "python": sys.version.split()[0],
+        }
+        self.emit((P.SESSION, info))
+        self._pump = threading.Thread(target=self._pump_loop, name="trackio_shim-pump", daemon=True)
+        self._pump.start()
+
+    # ------------------------------------------------------------------ sending
+    def emit(self, fields: tuple[Any, ...]) -> int:
+        """Send one sequenced message ``(kind, *rest)``; returns its sequence number (0 if not sendable)."""
+        with self.lock:
+            return self.emit_locked(fields)
+
+    def emit_locked(self, fields: tuple[Any, ...]) -> int:
+        """As :meth:`emit`, for a caller that already holds :attr:`lock`. This is log()'s hot path."""
+        seq = self.seq + 1
+        try:
+            frame = self.packer.pack((fields[0], self.sid, seq, *fields[1:]))
+        except Exception:
+            frame = salvage(self.packer, fields, self.sid, seq, self.settings.max_frame_bytes)
+            if frame is None:
+                return 0
+        if len(frame) > self.settings.max_frame_bytes:
+            frame = salvage(self.packer, fields, self.sid, seq, self.settings.max_frame_bytes)
+            if frame is None:
+                return 0
+        self.seq = seq
+        self._unacked.append(frame)
+        self._bytes += len(frame)
+        if not self.hold:
+            try:
+                self._sock.send(frame, zmq.NOBLOCK)
+                self._sent = seq
+            except zmq.ZMQError:
+                self.hold = True  # Again (no peer, or high-water mark): the pump takes over
+        return seq
+
+    def _control(self, fields: tuple[Any, ...]) -> bool:
+        try:
+            self._sock.send(self.packer.pack((fields[0], self.sid, *fields[1:])), zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            return False
+
+    # ------------------------------------------------------------------ receiving
+    def _drain_locked(self) -> None:
+        while True:
+            try:
+                raw = self._sock.recv(zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return
+            try:
+                msg = P.decode_daemon(raw)
+                self._handle(msg)
+            except (ProtocolError, IndexError, TypeError, ValueError):
+                warn_once("bad-daemon-frame", "trackio_shim: ignored a malformed message from trackiod")
+
+    def _handle(self, msg: list[Any]) -> None:
+        kind = msg[0]
+        self.last_heard = time.monotonic()
+        if kind == P.ACK:
+            self._ack(int(msg[1]))
+        elif kind == P.PONG:
+            boot_id, committed = msg[1], int(msg[2])
+            if boot_id != self._boot_id:
+                # A new daemon (first contact or a restart): whatever was sent may have died with the
+                # old one, so resend everything unacknowledged; the daemon drops what it already has.
+                self._boot_id = boot_id
+                self._sent = self._base - 1
+                self.hold = True
+            self._ack(committed)
+        elif kind == P.NACK:
+            self._nack(int(msg[1]))
+        elif kind == P.REPLY:
+            reply = self._replies.pop(int(msg[1]), None)
+            if reply is not None:
+                reply.ok, reply.body, reply.done = bool(msg[2]), msg[3], True
+        elif kind == P.NOTICE:
+            warn_once(("notice", msg[2]), f"trackiod: {msg[2]}")
+        elif kind == P.REFUSE:
+            self.refused = str(msg[1])
+            warn_once("refused", f"trackiod refused this session: {self.refused}")
+            for reply in self._replies.values():
+                reply.ok, reply.body, reply.done = False, {"error": "refused", "message": self.refused}, True
+            self._replies.clear()
+
+    def _ack(self, seq: int) -> None:
+        if seq <= self.acked:
+            return
+        self.acked = seq
+        unacked = self._unacked
+        while unacked and self._base <= seq:
+            self._bytes -= len(unacked.popleft())
+            self._base += 1
+        if self._base <= seq:  # acknowledged frames that had been spooled
+            self._base = seq + 1
+        self._sent = max(self._sent, self._base - 1)
+
+    def _nack(self, expected: int) -> None:
+        if expected >= self._base:
+            self._sent = min(self._sent, expected - 1)
+            self.hold = True
+        elif self._spooled_paths:
+            for path in self._spooled_paths:
+                self._control((P.SPOOL_READY, str(path)))
+        else:
+            # The daemon wants frames we no longer hold (it lost committed data); tell it to move on.
+            self._control((P.RESYNC, self._base))
+
+    # ------------------------------------------------------------------ the pump
+    def _pump_loop(self) -> None:
+        interval = self.settings.pump_interval_s
+        while not self._closed:
+            self._wake.wait(interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                with self.lock:
+                    if self._closed:
+                        return
+                    self.service_locked()
+                self._maybe_autostart()
+            except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
+                warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
+
+    def service_locked(self) -> None:
+        """One round of background work: read replies, ping, resend, spool. Caller holds :attr:`lock`."""
+        self._drain_locked()
+        now = time.monotonic()
+        if now - self._last_ping >= self.settings.heartbeat_interval_s:
+            self._last_ping = now
+            self._control((P.PING, P.PROTOCOL_VERSION))
+        if self._spool is not None:
+            self._spool_pending()
+            if self.last_heard > self._spool_since:
+                self._end_spool()
+            return
+        if self.hold:
+            self._send_backlog()
+        if self._bytes > self.settings.buffer_bytes:
+            self._begin_spool()
+
+    def _send_backlog(self) -> None:
+        start = self._sent + 1 - self._base
+        if start < 0:
+            start = 0
+            self._sent = self._base - 1
+        for frame in itertools.islice(self._unacked, start, None):
+            try:
+                self._sock.send(frame, zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return
+            self._sent += 1
+        self.hold = False
+
+    def _begin_spool(self) -> None:
+        self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+        self._spool_since = time.monotonic()
+        self.hold = True
+        self._spool_pending()
+        warn_once(
+            "spooling",
+            f"trackio_shim: trackiod has not taken data for a while; spooling to {self.settings.spool_dir} "
+            "(nothing is lost; the daemon ingests it when it is back)",
+        )
+
+    def _spool_pending(self) -> None:
+        assert self._spool is not None
+        unacked = self._unacked
+        while unacked:
+            self._spool.write(unacked.popleft())
+        self.spooled_frames = self._spool.frames
+        self._bytes = 0
+        self._base = self.seq + 1
+        self._sent = self.seq
+
+    def _end_spool(self) -> None:
+        assert self._spool is not None
+        self._spool_pending()
+        self._spool.close()
+        self._spooled_paths.append(self._spool.path)
+        self._control((P.SPOOL_READY, str(self._spool.path)))
+        self._spool = None
+        self.hold = False
+
+    def spill_locked(self) -> Path | None:
+        """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
+        if self._spool is None:
+            if not self._unacked:
+                return None
+            self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+            self._spool_since = time.monotonic()
+        path = self._spool.path
+        self._end_spool()
+        return path
+
+    # ------------------------------------------------------------------ waiting
+    def wait_acked(self, seq: int, timeout: float) -> bool:
+        """Wait until ``seq`` is acknowledged, at most ``timeout`` seconds (less if the daemon is silent)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                self.service_locked()
+                if self.acked >= seq:
+                    return True
+                now = time.monotonic()
+                silent_for = now - (self.last_heard or self._created_at)
+                if now >= deadline or silent_for > max(1.0, 2 * self.settings.heartbeat_interval_s):
+                    return False
+                self._last_ping = 0.0 if silent_for > 0.5 else self._last_ping
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.poll(5)
+
+    def request(self, fields: tuple[Any, ...], timeout: float, sequenced: bool) -> Reply:
+        """Send a message that expects a REPLY and wait for it, at most ``timeout`` seconds.
+
+        ``fields`` holds a placeholder for the request id: the last field's ``"req"`` entry for a sequenced
+        message (RUN_START's params), or the second element of a QUERY.
+        """
+        reply = Reply()
+        req_id = next(self._req_ids)
+        with self.lock:
+            self._replies[req_id] = reply
+            if sequenced:
+                fields[-1]["req"] = req_id
+                self.emit_locked(fields)
+            else:
+                self._control((fields[0], req_id, *fields[2:]))
+        deadline = time.monotonic() + timeout
+        while not reply.done and time.monotonic() < deadline:
+            with self.lock:
+                if self.hold and self._spool is None:
+                    self._send_backlog()
+                self._drain_locked()
+                if not reply.done:
+                    with contextlib.suppress(zmq.ZMQError):
+                        self._sock.poll(2)
+        if not reply.done:
+            with self.lock:
+                self._replies.pop(req_id, None)
+        return reply
+
+    def ping(self, timeout: float) -> bool:
+        """Ping the daemon and wait for its answer; True when one answered within ``timeout`` seconds."""
+        before = self.last_heard
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            self._control((P.PING, P.PROTOCOL_VERSION))
+        while time.monotonic() < deadline:
+            with self.lock:
+                self._drain_locked()
+                if self.refused:
+                    raise ProtocolVersionError(
+                        f"trackiod at {self.settings.endpoint} cannot serve this shim: {self.refused}"
+                    )
+                if self.last_heard > before:
+                    return True
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.poll(5)
+                    if not self._sock.poll(0):
+                        self._control((P.PING, P.PROTOCOL_VERSION))
+        return False
+
+    def ensure_daemon(self) -> bool:
+        """Make sure a daemon answers, starting one when allowed; False when none could be reached."""
+        if self.ping(0.25):
+            return True
+        if not self.settings.autostart:
+            return False
+        spawn_daemon(self.settings)
+        self._last_autostart = time.monotonic()
+        return self.ping(self.settings.autostart_timeout_s)
+
+    def _maybe_autostart(self) -> None:
+        if not self.settings.autostart or self._closed:
+            return
+        now = time.monotonic()
+        quiet = now - self.last_heard if self.last_heard else 0.0
+        # Only when we have heard a daemon before and it has gone quiet with data pending: a daemon that was
+        # killed mid-run is brought back, so the run goes on without anyone's intervention.
+        pending = self.seq > self.acked
+        gone = bool(self.last_heard) and quiet > 3 * self.settings.heartbeat_interval_s
+        if gone and pending and now - self._last_autostart > max(10.0, self.settings.autostart_timeout_s):
+            self._last_autostart = now
+            try:
+                spawn_daemon(self.settings)
+            except OSError as exc:
+                warn_once("autostart", f"trackio_shim: could not restart trackiod: {exc}")
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for finish()'s summary line and for tests."""
+        with self.lock:
+            return {
+                "seq": self.seq,
+                "acked": self.acked,
+                "buffered_frames": len(self._unacked),
+                "buffered_bytes": self._bytes,
+                "spooled_frames": self.spooled_frames,
+                "spool_files": [str(p) for p in self._spooled_paths],
+                "connected": self._boot_id is not None,
+            }
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait (bounded) for acknowledgements, spool whatever is left, and tear the socket down."""
+        if self._closed:
+            return
+        wait = self.settings.finish_timeout_s if timeout is None else timeout
+        if self.seq > self.acked and wait > 0:
+            self.wait_acked(self.seq, wait)
+        with self.lock:
+            if self.seq > self.acked or self._spool is not None:
+                self.spill_locked()
+            self._closed = True
+            self._wake.set()
+        self._pump.join(timeout=1.0)
+        with self.lock:
+            self._sock.close(linger=0)
+        self._ctx.term()
+
+
+def spawn_daemon(settings: TrackiodSettings) -> None:
+    """Start a detached daemon for ``settings.home``. Safe to race: the daemon's own lock keeps one alive.
+
+    Raises:
+        OSError: the interpreter could not be started.
+    """
+    settings.ensure_dirs()
+    lock_path = settings.home / "autostart.lock"
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return  # another process is starting one right now
+        env = dict(os.environ)
+        env.update(settings.child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "trackiod", "start", "--foreground"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+        threading.Thread(target=proc.wait, name="trackio_shim-reaper", daemon=True).start()
+    finally:
+        os.close(fd)
+
+
+_client: Client | None = None
+_client_lock = threading.Lock()
+
+
+def get_client(settings: TrackiodSettings) -> Client:
+    """The process's client, created on first use (and again in a forked child)."""
+    global _client
+    with _client_lock:
+        if _client is None or _client.pid != os.getpid() or _client._closed:
+            _client = Client(settings)
+        return _client
+
+
+def current_client() -> Client | None:
+    """The live client of this process, if any (never creates one)."""
+    return _client if _client is not None and _client.pid == os.getpid() else None
+
+
+def _forget_after_fork() -> None:
+    global _client
+    _client = None  # a ZeroMQ context must not cross fork(); the child makes its own session
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def require_daemon(client: Client) -> None:
+    """Raise :class:`DaemonUnreachable` when no daemon answers (for calls that need an answer)."""
+    if not client.ping(1.0):
+        raise DaemonUnreachable(f"no trackiod answered at {client.settings.endpoint}; run `trackiod start`")

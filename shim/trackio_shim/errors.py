@@ -1,0 +1,48 @@
+"""The error hierarchy shared by the shim and the daemon.
+
+Every error trackio_shim or trackiod raises on purpose derives from :class:`TrackiodError`, so callers can
+catch the whole family at once. The daemon imports this module; it never raises these into a training loop
+for the daemon's own troubles (those become warnings in the shim).
+"""
+
+from __future__ import annotations
+
+
+class TrackiodError(Exception):
+    """Base class of every error raised on purpose by trackio_shim and trackiod."""
+
+
+class UsageError(TrackiodError):
+    """The caller used the API in a way it does not support (wandb raises its own UsageError here)."""
+
+
+class ConfigError(UsageError):
+    """A config key was changed without ``allow_val_change=True`` (as ``wandb.errors.ConfigError``)."""
+
+
+class SettingsError(TrackiodError):
+    """A setting (CLI flag or ``TRACKIOD_*`` variable) has a value that cannot be used."""
+
+
+class ProtocolError(TrackiodError):
+    """A frame could not be decoded or does not follow the wire protocol."""
+
+
+class ProtocolVersionError(UsageError):
+    """The daemon cannot serve this shim's protocol version; upgrade one so they match."""
+
+
+class RunNotFoundError(UsageError):
+    """``resume="must"`` named a run that does not exist, or the read API found no such run."""
+
+
+class RunExistsError(UsageError):
+    """``resume="never"`` named a run id that already exists."""
+
+
+class DaemonError(TrackiodError):
+    """The daemon could not start, or could not do what a CLI command asked."""
+
+
+class DaemonUnreachable(DaemonError):
+    """No daemon answered on the endpoint within the time allowed."""

@@ -1,0 +1,144 @@
+"""The trackiod wire protocol: the single source of truth for both sides (docs/protocol.md explains it).
+
+Every message is one ZeroMQ frame holding one msgpack array whose first element is the message kind.
+Clients use DEALER sockets whose routing id is their 16-byte session id; the daemon uses one ROUTER.
+
+Sequenced messages (kinds below 32) are durable: each carries the producer session id and a per-session
+sequence number starting at 1. The daemon stores them, commits, then sends ``ACK(highest committed seq)``.
+The per-session watermark is written in the same transaction as the data, so a resend after any crash is
+dropped exactly when it was already committed. Control messages (32-63) and daemon replies (64+) are not
+stored and carry no sequence number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+#: Versions this build of the daemon can ingest.
+SUPPORTED_VERSIONS = frozenset({1})
+
+# --- sequenced, client -> daemon: [kind, sid, seq, *fields] ---
+SESSION = 1  # info: {version, pid, host, started, argv, python}
+RUN_START = 2  # handle, params: {project, id, name, resume, config, tags, ..., req}
+LOG = 3  # handle, step, timestamp, data
+CONFIG = 4  # handle, items (merged into the run's config)
+SUMMARY = 5  # handle, items (explicit summary values)
+DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden}
+RUN_FINISH = 7  # handle, exit_code, timestamp
+
+# --- control, client -> daemon: [kind, sid, *fields] ---
+PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
+SPOOL_READY = 34  # spool file path (a hint: ingest it now)
+RESYNC = 35  # first seq the client still holds; older ones are gone for good
+QUERY = 36  # req_id, what, args
+
+# --- daemon -> client: [kind, *fields] ---
+REFUSE = 65  # reason
+ACK = 66  # seq
+NACK = 67  # expected seq
+REPLY = 68  # req_id, ok, body
+NOTICE = 69  # level, text
+PONG = 70  # boot_id, committed seq of the asking session (0 if unknown)
+
+SEQUENCED_KINDS = frozenset({SESSION, RUN_START, LOG, CONFIG, SUMMARY, DEFINE_METRIC, RUN_FINISH})
+CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
+
+# Field count after [kind, sid, seq] (sequenced) or after [kind, sid] (control); -1 means "at least 0".
+_ARITY = {
+    SESSION: 1,
+    RUN_START: 2,
+    LOG: 4,
+    CONFIG: 2,
+    SUMMARY: 2,
+    DEFINE_METRIC: 2,
+    RUN_FINISH: 3,
+    PING: 1,
+    SPOOL_READY: 1,
+    RESYNC: 1,
+    QUERY: 3,
+}
+
+SESSION_ID_BYTES = 16
+KIND_NAMES = {
+    value: name
+    for name, value in globals().items()
+    if name.isupper() and isinstance(value, int) and not name.startswith(("PROTOCOL", "SESSION_ID"))
+}
+
+
+def pack(message: tuple[Any, ...] | list[Any]) -> bytes:
+    """Encode one message. Hot paths keep their own ``msgpack.Packer`` instead."""
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
+    return packed
+
+
+def unpack(raw: bytes, max_len: int | None = None) -> Any:
+    """Decode one frame's msgpack payload, bounding container sizes (defence against hostile frames).
+
+    Raises:
+        ProtocolError: the bytes are not one complete msgpack value.
+    """
+    limit = len(raw) if max_len is None else max_len
+    try:
+        return msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=False,
+            max_str_len=limit,
+            max_bin_len=limit,
+            max_array_len=limit,
+            max_map_len=limit,
+            max_ext_len=limit,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(f"undecodable frame ({type(exc).__name__}: {exc})") from None
+
+
+def decode_client(raw: bytes) -> tuple[int, bytes, int, list[Any]]:
+    """Decode and shape-check a client message.
+
+    Returns:
+        ``(kind, session_id, seq, fields)``; ``seq`` is 0 for control messages.
+
+    Raises:
+        ProtocolError: the frame is not a well-formed client message; the text says which part is wrong.
+    """
+    return check_client(unpack(raw))
+
+
+def check_client(msg: Any) -> tuple[int, bytes, int, list[Any]]:
+    """Shape-check an already decoded client message (from a socket or a spool file); see decode_client."""
+    if not isinstance(msg, list) or len(msg) < 2:
+        raise ProtocolError("frame is not a msgpack array of at least [kind, session_id]")
+    kind, sid = msg[0], msg[1]
+    if type(kind) is not int or kind not in _ARITY:
+        raise ProtocolError(f"unknown message kind {kind!r}")
+    if not isinstance(sid, bytes) or len(sid) != SESSION_ID_BYTES:
+        raise ProtocolError(f"{KIND_NAMES[kind]}: session id must be {SESSION_ID_BYTES} bytes")
+    if kind in SEQUENCED_KINDS:
+        if len(msg) != 3 + _ARITY[kind]:
+            raise ProtocolError(f"{KIND_NAMES[kind]}: expected {3 + _ARITY[kind]} elements, got {len(msg)}")
+        seq = msg[2]
+        if type(seq) is not int or seq < 1:
+            raise ProtocolError(f"{KIND_NAMES[kind]}: sequence number must be a positive int, got {seq!r}")
+        return kind, sid, seq, msg[3:]
+    if len(msg) != 2 + _ARITY[kind]:
+        raise ProtocolError(f"{KIND_NAMES[kind]}: expected {2 + _ARITY[kind]} elements, got {len(msg)}")
+    return kind, sid, 0, msg[2:]
+
+
+def decode_daemon(raw: bytes) -> list[Any]:
+    """Decode a daemon -> client message; the client ignores (and counts) anything malformed.
+
+    Raises:
+        ProtocolError: the frame is not a msgpack array starting with a known daemon kind.
+    """
+    msg = unpack(raw)
+    if not isinstance(msg, list) or not msg or msg[0] not in KIND_NAMES or msg[0] < REFUSE:
+        raise ProtocolError("not a daemon message")
+    return msg

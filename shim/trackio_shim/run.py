@@ -1,0 +1,394 @@
+"""Run, Config and Summary: the wandb-shaped objects a training script holds."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from . import protocol as P
+from .client import Client
+from .errors import ConfigError, UsageError
+from .values import warn_once
+
+_SUMMARY_KINDS = frozenset({"min", "max", "mean", "last", "first", "none", "best"})
+
+
+def json_friendly(value: Any) -> Any:
+    """Config values as msgpack/JSON-friendly data: containers kept, unknown objects as their str()."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_friendly(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_friendly(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return json_friendly(value.item())
+    if hasattr(value, "tolist"):
+        return json_friendly(value.tolist())
+    return str(value)
+
+
+def as_mapping(obj: Any, what: str) -> dict[str, Any]:
+    """A dict from a dict, an argparse.Namespace or any object with ``__dict__`` (absl-like flags)."""
+    if obj is None:
+        return {}
+    if isinstance(obj, Mapping):
+        return {str(k): v for k, v in obj.items()}
+    if isinstance(obj, argparse.Namespace) or hasattr(obj, "__dict__"):
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
+    raise UsageError(f"{what} must be a dict or an argparse.Namespace, not {type(obj).__name__}")
+
+
+class Config:
+    """wandb.config: attribute and item access; every change is sent to the daemon and persisted."""
+
+    _items: dict[str, Any]
+    _run: Run | None
+    _allow_val_change: bool
+
+    def __init__(self, run: Run | None = None, allow_val_change: bool = False) -> None:
+        object.__setattr__(self, "_items", {})
+        object.__setattr__(self, "_run", run)
+        object.__setattr__(self, "_allow_val_change", allow_val_change)
+
+    def _merge(self, items: Mapping[str, Any], allow_val_change: bool, only_new: bool = False) -> None:
+        changed: dict[str, Any] = {}
+        allow = allow_val_change or self._allow_val_change
+        for key, raw in items.items():
+            value = json_friendly(raw)
+            if key in self._items:
+                if only_new or self._items[key] == value:
+                    continue
+                if not allow:
+                    raise ConfigError(
+                        f"Attempted to change value of key {key!r} from {self._items[key]!r} to {value!r}. "
+                        "If you really want to do this, pass allow_val_change=True to config.update()"
+                    )
+            changed[key] = value
+        if not changed:
+            return
+        self._items.update(changed)
+        if self._run is not None:
+            self._run._send(P.CONFIG, changed)
+
+    def update(self, d: Any, allow_val_change: bool = False) -> None:
+        """Merge ``d`` (dict or Namespace). Changing an existing key needs ``allow_val_change=True``.
+
+        Raises:
+            ConfigError: an existing key would change and ``allow_val_change`` is False.
+        """
+        self._merge(as_mapping(d, "config"), allow_val_change)
+
+    def setdefaults(self, d: Any) -> None:
+        """Set the keys of ``d`` that are not set yet; existing values are kept."""
+        self._merge(as_mapping(d, "config"), allow_val_change=False, only_new=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A copy of the config as a plain dict."""
+        return dict(self._items)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._items.get(key, default)
+
+    def keys(self) -> Any:
+        return self._items.keys()
+
+    def items(self) -> Any:
+        return self._items.items()
+
+    def values(self) -> Any:
+        return self._items.values()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._merge({key: value}, allow_val_change=False)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._items[key]
+        except KeyError:
+            raise AttributeError(f"config has no key {key!r}") from None
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self._merge({key: value}, allow_val_change=False)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Config({self._items!r})"
+
+
+class Summary:
+    """wandb.summary: the daemon keeps it (last value per key, or define_metric's aggregate).
+
+    Reads ask the daemon after the run's frames are acknowledged. Explicit assignments are sent as they
+    happen and win until the key is logged again. When no daemon answers, reads fall back to the values
+    assigned in this process, with a one-time warning.
+    """
+
+    def __init__(self, run: Run | None = None) -> None:
+        self._run = run
+        self._local: dict[str, Any] = {}
+
+    def _snapshot(self) -> dict[str, Any]:
+        run = self._run
+        if run is None or run._client is None:
+            return dict(self._local)
+        remote = run._query("summary", {"handle": run._handle})
+        if remote is None:
+            warn_once(
+                "summary-offline",
+                "trackio_shim: trackiod did not answer; summary shows only values set in this process",
+            )
+            return dict(self._local)
+        return dict(remote)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._snapshot()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._snapshot().get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.update({key: value})
+
+    def update(self, d: Mapping[str, Any]) -> None:
+        """Set summary values explicitly; they are persisted and win until the key is logged again."""
+        items = {str(k): json_friendly(v) for k, v in d.items()}
+        self._local.update(items)
+        if self._run is not None:
+            self._run._send(P.SUMMARY, items)
+
+    def keys(self) -> Any:
+        return self._snapshot().keys()
+
+    def items(self) -> Any:
+        return self._snapshot().items()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._snapshot()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._snapshot())
+
+    def __len__(self) -> int:
+        return len(self._snapshot())
+
+    def __repr__(self) -> str:
+        return f"Summary({self._snapshot()!r})"
+
+
+class Run:
+    """A run, as returned by ``init()``. Use it as a context manager to finish it on exit."""
+
+    def __init__(
+        self,
+        client: Client | None,
+        handle: int,
+        params: dict[str, Any],
+        dir: Path | None,
+        allow_val_change: bool = False,
+    ) -> None:
+        self._client = client
+        self._handle = handle
+        self.id: str = params["id"]
+        self.name: str = params["name"]
+        self.project: str = params["project"]
+        self.entity: str | None = None
+        self.group: str | None = params.get("group")
+        self.job_type: str | None = params.get("job_type")
+        self.tags: tuple[str, ...] = tuple(params.get("tags") or ())
+        self.notes: str | None = params.get("notes")
+        self.mode: str = params.get("mode", "online")
+        self.resumed = False
+        self.start_time = time.time()
+        self._dir = dir
+        self._step = 0
+        self._finished = False
+        self.config = Config(self, allow_val_change)
+        self.summary = Summary(self)
+
+    # --------------------------------------------------------------- the hot path
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Log a dict of values at the current step (wandb semantics; see docs/api.md).
+
+        Never blocks on and never raises for the daemon. An unsupported value is dropped with a one-time
+        warning naming its key; the rest of the call is kept.
+        """
+        client = self._client
+        if client is None or self._finished:
+            if self._finished:
+                warn_once(("log-after-finish", self.id), f"trackio_shim: run {self.id} is finished; log ignored")
+            return
+        if type(data) is not dict:
+            if not isinstance(data, Mapping):
+                warn_once(
+                    ("log-type", type(data)),
+                    f"trackio_shim: log() takes a dict, not {type(data).__name__}; the call was ignored",
+                )
+                return
+            data = dict(data)
+        with client.lock:
+            if step is None:
+                at = self._step
+                if commit is not False:
+                    self._step = at + 1
+            else:
+                at = self._explicit_step(step, commit)
+            client.emit_locked((P.LOG, self._handle, at, time.time(), data))
+
+    def _explicit_step(self, step: Any, commit: bool | None) -> int:
+        try:
+            at = int(step)
+        except (TypeError, ValueError):
+            warn_once(("bad-step", type(step)), f"trackio_shim: step={step!r} is not an int; using {self._step}")
+            at = self._step
+        if at < self._step:
+            warn_once(
+                ("step-rewind", self.id),
+                f"trackio_shim: step {at} is lower than the current step {self._step}; the values are "
+                "stored at that step (overwriting earlier values of the same keys) and the step counter "
+                "continues from there",
+            )
+        self._step = at + 1 if commit else at
+        return at
+
+    # --------------------------------------------------------------- the rest
+    def _send(self, kind: int, payload: Any) -> None:
+        if self._client is not None and not self._finished:
+            self._client.emit((kind, self._handle, payload))
+
+    def _query(self, what: str, args: dict[str, Any]) -> Any:
+        client = self._client
+        if client is None:
+            return None
+        client.wait_acked(client.seq, 1.0)
+        reply = client.request((P.QUERY, None, what, args), timeout=1.0, sequenced=False)
+        return reply.body if reply.done and reply.ok else None
+
+    @property
+    def step(self) -> int:
+        """The step the next ``log()`` without ``step=`` writes to."""
+        return self._step
+
+    @property
+    def dir(self) -> str:
+        """A local folder for this run's files (created on first use)."""
+        if self._dir is None:
+            raise UsageError("this run has no directory (mode='disabled')")
+        self._dir.mkdir(parents=True, exist_ok=True)
+        return str(self._dir)
+
+    @property
+    def path(self) -> str:
+        return f"{self.project}/{self.id}"
+
+    @property
+    def url(self) -> str | None:
+        """The dashboard URL of this run; None until the dashboard exists (see README)."""
+        return None
+
+    @property
+    def offline(self) -> bool:
+        return self.mode == "offline"
+
+    @property
+    def disabled(self) -> bool:
+        return self._client is None
+
+    def define_metric(
+        self,
+        name: str,
+        step_metric: str | None = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> None:
+        """Declare a metric (glob names like ``"train/*"`` allowed): its x-axis and summary aggregate.
+
+        Raises:
+            UsageError: ``summary`` names an unknown aggregate, or ``name`` is empty.
+        """
+        if not isinstance(name, str) or not name:
+            raise UsageError("define_metric() needs a non-empty metric name")
+        kinds = [s.strip() for s in summary.split(",")] if summary else []
+        bad = [k for k in kinds if k not in _SUMMARY_KINDS]
+        if bad:
+            raise UsageError(
+                f"define_metric({name!r}): unknown summary {', '.join(bad)}; "
+                f"use one or more of {', '.join(sorted(_SUMMARY_KINDS))}"
+            )
+        if goal is not None and goal not in ("minimize", "maximize"):
+            raise UsageError(f"define_metric({name!r}): goal must be 'minimize' or 'maximize'")
+        spec = {
+            "name": name,
+            "step_metric": step_metric,
+            "summary": kinds,
+            "hidden": bool(hidden),
+            "goal": goal,
+        }
+        self._send(P.DEFINE_METRIC, spec)
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Mark the run finished (or failed for a non-zero exit code); waits briefly for acknowledgements.
+
+        Never hangs: after ``finish_timeout_s`` whatever is unacknowledged goes to the spool, and the daemon
+        ingests it when it can.
+        """
+        if self._finished:
+            return
+        code = 0 if exit_code is None else int(exit_code)
+        client = self._client
+        if client is not None:
+            seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
+            self._finished = True
+            if not client.wait_acked(seq, client.settings.finish_timeout_s):
+                with client.lock:
+                    client.spill_locked()
+        self._finished = True
+        from . import _forget_run  # late import: the module keeps the list of active runs
+
+        _forget_run(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.finish(exit_code=1 if exc_type is not None else 0)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.project}/{self.id} ({self.name})>"
+
+
+class DisabledRun(Run):
+    """mode="disabled": every call is a cheap no-op; config and summary are plain local objects."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        super().__init__(None, 0, params, None)
+        self.mode = "disabled"
+
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        return None
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        self._finished = True
+        from . import _forget_run
+
+        _forget_run(self)

@@ -1,0 +1,163 @@
+"""The one frozen settings object, shared by the shim and the daemon.
+
+Built once from explicit overrides (CLI flags, ``init(settings=...)``), ``TRACKIOD_*`` environment variables
+and defaults, in that order of precedence, then passed explicitly. Nothing here runs at import time.
+Every field is documented in docs/settings.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SettingsError
+
+# Unix domain socket paths are limited to 108 bytes on Linux (104 on macOS); keep a margin.
+_MAX_SOCKET_PATH = 100
+
+
+def _default_home(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "trackiod"
+
+
+def _default_runtime_dir(env: Mapping[str, str], home: Path) -> Path:
+    # Keyed by the data directory, so each home has its own daemon and socket; hashed to keep the path short.
+    base = env.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
+    return Path(base) / f"trackiod-{os.getuid()}" / digest
+
+
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, kind: type) -> Any:
+    try:
+        if kind is bool:
+            low = raw.strip().lower()
+            if low in _BOOL_TRUE:
+                return True
+            if low in _BOOL_FALSE:
+                return False
+            raise ValueError(raw)
+        return kind(raw)
+    except ValueError:
+        env = "TRACKIOD_" + name.upper()
+        raise SettingsError(f"{env}={raw!r} is not a valid {kind.__name__}; fix or unset {env}") from None
+
+
+@dataclass(frozen=True)
+class TrackiodSettings:
+    """Every tunable of trackiod and trackio_shim. Build with :meth:`Settings.load`."""
+
+    home: Path
+    runtime_dir: Path
+    endpoint: str
+    autostart: bool = True
+    silent: bool = False
+    buffer_bytes: int = 64 * 1024 * 1024
+    max_frame_bytes: int = 16 * 1024 * 1024
+    init_timeout_s: float = 2.0
+    autostart_timeout_s: float = 15.0
+    finish_timeout_s: float = 5.0
+    pump_interval_s: float = 0.02
+    heartbeat_interval_s: float = 2.0
+    heartbeat_timeout_s: float = 120.0
+    flush_interval_s: float = 0.025
+    batch_max_points: int = 250_000
+    maintenance_interval_s: float = 1.0
+    drain_timeout_s: float = 20.0
+    log_level: str = "INFO"
+    overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "trackiod.db"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "trackiod.log"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "daemon.lock"
+
+    @property
+    def state_path(self) -> Path:
+        return self.home / "daemon.json"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.runtime_dir / "trackiod.sock"
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TrackiodSettings:
+        """Build settings from ``overrides`` (None values ignored), then ``TRACKIOD_*`` variables, then defaults.
+
+        Raises:
+            SettingsError: a variable or override cannot be parsed, or the socket path is too long.
+        """
+        env = os.environ if environ is None else environ
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in ("home", "runtime_dir", "endpoint", "overrides"):
+                continue
+            kind = type(f.default)
+            if f.name in given:
+                values[f.name] = given[f.name]
+            elif f"TRACKIOD_{f.name.upper()}" in env:
+                values[f.name] = _parse(f.name, env[f"TRACKIOD_{f.name.upper()}"], kind)
+        home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
+        home = home.absolute()
+        runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
+        runtime = Path(runtime_raw).expanduser().absolute() if runtime_raw else _default_runtime_dir(env, home)
+        endpoint = given.get("endpoint") or env.get("TRACKIOD_ENDPOINT") or f"ipc://{runtime / 'trackiod.sock'}"
+        if endpoint.startswith("ipc://") and len(endpoint) - len("ipc://") > _MAX_SOCKET_PATH:
+            raise SettingsError(
+                f"socket path {endpoint[6:]!r} is longer than {_MAX_SOCKET_PATH} characters; "
+                "set TRACKIOD_RUNTIME_DIR to a shorter directory"
+            )
+        return cls(
+            home=home,
+            runtime_dir=runtime,
+            endpoint=endpoint,
+            overrides=tuple(sorted(given.items())),
+            **values,
+        )
+
+    def ensure_dirs(self) -> None:
+        """Create the data, spool and private socket directories (the socket's with mode 0700)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        if self.endpoint.startswith("ipc://"):
+            for directory in (self.runtime_dir.parent, self.runtime_dir):
+                directory.mkdir(mode=0o700, exist_ok=True, parents=True)
+                st = directory.stat()
+                if st.st_uid != os.getuid():
+                    raise SettingsError(f"{directory} belongs to another user; set TRACKIOD_RUNTIME_DIR")
+                if st.st_mode & 0o077:
+                    os.chmod(directory, 0o700)
+
+    def child_env(self) -> dict[str, str]:
+        """The ``TRACKIOD_*`` variables that reproduce these settings in a daemon we spawn."""
+        out = {"TRACKIOD_HOME": str(self.home), "TRACKIOD_RUNTIME_DIR": str(self.runtime_dir)}
+        out["TRACKIOD_ENDPOINT"] = self.endpoint
+        for name, value in self.overrides:
+            if name not in ("home", "runtime_dir", "endpoint"):
+                out[f"TRACKIOD_{name.upper()}"] = str(int(value) if isinstance(value, bool) else value)
+        return out

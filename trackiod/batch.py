@@ -1,0 +1,201 @@
+"""Points waiting for the next commit, held column-wise so a flush writes whole arrays.
+
+A LOG frame costs the ingest loop a few dict operations: its values are appended as one row to the group of
+frames with the same keys in the same run. At flush each group becomes one 2-D numpy array; numeric groups
+(the common case) are split into columns without touching values one by one. Anything else takes the slow
+path, which flattens nested dicts and sorts values into numbers, texts and rejects.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_KEY_CHARS = 512
+MAX_DEPTH = 32
+RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
+
+
+def check_key(name: Any) -> tuple[str | None, str | None]:
+    """``(name, None)`` for a usable metric name, else ``(None, reason)``."""
+    if not isinstance(name, str):
+        if isinstance(name, (int, float, bool)):
+            name = str(name)
+        else:
+            return None, f"metric names must be strings, not {type(name).__name__}"
+    if not name or len(name) > MAX_KEY_CHARS:
+        return None, f"metric names must be 1 to {MAX_KEY_CHARS} characters long"
+    if name in RESERVED_KEYS:
+        return None, f"{name!r} is reserved for the history's own columns; rename the key"
+    if "\x00" in name:
+        return None, "metric names cannot contain NUL characters"
+    return name, None
+
+
+@dataclass
+class Group:
+    """Frames of one run that logged the same keys, as parallel lists."""
+
+    arrivals: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+@dataclass
+class SeriesParts:
+    """Everything one series received in this batch, possibly from several groups."""
+
+    arrivals: list[np.ndarray] = field(default_factory=list)
+    steps: list[np.ndarray] = field(default_factory=list)
+    times: list[np.ndarray] = field(default_factory=list)
+    vals: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, arrivals: np.ndarray, steps: np.ndarray, times: np.ndarray, vals: np.ndarray) -> None:
+        self.arrivals.append(arrivals)
+        self.steps.append(steps)
+        self.times.append(times)
+        self.vals.append(vals)
+
+    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps, times and values in arrival order (so a later value for a step wins on read)."""
+        if len(self.vals) == 1:
+            return self.steps[0], self.times[0], self.vals[0]
+        order = np.argsort(np.concatenate(self.arrivals), kind="stable")
+        return (
+            np.concatenate(self.steps)[order],
+            np.concatenate(self.times)[order],
+            np.concatenate(self.vals)[order],
+        )
+
+
+@dataclass
+class Columns:
+    """What a flush writes: numeric series, text values, and the rejects to report."""
+
+    series: dict[tuple[int, str], SeriesParts] = field(default_factory=dict)
+    texts: list[tuple[int, str, int, float, str]] = field(default_factory=list)
+    rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (run_id, key, reason)
+
+
+class Batch:
+    """The open batch: LOG rows grouped by (run, keys)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[int, tuple[Any, ...]], Group] = {}
+        self.points = 0
+        self.frames = 0
+        self._arrival = 0
+
+    def add(self, run_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
+        keys = tuple(data)
+        group = self.groups.get((run_id, keys))
+        if group is None:
+            group = self.groups[(run_id, keys)] = Group()
+        self._arrival += 1
+        group.arrivals.append(self._arrival)
+        group.steps.append(step)
+        group.times.append(ts)
+        group.rows.append(tuple(data.values()))
+        self.points += len(keys)
+        self.frames += 1
+
+    def __bool__(self) -> bool:
+        return bool(self.groups)
+
+    def columns(self) -> Columns:
+        """Split every group into per-series arrays; the batch is empty afterwards."""
+        out = Columns()
+        for (run_id, keys), group in self.groups.items():
+            arrivals = np.asarray(group.arrivals, np.int64)
+            steps = np.asarray(group.steps, np.int64)
+            times = np.asarray(group.times, np.float64)
+            names = [check_key(k) for k in keys]
+            matrix = _numeric_matrix(group.rows, len(keys))
+            if matrix is not None and all(name is not None for name, _ in names):
+                for j, (name, _) in enumerate(names):
+                    assert name is not None
+                    _parts(out, run_id, name).add(arrivals, steps, times, matrix[:, j])
+            else:
+                _slow_path(out, run_id, keys, group)
+        self.groups.clear()
+        self.points = self.frames = 0
+        return out
+
+
+def _parts(out: Columns, run_id: int, name: str) -> SeriesParts:
+    parts = out.series.get((run_id, name))
+    if parts is None:
+        parts = out.series[(run_id, name)] = SeriesParts()
+    return parts
+
+
+def _numeric_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray | None:
+    if width == 0:
+        return None
+    try:
+        matrix = np.array(rows)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    # dtype kinds: bool, signed, unsigned, float. Strings ("U") and objects fall to the slow path, which is
+    # also what keeps a numeric-looking string such as "1.5" a text value.
+    if matrix.dtype.kind not in "biuf" or matrix.ndim != 2 or matrix.shape[1] != width:
+        return None
+    return matrix.astype(np.float64, copy=False)
+
+
+def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group) -> None:
+    numeric: dict[str, tuple[list[int], list[int], list[float], list[float]]] = {}
+    for arrival, step, ts, row in zip(group.arrivals, group.steps, group.times, group.rows):
+        for name, value in flatten(dict(zip(keys, row)), out, run_id):
+            if isinstance(value, bool):
+                value = float(value)
+            if isinstance(value, (int, float)):
+                try:
+                    number = float(value)
+                except OverflowError:
+                    number = math.inf if value > 0 else -math.inf
+                cols = numeric.setdefault(name, ([], [], [], []))
+                cols[0].append(arrival)
+                cols[1].append(step)
+                cols[2].append(ts)
+                cols[3].append(number)
+            elif isinstance(value, str):
+                out.texts.append((run_id, name, step, ts, value))
+            elif value is not None:
+                out.rejects.append(
+                    (
+                        run_id,
+                        name,
+                        f"values of type {type(value).__name__} are not supported; log a number or str",
+                    )
+                )
+    for name, (arrivals, steps, times, vals) in numeric.items():
+        _parts(out, run_id, name).add(
+            np.asarray(arrivals, np.int64),
+            np.asarray(steps, np.int64),
+            np.asarray(times, np.float64),
+            np.asarray(vals, np.float64),
+        )
+
+
+def flatten(data: dict[Any, Any], out: Columns, run_id: int, prefix: str = "", depth: int = 0) -> list[tuple[str, Any]]:
+    """Nested dicts as ``("a/b", value)`` pairs; bad names and too-deep nesting become rejects."""
+    pairs: list[tuple[str, Any]] = []
+    for raw_key, value in data.items():
+        name, reason = check_key(raw_key)
+        if name is None:
+            out.rejects.append((run_id, f"{prefix}{str(raw_key)[:80]}", str(reason)))
+            continue
+        full = prefix + name
+        if isinstance(value, dict):
+            if depth >= MAX_DEPTH:
+                out.rejects.append((run_id, full[:200], f"nested deeper than {MAX_DEPTH} levels"))
+                continue
+            pairs.extend(flatten(value, out, run_id, full + "/", depth + 1))
+        else:
+            pairs.append((full, value))
+    return pairs

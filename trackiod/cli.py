@@ -1,0 +1,195 @@
+"""The ``trackiod`` command: start, stop, status, runs. Errors are one clear line; ``--debug`` shows tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from trackio_shim.client import spawn_daemon
+from trackio_shim.errors import TrackiodError
+from trackio_shim.settings import TrackiodSettings
+
+from . import __version__, control
+
+
+def _settings(args: argparse.Namespace) -> TrackiodSettings:
+    return TrackiodSettings.load(
+        home=args.home, log_level=args.log_level, flush_interval_s=getattr(args, "flush_interval", None)
+    )
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.foreground:
+        from .daemon import Daemon, DaemonAlreadyRunning, setup_logging
+
+        settings.ensure_dirs()
+        setup_logging(settings, to_stderr=True)
+        try:
+            return Daemon(settings).run()
+        except DaemonAlreadyRunning as exc:
+            print(f"trackiod: {exc}", file=sys.stderr)
+            return 0
+    answer = control.request(settings, "status", timeout=0.5)
+    if answer is not None:
+        print(f"trackiod is already running (pid {answer[1]['pid']}) on {settings.endpoint}")
+        return 0
+    spawn_daemon(settings)
+    deadline = time.monotonic() + settings.autostart_timeout_s
+    while time.monotonic() < deadline:
+        answer = control.request(settings, "status", timeout=0.5)
+        if answer is not None:
+            status = answer[1]
+            print(
+                f"trackiod started (pid {status['pid']})\n  endpoint: {status['endpoint']}\n"
+                f"  database: {status['database']}\n  log:      {settings.log_path}"
+            )
+            return 0
+    print(
+        f"trackiod: the daemon did not come up within {settings.autostart_timeout_s:.0f}s; see {settings.log_path}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    pid = control.daemon_pid(settings)
+    answer = control.request(settings, "stop", timeout=2.0)
+    if answer is None and pid is None:
+        print("trackiod is not running")
+        return 0
+    if pid is not None and not control.wait_until(
+        lambda: control.daemon_pid(settings) is None, settings.drain_timeout_s + 10
+    ):
+        print(f"trackiod: pid {pid} did not stop in time; see {settings.log_path}", file=sys.stderr)
+        return 1
+    print("trackiod stopped" + (f" (pid {pid})" if pid else ""))
+    return 0
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    answer = control.request(settings, "status", timeout=2.0)
+    if answer is None:
+        if args.json:
+            print(json.dumps({"running": False, "endpoint": settings.endpoint, "home": str(settings.home)}))
+        else:
+            print(f"trackiod is not running (endpoint {settings.endpoint})")
+        return 3
+    status: dict[str, Any] = answer[1]
+    if args.json:
+        print(json.dumps({"running": True, **status}, indent=2))
+        return 0
+    rows = [
+        ("pid", status["pid"]),
+        ("uptime", f"{status['uptime_s']:.0f} s"),
+        ("endpoint", status["endpoint"]),
+        ("database", f"{status['database']} ({_human_bytes(status['database_bytes'])})"),
+        ("active runs", ", ".join(status["active_runs"]) or "none"),
+        ("ingest", f"{status['frames_per_s']:.0f} frames/s, {status['points_per_s']:.0f} points/s"),
+        ("commit latency", f"p50 {status['commit_ms_p50']} ms, p99 {status['commit_ms_p99']} ms"),
+        (
+            "spool",
+            f"{status['spooled_frames_ingested']} frames ingested, {status['spool_files_pending']} files pending",
+        ),
+        (
+            "dropped",
+            f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
+        ),
+        ("last error", status["last_error"] or "none"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from . import query
+
+    settings = _settings(args)
+    try:
+        conn = query.open_reader(settings.db_path)
+    except FileNotFoundError as exc:
+        print(f"trackiod: {exc}", file=sys.stderr)
+        return 1
+    try:
+        runs = query.list_runs(conn, args.project)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(runs, indent=2, default=str))
+        return 0
+    if not runs:
+        print("no runs" + (f" in project {args.project!r}" if args.project else ""))
+        return 0
+    header = ("project", "id", "name", "state", "steps", "started", "duration")
+    table = [header]
+    for r in runs:
+        end = r["ended_at"] or r["updated_at"]
+        table.append(
+            (
+                r["project"],
+                r["run_key"],
+                r["name"],
+                r["state"],
+                "" if r["last_step"] is None else str(r["last_step"] + 1),
+                datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
+                f"{end - r['created_at']:.1f}s",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackiod", description="Local experiment-tracking daemon.")
+    parser.add_argument("--version", action="version", version=f"trackiod {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", help="data directory (TRACKIOD_HOME)")
+    common.add_argument("--log-level", help="daemon log level (TRACKIOD_LOG_LEVEL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", parents=[common], help="start the daemon (in the background by default)")
+    start.add_argument("--foreground", action="store_true", help="run in this process (for systemd)")
+    start.add_argument("--flush-interval", type=float, help="commit deadline in seconds (TRACKIOD_FLUSH_INTERVAL_S)")
+    start.set_defaults(func=cmd_start)
+    sub.add_parser("stop", parents=[common], help="drain, commit and stop the daemon").set_defaults(func=cmd_stop)
+    status = sub.add_parser("status", parents=[common], help="show the daemon's state")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    runs = sub.add_parser("runs", parents=[common], help="list runs (works with the daemon stopped)")
+    runs.add_argument("--project", help="only this project")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trackiod`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TrackiodError as exc:
+        if args.debug:
+            raise
+        print(f"trackiod: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,293 @@
+"""The daemon process: one ROUTER socket, one writer thread, one shutdown path.
+
+The main thread owns the socket and the database. It polls, feeds frames to :class:`~trackiod.ingest.Ingest`,
+commits on size or on the flush deadline, acknowledges, and does maintenance (spool files, crashed runs)
+on a timer. SIGTERM, SIGINT and ``trackiod stop`` all call :meth:`Daemon.request_shutdown`; the loop then
+drains what was received, commits it and exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import zmq
+from trackio_shim import protocol as P
+from trackio_shim.errors import DaemonError
+from trackio_shim.settings import TrackiodSettings
+
+from . import __version__
+from .ingest import Ingest
+from .spool import SpoolIngester, spool_files
+from .store import Store
+
+log = logging.getLogger("trackiod")
+
+
+class DaemonAlreadyRunning(DaemonError):
+    """Another daemon holds this data directory's lock."""
+
+
+def setup_logging(settings: TrackiodSettings, to_stderr: bool) -> None:
+    """Log to ``TRACKIOD_HOME/trackiod.log`` (and stderr in the foreground, for journald)."""
+    root = logging.getLogger("trackiod")
+    root.setLevel(settings.log_level.upper())
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(settings.log_path)]
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+class Daemon:
+    """One trackiod instance for one data directory."""
+
+    def __init__(self, settings: TrackiodSettings) -> None:
+        self.settings = settings
+        self.boot_id = os.urandom(8)
+        self.started = time.time()
+        self._shutdown: str | None = None
+        self._lock_fd: int | None = None
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
+        self.frames_per_s = 0.0
+        self.points_per_s = 0.0
+
+    def request_shutdown(self, reason: str) -> None:
+        """The one way to stop: signals and the ``stop`` command all end up here."""
+        if self._shutdown is None:
+            self._shutdown = reason
+            log.info("shutdown requested (%s)", reason)
+
+    # ------------------------------------------------------------------ lifecycle
+    def _acquire_lock(self) -> None:
+        fd = os.open(self.settings.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DaemonAlreadyRunning(f"a trackiod already serves {self.settings.home}") from None
+        self._lock_fd = fd
+
+    def run(self) -> int:
+        """Serve until asked to stop; returns the process exit code.
+
+        Raises:
+            DaemonAlreadyRunning: another daemon owns this data directory.
+        """
+        self.settings.ensure_dirs()
+        self._acquire_lock()
+        self.store = Store(self.settings.db_path)
+        self.ctx = zmq.Context(io_threads=1)
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
+        self.ingest.boot_id = self.boot_id
+        self.ingest.query_hook = self._query
+        self.spool = SpoolIngester(
+            self.settings.spool_dir,
+            self.settings.max_frame_bytes,
+            lambda kind, sid, seq, fields: self.ingest.handle(kind, sid, seq, fields, live=False),
+            self.ingest.commit,
+            self.ingest._malformed,
+        )
+        try:
+            pending = self.spool.ingest()  # before serving, so resends find their spooled elders committed
+            if pending:
+                log.info("ingested %d spooled frames at start", pending)
+            self._bind()
+            self._write_state()
+            previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+            log.info(
+                "trackiod %s serving %s (database %s)",
+                __version__,
+                self.settings.endpoint,
+                self.settings.db_path,
+            )
+            try:
+                self._loop()
+                self._drain()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        finally:
+            self._close()
+        log.info("trackiod stopped (%s)", self._shutdown)
+        return 0
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.request_shutdown(signal.Signals(signum).name)
+
+    def _bind(self) -> None:
+        sock = self.sock
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_frame_bytes)
+        sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.SNDHWM, 100_000)
+        endpoint = self.settings.endpoint
+        if endpoint.startswith("ipc://"):
+            # We hold the data directory's lock, so a socket file left here is a dead daemon's.
+            Path(endpoint[6:]).unlink(missing_ok=True)
+        elif endpoint.startswith("tcp://"):
+            raise DaemonError("TCP listeners need CURVE keys, which are not built yet; use the default ipc://")
+        sock.bind(endpoint)
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "endpoint": self.settings.endpoint,
+            "started": self.started,
+            "boot_id": self.boot_id.hex(),
+            "database": str(self.settings.db_path),
+            "version": __version__,
+        }
+        tmp = self.settings.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.settings.state_path)
+
+    def _close(self) -> None:
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            sock.close(linger=0)
+            self.ctx.term()
+            if self.settings.endpoint.startswith("ipc://"):
+                Path(self.settings.endpoint[6:]).unlink(missing_ok=True)
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+        self.settings.state_path.unlink(missing_ok=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the lock last, after everything is on disk
+
+    # ------------------------------------------------------------------ the loop
+    def send(self, sid: bytes, message: tuple[Any, ...]) -> None:
+        """Deliver a message to a session; dropped silently if it is gone (acks are cumulative)."""
+        try:
+            self.sock.send_multipart([sid, self._packer.pack(message)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+    def _loop(self) -> None:
+        settings = self.settings
+        ingest = self.ingest
+        next_maintenance = time.monotonic() + settings.maintenance_interval_s
+        while self._shutdown is None:
+            now = time.monotonic()
+            wait = next_maintenance - now
+            if ingest.pending:
+                wait = min(wait, ingest.opened_at + settings.flush_interval_s - now)
+            if self.sock.poll(max(0, min(int(wait * 1000), 100))):
+                self._receive(10_000)
+            now = time.monotonic()
+            if ingest.pending and (
+                now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
+            ):
+                ingest.commit()
+            if now >= next_maintenance:
+                next_maintenance = now + settings.maintenance_interval_s
+                self._maintenance()
+
+    def _receive(self, budget: int) -> int:
+        sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
+        count = 0
+        while count < budget:
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            count += 1
+            if len(parts) != 2:
+                ingest._malformed(f"expected 2 message parts, got {len(parts)}")
+                continue
+            ingest.handle_raw(parts[1])
+            if ingest.batch.points >= limit:
+                ingest.commit()
+        return count
+
+    def _maintenance(self) -> None:
+        try:
+            self.spool.ingest()
+            ingest = self.ingest
+            ingest.commit()
+            ingest._begin()
+            ingest.runs.mark_crashed(time.time(), self.settings.heartbeat_timeout_s, ingest.last_seen)
+            ingest.commit()
+        except Exception as exc:  # maintenance must never take the daemon down
+            log.exception("maintenance failed: %s", exc)
+            self.ingest.counters.last_error = f"maintenance: {exc}"
+        now = time.monotonic()
+        then, frames, points = self._rates
+        counters = self.ingest.counters
+        if now - then >= 1.0:
+            self.frames_per_s = (counters.frames - frames) / (now - then)
+            self.points_per_s = (counters.points - points) / (now - then)
+            self._rates = (now, counters.frames, counters.points)
+
+    def _ingest_spool_of(self, sid: bytes) -> None:
+        if spool_files(self.settings.spool_dir, sid):
+            self.spool.ingest(sid)
+
+    def _drain(self) -> None:
+        """Take in everything already sent to us, commit it, acknowledge it."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while time.monotonic() < deadline and self.sock.poll(50):
+            self._receive(10_000)
+        self.ingest.commit()
+
+    # ------------------------------------------------------------------ queries
+    def _query(self, sid: bytes, req_id: Any, what: Any, args: dict[str, Any]) -> None:
+        ok: bool = True
+        body: Any = None
+        if what == "status":
+            body = self.status()
+        elif what == "stop":
+            self.request_shutdown("trackiod stop")
+        elif what == "summary":
+            self.ingest.commit()
+            body = self.ingest.runs.summary_view(sid, args.get("handle"))
+            ok = body is not None
+        elif what == "flush":
+            ok = self.ingest.commit()
+        else:
+            ok, body = False, f"unknown query {what!r}"
+        self.send(sid, (P.REPLY, req_id, ok, body))
+
+    def status(self) -> dict[str, Any]:
+        """What ``trackiod status`` shows."""
+        counters = self.ingest.counters
+        latencies = sorted(counters.commit_ms[-1000:])
+        db = self.settings.db_path
+        size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+        active = self.store.active_runs()
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "uptime_s": round(time.time() - self.started, 1),
+            "endpoint": self.settings.endpoint,
+            "home": str(self.settings.home),
+            "database": str(db),
+            "database_bytes": size,
+            "active_runs": [f"{r['run_key']} ({r['name']})" for r in active],
+            "frames_per_s": round(self.frames_per_s, 1),
+            "points_per_s": round(self.points_per_s, 1),
+            "frames_total": counters.frames,
+            "points_total": counters.points,
+            "commits": counters.commits,
+            "commit_ms_p50": round(latencies[len(latencies) // 2], 2) if latencies else None,
+            "commit_ms_p99": round(latencies[int(len(latencies) * 0.99)], 2) if latencies else None,
+            "duplicates_dropped": counters.duplicates,
+            "malformed_frames": counters.malformed,
+            "spooled_frames_ingested": self.spool.frames,
+            "spool_files_pending": len(spool_files(self.settings.spool_dir)),
+            "last_error": counters.last_error,
+        }

@@ -1,0 +1,285 @@
+"""Frames in, transactions out: dedupe by session watermark, run lifecycle, batching, acknowledgements.
+
+One :class:`Ingest` lives in the daemon's single writer thread. A batch is one SQLite transaction, opened at
+the first frame after a commit; run lifecycle messages run their SQL at once inside it, points wait in a
+:class:`~trackiod.batch.Batch` and are written column-wise at :meth:`Ingest.commit`. The watermark of every
+session in the batch is written in the same transaction, so acknowledged means committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apsw
+import psutil
+from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
+
+from .batch import Batch
+from .runs import RunBook
+from .store import Store
+
+log = logging.getLogger("trackiod.ingest")
+
+#: ``send(sid, message)``: deliver a daemon -> client message to a session (dropped if it is gone).
+Send = Callable[[bytes, tuple[Any, ...]], None]
+
+
+class Counters:
+    """Figures for ``trackiod status``."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.points = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.nacks = 0
+        self.commits = 0
+        self.commit_ms: list[float] = []
+        self.spool_frames = 0
+        self.last_error: str | None = None
+
+    def note_commit(self, ms: float) -> None:
+        self.commits += 1
+        self.commit_ms.append(ms)
+        if len(self.commit_ms) > 2048:
+            del self.commit_ms[:1024]
+
+
+class Ingest:
+    """Applies decoded client messages to the store; see the module docstring."""
+
+    def __init__(self, store: Store, send: Send, spool_hook: Callable[[bytes], None]) -> None:
+        self.store = store
+        self.send = send
+        self.spool_hook = spool_hook  # ingest this session's spool files now (called on a gap)
+        self.committed, handles = store.load_sessions()
+        self.accepted = dict(self.committed)
+        self.runs = RunBook(store, handles, self.notice)
+        self.batch = Batch()
+        self.counters = Counters()
+        self.host = socket.gethostname()
+        self._in_txn = False
+        self._touched: set[bytes] = set()
+        self._dups: set[bytes] = set()
+        self._last_nack: dict[bytes, tuple[int, float]] = {}
+        self.opened_at = 0.0
+        self.last_seen: dict[bytes, float] = {}
+
+    # ------------------------------------------------------------------ entry points
+    def handle_raw(self, raw: bytes) -> None:
+        """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
+        try:
+            kind, sid, seq, fields = P.decode_client(raw)
+        except ProtocolError as exc:
+            self._malformed(str(exc))
+            return
+        self.handle(kind, sid, seq, fields, live=True)
+
+    def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        """Apply one decoded message (``live`` False for spool files, which get no replies)."""
+        self.counters.frames += 1
+        if kind in P.CONTROL_KINDS:
+            self._control(kind, sid, fields)
+        else:
+            self._sequenced(kind, sid, seq, fields, live)
+
+    def notice(self, sid: bytes | None, text: str, level: str = "warning") -> None:
+        """Tell a session something went wrong with what it sent (the shim warns once per text)."""
+        log.warning("%s%s", f"session {sid.hex()[:8]}: " if sid else "", text)
+        if sid is not None:
+            self.send(sid, (P.NOTICE, level, text))
+
+    # ------------------------------------------------------------------ sequenced messages
+    def _sequenced(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        expected = self.accepted.get(sid, 0) + 1
+        if seq > expected and live:
+            self.spool_hook(sid)  # the missing frames may be waiting in a spool file
+            expected = self.accepted.get(sid, 0) + 1
+        if seq < expected:
+            self.counters.duplicates += 1
+            self._dups.add(sid)
+            return
+        if seq > expected:
+            if live:
+                self._nack(sid, expected)
+                return
+            log.warning("session %s: frames %d..%d are missing from its spool", sid.hex()[:8], expected, seq - 1)
+        self._begin()
+        try:
+            self._apply(kind, sid, seq, fields, live)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {exc}", sid)
+        self.accepted[sid] = seq
+        self._touched.add(sid)
+
+    def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        if kind == P.LOG:
+            handle, step, ts, data = fields
+            if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(data, dict):
+                raise ValueError("LOG needs an int step, a numeric timestamp and a dict of values")
+            run_id = self.runs.run_for(sid, handle)
+            if run_id is not None:
+                self.batch.add(run_id, step, float(ts), data)
+                self.counters.points += len(data)
+        elif kind == P.SESSION:
+            (info,) = fields
+            if not isinstance(info, dict) or info.get("version") not in P.SUPPORTED_VERSIONS:
+                self.notice(
+                    sid,
+                    f"protocol version {info.get('version') if isinstance(info, dict) else '?'} "
+                    f"is not supported (this daemon serves {sorted(P.SUPPORTED_VERSIONS)})",
+                )
+                if live:
+                    self.send(sid, (P.REFUSE, "unsupported protocol version"))
+                return
+            self.store.save_session(sid, info, self._proc_started(info))
+        elif kind == P.RUN_START:
+            handle, params = fields
+            ok, body = self.runs.start(sid, int(handle), dict(params))
+            if live and params.get("req") is not None:
+                self.commit()  # the answer promises a committed run
+                self.send(sid, (P.REPLY, params["req"], ok, body))
+        elif kind == P.CONFIG:
+            self.runs.config(sid, fields[0], _as_dict(fields[1]))
+        elif kind == P.SUMMARY:
+            self.runs.summary(sid, fields[0], _as_dict(fields[1]))
+        elif kind == P.DEFINE_METRIC:
+            self.runs.define_metric(sid, fields[0], _as_dict(fields[1]))
+        elif kind == P.RUN_FINISH:
+            self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+
+    def _proc_started(self, info: dict[str, Any]) -> float | None:
+        """The process's start time, to tell it apart from a later process reusing its pid."""
+        if info.get("host") != self.host or not isinstance(info.get("pid"), int):
+            return None
+        try:
+            created = float(psutil.Process(info["pid"]).create_time())
+        except (psutil.Error, ValueError, OverflowError):
+            return None
+        return created if created <= float(info.get("started", 0)) + 1.0 else None
+
+    def _nack(self, sid: bytes, expected: int) -> None:
+        last = self._last_nack.get(sid)
+        now = time.monotonic()
+        if last is not None and last[0] == expected and now - last[1] < 0.5:
+            return
+        self._last_nack[sid] = (expected, now)
+        self.counters.nacks += 1
+        self.send(sid, (P.NACK, expected))
+
+    def _malformed(self, reason: str, sid: bytes | None = None) -> None:
+        self.counters.malformed += 1
+        self.counters.last_error = reason
+        if self.counters.malformed <= 100 or self.counters.malformed % 1000 == 0:
+            log.warning("dropped a malformed frame (%d so far): %s", self.counters.malformed, reason)
+        if sid is not None:
+            self.send(sid, (P.NOTICE, "warning", f"a message was rejected: {reason}"))
+
+    # ------------------------------------------------------------------ control messages
+    def _control(self, kind: int, sid: bytes, fields: list[Any]) -> None:
+        self.last_seen[sid] = time.time()
+        if kind == P.PING:
+            if fields[0] not in P.SUPPORTED_VERSIONS:
+                self.send(
+                    sid,
+                    (
+                        P.REFUSE,
+                        f"protocol version {fields[0]!r} is not supported by this trackiod "
+                        f"(it serves {sorted(P.SUPPORTED_VERSIONS)}); install matching versions",
+                    ),
+                )
+                return
+            self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
+        elif kind == P.SPOOL_READY:
+            self.spool_hook(sid)
+        elif kind == P.RESYNC:
+            first = int(fields[0])
+            if first - 1 > self.accepted.get(sid, 0):
+                log.error(
+                    "session %s says frames before %d are gone; %d frames were lost",
+                    sid.hex()[:8],
+                    first,
+                    first - 1 - self.accepted.get(sid, 0),
+                )
+                self._begin()
+                self.accepted[sid] = first - 1
+                self._touched.add(sid)
+        elif kind == P.QUERY:
+            req_id, what, args = fields
+            self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
+
+    boot_id: bytes = b""
+    query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
+
+    # ------------------------------------------------------------------ transactions
+    def _begin(self) -> None:
+        if not self._in_txn:
+            self.store.conn.execute("BEGIN")
+            self._in_txn = True
+            self.opened_at = time.monotonic()
+
+    @property
+    def pending(self) -> bool:
+        return self._in_txn or bool(self._dups)
+
+    def commit(self) -> bool:
+        """Write the batch, commit, and acknowledge every session it covered; False if it was rolled back."""
+        if not self._in_txn:
+            self._ack_dups()
+            return True
+        started = time.perf_counter()
+        touched, self._touched = self._touched, set()
+        try:
+            columns = self.batch.columns()
+            self.runs.write_points(columns)
+            self.runs.save_dirty()
+            self.store.save_watermarks((sid, self.accepted[sid]) for sid in touched)
+            self.store.conn.execute("COMMIT")
+        except apsw.Error as exc:
+            self._in_txn = False
+            self._rollback(touched, exc)
+            return False
+        finally:
+            self._in_txn = False
+        self.counters.note_commit((time.perf_counter() - started) * 1000)
+        for sid in touched:
+            self.committed[sid] = self.accepted[sid]
+            self.send(sid, (P.ACK, self.accepted[sid]))
+        self._ack_dups()
+        return True
+
+    def _ack_dups(self) -> None:
+        for sid in self._dups:
+            if sid in self.committed:
+                self.send(sid, (P.ACK, self.committed[sid]))
+        self._dups.clear()
+
+    def _rollback(self, touched: set[bytes], exc: Exception) -> None:
+        """Undo a failed batch: forget everything uncommitted and ask its senders to resend."""
+        self.counters.last_error = f"commit failed: {exc}"
+        log.error("commit failed, batch rolled back (its senders will resend): %s", exc)
+        try:
+            self.store.conn.execute("ROLLBACK")
+        except apsw.Error:
+            pass
+        self.batch = Batch()
+        self.accepted = dict(self.committed)
+        self.runs.reset()
+        for sid in touched:
+            self._nack(sid, self.committed.get(sid, 0) + 1)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a dict, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, default=str, allow_nan=True)

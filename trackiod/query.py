@@ -1,0 +1,187 @@
+"""Reads from the store through query-only connections: runs, series, history rows.
+
+Used by the CLI, the read API (``trackio_shim.Api``) and, later, the dashboard. Readers never write and
+never take the writer's lock (WAL), so they work with the daemon running or stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+
+from .schema import configure, dict_rows
+
+RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs")
+
+
+def open_reader(path: Path) -> apsw.Connection:
+    """A connection that can only read (``PRAGMA query_only``).
+
+    Raises:
+        FileNotFoundError: there is no database at ``path`` yet (nothing was ever logged).
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"no trackiod database at {path}; nothing has been logged there yet")
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
+    configure(conn, readonly=True)
+    conn.execute("PRAGMA query_only=ON")
+    return conn
+
+
+def _run_dict(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for column in RUN_JSON_COLUMNS:
+        out[column] = json.loads(out[column]) if out.get(column) else ([] if column in ("pids", "tags") else {})
+    out.pop("summary_state", None)
+    return out
+
+
+_RUN_SELECT = "SELECT r.*, p.name AS project FROM runs r JOIN projects p ON p.id = r.project_id"
+
+
+def list_projects(conn: apsw.Connection) -> list[dict[str, Any]]:
+    return dict_rows(
+        conn,
+        "SELECT p.name, COUNT(r.id) AS runs, MAX(r.updated_at) AS last_update FROM projects p "
+        "LEFT JOIN runs r ON r.project_id = p.id GROUP BY p.id ORDER BY p.name",
+    )
+
+
+def list_runs(conn: apsw.Connection, project: str | None = None) -> list[dict[str, Any]]:
+    """Runs (newest first), optionally of one project, with JSON columns decoded."""
+    if project is None:
+        rows = dict_rows(conn, f"{_RUN_SELECT} ORDER BY r.id DESC")
+    else:
+        rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? ORDER BY r.id DESC", (project,))
+    return [_run_dict(r) for r in rows]
+
+
+def get_run(conn: apsw.Connection, project: str, run_key: str) -> dict[str, Any] | None:
+    rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? AND r.run_key=?", (project, run_key))
+    return _run_dict(rows[0]) if rows else None
+
+
+def run_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, int]]:
+    """``{name: (key_id, kind, points)}`` for every key a run logged."""
+    return {
+        name: (key_id, kind, points)
+        for name, key_id, kind, points in conn.execute(
+            "SELECT k.name, k.id, rk.kind, rk.points FROM run_keys rk JOIN keys k ON k.id = rk.key_id "
+            "WHERE rk.run_id=? ORDER BY k.name",
+            (run_id,),
+        )
+    }
+
+
+def read_series(
+    conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One numeric series as (steps, times, values), sorted by step, one value per step (the last logged)."""
+    sql = "SELECT steps, times, vals FROM chunks WHERE run_id=? AND key_id=?"
+    args: list[Any] = [run_id, key_id]
+    if min_step is not None:
+        sql += " AND step_max >= ?"
+        args.append(min_step)
+    if max_step is not None:
+        sql += " AND step_min <= ?"
+        args.append(max_step)
+    blobs: list[Any] = conn.execute(sql + " ORDER BY id", args).fetchall()
+    if not blobs:
+        return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
+    steps = np.concatenate([np.frombuffer(b[0], "<i8") for b in blobs])
+    times = np.concatenate([np.frombuffer(b[1], "<f8") for b in blobs])
+    vals = np.concatenate([np.frombuffer(b[2], "<f8") for b in blobs])
+    if steps.size > 1 and not bool(np.all(steps[1:] > steps[:-1])):
+        # Out-of-order or repeated steps: keep the last value written for each step, ordered by step.
+        rev_steps = steps[::-1]
+        uniq, first_in_rev = np.unique(rev_steps, return_index=True)
+        idx = steps.size - 1 - first_in_rev
+        steps, times, vals = uniq, times[idx], vals[idx]
+    if min_step is not None or max_step is not None:
+        lo = np.searchsorted(steps, min_step, "left") if min_step is not None else 0
+        hi = np.searchsorted(steps, max_step, "right") if max_step is not None else steps.size
+        steps, times, vals = steps[lo:hi], times[lo:hi], vals[lo:hi]
+    return steps, times, vals
+
+
+def read_texts(
+    conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rows: list[Any] = conn.execute(
+        "SELECT step, ts, value FROM texts WHERE run_id=? AND key_id=? AND step BETWEEN ? AND ? ORDER BY step",
+        (
+            run_id,
+            key_id,
+            -(2**63) if min_step is None else min_step,
+            2**63 - 1 if max_step is None else max_step,
+        ),
+    ).fetchall()
+    return (
+        np.asarray([r[0] for r in rows], np.int64),
+        np.asarray([r[1] for r in rows], np.float64),
+        [r[2] for r in rows],
+    )
+
+
+def _decode(value: float) -> Any:
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def history(
+    conn: apsw.Connection,
+    run: dict[str, Any],
+    keys: list[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+    samples: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """History rows ``{"_step", "_timestamp", "_runtime", key: value...}`` in step order.
+
+    With ``keys``, only rows where every one of those keys has a value (as wandb's scan_history). With
+    ``samples``, at most that many rows, evenly spread over the steps and including the first and last.
+    """
+    available = run_keys(conn, run["id"])
+    wanted = list(available) if keys is None else [k for k in keys if k in available]
+    if keys is not None and len(wanted) < len(keys):
+        return
+    columns: list[tuple[str, Any, Any, Any, bool]] = []
+    for name in wanted:
+        key_id, kind, _ = available[name]
+        if kind == "text":
+            steps, times, text_vals = read_texts(conn, run["id"], key_id, min_step, max_step)
+            columns.append((name, steps, times, text_vals, False))
+            more_steps, more_times, more_vals = read_series(conn, run["id"], key_id, min_step, max_step)
+            if more_steps.size:
+                columns.append((name, more_steps, more_times, more_vals, True))
+        else:
+            steps, times, vals = read_series(conn, run["id"], key_id, min_step, max_step)
+            columns.append((name, steps, times, vals, True))
+    if not columns:
+        return
+    if keys is None:
+        all_steps = np.unique(np.concatenate([c[1] for c in columns]))
+    else:
+        all_steps = columns[0][1]
+        for column in columns[1:]:
+            all_steps = np.intersect1d(all_steps, column[1])
+    if samples is not None and all_steps.size > samples:
+        picks = np.unique(np.linspace(0, all_steps.size - 1, max(samples, 2)).round().astype(np.int64))
+        all_steps = all_steps[picks]
+    positions = [np.searchsorted(c[1], all_steps) for c in columns]
+    created = float(run["created_at"])
+    for i, step in enumerate(all_steps.tolist()):
+        row: dict[str, Any] = {"_step": step}
+        stamp = 0.0
+        for (name, steps, times, vals, numeric), pos in zip(columns, positions):
+            j = int(pos[i])
+            if j < steps.size and steps[j] == step:
+                row[name] = _decode(float(vals[j])) if numeric else vals[j]
+                stamp = max(stamp, float(times[j]))
+        row["_timestamp"] = stamp
+        row["_runtime"] = max(0.0, stamp - created)
+        yield row

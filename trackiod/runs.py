@@ -1,0 +1,273 @@
+"""Run lifecycle in the daemon: start and resume, config, summaries, finish, crash detection.
+
+Every method runs inside the ingest thread's open transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from .batch import Columns
+from .store import Store
+from .summary import RunSummary
+
+log = logging.getLogger("trackiod.runs")
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+MAX_NAME_CHARS = 256
+
+
+def new_run_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def _text(value: Any, field: str, default: str | None = None) -> str | None:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or ("/" in value and field != "name"):
+        raise ValueError(f"{field} must be a string of at most {MAX_NAME_CHARS} characters without '/'")
+    return value
+
+
+class RunBook:
+    """Which run each (session, handle) logs to, and each run's summary; see the module docstring."""
+
+    def __init__(
+        self, store: Store, handles: dict[tuple[bytes, int], int], notice: Callable[[bytes | None, str], None]
+    ) -> None:
+        self.store = store
+        self.handles = handles
+        self.notice = notice
+        self.rejected: dict[tuple[bytes, int], dict[str, Any]] = {}
+        self.summaries: dict[int, RunSummary] = {}
+        self.dirty: set[int] = set()
+        self.last_steps: dict[int, int] = {}
+        self.run_sids: dict[int, bytes] = {}
+        self._finished: set[int] = set()
+        self._told: set[tuple[int, str, str]] = set()
+
+    # ------------------------------------------------------------------ lookups
+    def run_for(self, sid: bytes, handle: Any) -> int | None:
+        """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""
+        run_id = self.handles.get((sid, handle))
+        if run_id is None:
+            params = self.rejected.pop((sid, handle), None)
+            if params is not None:
+                params["resume"] = "allow"
+                params["id"] = f"{params.get('id') or new_run_id()}-{new_run_id()[:4]}"
+                self.start(sid, handle, params)
+                self.notice(
+                    sid,
+                    f"init() was refused but the run logged anyway; its data went to new run "
+                    f"{params.get('project')}/{params['id']}",
+                )
+                run_id = self.handles.get((sid, handle))
+            else:
+                self.notice(sid, f"data for unknown run handle {handle!r} was dropped (no init() was received)")
+                return None
+        if run_id is not None:
+            self.run_sids[run_id] = sid
+        return run_id
+
+    def _summary(self, run_id: int) -> RunSummary:
+        summary = self.summaries.get(run_id)
+        if summary is None:
+            row = self.store.run(run_id)
+            state = json.loads(row["summary_state"]) if row else {}
+            defs = json.loads(row["metric_defs"]) if row else []
+            summary = self.summaries[run_id] = RunSummary.from_state(state, defs)
+        return summary
+
+    def summary_view(self, sid: bytes, handle: Any) -> dict[str, Any] | None:
+        run_id = self.handles.get((sid, handle))
+        return None if run_id is None else self._summary(run_id).view()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, sid: bytes, handle: int, params: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Create or resume the run ``params`` describe and attach the handle to it."""
+        project = _text(params.get("project"), "project", "uncategorized")
+        assert project is not None
+        run_key = _text(params.get("id"), "id")
+        name = _text(params.get("name"), "name")
+        policy = params.get("resume") or "never"
+        existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
+        if existing is not None and policy == "never":
+            self.rejected[(sid, handle)] = params
+            return False, {
+                "error": "exists",
+                "message": f"run {project}/{run_key} already exists; pass "
+                "resume='allow' (or 'must') to resume it, or use another id",
+            }
+        if existing is None and policy == "must":
+            self.rejected[(sid, handle)] = params
+            return False, {
+                "error": "not_found",
+                "message": f"resume='must' but project {project!r} has no "
+                f"run {'id ' + repr(run_key) if run_key else 'named ' + repr(name)}",
+            }
+        session = self.store.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
+        pid, host = session if session else (None, None)
+        config: dict[str, Any] = params["config"] if isinstance(params.get("config"), dict) else {}
+        if existing is not None:
+            run_id = existing["id"]
+            merged = {**json.loads(existing["config"]), **config}
+            self.store.reopen_run(run_id, params, merged, pid)
+            self.summaries.pop(run_id, None)
+            step = existing["last_step"] + 1 if existing["last_step"] is not None else 0
+            body = {
+                "id": existing["run_key"],
+                "name": existing["name"],
+                "resumed": True,
+                "step": step,
+                "config": merged,
+            }
+        else:
+            run_key = run_key or new_run_id()
+            name = name or _text(params.get("default_name"), "name") or run_key
+            row = self.store.create_run(project, run_key, name, params, config, host, pid)
+            run_id = row["id"]
+            body = {"id": run_key, "name": name, "resumed": False, "step": 0, "config": config}
+        self.store.attach(sid, handle, run_id)
+        self.handles[(sid, handle)] = run_id
+        log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
+        return True, body
+
+    def config(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        row = self.store.run(run_id) if run_id is not None else None
+        if run_id is not None and row is not None:
+            merged = {**json.loads(row["config"]), **items}
+            self.store.update_run(run_id, config=json.dumps(merged, default=str), updated_at=time.time())
+
+    def summary(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is not None:
+            self._summary(run_id).set_explicit(items)
+            self.dirty.add(run_id)
+
+    def define_metric(self, sid: bytes, handle: Any, spec: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is None or not isinstance(spec.get("name"), str):
+            return
+        summary = self._summary(run_id)
+        summary.define(spec)
+        self.store.update_run(run_id, metric_defs=json.dumps(summary.defs, default=str))
+        self.dirty.add(run_id)
+
+    def finish(self, sid: bytes, handle: Any, exit_code: int, ended_at: float) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is None:
+            return
+        self.store.detach(sid, handle)
+        others = [s for s in self.store.run_sessions(run_id) if s[0] != sid and not s[1]]
+        if others:
+            return  # other processes still log to this run
+        state = "finished" if exit_code == 0 else "failed"
+        self.store.update_run(run_id, state=state, exit_code=exit_code, ended_at=ended_at, updated_at=time.time())
+        self._finished.add(run_id)
+        log.info("run %d %s (exit code %d)", run_id, state, exit_code)
+
+    def mark_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
+        """Mark running runs whose processes are all gone as crashed; returns their ids."""
+        crashed = []
+        host = socket.gethostname()
+        for row in self.store.active_runs():
+            sessions = [s for s in self.store.run_sessions(row["id"]) if not s[1]]
+            if any(_alive(s, host, now, heartbeat_timeout, last_seen) for s in sessions):
+                continue
+            self.store.update_run(row["id"], state="crashed", ended_at=now, updated_at=now)
+            crashed.append(row["id"])
+            log.warning("run %s marked crashed: none of its processes is alive", row["run_key"])
+        return crashed
+
+    # ------------------------------------------------------------------ points and summaries
+    def write_points(self, columns: Columns) -> None:
+        counts: dict[tuple[int, int], tuple[str, int, int]] = {}
+        for (run_id, name), parts in columns.series.items():
+            steps, times, vals = parts.merged()
+            key_id = self.store.key_id(name)
+            self.store.write_series(run_id, key_id, steps, times, vals)
+            self._summary(run_id).add_numeric(name, vals)
+            counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
+            self._saw_step(run_id, int(steps.max()))
+        rows = []
+        for run_id, name, step, ts, value in columns.texts:
+            key_id = self.store.key_id(name)
+            rows.append((run_id, key_id, step, ts, value))
+            self._summary(run_id).add_text(name, value)
+            kind, n, _ = counts.get((run_id, key_id), ("text", 0, step))
+            counts[(run_id, key_id)] = (kind, n + 1, step)
+            self._saw_step(run_id, step)
+        if rows:
+            self.store.write_texts(rows)
+        if counts:
+            self.store.count_keys(counts)
+        for run_id, key, reason in columns.rejects:
+            if (run_id, key, reason) not in self._told and len(self._told) < 100_000:
+                self._told.add((run_id, key, reason))
+                self.notice(self.run_sids.get(run_id), f"key {key!r}: {reason}; the rest of the call was kept")
+
+    def _saw_step(self, run_id: int, step: int) -> None:
+        previous = self.last_steps.get(run_id)
+        self.last_steps[run_id] = step if previous is None else max(previous, step)
+        self.dirty.add(run_id)
+
+    def save_dirty(self) -> None:
+        now = time.time()
+        for run_id in self.dirty:
+            summary = self._summary(run_id)
+            columns: dict[str, Any] = {
+                "summary": json.dumps(summary.view(), default=str),
+                "summary_state": json.dumps(summary.state(), default=str),
+                "updated_at": now,
+            }
+            if run_id in self.last_steps:
+                row = self.store.run(run_id)
+                previous = row["last_step"] if row and row["last_step"] is not None else -1
+                columns["last_step"] = max(previous, int(self.last_steps[run_id]))
+            self.store.update_run(run_id, **columns)
+            self.store.conn.execute(
+                "UPDATE runs SET state='running', ended_at=NULL WHERE id=? AND state='crashed'", (run_id,)
+            )
+        self.dirty.clear()
+        self.last_steps.clear()
+        for run_id in self._finished:
+            self.store.forget_tails(run_id)
+            self.summaries.pop(run_id, None)
+        self._finished.clear()
+
+    def reset(self) -> None:
+        """Forget uncommitted state after a rollback; everything is re-read from the database."""
+        _, self.handles = self.store.load_sessions()
+        self.store._tails.clear()
+        self.summaries.clear()
+        self.dirty.clear()
+        self.last_steps.clear()
+        self._finished.clear()
+
+
+def _alive(
+    session: tuple[bytes, int, int, str | None, float | None, float],
+    host: str,
+    now: float,
+    heartbeat_timeout: float,
+    last_seen: dict[bytes, float],
+) -> bool:
+    sid, _, pid, session_host, proc_started, stored_seen = session
+    if session_host == host and pid:
+        if proc_started is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            return bool(abs(proc.create_time() - proc_started) < 0.5 and proc.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+    return now - max(last_seen.get(sid, 0.0), stored_seen or 0.0) < heartbeat_timeout

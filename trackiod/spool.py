@@ -1,0 +1,108 @@
+"""Spool files: frames a shim wrote to disk while no daemon took them (see docs/protocol.md, "Spool").
+
+A shim holds an exclusive flock on its spool file while writing. The daemon ingests a file only after taking
+that lock itself (the writer closed it or died), applies its frames through the same dedupe path as live
+frames, commits, and only then deletes the file. A crash anywhere in between re-ingests the file, and the
+watermark drops whatever was already committed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
+
+log = logging.getLogger("trackiod.spool")
+
+Apply = Callable[[int, bytes, int, list[Any]], None]
+
+
+def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
+    """Spool files in ingest order (per session, by first sequence number), optionally for one session."""
+    pattern = f"{sid.hex()}-*.spool" if sid is not None else "*.spool"
+    try:
+        return sorted(directory.glob(pattern))
+    except OSError:
+        return []
+
+
+def read_frames(path: Path, max_frame: int) -> Iterator[Any]:
+    """Decoded messages of one spool file; a truncated last frame (writer killed mid-write) is skipped."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 1 << 20))
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            unpacker.feed(block)
+            try:
+                yield from unpacker
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", path, exc)
+                return
+    if unpacker.tell() < path.stat().st_size:
+        log.warning("spool file %s ends in a truncated frame; it was skipped", path)
+
+
+class SpoolIngester:
+    """Finds claimable spool files and feeds them to the ingest path."""
+
+    def __init__(
+        self,
+        directory: Path,
+        max_frame: int,
+        apply: Apply,
+        commit: Callable[[], bool],
+        malformed: Callable[[str], None],
+    ) -> None:
+        self.directory = directory
+        self.max_frame = max_frame
+        self.apply = apply
+        self.commit = commit
+        self.malformed = malformed
+        self.frames = 0
+        self.files = 0
+
+    def ingest(self, sid: bytes | None = None) -> int:
+        """Ingest every spool file whose writer is gone (of one session, or all); returns frames read."""
+        total = 0
+        for path in spool_files(self.directory, sid):
+            total += self._ingest_file(path)
+        return total
+
+    def _ingest_file(self, path: Path) -> int:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its writer is still appending
+            count = 0
+            for msg in read_frames(path, self.max_frame):
+                try:
+                    kind, sid, seq, fields = P.check_client(msg)
+                except ProtocolError as exc:
+                    self.malformed(f"spool {path.name}: {exc}")
+                    continue
+                self.apply(kind, sid, seq, fields)
+                count += 1
+            if not self.commit():
+                log.error("spool file %s could not be committed; it is kept for the next try", path.name)
+                return 0
+            path.unlink(missing_ok=True)
+            self.frames += count
+            self.files += 1
+            log.info("ingested spool file %s (%d frames)", path.name, count)
+            return count
+        finally:
+            os.close(fd)
