@@ -154,7 +154,9 @@ def shim(env: dict[str, str]) -> Iterator[Any]:
         trackio_shim._bind(None)
 
 
-def run_script(code: str, env: dict[str, str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_script(
+    code: str, env: dict[str, str], timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run a training script in a fresh interpreter (real atexit, real process exit)."""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

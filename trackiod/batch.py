@@ -19,8 +19,11 @@ MAX_DEPTH = 32
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
 
 
-def check_key(name: Any) -> tuple[str | None, str | None]:
-    """``(name, None)`` for a usable metric name, else ``(None, reason)``."""
+def check_key(name: Any, top_level: bool = True) -> tuple[str | None, str | None]:
+    """``(name, None)`` for a usable metric name, else ``(None, reason)``.
+
+    ``top_level`` False is for a nested dict's keys: "a/_step" is no history column, so it is not reserved.
+    """
     if not isinstance(name, str):
         if isinstance(name, (int, float, bool)):
             name = str(name)
@@ -28,7 +31,7 @@ def check_key(name: Any) -> tuple[str | None, str | None]:
             return None, f"metric names must be strings, not {type(name).__name__}"
     if not name or len(name) > MAX_KEY_CHARS:
         return None, f"metric names must be 1 to {MAX_KEY_CHARS} characters long"
-    if name in RESERVED_KEYS:
+    if top_level and name in RESERVED_KEYS:
         return None, f"{name!r} is reserved for the history's own columns; rename the key"
     if "\x00" in name:
         return None, "metric names cannot contain NUL characters"
@@ -186,7 +189,7 @@ def flatten(data: dict[Any, Any], out: Columns, run_id: int, prefix: str = "", d
     """Nested dicts as ``("a/b", value)`` pairs; bad names and too-deep nesting become rejects."""
     pairs: list[tuple[str, Any]] = []
     for raw_key, value in data.items():
-        name, reason = check_key(raw_key)
+        name, reason = check_key(raw_key, top_level=not prefix)
         if name is None:
             out.rejects.append((run_id, f"{prefix}{str(raw_key)[:80]}", str(reason)))
             continue

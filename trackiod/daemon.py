@@ -131,7 +131,9 @@ class Daemon:
         sock = self.sock
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.settings.max_frame_bytes)
+        # Frames up to 4x the limit reach _receive, which counts and drops them as malformed; beyond that
+        # ZeroMQ itself refuses them (it drops the connection) so that no peer makes us allocate without bound.
+        sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.settings.max_frame_bytes)
         sock.setsockopt(zmq.RCVHWM, 100_000)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         endpoint = self.settings.endpoint
@@ -199,6 +201,7 @@ class Daemon:
 
     def _receive(self, budget: int) -> int:
         sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
+        max_frame = self.settings.max_frame_bytes
         count = 0
         while count < budget:
             try:
@@ -208,6 +211,9 @@ class Daemon:
             count += 1
             if len(parts) != 2:
                 ingest._malformed(f"expected 2 message parts, got {len(parts)}")
+                continue
+            if len(parts[1]) > max_frame:
+                ingest._malformed(f"frame of {len(parts[1])} bytes is over max_frame_bytes ({max_frame})")
                 continue
             ingest.handle_raw(parts[1])
             if ingest.batch.points >= limit:
@@ -219,9 +225,12 @@ class Daemon:
             self.spool.ingest()
             ingest = self.ingest
             ingest.commit()
-            ingest._begin()
-            ingest.runs.mark_crashed(time.time(), self.settings.heartbeat_timeout_s, ingest.last_seen)
-            ingest.commit()
+            now = time.time()
+            crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
+            if crashed:
+                ingest._begin()
+                ingest.runs.mark_crashed(crashed, now)
+                ingest.commit()
         except Exception as exc:  # maintenance must never take the daemon down
             log.exception("maintenance failed: %s", exc)
             self.ingest.counters.last_error = f"maintenance: {exc}"

@@ -111,12 +111,14 @@ class Ingest:
                 return
             log.warning("session %s: frames %d..%d are missing from its spool", sid.hex()[:8], expected, seq - 1)
         self._begin()
+        # Consumed before it is applied: a frame that fails validation must not block the session, and a
+        # RUN_START that commits at once must carry its own watermark into that commit.
+        self.accepted[sid] = seq
+        self._touched.add(sid)
         try:
             self._apply(kind, sid, seq, fields, live)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
             self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {exc}", sid)
-        self.accepted[sid] = seq
-        self._touched.add(sid)
 
     def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         if kind == P.LOG:
@@ -141,7 +143,10 @@ class Ingest:
             self.store.save_session(sid, info, self._proc_started(info))
         elif kind == P.RUN_START:
             handle, params = fields
-            ok, body = self.runs.start(sid, int(handle), dict(params))
+            try:
+                ok, body = self.runs.start(sid, int(handle), dict(params))
+            except ValueError as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
+                ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
             if live and params.get("req") is not None:
                 self.commit()  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))

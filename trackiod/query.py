@@ -132,6 +132,21 @@ def _decode(value: float) -> Any:
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
+def _merge_mixed(
+    steps: np.ndarray, times: np.ndarray, texts: list[str], n_steps: np.ndarray, n_times: np.ndarray, n_vals: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """Texts and numbers of one key as one step-sorted column; where a step has both, the later one wins."""
+    all_steps = np.concatenate((steps, n_steps))
+    all_times = np.concatenate((times, n_times))
+    values: list[Any] = [*texts, *(_decode(v) for v in n_vals.tolist())]
+    order = np.lexsort((all_times, all_steps))
+    ordered = all_steps[order]
+    keep = np.ones(order.size, bool)
+    keep[:-1] = ordered[1:] != ordered[:-1]
+    idx = order[keep]
+    return all_steps[idx], all_times[idx], [values[i] for i in idx.tolist()]
+
+
 def history(
     conn: apsw.Connection,
     run: dict[str, Any],
@@ -154,10 +169,10 @@ def history(
         key_id, kind, _ = available[name]
         if kind == "text":
             steps, times, text_vals = read_texts(conn, run["id"], key_id, min_step, max_step)
-            columns.append((name, steps, times, text_vals, False))
             more_steps, more_times, more_vals = read_series(conn, run["id"], key_id, min_step, max_step)
-            if more_steps.size:
-                columns.append((name, more_steps, more_times, more_vals, True))
+            if more_steps.size:  # a key with numbers at some steps and text at others: one column
+                steps, times, text_vals = _merge_mixed(steps, times, text_vals, more_steps, more_times, more_vals)
+            columns.append((name, steps, times, text_vals, False))
         else:
             steps, times, vals = read_series(conn, run["id"], key_id, min_step, max_step)
             columns.append((name, steps, times, vals, True))
@@ -170,8 +185,9 @@ def history(
         for column in columns[1:]:
             all_steps = np.intersect1d(all_steps, column[1])
     if samples is not None and all_steps.size > samples:
-        picks = np.unique(np.linspace(0, all_steps.size - 1, max(samples, 2)).round().astype(np.int64))
-        all_steps = all_steps[picks]
+        count = max(samples, 1)
+        spread = np.linspace(0, all_steps.size - 1, count) if count > 1 else np.array([all_steps.size - 1])
+        all_steps = all_steps[np.unique(spread.round().astype(np.int64))]
     positions = [np.searchsorted(c[1], all_steps) for c in columns]
     created = float(run["created_at"])
     for i, step in enumerate(all_steps.tolist()):

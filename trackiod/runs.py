@@ -53,6 +53,7 @@ class RunBook:
         self.run_sids: dict[int, bytes] = {}
         self._finished: set[int] = set()
         self._told: set[tuple[int, str, str]] = set()
+        self._unknown: set[tuple[bytes, Any]] = set()
 
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
@@ -71,7 +72,9 @@ class RunBook:
                 )
                 run_id = self.handles.get((sid, handle))
             else:
-                self.notice(sid, f"data for unknown run handle {handle!r} was dropped (no init() was received)")
+                if (sid, handle) not in self._unknown and len(self._unknown) < 10_000:
+                    self._unknown.add((sid, handle))
+                    self.notice(sid, f"data for unknown run handle {handle!r} was dropped (no init() was received)")
                 return None
         if run_id is not None:
             self.run_sids[run_id] = sid
@@ -175,18 +178,20 @@ class RunBook:
         self._finished.add(run_id)
         log.info("run %d %s (exit code %d)", run_id, state, exit_code)
 
-    def mark_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
-        """Mark running runs whose processes are all gone as crashed; returns their ids."""
-        crashed = []
+    def find_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
+        """Running runs none of whose processes is alive (read-only; see :meth:`mark_crashed`)."""
         host = socket.gethostname()
+        crashed = []
         for row in self.store.active_runs():
             sessions = [s for s in self.store.run_sessions(row["id"]) if not s[1]]
-            if any(_alive(s, host, now, heartbeat_timeout, last_seen) for s in sessions):
-                continue
-            self.store.update_run(row["id"], state="crashed", ended_at=now, updated_at=now)
-            crashed.append(row["id"])
-            log.warning("run %s marked crashed: none of its processes is alive", row["run_key"])
+            if not any(_alive(s, host, now, heartbeat_timeout, last_seen) for s in sessions):
+                crashed.append(row["id"])
         return crashed
+
+    def mark_crashed(self, run_ids: list[int], now: float) -> None:
+        for run_id in run_ids:
+            self.store.update_run(run_id, state="crashed", ended_at=now, updated_at=now)
+            log.warning("run %d marked crashed: none of its processes is alive", run_id)
 
     # ------------------------------------------------------------------ points and summaries
     def write_points(self, columns: Columns) -> None:
@@ -203,8 +208,8 @@ class RunBook:
             key_id = self.store.key_id(name)
             rows.append((run_id, key_id, step, ts, value))
             self._summary(run_id).add_text(name, value)
-            kind, n, _ = counts.get((run_id, key_id), ("text", 0, step))
-            counts[(run_id, key_id)] = (kind, n + 1, step)
+            _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
+            counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
             self._saw_step(run_id, step)
         if rows:
             self.store.write_texts(rows)

@@ -295,10 +295,15 @@ class Store:
         )
 
     def count_keys(self, counts: dict[tuple[int, int], tuple[str, int, int]]) -> None:
-        """Add (kind, points, last_step) per (run_id, key_id) to the run's key index."""
+        """Add (kind, points, last_step) per (run_id, key_id) to the run's key index.
+
+        A key's kind becomes "text" once it has any text value (readers then look at texts and numbers) and
+        stays so: a key may hold numbers at some steps and text at others.
+        """
         self.conn.executemany(
             "INSERT INTO run_keys(run_id, key_id, kind, points, last_step) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(run_id, key_id) DO UPDATE SET points=points+excluded.points, "
-            "last_step=excluded.last_step",
+            "last_step=MAX(COALESCE(last_step, excluded.last_step), excluded.last_step), "
+            "kind=CASE WHEN excluded.kind='text' THEN 'text' ELSE kind END",
             [(run_id, key_id, kind, n, last) for (run_id, key_id), (kind, n, last) in counts.items()],
         )

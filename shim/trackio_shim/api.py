@@ -32,6 +32,7 @@ class ApiRun:
         self.notes: str | None = row["notes"]
         self.group: str | None = row["group_name"]
         self.job_type: str | None = row["job_type"]
+        self.mode: str = row["mode"]
         self.host: str | None = row["host"]
         self.metric_definitions: list[dict[str, Any]] = row["metric_defs"]
         self.created_at = datetime.fromtimestamp(row["created_at"], timezone.utc).isoformat()
@@ -51,12 +52,14 @@ class ApiRun:
     ) -> Iterator[dict[str, Any]]:
         """Every history row as a dict (``_step``, ``_timestamp``, ``_runtime`` and the keys), in step order.
 
-        With ``keys``, only rows that have all of those keys, as in wandb.
+        With ``keys``, only rows that have all of those keys, as in wandb. As in wandb, ``min_step`` is
+        inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end).
         """
         from trackiod import query
 
+        last = None if max_step is None else max_step - 1
         with self._api._reader() as conn:
-            yield from query.history(conn, self._row, keys, min_step, max_step)
+            yield from query.history(conn, self._row, keys, min_step, last)
 
     def history(
         self,

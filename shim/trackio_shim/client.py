@@ -93,6 +93,7 @@ class Client:
         self._replies: dict[int, Reply] = {}
         self._req_ids = itertools.count(1)
         self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
+        self._max_frame = settings.max_frame_bytes
         self._ctx = zmq.Context(io_threads=1)
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.ROUTING_ID, self.sid)
@@ -123,19 +124,22 @@ class Client:
     def emit(self, fields: tuple[Any, ...]) -> int:
         """Send one sequenced message ``(kind, *rest)``; returns its sequence number (0 if not sendable)."""
         with self.lock:
-            return self.emit_locked(fields)
+            return self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
 
-    def emit_locked(self, fields: tuple[Any, ...]) -> int:
-        """As :meth:`emit`, for a caller that already holds :attr:`lock`. This is log()'s hot path."""
-        seq = self.seq + 1
+    def emit_locked(self, message: list[Any]) -> int:
+        """Send ``[kind, sid, <seq slot>, *fields]``, filling in the seq; the caller holds :attr:`lock`.
+
+        This is log()'s hot path: one pack, one append, one NOBLOCK send. Returns the seq (0 if dropped).
+        """
+        seq = message[2] = self.seq + 1
         try:
-            frame = self.packer.pack((fields[0], self.sid, seq, *fields[1:]))
+            frame = self.packer.pack(message)
         except Exception:
-            frame = salvage(self.packer, fields, self.sid, seq, self.settings.max_frame_bytes)
+            frame = salvage(self.packer, message, self._max_frame)
             if frame is None:
                 return 0
-        if len(frame) > self.settings.max_frame_bytes:
-            frame = salvage(self.packer, fields, self.sid, seq, self.settings.max_frame_bytes)
+        if len(frame) > self._max_frame:
+            frame = salvage(self.packer, message, self._max_frame)
             if frame is None:
                 return 0
         self.seq = seq
@@ -318,6 +322,8 @@ class Client:
                 self.service_locked()
                 if self.acked >= seq:
                     return True
+                if not self.last_heard:
+                    return False  # no daemon has ever answered this session: nothing to wait for
                 now = time.monotonic()
                 silent_for = now - (self.last_heard or self._created_at)
                 if now >= deadline or silent_for > max(1.0, 2 * self.settings.heartbeat_interval_s):
@@ -338,7 +344,7 @@ class Client:
             self._replies[req_id] = reply
             if sequenced:
                 fields[-1]["req"] = req_id
-                self.emit_locked(fields)
+                self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
             else:
                 self._control((fields[0], req_id, *fields[2:]))
         deadline = time.monotonic() + timeout
@@ -457,6 +463,7 @@ def spawn_daemon(settings: TrackiodSettings) -> None:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            cwd="/",  # never pin the training job's working directory (it may be on a network mount)
         )
         threading.Thread(target=proc.wait, name="trackio_shim-reaper", daemon=True).start()
     finally:

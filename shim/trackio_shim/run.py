@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -14,6 +15,8 @@ from .client import Client
 from .errors import ConfigError, UsageError
 from .values import warn_once
 
+_LOG = P.LOG
+_now = time.time
 _SUMMARY_KINDS = frozenset({"min", "max", "mean", "last", "first", "none", "best"})
 
 
@@ -248,7 +251,7 @@ class Run:
                     self._step = at + 1
             else:
                 at = self._explicit_step(step, commit)
-            client.emit_locked((P.LOG, self._handle, at, time.time(), data))
+            client.emit_locked([_LOG, client.sid, 0, self._handle, at, _now(), data])
 
     def _explicit_step(self, step: Any, commit: bool | None) -> int:
         try:
@@ -268,7 +271,9 @@ class Run:
 
     # --------------------------------------------------------------- the rest
     def _send(self, kind: int, payload: Any) -> None:
-        if self._client is not None and not self._finished:
+        if self._finished:
+            warn_once(("after-finish", self.id, kind), f"trackio_shim: run {self.id} is finished; change not saved")
+        elif self._client is not None:
             self._client.emit((kind, self._handle, payload))
 
     def _query(self, what: str, args: dict[str, Any]) -> Any:
@@ -381,7 +386,8 @@ class DisabledRun(Run):
     """mode="disabled": every call is a cheap no-op; config and summary are plain local objects."""
 
     def __init__(self, params: dict[str, Any]) -> None:
-        super().__init__(None, 0, params, None)
+        # As wandb: a disabled run's dir is the system temp directory, so scripts saving files there still work.
+        super().__init__(None, 0, params, Path(tempfile.gettempdir()))
         self.mode = "disabled"
 
     def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:

@@ -79,17 +79,17 @@ def _clean(data: dict[Any, Any], packer: msgpack.Packer, prefix: str, budget: in
     return out
 
 
-def salvage(packer: msgpack.Packer, fields: tuple[Any, ...], sid: bytes, seq: int, max_frame: int) -> bytes | None:
-    """Pack ``fields`` after dropping (with a one-time warning) the values that cannot be sent.
+def salvage(packer: msgpack.Packer, message: list[Any], max_frame: int) -> bytes | None:
+    """Pack ``message`` after dropping (with a one-time warning) the values that cannot be sent.
 
-    The last field is the payload (a LOG's data, a CONFIG's or SUMMARY's items). Returns None when nothing
+    The last element is the payload (a LOG's data, a CONFIG's or SUMMARY's items). Returns None when nothing
     sendable is left or the message is still over ``max_frame`` bytes.
     """
-    payload = fields[-1]
+    payload = message[-1]
     if isinstance(payload, dict):
         payload = _clean(payload, packer, "", max_frame)
     try:
-        frame: bytes = packer.pack((fields[0], sid, seq, *fields[1:-1], payload))
+        frame: bytes = packer.pack([*message[:-1], payload])
     except Exception as exc:
         warn_once(("unpackable", type(exc)), f"trackio_shim: a call could not be encoded and was dropped: {exc}")
         return None
