@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,11 @@ import apsw
 import msgpack
 import numpy as np
 import pytest
+
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError, SettingsError
 from trackio_shim.settings import TrackiodSettings
 from trackio_shim.values import encode_default, salvage
-
 from trackiod import query
 from trackiod.batch import MAX_DEPTH, Batch, check_key
 from trackiod.runs import RunBook
@@ -50,7 +52,7 @@ def test_settings_from_environment_and_overrides(tmp_path: Path) -> None:
     environ = {
         "TRACKIOD_HOME": str(tmp_path / "home"),
         "TRACKIOD_AUTOSTART": "no",
-        "TRACKIOD_SILENT": "On",
+        "TRACKIOD_HEARTBEAT_INTERVAL_S": "0.75",
         "TRACKIOD_BUFFER_BYTES": "1024",
         "TRACKIOD_FINISH_TIMEOUT_S": "2.5",
         "TRACKIOD_LOG_LEVEL": "DEBUG",
@@ -58,7 +60,8 @@ def test_settings_from_environment_and_overrides(tmp_path: Path) -> None:
     }
     settings = TrackiodSettings.load(environ=environ)
     assert settings.home == tmp_path / "home"
-    assert (settings.autostart, settings.silent) == (False, True)
+    assert settings.autostart is False
+    assert settings.heartbeat_interval_s == 0.75
     assert settings.buffer_bytes == 1024
     assert settings.finish_timeout_s == 2.5
     assert settings.log_level == "DEBUG"
@@ -107,14 +110,28 @@ def test_settings_socket_path_length_is_checked(tmp_path: Path) -> None:
 def test_settings_ensure_dirs_makes_private_socket_directories(tmp_path: Path) -> None:
     runtime = tmp_path / "run" / "sock"
     runtime.parent.mkdir(mode=0o755)
-    os.chmod(runtime.parent, 0o755)  # an existing, too-open parent gets tightened too
+    os.chmod(runtime.parent, 0o755)
     settings = TrackiodSettings.load(
         environ={"TRACKIOD_HOME": str(tmp_path / "home"), "TRACKIOD_RUNTIME_DIR": str(runtime)}
     )
     settings.ensure_dirs()
     assert settings.home.is_dir() and settings.spool_dir.is_dir()
-    for directory in (runtime, runtime.parent):
-        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE(settings.home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(runtime.stat().st_mode) == 0o700
+    # A directory the user pointed TRACKIOD_RUNTIME_DIR into is theirs: never tightened (it could be /tmp).
+    assert stat.S_IMODE(runtime.parent.stat().st_mode) == 0o755
+    # In the default layout the per-user "trackiod-UID" parent is ours, and is tightened even if it existed.
+    xdg = Path(tempfile.mkdtemp(prefix="xdg", dir="/tmp"))  # short: socket paths are limited to ~100 bytes
+    try:
+        namespace = xdg / f"trackiod-{os.getuid()}"
+        namespace.mkdir(mode=0o755)
+        os.chmod(namespace, 0o755)
+        default = TrackiodSettings.load(environ={"TRACKIOD_HOME": str(tmp_path / "h2"), "XDG_RUNTIME_DIR": str(xdg)})
+        default.ensure_dirs()
+        for directory in (default.runtime_dir, namespace):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    finally:
+        shutil.rmtree(xdg)
 
 
 # --------------------------------------------------------------------------------------------------- protocol

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -35,13 +36,23 @@ def cmd_start(args: argparse.Namespace) -> int:
         except DaemonAlreadyRunning as exc:
             print(f"trackiod: {exc}", file=sys.stderr)
             return 0
+        except Exception as exc:  # a daemon that cannot start says why in its log, in one line on stderr
+            logging.getLogger("trackiod").exception("trackiod could not start")
+            print(f"trackiod: could not start: {exc} (details in {settings.log_path})", file=sys.stderr)
+            return 1
     answer = control.request(settings, "status", timeout=0.5)
     if answer is not None:
         print(f"trackiod is already running (pid {answer[1]['pid']}) on {settings.endpoint}")
         return 0
-    spawn_daemon(settings)
+    proc = spawn_daemon(settings)
     deadline = time.monotonic() + settings.autostart_timeout_s
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None and control.daemon_pid(settings) is None:
+            print(
+                f"trackiod: the daemon exited at start (code {proc.returncode}); see {settings.log_path}",
+                file=sys.stderr,
+            )
+            return 1
         answer = control.request(settings, "status", timeout=0.5)
         if answer is not None:
             status = answer[1]

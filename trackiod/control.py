@@ -9,6 +9,7 @@ from typing import Any
 
 import msgpack
 import zmq
+
 from trackio_shim import protocol as P
 from trackio_shim.settings import TrackiodSettings
 

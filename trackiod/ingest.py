@@ -17,6 +17,7 @@ from typing import Any
 
 import apsw
 import psutil
+
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 

@@ -14,7 +14,9 @@ from typing import Any
 import apsw
 import numpy as np
 
-from .schema import configure, dict_rows
+from trackio_shim.errors import TrackiodError
+
+from .schema import SCHEMA_VERSION, configure, dict_rows
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs")
 
@@ -24,12 +26,21 @@ def open_reader(path: Path) -> apsw.Connection:
 
     Raises:
         FileNotFoundError: there is no database at ``path`` yet (nothing was ever logged).
+        TrackiodError: the database was written by a newer trackiod.
     """
     if not path.exists():
         raise FileNotFoundError(f"no trackiod database at {path}; nothing has been logged there yet")
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
     configure(conn, readonly=True)
     conn.execute("PRAGMA query_only=ON")
+    row = conn.execute("PRAGMA user_version").fetchone()
+    version = int(row[0]) if row else 0
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise TrackiodError(
+            f"{path} has schema version {version}, newer than this trackiod understands ({SCHEMA_VERSION}); "
+            "upgrade trackiod"
+        )
     return conn
 
 

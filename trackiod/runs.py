@@ -133,7 +133,7 @@ class RunBook:
                 "config": merged,
             }
         else:
-            run_key = run_key or new_run_id()
+            run_key = run_key or _text(params.get("default_id"), "id") or new_run_id()
             name = name or _text(params.get("default_name"), "name") or run_key
             row = self.store.create_run(project, run_key, name, params, config, host, pid)
             run_id = row["id"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 

@@ -153,6 +153,9 @@ class Store:
         pid: int | None,
     ) -> RunRow:
         now = time.time()
+        started = params.get("started")
+        # The client's clock at init(), so a run ingested later from a spool keeps its real start time.
+        created = float(started) if isinstance(started, (int, float)) and 0 < started <= now + 60 else now
         self.conn.execute(
             "INSERT INTO runs(project_id, run_key, name, state, created_at, updated_at, host, pids, config, "
             "tags, notes, group_name, job_type, mode, space_id, dataset_id) "
@@ -161,7 +164,7 @@ class Store:
                 self.project_id(project),
                 run_key,
                 name,
-                now,
+                created,
                 now,
                 host,
                 json.dumps([pid] if pid else []),

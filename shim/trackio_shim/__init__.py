@@ -11,6 +11,7 @@ import os
 import random
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,17 @@ def _start_run(params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_
     if params["id"] is None and params["resume"] == "never":
         params["id"] = _new_run_id()
     handle = next(_handles)
-    start = dict(params, config=json_friendly(cfg), default_name=_new_run_name(), req=None)
+    # Chosen here, so a run started while no daemon answers has the same id and name locally and when
+    # the daemon finally creates it from the buffer or the spool.
+    default_id, default_name = _new_run_id(), _new_run_name()
+    start = dict(
+        params,
+        config=json_friendly(cfg),
+        default_id=default_id,
+        default_name=default_name,
+        started=time.time(),
+        req=None,
+    )
     reply = client.request(
         (_P.RUN_START, handle, start), timeout=settings.init_timeout_s if reachable else 0.0, sequenced=True
     )
@@ -315,8 +326,8 @@ def _start_run(params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_
         info = reply.body
     elif reachable:
         warn_once("init-slow", "trackio_shim: trackiod did not confirm the run in time; logging continues")
-    params["id"] = info.get("id") or params["id"] or _new_run_id()
-    params["name"] = info.get("name") or params["name"] or _new_run_name()
+    params["id"] = info.get("id") or params["id"] or default_id
+    params["name"] = info.get("name") or params["name"] or default_name
     base = Path(dir) / "trackiod" if dir else settings.home / "runs"
     new_run = Run(client, handle, params, base / params["project"] / params["id"], allow_val_change)
     new_run.resumed = bool(info.get("resumed"))

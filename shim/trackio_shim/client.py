@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import json
 import os
 import socket as _socket
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +56,11 @@ class SpoolWriter:
         self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
         self._file = open(self.path, "ab", buffering=1 << 20)  # noqa: SIM115 (closed in close())
         fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        self.frames = 0
+        # Serialises writes: the pump writes outside the client lock, so log() never waits on the disk.
+        self.lock = threading.Lock()
 
-    def write(self, frame: bytes) -> None:
-        self._file.write(frame)
-        self.frames += 1
+    def write_many(self, frames: Iterable[bytes]) -> None:
+        self._file.writelines(frames)
 
     def close(self) -> None:
         self._file.flush()
@@ -105,6 +107,7 @@ class Client:
         self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.setsockopt(zmq.RECONNECT_IVL, 50)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.endpoint = settings.endpoint
         self._sock.connect(settings.endpoint)
         self._closed = False
         self._wake = threading.Event()
@@ -237,27 +240,42 @@ class Client:
                 with self.lock:
                     if self._closed:
                         return
-                    self.service_locked()
+                    to_spool = self.service_locked()
+                    if to_spool is not None:
+                        # Taken before the client lock is released, so batches reach the file in order.
+                        to_spool[0].lock.acquire()
+                if to_spool is not None:
+                    writer, frames = to_spool
+                    try:
+                        writer.write_many(frames)
+                    finally:
+                        writer.lock.release()
                 self._maybe_autostart()
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
 
-    def service_locked(self) -> None:
-        """One round of background work: read replies, ping, resend, spool. Caller holds :attr:`lock`."""
+    def service_locked(self) -> tuple[SpoolWriter, deque[bytes]] | None:
+        """One round of background work: read replies, ping, resend, spool. Caller holds :attr:`lock`.
+
+        Returns frames the caller must append to the spool writer after releasing the lock, if any.
+        """
         self._drain_locked()
         now = time.monotonic()
         if now - self._last_ping >= self.settings.heartbeat_interval_s:
             self._last_ping = now
             self._control((P.PING, P.PROTOCOL_VERSION))
         if self._spool is not None:
-            self._spool_pending()
             if self.last_heard > self._spool_since:
                 self._end_spool()
-            return
+                return None
+            return self._spool, self._take_for_spool()
         if self.hold:
             self._send_backlog()
         if self._bytes > self.settings.buffer_bytes:
             self._begin_spool()
+            assert self._spool is not None
+            return self._spool, self._take_for_spool()
+        return None
 
     def _send_backlog(self) -> None:
         start = self._sent + 1 - self._base
@@ -276,27 +294,27 @@ class Client:
         self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
         self._spool_since = time.monotonic()
         self.hold = True
-        self._spool_pending()
         warn_once(
             "spooling",
             f"trackio_shim: trackiod has not taken data for a while; spooling to {self.settings.spool_dir} "
             "(nothing is lost; the daemon ingests it when it is back)",
         )
 
-    def _spool_pending(self) -> None:
-        assert self._spool is not None
-        unacked = self._unacked
-        while unacked:
-            self._spool.write(unacked.popleft())
-        self.spooled_frames = self._spool.frames
+    def _take_for_spool(self) -> deque[bytes]:
+        """Hand every buffered frame over to the spool: from here on they count as sent."""
+        frames, self._unacked = self._unacked, deque()
+        self.spooled_frames += len(frames)
         self._bytes = 0
         self._base = self.seq + 1
         self._sent = self.seq
+        return frames
 
     def _end_spool(self) -> None:
         assert self._spool is not None
-        self._spool_pending()
-        self._spool.close()
+        frames = self._take_for_spool()
+        with self._spool.lock:  # waits for the pump's batch in flight, so the file keeps seq order
+            self._spool.write_many(frames)
+            self._spool.close()
         self._spooled_paths.append(self._spool.path)
         self._control((P.SPOOL_READY, str(self._spool.path)))
         self._spool = None
@@ -384,13 +402,47 @@ class Client:
 
     def ensure_daemon(self) -> bool:
         """Make sure a daemon answers, starting one when allowed; False when none could be reached."""
-        if self.ping(0.25):
+        if self.ping(0.25) or self._follow_state_file():
             return True
         if not self.settings.autostart:
             return False
-        spawn_daemon(self.settings)
+        proc = spawn_daemon(self.settings)
         self._last_autostart = time.monotonic()
-        return self.ping(self.settings.autostart_timeout_s)
+        deadline = time.monotonic() + self.settings.autostart_timeout_s
+        while time.monotonic() < deadline:
+            if self.ping(0.2):
+                return True
+            if proc is not None and proc.poll() is not None:
+                # It exited: another daemon holds this data directory (maybe on another endpoint), or it
+                # failed to start; its log says which.
+                if self._follow_state_file():
+                    return True
+                if proc.returncode != 0:
+                    warn_once(
+                        "autostart-failed", f"trackio_shim: trackiod failed to start; see {self.settings.log_path}"
+                    )
+                    return False
+                proc = None
+        return False
+
+    def _follow_state_file(self) -> bool:
+        """Reach the daemon that owns our data directory when it listens somewhere else than we computed.
+
+        That happens when it was started with another environment (say, with XDG_RUNTIME_DIR set).
+        """
+        try:
+            state = json.loads(self.settings.state_path.read_text())
+            endpoint = str(state["endpoint"])
+            os.kill(int(state["pid"]), 0)
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if endpoint == self.endpoint:
+            return False
+        with self.lock:
+            self._sock.disconnect(self.endpoint)
+            self._sock.connect(endpoint)
+            self.endpoint = endpoint
+        return self.ping(1.0)
 
     def _maybe_autostart(self) -> None:
         if not self.settings.autostart or self._closed:
@@ -439,8 +491,11 @@ class Client:
         self._ctx.term()
 
 
-def spawn_daemon(settings: TrackiodSettings) -> None:
+def spawn_daemon(settings: TrackiodSettings) -> subprocess.Popen[bytes] | None:
     """Start a detached daemon for ``settings.home``. Safe to race: the daemon's own lock keeps one alive.
+
+    Returns the process, or None when another process is starting one right now. Its stderr goes to the
+    daemon's log file, so a failure to start is written down somewhere.
 
     Raises:
         OSError: the interpreter could not be started.
@@ -452,20 +507,22 @@ def spawn_daemon(settings: TrackiodSettings) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return  # another process is starting one right now
+            return None  # another process is starting one right now
         env = dict(os.environ)
         env.update(settings.child_env())
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "trackiod", "start", "--foreground"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            close_fds=True,
-            cwd="/",  # never pin the training job's working directory (it may be on a network mount)
-        )
+        with open(settings.log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "trackiod", "start", "--foreground"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log_file,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",  # never pin the training job's working directory (it may be on a network mount)
+            )
         threading.Thread(target=proc.wait, name="trackio_shim-reaper", daemon=True).start()
+        return proc
     finally:
         os.close(fd)
 

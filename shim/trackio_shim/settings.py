@@ -1,6 +1,6 @@
 """The one frozen settings object, shared by the shim and the daemon.
 
-Built once from explicit overrides (CLI flags, ``init(settings=...)``), ``TRACKIOD_*`` environment variables
+Built once from explicit overrides (CLI flags), ``TRACKIOD_*`` environment variables
 and defaults, in that order of precedence, then passed explicitly. Nothing here runs at import time.
 Every field is documented in docs/settings.md.
 """
@@ -61,7 +61,6 @@ class TrackiodSettings:
     runtime_dir: Path
     endpoint: str
     autostart: bool = True
-    silent: bool = False
     buffer_bytes: int = 64 * 1024 * 1024
     max_frame_bytes: int = 16 * 1024 * 1024
     init_timeout_s: float = 2.0
@@ -122,6 +121,9 @@ class TrackiodSettings:
                 values[f.name] = given[f.name]
             elif f"TRACKIOD_{f.name.upper()}" in env:
                 values[f.name] = _parse(f.name, env[f"TRACKIOD_{f.name.upper()}"], kind)
+        level = str(values.get("log_level", "INFO")).upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
@@ -141,11 +143,18 @@ class TrackiodSettings:
         )
 
     def ensure_dirs(self) -> None:
-        """Create the data, spool and private socket directories (the socket's with mode 0700)."""
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data, spool and private socket directories (new ones, and the socket's, mode 0700).
+
+        Only directories trackiod owns are tightened: the socket directory and, in the default layout, its
+        ``trackiod-UID`` parent; never a directory the user pointed TRACKIOD_RUNTIME_DIR into.
+        """
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.endpoint.startswith("ipc://"):
-            for directory in (self.runtime_dir.parent, self.runtime_dir):
+            ours = [self.runtime_dir]
+            if self.runtime_dir.parent.name == f"trackiod-{os.getuid()}":
+                ours.insert(0, self.runtime_dir.parent)
+            for directory in ours:
                 directory.mkdir(mode=0o700, exist_ok=True, parents=True)
                 st = directory.stat()
                 if st.st_uid != os.getuid():
