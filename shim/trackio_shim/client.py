@@ -337,7 +337,11 @@ class Client:
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
-                self.service_locked()
+                to_spool = self.service_locked()
+                if to_spool is not None:
+                    # Frames handed to the spool are no longer buffered: write them here, or they are lost.
+                    with to_spool[0].lock:
+                        to_spool[0].write_many(to_spool[1])
                 if self.acked >= seq:
                     return True
                 if not self.last_heard:

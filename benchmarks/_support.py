@@ -1,0 +1,198 @@
+"""Measurement helpers shared by the benchmark modules: sizes, percentiles, per-call sampling, the floor.
+
+Everything that decides *how big* a benchmark is lives in :data:`SIZES`, with a quick and a full value. Quick
+sizes are used when ``TRACKIOD_BENCH_QUICK=1`` or when pytest-benchmark is disabled (``--benchmark-disable``,
+the CI smoke run); full sizes otherwise. Budgets are asserted only at full size (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: name -> (quick, full)
+SIZES: dict[str, tuple[int, int]] = {
+    # log() against the floor: interleaved batches of single calls, each call timed on its own
+    "log_batches": (4, 60),
+    "log_batch_calls": (500, 2_000),
+    "log_sustained_calls": (20_000, 300_000),
+    # log() with no daemon: calls made after the buffer is full, to see it spool
+    "nodaemon_buffer_bytes": (2 << 20, 16 << 20),
+    "nodaemon_spool_calls": (40_000, 600_000),
+    # daemon ingest: senders x steps x 10 keys
+    "ingest_senders": (2, 2),
+    "ingest_steps": (20_000, 200_000),
+    "paced_seconds": (1, 4),
+    # store read
+    "read_points": (100_000, 1_000_000),
+    "read_repeats": (3, 15),
+    # fresh interpreters for import / init / finish
+    "startup_repeats": (2, 12),
+}
+
+
+def percentiles(samples: Sequence[float] | np.ndarray, qs: Sequence[float] = (50, 90, 99, 99.9)) -> dict[str, float]:
+    """``{"p50": ..., "p99": ...}`` of ``samples`` (any unit), plus ``n`` and ``mean``."""
+    a = np.asarray(samples, dtype=np.float64)
+    out = {f"p{q:g}": float(np.percentile(a, q)) for q in qs}
+    out["mean"] = float(a.mean())
+    out["n"] = int(a.size)
+    return out
+
+
+def time_calls(fn: Callable[[Any], Any], arg: Any, calls: int, out: array.array[int]) -> None:
+    """Time ``calls`` single calls of ``fn(arg)`` with perf_counter_ns, appending each duration (ns) to ``out``.
+
+    ``out`` is an ``array("q")``: raw 8-byte slots, so the samples do not allocate an int object each and
+    do not disturb memory measurements. The two clock reads (about 80 ns) are included in every sample.
+    """
+    clock = time.perf_counter_ns
+    append = out.append
+    for _ in range(calls):
+        t0 = clock()
+        fn(arg)
+        append(clock() - t0)
+
+
+def samples() -> array.array[int]:
+    return array.array("q")
+
+
+def interleaved(
+    fns: dict[str, Callable[[Any], Any]],
+    arg: Any,
+    batches: int,
+    calls: int,
+    out: dict[str, array.array[int]] | None = None,
+) -> dict[str, array.array[int]]:
+    """Per-call timings (ns) of several functions, alternating batches of ``calls`` so drift hits all alike."""
+    if out is None:
+        out = {name: samples() for name in fns}
+    for _ in range(batches):
+        for name, fn in fns.items():
+            time_calls(fn, arg, calls, out[name])
+    return out
+
+
+def tight_loop_ns(fn: Callable[[Any], Any], arg: Any, calls: int) -> float:
+    """Mean ns per call over a tight loop (no per-call timer)."""
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        fn(arg)
+    return (time.perf_counter_ns() - t0) / calls
+
+
+def ten_scalars() -> dict[str, float]:
+    """The dict every log benchmark sends: 10 floats under realistic names."""
+    names = ["loss", "accuracy", "lr", "grad_norm", "tokens_per_s", "loss_ema", "val_loss", "ppl", "mem_gb", "clip"]
+    return {f"train/{name}": 0.125 * (i + 1) for i, name in enumerate(names)}
+
+
+# ---------------------------------------------------------------------------------------------- the floor
+_RECEIVER = """
+import sys, zmq
+ctx = zmq.Context(io_threads=1)
+sock = ctx.socket(zmq.ROUTER)
+sock.setsockopt(zmq.LINGER, 0)
+sock.bind(sys.argv[1])
+print("ready", flush=True)
+recv = sock.recv
+while True:
+    peer = recv()  # a DEALER's single-part message arrives as [identity, body]
+    body = recv()
+    if len(body) < 6:
+        if body == b"hello":
+            sock.send_multipart([peer, b"hello"])
+        elif body == b"stop":
+            break
+"""
+
+
+@dataclass
+class Floor:
+    """The floor: ``msgpack.packb(d)`` plus a blocking DEALER ``send`` over ipc to a ROUTER that only drains."""
+
+    proc: subprocess.Popen[bytes]
+    ctx: Any
+    sock: Any
+    send: Callable[[Any], None]
+
+    def close(self) -> None:
+        try:
+            self.sock.send(b"stop")
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.sock.close(linger=0)
+        self.ctx.term()
+
+
+def start_floor() -> Floor:
+    """Start the draining receiver in another process and connect a DEALER to it (handshake included)."""
+    import msgpack
+    import zmq
+
+    directory = tempfile.mkdtemp(prefix="tkbf")
+    endpoint = f"ipc://{directory}/floor.sock"
+    proc = subprocess.Popen([sys.executable, "-c", _RECEIVER, endpoint], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != b"ready":
+        proc.kill()
+        raise RuntimeError("the floor receiver did not start")
+    ctx = zmq.Context(io_threads=1)
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    sock.send(b"hello")
+    if not sock.poll(10_000):
+        raise RuntimeError("the floor receiver did not answer")
+    sock.recv()
+    packb, zsend = msgpack.packb, sock.send
+
+    def send(data: Any) -> None:
+        zsend(packb(data))
+
+    return Floor(proc, ctx, sock, send)
+
+
+# ---------------------------------------------------------------------------------------------- subprocesses
+def run_json(code: str, env: dict[str, str], *args: str, timeout: float = 300) -> Any:
+    """Run ``code`` (with ``args`` as sys.argv[1:]) in a fresh interpreter; parse its last stdout line as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"benchmark script failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def spawn(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def rss_bytes() -> int:
+    import psutil
+
+    return int(psutil.Process(os.getpid()).memory_info().rss)

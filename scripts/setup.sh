@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Install trackiod and its development tools into ./.venv (created if missing). Idempotent: when everything
+# pyproject.toml asks for (runtime, dev and the torch CPU build the tests use) is already installed, and trackiod is installed in editable mode from this
+# checkout, it changes nothing. Works from any directory. Override the interpreter with PYTHON=python3.12.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+if [[ ! -x "$PY" ]]; then
+    BASE="${PYTHON:-python3}"
+    if ! "$BASE" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+        echo "setup: trackiod needs Python 3.10 or newer; '$BASE' is $("$BASE" --version 2>&1 || echo missing)." >&2
+        echo "setup: set PYTHON to a suitable interpreter, e.g. PYTHON=python3.11 $0" >&2
+        exit 1
+    fi
+    echo "setup: creating $VENV with $("$BASE" --version 2>&1)"
+    "$BASE" -m venv "$VENV"
+fi
+
+# Exit 0 when the venv already satisfies pyproject.toml (runtime and dev dependencies) and holds an editable
+# install of this checkout; non-zero otherwise (then pip runs).
+satisfied() {
+    "$PY" - "$ROOT" <<'PYEOF' 2>/dev/null
+import json
+import sys
+from importlib import metadata
+from pathlib import Path
+
+root = Path(sys.argv[1])
+try:
+    import tomllib
+    from packaging.requirements import Requirement
+except ImportError:
+    sys.exit(1)
+project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+extras = project.get("optional-dependencies", {})
+wanted = list(project.get("dependencies", [])) + list(extras.get("dev", [])) + list(extras.get("torch", []))
+for spec in wanted:
+    req = Requirement(spec)
+    if req.marker is not None and not req.marker.evaluate():
+        continue
+    try:
+        version = metadata.version(req.name)
+    except metadata.PackageNotFoundError:
+        sys.exit(1)
+    if not req.specifier.contains(version, prereleases=True):
+        sys.exit(1)
+dist = metadata.distribution("trackiod")
+if dist.version != project["version"]:
+    sys.exit(1)
+direct = json.loads(dist.read_text("direct_url.json") or "{}")
+if direct.get("url") != root.as_uri() or not direct.get("dir_info", {}).get("editable"):
+    sys.exit(1)
+PYEOF
+}
+
+if satisfied; then
+    echo "setup: $VENV is up to date"
+else
+    echo "setup: installing trackiod (editable) with its dev dependencies and torch (CPU) into $VENV"
+    "$PY" -m pip install --quiet -e "$ROOT[dev,torch]"
+    echo "setup: done"
+fi
