@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,7 +64,7 @@ class Ingest:
         self.runs = RunBook(store, handles, self.notice)
         self.batch = Batch()
         self.counters = Counters()
-        self.host = socket.gethostname()
+        self.host = os.uname().nodename
         self._in_txn = False
         self._touched: set[bytes] = set()
         self._dups: set[bytes] = set()
@@ -73,12 +73,15 @@ class Ingest:
         self.last_seen: dict[bytes, float] = {}
 
     # ------------------------------------------------------------------ entry points
-    def handle_raw(self, raw: bytes) -> None:
+    def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
         """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
         try:
             kind, sid, seq, fields = P.decode_client(raw)
         except ProtocolError as exc:
             self._malformed(str(exc))
+            return
+        if sid != routing_id:  # a peer may only speak for its own session
+            self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
             return
         self.handle(kind, sid, seq, fields, live=True)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -180,7 +180,7 @@ class RunBook:
 
     def find_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
         """Running runs none of whose processes is alive (read-only; see :meth:`mark_crashed`)."""
-        host = socket.gethostname()
+        host = os.uname().nodename
         crashed = []
         for row in self.store.active_runs():
             sessions = [s for s in self.store.run_sessions(row["id"]) if not s[1]]

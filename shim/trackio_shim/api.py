@@ -7,7 +7,6 @@ reader (trackiod.query, with apsw and numpy) is imported on first use, never at 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 from .errors import RunNotFoundError, UsageError
@@ -35,6 +34,8 @@ class ApiRun:
         self.mode: str = row["mode"]
         self.host: str | None = row["host"]
         self.metric_definitions: list[dict[str, Any]] = row["metric_defs"]
+        from datetime import datetime, timezone
+
         self.created_at = datetime.fromtimestamp(row["created_at"], timezone.utc).isoformat()
         self.ended_at = datetime.fromtimestamp(row["ended_at"], timezone.utc).isoformat() if row["ended_at"] else None
         self.last_step: int | None = row["last_step"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -15,8 +13,6 @@ from .client import Client
 from .errors import ConfigError, UsageError
 from .values import warn_once
 
-_LOG = P.LOG
-_now = time.time
 _SUMMARY_KINDS = frozenset({"min", "max", "mean", "last", "first", "none", "best"})
 
 
@@ -41,7 +37,7 @@ def as_mapping(obj: Any, what: str) -> dict[str, Any]:
         return {}
     if isinstance(obj, Mapping):
         return {str(k): v for k, v in obj.items()}
-    if isinstance(obj, argparse.Namespace) or hasattr(obj, "__dict__"):
+    if hasattr(obj, "__dict__"):  # argparse.Namespace, absl-like flag objects
         return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
     raise UsageError(f"{what} must be a dict or an argparse.Namespace, not {type(obj).__name__}")
 
@@ -221,6 +217,7 @@ class Run:
         self._dir = dir
         self._step = 0
         self._finished = False
+        self._sink = client  # the client while the run is live, None once finished: one check in log()
         self.config = Config(self, allow_val_change)
         self.summary = Summary(self)
 
@@ -231,8 +228,8 @@ class Run:
         Never blocks on and never raises for the daemon. An unsupported value is dropped with a one-time
         warning naming its key; the rest of the call is kept.
         """
-        client = self._client
-        if client is None or self._finished:
+        client = self._sink
+        if client is None:
             if self._finished:
                 warn_once(("log-after-finish", self.id), f"trackio_shim: run {self.id} is finished; log ignored")
             return
@@ -251,7 +248,7 @@ class Run:
                     self._step = at + 1
             else:
                 at = self._explicit_step(step, commit)
-            client.emit_locked([_LOG, client.sid, 0, self._handle, at, _now(), data])
+            client.log_locked(self._handle, at, data)
 
     def _explicit_step(self, step: Any, commit: bool | None) -> int:
         try:
@@ -362,6 +359,7 @@ class Run:
         if client is not None:
             seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
             self._finished = True
+            self._sink = None
             if not client.wait_acked(seq, client.settings.finish_timeout_s):
                 with client.lock:
                     client.spill_locked()
@@ -382,12 +380,18 @@ class Run:
         return f"<Run {self.project}/{self.id} ({self.name})>"
 
 
+def _tempdir() -> str:
+    import tempfile  # lazily: only disabled runs need it
+
+    return tempfile.gettempdir()
+
+
 class DisabledRun(Run):
     """mode="disabled": every call is a cheap no-op; config and summary are plain local objects."""
 
     def __init__(self, params: dict[str, Any]) -> None:
         # As wandb: a disabled run's dir is the system temp directory, so scripts saving files there still work.
-        super().__init__(None, 0, params, Path(tempfile.gettempdir()))
+        super().__init__(None, 0, params, Path(_tempdir()))
         self.mode = "disabled"
 
     def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:

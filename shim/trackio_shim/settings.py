@@ -8,9 +8,7 @@ Every field is documented in docs/settings.md.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,9 @@ def _default_home(env: Mapping[str, str]) -> Path:
 
 def _default_runtime_dir(env: Mapping[str, str], home: Path) -> Path:
     # Keyed by the data directory, so each home has its own daemon and socket; hashed to keep the path short.
+    import hashlib
+    import tempfile
+
     base = env.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     digest = hashlib.sha256(str(home).encode()).hexdigest()[:12]
     return Path(base) / f"trackiod-{os.getuid()}" / digest
