@@ -17,7 +17,6 @@ import os
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,8 +86,11 @@ class Client:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.seq = 0
-        self._unacked: deque[bytes] = deque()
-        self._base = 1  # seq of _unacked[0]; frames below it are acknowledged or spooled
+        # Unacknowledged frames are _unacked[_head:], with seqs _base, _base + 1, ... An ACK only moves _head
+        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up.
+        self._unacked: list[bytes] = []
+        self._head = 0
+        self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
         self._bytes = 0
         self._sent = 0  # highest seq handed to ZeroMQ
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
@@ -167,7 +169,8 @@ class Client:
     def emit_locked(self, message: list[Any]) -> int:
         """Send ``[kind, sid, <seq slot>, *fields]``, filling in the seq; the caller holds :attr:`lock`.
 
-        This is log()'s hot path: one pack, one append, one NOBLOCK send. Returns the seq (0 if dropped).
+        The general path for every sequenced message, and log()'s fallback when a value needs salvaging.
+        Returns the seq (0 if nothing sendable was left).
         """
         seq = message[2] = self.seq + 1
         try:
@@ -244,10 +247,14 @@ class Client:
         if seq <= self.acked:
             return
         self.acked = seq
-        unacked = self._unacked
-        while unacked and self._base <= seq:
-            self._bytes -= len(unacked.popleft())
-            self._base += 1
+        count = min(seq - self._base + 1, len(self._unacked) - self._head)
+        if count > 0:
+            end = self._head + count
+            self._bytes -= sum(map(len, self._unacked[self._head : end]))
+            self._head, self._base = end, self._base + count
+            if end >= 4096 and 2 * end >= len(self._unacked):
+                del self._unacked[:end]
+                self._head = 0
         if self._base <= seq:  # acknowledged frames that had been spooled
             self._base = seq + 1
         self._sent = max(self._sent, self._base - 1)
@@ -289,7 +296,7 @@ class Client:
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
 
-    def service_locked(self) -> tuple[SpoolWriter, deque[bytes]] | None:
+    def service_locked(self) -> tuple[SpoolWriter, list[bytes]] | None:
         """One round of background work: read replies, ping, resend, spool. Caller holds :attr:`lock`.
 
         Returns frames the caller must append to the spool writer after releasing the lock, if any.
@@ -317,9 +324,10 @@ class Client:
         if start < 0:
             start = 0
             self._sent = self._base - 1
-        for frame in itertools.islice(self._unacked, start, None):
+        frames = self._unacked
+        for i in range(self._head + start, len(frames)):
             try:
-                self._sock.send(frame, zmq.NOBLOCK)
+                self._sock.send(frames[i], zmq.NOBLOCK)
             except zmq.ZMQError:
                 return
             self._sent += 1
@@ -335,9 +343,10 @@ class Client:
             "(nothing is lost; the daemon ingests it when it is back)",
         )
 
-    def _take_for_spool(self) -> deque[bytes]:
+    def _take_for_spool(self) -> list[bytes]:
         """Hand every buffered frame over to the spool: from here on they count as sent."""
-        frames, self._unacked = self._unacked, deque()
+        frames = self._unacked[self._head :]
+        self._unacked, self._head = [], 0
         self.spooled_frames += len(frames)
         self._bytes = 0
         self._base = self.seq + 1
@@ -358,7 +367,7 @@ class Client:
     def spill_locked(self) -> Path | None:
         """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
         if self._spool is None:
-            if not self._unacked:
+            if len(self._unacked) == self._head:
                 return None
             self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
             self._spool_since = time.monotonic()
@@ -505,7 +514,7 @@ class Client:
             return {
                 "seq": self.seq,
                 "acked": self.acked,
-                "buffered_frames": len(self._unacked),
+                "buffered_frames": len(self._unacked) - self._head,
                 "buffered_bytes": self._bytes,
                 "spooled_frames": self.spooled_frames,
                 "spool_files": [str(p) for p in self._spooled_paths],
