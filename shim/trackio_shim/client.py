@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import subprocess
 
 _LOG = P.LOG
+_RESEND_BATCH = 4096
 _NOBLOCK = zmq.NOBLOCK
 _now = time.time
 
@@ -272,9 +273,10 @@ class Client:
 
     # ------------------------------------------------------------------ the pump
     def _pump_loop(self) -> None:
-        interval = self.settings.pump_interval_s
         while not self._closed:
-            self._wake.wait(interval)
+            # Back sooner while a resend is under way (it goes out in batches), else every pump interval.
+            backlog = self.hold and self._spool is None and self.last_heard
+            self._wake.wait(0.002 if backlog else self.settings.pump_interval_s)
             self._wake.clear()
             if self._closed:
                 return
@@ -325,13 +327,18 @@ class Client:
             start = 0
             self._sent = self._base - 1
         frames = self._unacked
-        for i in range(self._head + start, len(frames)):
+        first = self._head + start
+        # At most _RESEND_BATCH per round, so a long backlog after an outage is resent over several pump
+        # rounds (~200k frames/s) instead of holding log() up for tens of milliseconds in one.
+        last = min(len(frames), first + _RESEND_BATCH)
+        for i in range(first, last):
             try:
                 self._sock.send(frames[i], zmq.NOBLOCK)
             except zmq.ZMQError:
                 return
             self._sent += 1
-        self.hold = False
+        if last == len(frames):
+            self.hold = False
 
     def _begin_spool(self) -> None:
         self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
