@@ -23,6 +23,7 @@ import pytest
 
 from benchmarks._support import ROOT, SIZES, Floor, start_floor
 from tests.conftest import DaemonProcess
+from tests.conftest import shim as shim
 
 
 @dataclass
@@ -200,24 +201,6 @@ def daemon(env: dict[str, str], tmp_path: Path) -> Iterator[DaemonProcess]:
                 proc.terminate(timeout=30)
             finally:
                 proc.cleanup()
-
-
-@pytest.fixture
-def shim(env: dict[str, str]) -> Iterator[Any]:
-    """trackio_shim in this process, reset afterwards (runs finished, session closed)."""
-    import trackio_shim
-    from trackio_shim import client as client_module
-
-    try:
-        yield trackio_shim
-    finally:
-        for run in list(trackio_shim._active):
-            run.finish()
-        client = client_module.current_client()
-        if client is not None:
-            client.close(timeout=2.0)
-        client_module._client = None
-        trackio_shim._bind(None)
 
 
 @pytest.fixture(scope="session")
