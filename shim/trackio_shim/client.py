@@ -281,28 +281,32 @@ class Client:
             if self._closed:
                 return
             try:
-                with self.lock:
-                    if self._closed:
-                        return
-                    to_spool = self.service_locked()
-                    if to_spool is not None:
-                        # Taken before the client lock is released, so batches reach the file in order.
-                        to_spool[0].lock.acquire()
-                if to_spool is not None:
-                    writer, frames = to_spool
-                    try:
-                        writer.write_many(frames)
-                    finally:
-                        writer.lock.release()
+                self.service()
                 self._maybe_autostart()
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
 
-    def service_locked(self) -> tuple[SpoolWriter, list[bytes]] | None:
-        """One round of background work: read replies, ping, resend, spool. Caller holds :attr:`lock`.
+    def service(self) -> None:
+        """One round of background work: read replies, ping, resend, spool.
 
-        Returns frames the caller must append to the spool writer after releasing the lock, if any.
+        Takes :attr:`lock` for the socket and buffer work only; frames bound for the spool are written after
+        releasing it, so log() never waits on the disk.
         """
+        with self.lock:
+            if self._closed:
+                return
+            to_spool = self._service_locked()
+            if to_spool is None:
+                return
+            writer, frames = to_spool
+            writer.lock.acquire()  # before the client lock is released, so batches reach the file in order
+        try:
+            writer.write_many(frames)
+        finally:
+            writer.lock.release()
+
+    def _service_locked(self) -> tuple[SpoolWriter, list[bytes]] | None:
+        """:meth:`service`'s work under :attr:`lock`; returns frames to append to the spool, if any."""
         self._drain_locked()
         now = time.monotonic()
         if now - self._last_ping >= self.settings.heartbeat_interval_s:
@@ -387,12 +391,8 @@ class Client:
         """Wait until ``seq`` is acknowledged, at most ``timeout`` seconds (less if the daemon is silent)."""
         deadline = time.monotonic() + timeout
         while True:
+            self.service()
             with self.lock:
-                to_spool = self.service_locked()
-                if to_spool is not None:
-                    # Frames handed to the spool are no longer buffered: write them here, or they are lost.
-                    with to_spool[0].lock:
-                        to_spool[0].write_many(to_spool[1])
                 if self.acked >= seq:
                     return True
                 if not self.last_heard:
@@ -422,10 +422,8 @@ class Client:
                 self._control((fields[0], req_id, *fields[2:]))
         deadline = time.monotonic() + timeout
         while not reply.done and time.monotonic() < deadline:
+            self.service()
             with self.lock:
-                if self.hold and self._spool is None:
-                    self._send_backlog()
-                self._drain_locked()
                 if not reply.done:
                     with contextlib.suppress(zmq.ZMQError):
                         self._sock.poll(2)
