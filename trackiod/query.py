@@ -16,7 +16,7 @@ import numpy as np
 
 from trackio_shim.errors import TrackiodError
 
-from .schema import SCHEMA_VERSION, configure, dict_rows
+from .schema import configure, dict_rows, understood_version
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs")
 
@@ -33,14 +33,11 @@ def open_reader(path: Path) -> apsw.Connection:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
     configure(conn, readonly=True)
     conn.execute("PRAGMA query_only=ON")
-    row = conn.execute("PRAGMA user_version").fetchone()
-    version = int(row[0]) if row else 0
-    if version > SCHEMA_VERSION:
+    try:
+        understood_version(conn)
+    except TrackiodError:
         conn.close()
-        raise TrackiodError(
-            f"{path} has schema version {version}, newer than this trackiod understands ({SCHEMA_VERSION}); "
-            "upgrade trackiod"
-        )
+        raise
     return conn
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import apsw
 
+from trackio_shim.errors import TrackiodError
+
 log = logging.getLogger("trackiod.schema")
 
 #: Points per sealed chunk of a series (docs/storage.md, "Series").
@@ -118,18 +120,29 @@ def configure(conn: apsw.Connection, readonly: bool = False) -> None:
     cur.execute("PRAGMA cache_size=-32000")
 
 
-def migrate(conn: apsw.Connection) -> int:
-    """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; returns the version it started at.
+def understood_version(conn: apsw.Connection) -> int:
+    """The database's schema version, checked to be one this trackiod can read and write.
 
     Raises:
-        RuntimeError: the database is newer than this trackiod understands.
+        TrackiodError: the database was written by a newer trackiod.
     """
     row = conn.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     if version > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"database schema version {version} is newer than this trackiod ({SCHEMA_VERSION}); upgrade trackiod"
+        raise TrackiodError(
+            f"{conn.filename} has schema version {version}, newer than this trackiod understands "
+            f"({SCHEMA_VERSION}); upgrade trackiod"
         )
+    return version
+
+
+def migrate(conn: apsw.Connection) -> int:
+    """Bring ``conn``'s database to :data:`SCHEMA_VERSION`; returns the version it started at.
+
+    Raises:
+        TrackiodError: the database was written by a newer trackiod.
+    """
+    version = understood_version(conn)
     for target in range(version, SCHEMA_VERSION):
         with conn:
             conn.execute(MIGRATIONS[target])
