@@ -136,13 +136,10 @@ class Ingest:
         elif kind == P.SESSION:
             (info,) = fields
             if not isinstance(info, dict) or info.get("version") not in P.SUPPORTED_VERSIONS:
-                self.notice(
-                    sid,
-                    f"protocol version {info.get('version') if isinstance(info, dict) else '?'} "
-                    f"is not supported (this daemon serves {sorted(P.SUPPORTED_VERSIONS)})",
-                )
+                reason = _unsupported_version(info.get("version") if isinstance(info, dict) else None)
+                log.warning("refused session %s: %s", sid.hex()[:8], reason)
                 if live:
-                    self.send(sid, (P.REFUSE, "unsupported protocol version"))
+                    self.send(sid, (P.REFUSE, reason))
                 return
             self.store.save_session(sid, info, self._proc_started(info))
         elif kind == P.RUN_START:
@@ -195,14 +192,7 @@ class Ingest:
         self.last_seen[sid] = time.time()
         if kind == P.PING:
             if fields[0] not in P.SUPPORTED_VERSIONS:
-                self.send(
-                    sid,
-                    (
-                        P.REFUSE,
-                        f"protocol version {fields[0]!r} is not supported by this trackiod "
-                        f"(it serves {sorted(P.SUPPORTED_VERSIONS)}); install matching versions",
-                    ),
-                )
+                self.send(sid, (P.REFUSE, _unsupported_version(fields[0])))
                 return
             self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
         elif kind == P.SPOOL_READY:
@@ -292,3 +282,11 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 def as_json(value: Any) -> str:
     return json.dumps(value, default=str, allow_nan=True)
+
+
+def _unsupported_version(version: Any) -> str:
+    """One wording for every refusal of a protocol version, so the shim's error always names both sides."""
+    return (
+        f"protocol version {version!r} is not supported by this trackiod "
+        f"(it serves {sorted(P.SUPPORTED_VERSIONS)}); install matching trackiod and trackio_shim versions"
+    )

@@ -238,7 +238,7 @@ class Client:
         elif kind == P.NOTICE:
             warn_once(("notice", msg[2]), f"trackiod: {msg[2]}")
         elif kind == P.REFUSE:
-            self.refused = str(msg[1])
+            self.refused = self.refused or str(msg[1])  # the first reason is the one init() reports
             warn_once("refused", f"trackiod refused this session: {self.refused}")
             for reply in self._replies.values():
                 reply.ok, reply.body, reply.done = False, {"error": "refused", "message": self.refused}, True
