@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from trackio_shim.client import spawn_daemon
-from trackio_shim.errors import TrackiodError
+from trackio_shim.errors import DaemonAlreadyRunning, TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__, control
@@ -27,7 +27,7 @@ def _settings(args: argparse.Namespace) -> TrackiodSettings:
 def cmd_start(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.foreground:
-        from .daemon import Daemon, DaemonAlreadyRunning, setup_logging
+        from .daemon import Daemon, setup_logging
 
         settings.ensure_dirs()
         setup_logging(settings, to_stderr=True)

@@ -22,7 +22,7 @@ import msgpack
 import zmq
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import DaemonError
+from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
@@ -31,10 +31,6 @@ from .spool import SpoolIngester, spool_files
 from .store import Store
 
 log = logging.getLogger("trackiod")
-
-
-class DaemonAlreadyRunning(DaemonError):
-    """Another daemon holds this data directory's lock."""
 
 
 def setup_logging(settings: TrackiodSettings, to_stderr: bool) -> None:
@@ -243,7 +239,7 @@ class Daemon:
             now = time.time()
             crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
             if crashed:
-                ingest._begin()
+                ingest.begin()
                 ingest.runs.mark_crashed(crashed, now)
                 ingest.commit()
         except Exception as exc:  # maintenance must never take the daemon down

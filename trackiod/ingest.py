@@ -114,7 +114,7 @@ class Ingest:
                 self._nack(sid, expected)
                 return
             log.warning("session %s: frames %d..%d are missing from its spool", sid.hex()[:8], expected, seq - 1)
-        self._begin()
+        self.begin()
         # Consumed before it is applied: a frame that fails validation must not block the session, and a
         # RUN_START that commits at once must carry its own watermark into that commit.
         self.accepted[sid] = seq
@@ -206,7 +206,7 @@ class Ingest:
                     first,
                     first - 1 - self.accepted.get(sid, 0),
                 )
-                self._begin()
+                self.begin()
                 self.accepted[sid] = first - 1
                 self._touched.add(sid)
         elif kind == P.QUERY:
@@ -217,7 +217,8 @@ class Ingest:
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
 
     # ------------------------------------------------------------------ transactions
-    def _begin(self) -> None:
+    def begin(self) -> None:
+        """Open the writer's transaction unless one is open; :meth:`commit` closes it and sends the ACKs."""
         if not self._in_txn:
             self.store.conn.execute("BEGIN")
             self._in_txn = True

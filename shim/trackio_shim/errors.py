@@ -44,5 +44,9 @@ class DaemonError(TrackiodError):
     """The daemon could not start, or could not do what a CLI command asked."""
 
 
+class DaemonAlreadyRunning(DaemonError):
+    """Another daemon holds this data directory's lock (the daemon's own error; the shim never raises it)."""
+
+
 class DaemonUnreachable(DaemonError):
     """No daemon answered on the endpoint within the time allowed."""
