@@ -73,9 +73,9 @@ class ScriptedNvml(NvmlProvider):
         gpus = {str(g["uuid"]): g for g in script.get("gpus", [])}
         if force or not self._order:
             self._order = list(gpus)
-        for uuid, gpu in gpus.items():
+        for uuid in gpus:
             if uuid not in self._counters:
-                self._counters[uuid] = float(gpu.get("energy_start_mj", 0))
+                self._counters[uuid] = 0.0  # millijoules used since the fake started
         self._gpus = gpus
 
     def _power(self, gpu: dict[str, Any]) -> float:
@@ -87,9 +87,7 @@ class ScriptedNvml(NvmlProvider):
         if self._last is not None:
             for uuid, gpu in self._gpus.items():
                 if not gpu.get("lost"):
-                    bits = int(gpu.get("counter_bits", 64))
-                    counter = self._counters[uuid] + self._power(gpu) * (now - self._last) * 1000.0
-                    self._counters[uuid] = counter % float(2**bits)
+                    self._counters[uuid] += self._power(gpu) * (now - self._last) * 1000.0
         self._last = now
 
     def read(self, index: int, field: str) -> Any:
@@ -119,7 +117,9 @@ class ScriptedNvml(NvmlProvider):
         if field == "throttle_reasons":
             return 0 if util else 1  # 1 = GPU idle
         if field == "energy":
-            return int(self._counters[str(uuid)])
+            # Integer arithmetic: a float near 2**64 cannot hold single millijoules.
+            start, bits = int(gpu.get("energy_start_mj", 0)), int(gpu.get("counter_bits", 64))
+            return (start + round(self._counters[str(uuid)])) % 2**bits
         if field == "processes":
             return procs
         raise ValueError(f"unknown NVML field {field!r}")
