@@ -37,6 +37,8 @@ SIZES: dict[str, tuple[int, int]] = {
     "ingest_senders": (2, 2),
     "ingest_steps": (20_000, 200_000),
     "paced_seconds": (1, 4),
+    # system and GPU sampling: samples timed per figure
+    "sampling_samples": (20, 300),
     # store read
     "read_points": (100_000, 1_000_000),
     "read_repeats": (3, 15),

@@ -1,4 +1,7 @@
-"""The ``trackiod`` command: start, stop, status, runs. Errors are one clear line; ``--debug`` shows tracebacks."""
+"""The ``trackiod`` command: start, stop, status, runs, energy, card.
+
+Errors are one clear line; ``--debug`` shows tracebacks.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,15 @@ from trackio_shim.client import spawn_daemon
 from trackio_shim.errors import DaemonAlreadyRunning, TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
-from . import __version__, control
+from . import __version__, cli_energy, control
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
     return TrackiodSettings.load(
-        home=args.home, log_level=args.log_level, flush_interval_s=getattr(args, "flush_interval", None)
+        home=args.home,
+        log_level=args.log_level,
+        flush_interval_s=getattr(args, "flush_interval", None),
+        sample_interval_s=getattr(args, "sample_interval", None),
     )
 
 
@@ -122,11 +128,21 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
         ),
         ("last error", status["last_error"] or "none"),
+        ("sampling", _sampling_line(status.get("sampling") or {})),
     ]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
     return 0
+
+
+def _sampling_line(sampling: dict[str, Any]) -> str:
+    if not sampling.get("interval_s"):
+        return "off"
+    cost = sampling.get("core_percent")
+    return f"every {sampling['interval_s']:g} s, {sampling['samples']} samples, GPUs: {sampling['nvml']}" + (
+        "" if cost is None else f", {cost:.3f}% of a core"
+    )
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -180,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     start = sub.add_parser("start", parents=[common], help="start the daemon (in the background by default)")
     start.add_argument("--foreground", action="store_true", help="run in this process (for systemd)")
     start.add_argument("--flush-interval", type=float, help="commit deadline in seconds (TRACKIOD_FLUSH_INTERVAL_S)")
+    start.add_argument(
+        "--sample-interval",
+        type=float,
+        help="system/GPU sampling period in seconds, 0 = off (TRACKIOD_SAMPLE_INTERVAL_S)",
+    )
     start.set_defaults(func=cmd_start)
     sub.add_parser("stop", parents=[common], help="drain, commit and stop the daemon").set_defaults(func=cmd_stop)
     status = sub.add_parser("status", parents=[common], help="show the daemon's state")
@@ -189,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    cli_energy.add_parsers(sub, common)
     return parser
 
 
@@ -196,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``trackiod`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.func in (cli_energy.cmd_energy, cli_energy.cmd_card):
+            return int(args.func(args, _settings(args)))
         return int(args.func(args))
     except TrackiodError as exc:
         if args.debug:

@@ -26,7 +26,10 @@ from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
+from .energy import EnergyBook
 from .ingest import Ingest
+from .nvml import make_provider
+from .sampler import Sampler
 from .spool import SpoolIngester, spool_files
 from .store import Store
 
@@ -68,6 +71,8 @@ class Daemon:
         self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.frames_per_s = 0.0
         self.points_per_s = 0.0
+        self.sampler: Sampler | None = None
+        self.energy: EnergyBook | None = None
 
     def request_shutdown(self, reason: str) -> None:
         """The one way to stop: signals and the ``stop`` command all end up here."""
@@ -111,6 +116,7 @@ class Daemon:
             if pending:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
+            self._start_sampling()
             self._write_state()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
             log.info(
@@ -122,6 +128,7 @@ class Daemon:
             try:
                 self._loop()
                 self._drain()
+                self._stop_sampling()
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -163,7 +170,53 @@ class Daemon:
         tmp.write_text(json.dumps(state))
         tmp.replace(self.settings.state_path)
 
+    def _start_sampling(self) -> None:
+        settings = self.settings
+        if settings.sample_interval_s <= 0:
+            log.info("system and GPU sampling is off (TRACKIOD_SAMPLE_INTERVAL_S=0)")
+            return
+        self.sampler = Sampler(settings.sample_interval_s, make_provider(settings.nvml))
+        self.energy = EnergyBook(
+            self.store,
+            self.ingest.runs,
+            self.ingest.host,
+            settings.sample_interval_s,
+            settings.grid_intensity_g_per_kwh,
+            settings.location,
+        )
+        self.sampler.start()
+
+    def _take_samples(self) -> None:
+        """Hand the sampler's queued samples to the energy book, in the writer's transaction."""
+        sampler, energy = self.sampler, self.energy
+        if sampler is None or energy is None:
+            return
+        sessions = energy.live_sessions()
+        sampler.watch(frozenset(s.pid for s in sessions))
+        samples = []
+        while sampler.queue:
+            samples.append(sampler.queue.popleft())
+        if samples or energy.buffered:
+            self.ingest._begin()
+            energy.apply(samples, sessions)
+            self.ingest.commit()
+
+    def _stop_sampling(self) -> None:
+        if self.sampler is None or self.energy is None:
+            return
+        self.sampler.stop()
+        try:
+            self._take_samples()
+            self.ingest._begin()
+            self.energy.flush_series(time.time(), force=True)
+            self.ingest.commit()
+        except Exception as exc:
+            log.exception("could not store the last samples: %s", exc)
+
     def _close(self) -> None:
+        sampler = self.sampler
+        if sampler is not None:
+            sampler.stop()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -235,6 +288,7 @@ class Daemon:
             self.spool.ingest()
             ingest = self.ingest
             ingest.commit()
+            self._take_samples()
             self.store.checkpoint()
             now = time.time()
             crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
@@ -310,4 +364,19 @@ class Daemon:
             "spooled_frames_ingested": self.spool.frames,
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
+            "sampling": self._sampling_status(),
+        }
+
+    def _sampling_status(self) -> dict[str, Any]:
+        sampler = self.sampler
+        if sampler is None:
+            return {"interval_s": 0, "nvml": "off (sampling disabled)", "gpus": [], "samples": 0}
+        per_sample = sampler.cpu_s_total / sampler.samples if sampler.samples else None
+        return {
+            "interval_s": sampler.interval_s,
+            "nvml": sampler.nvml_status,
+            "gpus": [f"{g.index}: {g.name} ({g.uuid})" for g in sampler.gpus],
+            "samples": sampler.samples,
+            "cpu_ms_per_sample": None if per_sample is None else round(per_sample * 1000, 3),
+            "core_percent": None if per_sample is None else round(100 * per_sample / sampler.interval_s, 4),
         }

@@ -156,6 +156,11 @@ class RunBook:
             self._summary(run_id).set_explicit(items)
             self.dirty.add(run_id)
 
+    def set_system_summary(self, run_id: int, items: dict[str, Any]) -> None:
+        """Summary values the daemon computes itself (energy/*), written with the next commit."""
+        self._summary(run_id).set_explicit(items)
+        self.dirty.add(run_id)
+
     def define_metric(self, sid: bytes, handle: Any, spec: dict[str, Any]) -> None:
         run_id = self.run_for(sid, handle)
         if run_id is None or not isinstance(spec.get("name"), str):

@@ -104,8 +104,57 @@ CREATE TABLE session_runs(
 CREATE INDEX session_runs_by_run ON session_runs(run_id);
 """
 
+# Version 2: the node's system and GPU series, and GPU energy attributed to runs (trackiod.energy).
+_V2_SYSTEM_AND_ENERGY = """
+CREATE TABLE nodes(
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL UNIQUE,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE gpus(
+    id INTEGER PRIMARY KEY,
+    node_id INTEGER NOT NULL REFERENCES nodes(id),
+    uuid TEXT NOT NULL UNIQUE,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    memory_total REAL,
+    power_limit_w REAL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE system_chunks(
+    id INTEGER PRIMARY KEY,
+    node_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    ts_min REAL NOT NULL,
+    ts_max REAL NOT NULL,
+    times BLOB NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX system_chunks_by_series ON system_chunks(node_id, key_id, ts_max);
+CREATE TABLE run_gpus(
+    run_id INTEGER NOT NULL,
+    gpu_id INTEGER NOT NULL,
+    via TEXT NOT NULL,
+    joules REAL NOT NULL,
+    estimated_joules REAL NOT NULL,
+    gpu_seconds REAL NOT NULL,
+    first_ts REAL NOT NULL,
+    last_ts REAL NOT NULL,
+    PRIMARY KEY(run_id, gpu_id)
+) WITHOUT ROWID;
+CREATE TABLE run_energy(
+    run_id INTEGER PRIMARY KEY,
+    grid_g_per_kwh REAL NOT NULL,
+    location TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -84,6 +84,17 @@ class ApiRun:
             return pd.DataFrame(rows)
         return rows
 
+    def energy(self, grid_g_per_kwh: float | None = None) -> dict[str, Any]:
+        """GPU energy of this run: ``gpu_joules``, ``gpu_kwh``, ``gpu_hours``, ``co2eq_kg``, per-GPU figures.
+
+        Live while the run runs. ``grid_g_per_kwh`` recomputes the emissions at another grid intensity
+        (gCO2eq/kWh) than the daemon's; docs/api.md lists every field.
+        """
+        from trackiod import energy_report
+
+        with self._api._reader() as conn:
+            return energy_report.run_energy(conn, self._row, grid_g_per_kwh)
+
     def __repr__(self) -> str:
         return f"<ApiRun {self.path} ({self.state})>"
 
@@ -135,6 +146,13 @@ class Api:
         for key, value in (filters or {}).items():
             runs = [r for r in runs if getattr(r, key, r.config.get(key)) == value]
         return runs
+
+    def energy(self, project: str | None = None, grid_g_per_kwh: float | None = None) -> list[dict[str, Any]]:
+        """Energy reports (as :meth:`ApiRun.energy`) of every run, or of one project's, newest first."""
+        from trackiod import energy_report
+
+        with self._reader() as conn:
+            return energy_report.energy_reports(conn, project, grid_g_per_kwh)
 
     def run(self, path: str) -> ApiRun:
         """One run by ``"project/run_id"`` (an ``"entity/"`` prefix is accepted and ignored).

@@ -132,6 +132,7 @@ class Client:
             "started": time.time(),
             "argv": list(sys.argv[:16]),
             "python": sys.version.split()[0],
+            "cuda": cuda_placement(),
         }
         self.emit((P.SESSION, info))
         self._pump = threading.Thread(target=self._pump_loop, name="trackio_shim-pump", daemon=True)
@@ -542,6 +543,26 @@ class Client:
         with self.lock:
             self._sock.close(linger=0)
         self._ctx.term()
+
+
+def cuda_placement() -> dict[str, Any]:
+    """Which GPUs this process may use, for the daemon's energy attribution (docs/protocol.md, SESSION).
+
+    Never imports torch: its current device is reported only when the caller already initialised CUDA.
+    """
+    rank = os.environ.get("LOCAL_RANK", "")
+    out: dict[str, Any] = {
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "local_rank": int(rank) if rank.isdigit() else None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_initialized():
+                out["device_uuid"] = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        except Exception:  # an old torch without .uuid, a broken CUDA: the NVML process list still works
+            pass
+    return out
 
 
 def spawn_daemon(settings: TrackiodSettings) -> subprocess.Popen[bytes] | None:

@@ -311,6 +311,21 @@ class Run:
     def disabled(self) -> bool:
         return self._client is None
 
+    def energy(self) -> dict[str, Any]:
+        """The GPU energy the daemon has attributed to this run so far (see ``Api().run(path).energy()``).
+
+        Raises:
+            UsageError: the run is disabled (it never reaches the daemon).
+            RunNotFoundError: the daemon has not stored the run (yet).
+        """
+        client = self._client
+        if client is None:
+            raise UsageError("energy() needs a run the daemon records; this run is disabled")
+        client.wait_acked(client.seq, 1.0)
+        from .api import Api  # late import: the read API loads the store reader
+
+        return Api(overrides={"home": str(client.settings.home)}).run(self.path).energy()
+
     def define_metric(
         self,
         name: str,

@@ -54,6 +54,18 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         raise SettingsError(f"{env}={raw!r} is not a valid {kind.__name__}; fix or unset {env}") from None
 
 
+def _check_sampling(values: dict[str, Any]) -> None:
+    interval = float(values.get("sample_interval_s", 2.0))
+    if interval != 0 and not 0.05 <= interval <= 3600:
+        raise SettingsError(f"TRACKIOD_SAMPLE_INTERVAL_S={interval!r}: use 0 (no sampling) or 0.05 to 3600 seconds")
+    intensity = float(values.get("grid_intensity_g_per_kwh", 475.0))
+    if not 0 <= intensity <= 5000:
+        raise SettingsError(f"TRACKIOD_GRID_INTENSITY_G_PER_KWH={intensity!r}: use grams of CO2eq per kWh, 0 to 5000")
+    nvml = str(values.get("nvml", "auto"))
+    if nvml not in ("auto", "off") and not (nvml.startswith("fake:") and len(nvml) > 5):
+        raise SettingsError(f"TRACKIOD_NVML={nvml!r} is not one of auto, off, fake:<script.json> (tests only)")
+
+
 @dataclass(frozen=True)
 class TrackiodSettings:
     """Every tunable of trackiod and trackio_shim. Build with :meth:`Settings.load`."""
@@ -75,6 +87,10 @@ class TrackiodSettings:
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "INFO"
+    sample_interval_s: float = 2.0
+    nvml: str = "auto"
+    grid_intensity_g_per_kwh: float = 475.0
+    location: str = ""
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -125,6 +141,7 @@ class TrackiodSettings:
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        _check_sampling(values)
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
