@@ -100,7 +100,7 @@ class Daemon:
         self.store = Store(self.settings.db_path)
         self.ctx = zmq.Context(io_threads=1)
         self.sock = self.ctx.socket(zmq.ROUTER)
-        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
+        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of, self.settings.media_dir)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
         self.spool = SpoolIngester(
