@@ -304,7 +304,7 @@ class Run:
         Raises:
             UsageError: ``log`` is not "gradients", "parameters", "all" or None, or a model is not a Module.
         """
-        from .watch import Watch
+        from .watching import Watch
 
         for model in models if isinstance(models, (list, tuple)) else (models,):
             self._watches.append(Watch(self, model, log, log_freq))

@@ -1,5 +1,7 @@
 """``watch(model)``: histograms of gradients and parameters every ``log_freq`` training steps, as wandb.watch.
 
+(Named watching, not watch, so that the module never shadows the package's ``watch()`` function.)
+
 A forward hook counts the model's training forward passes. On every ``log_freq``-th one (the first included)
 the parameter histograms are logged, and the gradient hooks log the gradients of the backward pass that
 follows. Histograms are computed on the tensors' own device and copied deferred, like any tensor histogram;
