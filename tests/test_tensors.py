@@ -251,5 +251,5 @@ def test_watch_rejects_bad_arguments(shim, daemon):
     shim.init(project="tensors")
     with pytest.raises(shim.UsageError, match="log="):
         shim.watch(MLP(), log="weights")
-    with pytest.raises(shim.UsageError, match="torch.nn.Module"):
+    with pytest.raises(shim.UsageError, match=r"torch\.nn\.Module"):
         shim.watch(object())
