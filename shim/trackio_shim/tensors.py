@@ -250,7 +250,7 @@ class DeferredCopies:
 
 def _scalar_value(integral: bool) -> Callable[[Any], tuple[bool, Any]]:
     def finish(host: Any) -> tuple[bool, Any]:
-        value = float(host[0])
+        value = float(host.item())
         return False, int(value) if integral and value.is_integer() else value
 
     return finish
@@ -262,7 +262,9 @@ def stage_scalar(key: str, tensor: Any) -> Staged:
 
     check_real(tensor, "a tensor")
     integral = not tensor.is_floating_point()
-    source = tensor.detach().reshape(1).to(torch.float64)
+    source = tensor.detach().reshape(1)
+    if source.device.type != "cpu":  # widened by a kernel on its device; on CPU copy_ converts as it copies
+        source = source.to(torch.float64)
     return Staged(key, source, True, _scalar_value(integral))
 
 
