@@ -133,6 +133,16 @@ def test_table_api_as_in_wandb():
         table.get_column("z")
 
 
+def test_get_dataframe_without_pandas_says_how_to_get_it(monkeypatch):
+    import sys
+
+    import trackio_shim as wandb
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(wandb.UsageError, match="pip install pandas"):
+        wandb.Table(columns=["a"], data=[[1]]).get_dataframe()
+
+
 def test_tables_with_image_cells_round_trip(shim, daemon):
     run = shim.init(project="media")
     table = shim.Table(columns=["id", "score", "picture"])

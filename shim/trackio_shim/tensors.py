@@ -235,6 +235,12 @@ class DeferredCopies:
         for item in call.copies:
             try:
                 is_media, value = item.finish(item.host)
+            except Exception as exc:  # one value that cannot be sent never costs the rest of its call
+                from .values import warn_once
+
+                reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
+                warn_once(("deferred", item.key, reason), f"trackio_shim: key {item.key!r}: {reason}; it was dropped")
+                continue
             finally:
                 if item.pooled:
                     self.pool.give(item.host, item.pinned)
