@@ -44,6 +44,10 @@ SIZES: dict[str, tuple[int, int]] = {
     "read_repeats": (3, 15),
     # fresh interpreters for import / init / finish
     "startup_repeats": (2, 12),
+    # tensors: single log() calls per variant, and MLP training steps per variant (interleaved batches)
+    "tensor_calls": (300, 5_000),
+    "tensor_batches": (2, 10),
+    "tensor_steps": (50, 400),
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 import warnings
 from datetime import datetime, timezone
@@ -907,13 +908,13 @@ def test_numpy_step_and_timestamps(daemon: DaemonProcess, shim: Any) -> None:
     assert before <= rows[0]["_timestamp"] <= after
 
 
-def test_history_without_pandas_returns_dicts_with_a_warning(daemon: DaemonProcess, shim: Any) -> None:
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("pandas is installed here")
+def test_history_without_pandas_returns_dicts_with_a_warning(
+    daemon: DaemonProcess, shim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackio_shim import values
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails, as where it is not installed
+    monkeypatch.setattr(values, "_warned", set())
     run = shim.init(project="p")
     run.log({"x": 1})
     run.finish()

@@ -101,7 +101,7 @@ class Daemon:
         self.store = Store(self.settings.db_path)
         self.ctx = zmq.Context(io_threads=1)
         self.sock = self.ctx.socket(zmq.ROUTER)
-        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
+        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of, self.settings.media_dir)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
         self.spool = SpoolIngester(
@@ -197,7 +197,7 @@ class Daemon:
         while sampler.queue:
             samples.append(sampler.queue.popleft())
         if samples or energy.buffered:
-            self.ingest._begin()
+            self.ingest.begin()
             energy.apply(samples, sessions)
             self.ingest.commit()
 
@@ -207,7 +207,7 @@ class Daemon:
         self.sampler.stop()
         try:
             self._take_samples()
-            self.ingest._begin()
+            self.ingest.begin()
             self.energy.flush_series(time.time(), force=True)
             self.ingest.commit()
         except Exception as exc:

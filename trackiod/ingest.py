@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import apsw
@@ -22,6 +23,7 @@ from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 
 from .batch import Batch
+from .media import MediaWriter
 from .runs import RunBook
 from .store import Store
 
@@ -55,8 +57,11 @@ class Counters:
 class Ingest:
     """Applies decoded client messages to the store; see the module docstring."""
 
-    def __init__(self, store: Store, send: Send, spool_hook: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, store: Store, send: Send, spool_hook: Callable[[bytes], None], media_root: Path | None = None
+    ) -> None:
         self.store = store
+        self.media = MediaWriter(store, media_root or store.path.parent / "media")
         self.send = send
         self.spool_hook = spool_hook  # ingest this session's spool files now (called on a gap)
         self.committed, handles = store.load_sessions()
@@ -133,6 +138,18 @@ class Ingest:
             if run_id is not None:
                 self.batch.add(run_id, step, float(ts), data)
                 self.counters.points += len(data)
+        elif kind == P.MEDIA:
+            handle, step, ts, items = fields
+            if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(items, dict):
+                raise ValueError("MEDIA needs an int step, a numeric timestamp and a map of values")
+            run_id = self.runs.run_for(sid, handle)
+            if run_id is not None:
+                rejects = self.media.add(run_id, step, float(ts), items)
+                for key, reason in rejects:
+                    self.notice(sid, f"key {key!r}: {reason}; the rest of the call was kept")
+                if len(rejects) < len(items):
+                    self.runs.saw_step(run_id, step)
+                self.counters.points += len(items) - len(rejects)
         elif kind == P.SESSION:
             (info,) = fields
             if not isinstance(info, dict) or info.get("version") not in P.SUPPORTED_VERSIONS:
@@ -241,6 +258,7 @@ class Ingest:
             self.runs.save_dirty()
             self.store.save_watermarks((sid, self.accepted[sid]) for sid in touched)
             self.store.conn.execute("COMMIT")
+            self.media.committed()
         except apsw.Error as exc:
             self._in_txn = False
             self._rollback(touched, exc)
@@ -268,6 +286,7 @@ class Ingest:
             self.store.conn.execute("ROLLBACK")
         except apsw.Error:
             pass
+        self.media.rolled_back()
         self.batch = Batch()
         self.accepted = dict(self.committed)
         self.runs.reset()

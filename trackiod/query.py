@@ -16,6 +16,7 @@ import numpy as np
 
 from trackio_shim.errors import TrackiodError
 
+from .media_read import media_keys, read_media
 from .schema import configure, dict_rows, understood_version
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs")
@@ -169,11 +170,16 @@ def history(
     ``samples``, at most that many rows, evenly spread over the steps and including the first and last.
     """
     available = run_keys(conn, run["id"])
-    wanted = list(available) if keys is None else [k for k in keys if k in available]
+    rich = {name: entry for name, entry in media_keys(conn, run["id"]).items() if name not in available}
+    wanted = [*available, *rich] if keys is None else [k for k in keys if k in available or k in rich]
     if keys is not None and len(wanted) < len(keys):
         return
     columns: list[tuple[str, Any, Any, Any, bool]] = []
     for name in wanted:
+        if name in rich:  # histograms, arrays, images, tables, HTML: dicts (trackiod.media_read)
+            media_steps, media_times, media_vals = read_media(conn, run["id"], rich[name][0], min_step, max_step)
+            columns.append((name, media_steps, media_times, media_vals, False))
+            continue
         key_id, kind, _ = available[name]
         if kind == "text":
             steps, times, text_vals = read_texts(conn, run["id"], key_id, min_step, max_step)

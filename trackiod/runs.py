@@ -225,6 +225,10 @@ class RunBook:
                 self._told.add((run_id, key, reason))
                 self.notice(self.run_sids.get(run_id), f"key {key!r}: {reason}; the rest of the call was kept")
 
+    def saw_step(self, run_id: int, step: int) -> None:
+        """Note that ``run_id`` has data at ``step`` (its last_step is saved at the next commit)."""
+        self._saw_step(run_id, step)
+
     def _saw_step(self, run_id: int, step: int) -> None:
         previous = self.last_steps.get(run_id)
         self.last_steps[run_id] = step if previous is None else max(previous, step)

@@ -153,8 +153,25 @@ CREATE TABLE run_energy(
 );
 """
 
+# Version 3: rich values (histograms, arrays, images, tables, HTML), one row per (run, key, step). Small
+# payloads live in ``meta`` (JSON) or ``body`` (arrays); files live under TRACKIOD_HOME/media at ``path``.
+_V3_MEDIA = """
+CREATE TABLE media(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('histogram', 'array', 'image', 'table', 'html')),
+    meta TEXT NOT NULL DEFAULT '{}',
+    body BLOB,
+    path TEXT,
+    UNIQUE(run_id, key_id, step)
+);
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY]
+MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY, _V3_MEDIA]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -26,6 +26,7 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
+from .media import Array, Histogram, Html, Image, Table
 from .run import Config, DisabledRun, Run, Summary, as_mapping, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
@@ -33,22 +34,30 @@ from .values import warn_once
 __version__ = "0.1.0"
 __all__ = [
     "Api",
+    "Array",
     "Config",
     "ConfigError",
     "Error",
+    "Histogram",
+    "Html",
+    "Image",
     "Run",
     "Settings",
     "Summary",
+    "Table",
     "TrackiodError",
     "UsageError",
     "config",
     "define_metric",
     "finish",
+    "flush",
     "init",
     "log",
     "login",
     "run",
     "summary",
+    "unwatch",
+    "watch",
 ]
 
 Error = TrackiodError
@@ -95,6 +104,7 @@ _INIT_KEYWORDS = {
     "resume_from",
     "fork_from",
     "magic",
+    "tensor_copy",
 }
 _ADJECTIVES = (
     "amber",
@@ -255,6 +265,11 @@ def init(
             new_run.config._items.update(json_friendly(cfg))
         else:
             new_run = _start_run(params, cfg, dir or _env("TRACKIOD_DIR", "WANDB_DIR"), allow_val_change)
+        tensor_copy = kwargs.get("tensor_copy")
+        if tensor_copy is not None:
+            if tensor_copy not in ("deferred", "sync"):
+                raise UsageError(f"init(tensor_copy={tensor_copy!r}): use 'deferred' or 'sync'")
+            new_run.tensor_copy = tensor_copy
         _active.append(new_run)
         _bind(new_run)
         _install_hooks()
@@ -357,7 +372,7 @@ def _require_run() -> Run:
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None) -> None:
     """Log to the current run (wandb.log). See :meth:`Run.log`.
 
     Raises:
@@ -367,7 +382,29 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
     if current is None:
         _require_run()
         return
-    current.log(data, step, commit)
+    current.log(data, step, commit, copy)
+
+
+def flush() -> None:
+    """Wait for every deferred tensor copy of this process and hand the values over (a device sync)."""
+    from .client import current_client
+
+    client = current_client()
+    if client is not None:
+        client.drain_deferred()
+
+
+def watch(
+    models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000, **kwargs: Any
+) -> None:
+    """Log gradient and/or parameter histograms of ``models`` every ``log_freq`` steps. See :meth:`Run.watch`."""
+    _require_run().watch(models, criterion, log=log, log_freq=log_freq)
+
+
+def unwatch(models: Any = None) -> None:
+    """Remove the hooks :func:`watch` added to ``models`` (all watched models by default)."""
+    if run is not None:
+        run.unwatch(models)
 
 
 def define_metric(name: str, **kwargs: Any) -> None:

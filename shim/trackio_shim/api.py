@@ -58,9 +58,28 @@ class ApiRun:
         """
         from trackiod import query
 
+        from .media_refs import wrap_row
+
+        last = None if max_step is None else max_step - 1
+        media_dir = self._api.settings.media_dir
+        with self._api._reader() as conn:
+            for row in query.history(conn, self._row, keys, min_step, last):
+                yield wrap_row(row, media_dir)
+
+    def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
+        """Every stored rich value of ``key`` (histograms, arrays, images, tables, HTML), by step, as
+        :class:`~trackio_shim.media_refs.MediaRef`; ``min_step`` inclusive, ``max_step`` exclusive."""
+        from trackiod import media_read
+
+        from .media_refs import MediaRef
+
         last = None if max_step is None else max_step - 1
         with self._api._reader() as conn:
-            yield from query.history(conn, self._row, keys, min_step, last)
+            entry = media_read.media_keys(conn, self._row["id"]).get(key)
+            if entry is None:
+                return []
+            _, _, values = media_read.read_media(conn, self._row["id"], entry[0], min_step, last)
+        return [MediaRef(v, self._api.settings.media_dir) for v in values]
 
     def history(
         self,
@@ -73,8 +92,11 @@ class ApiRun:
         """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed."""
         from trackiod import query
 
+        from .media_refs import wrap_row
+
+        media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            rows = list(query.history(conn, self._row, keys, samples=samples))
+            rows = [wrap_row(r, media_dir) for r in query.history(conn, self._row, keys, samples=samples)]
         if pandas:
             try:
                 import pandas as pd

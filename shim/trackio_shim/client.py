@@ -32,6 +32,8 @@ from .values import encode_default, salvage, warn_once
 if TYPE_CHECKING:
     import subprocess
 
+    from .tensors import DeferredCopies
+
 _LOG = P.LOG
 _RESEND_BATCH = 4096
 _NOBLOCK = zmq.NOBLOCK
@@ -125,6 +127,7 @@ class Client:
         self._send = self._sock.send
         self._closed = False
         self._wake = threading.Event()
+        self._deferred: DeferredCopies | None = None
         info = {
             "version": P.PROTOCOL_VERSION,
             "pid": self.pid,
@@ -144,20 +147,20 @@ class Client:
         with self.lock:
             return self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
 
-    def log_locked(self, handle: int, step: int, data: dict[Any, Any]) -> None:
+    def log_locked(self, handle: int, step: int, data: dict[Any, Any]) -> bool:
         """log()'s hot path (caller holds :attr:`lock`): one pack, one append, one NOBLOCK send.
 
         The enqueue below repeats :meth:`emit_locked` on purpose: a method call is 5% of the budget here.
-        Anything unusual (a value to salvage, an oversized frame) takes :meth:`emit_locked`.
+        Returns False, having sent nothing, for anything unusual (a tensor, a rich value, a value to salvage,
+        an oversized frame): the caller then takes the slow path (Run._log_slow) outside the lock.
         """
         seq = self.seq + 1
         try:
             frame = self._pack((_LOG, self.sid, seq, handle, step, _now(), data))
         except Exception:
-            frame = None
-        if frame is None or len(frame) > self._max_frame:
-            self.emit_locked([_LOG, self.sid, 0, handle, step, _now(), data])
-            return
+            return False
+        if len(frame) > self._max_frame:
+            return False
         self.seq = seq
         self._unacked.append(frame)
         self._bytes += len(frame)
@@ -167,6 +170,27 @@ class Client:
                 self._sent = seq
             except zmq.ZMQError:
                 self.hold = True
+        return True
+
+    def deferred(self) -> DeferredCopies:
+        """The queue of deferred device-to-host copies, created when the first tensor is logged."""
+        if self._deferred is None:
+            from .tensors import DeferredCopies
+
+            self._deferred = DeferredCopies(self.settings.max_inflight_copies, self._emit_resolved)
+        return self._deferred
+
+    def drain_deferred(self) -> None:
+        """Wait for every deferred copy in flight and send the values (flush, finish, exit)."""
+        if self._deferred is not None:
+            self._deferred.drain()
+
+    def _emit_resolved(self, handle: int, step: int, ts: float, scalars: dict[str, Any], media: dict[str, Any]) -> None:
+        with self.lock:
+            if scalars:
+                self.emit_locked([_LOG, self.sid, 0, handle, step, ts, scalars])
+            if media:
+                self.emit_locked([P.MEDIA, self.sid, 0, handle, step, ts, media])
 
     def emit_locked(self, message: list[Any]) -> int:
         """Send ``[kind, sid, <seq slot>, *fields]``, filling in the seq; the caller holds :attr:`lock`.
@@ -282,6 +306,8 @@ class Client:
             if self._closed:
                 return
             try:
+                if self._deferred is not None:
+                    self._deferred.poll()  # copies finished since the last log(): send them
                 self.service()
                 self._maybe_autostart()
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
@@ -531,6 +557,10 @@ class Client:
         """Wait (bounded) for acknowledgements, spool whatever is left, and tear the socket down."""
         if self._closed:
             return
+        try:
+            self.drain_deferred()
+        except Exception as exc:  # a device error at exit must not stop the rest from being delivered
+            warn_once("drain-at-exit", f"trackio_shim: deferred tensor values could not be read: {exc!r}")
         wait = self.settings.finish_timeout_s if timeout is None else timeout
         if self.seq > self.acked and wait > 0:
             self.wait_acked(self.seq, wait)

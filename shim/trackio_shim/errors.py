@@ -50,3 +50,7 @@ class DaemonAlreadyRunning(DaemonError):
 
 class DaemonUnreachable(DaemonError):
     """No daemon answered on the endpoint within the time allowed."""
+
+
+class MediaError(UsageError):
+    """A rich value (tensor, histogram, image, table, ...) cannot be logged as given; the text says why."""

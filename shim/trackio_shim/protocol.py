@@ -30,6 +30,7 @@ CONFIG = 4  # handle, items (merged into the run's config)
 SUMMARY = 5  # handle, items (explicit summary values)
 DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden}
 RUN_FINISH = 7  # handle, exit_code, timestamp
+MEDIA = 8  # handle, step, timestamp, items: {key: {"_type": ..., ...}} (rich values: histograms, images, ...)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
@@ -45,7 +46,7 @@ REPLY = 68  # req_id, ok, body
 NOTICE = 69  # level, text
 PONG = 70  # boot_id, committed seq of the asking session (0 if unknown)
 
-SEQUENCED_KINDS = frozenset({SESSION, RUN_START, LOG, CONFIG, SUMMARY, DEFINE_METRIC, RUN_FINISH})
+SEQUENCED_KINDS = frozenset({SESSION, RUN_START, LOG, CONFIG, SUMMARY, DEFINE_METRIC, RUN_FINISH, MEDIA})
 CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
 
 # Field count after [kind, sid, seq] (sequenced) or after [kind, sid] (control); -1 means "at least 0".
@@ -57,6 +58,7 @@ _ARITY = {
     SUMMARY: 2,
     DEFINE_METRIC: 2,
     RUN_FINISH: 3,
+    MEDIA: 4,
     PING: 1,
     SPOOL_READY: 1,
     RESYNC: 1,

@@ -218,15 +218,22 @@ class Run:
         self._step = 0
         self._finished = False
         self._sink = client  # the client while the run is live, None once finished: one check in log()
+        #: How tensors are copied to the host when log() gets no ``copy=``: "deferred" (default) or "sync".
+        self.tensor_copy: str = client.settings.tensor_copy if client is not None else "deferred"
+        self._watches: list[Any] = []
         self.config = Config(self, allow_val_change)
         self.summary = Summary(self)
 
     # --------------------------------------------------------------- the hot path
-    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None
+    ) -> None:
         """Log a dict of values at the current step (wandb semantics; see docs/api.md).
 
         Never blocks on and never raises for the daemon. An unsupported value is dropped with a one-time
-        warning naming its key; the rest of the call is kept.
+        warning naming its key; the rest of the call is kept. Tensors are copied to the host ``copy=
+        "deferred"`` (no device sync; sent once the copy completes, with this call's step and time) or
+        ``"sync"``; the default is :attr:`tensor_copy`.
         """
         client = self._sink
         if client is None:
@@ -248,7 +255,67 @@ class Run:
                     self._step = at + 1
             else:
                 at = self._explicit_step(step, commit)
-            client.log_locked(self._handle, at, data)
+            if client.log_locked(self._handle, at, data):
+                return
+        self._log_slow(client, at, data, copy)
+
+    def _log_slow(self, client: Client, at: int, data: dict[Any, Any], copy: str | None) -> None:
+        """log() for tensors, rich values, values to salvage and oversized calls; runs outside the lock."""
+        from .media import WireContext, prepare
+
+        mode = copy or self.tensor_copy
+        if mode not in ("deferred", "sync"):
+            warn_once(("copy-mode", mode), f"trackio_shim: log(copy={mode!r}): use 'deferred' or 'sync'; deferring")
+            mode = "deferred"
+        settings = client.settings
+        ts = time.time()
+        plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
+        for key, reason in rich.problems:
+            warn_once(
+                ("rich", key, reason),
+                f"trackio_shim: key {key!r}: {reason}; that key was dropped, the rest of this call is kept",
+            )
+        plain.update(rich.scalars)
+        if plain:
+            client.emit((P.LOG, self._handle, at, ts, plain))
+        if rich.media:
+            client.emit((P.MEDIA, self._handle, at, ts, rich.media))
+        if rich.staged:
+            deferred = client.deferred()
+            deferred.submit(self._handle, at, ts, rich.staged)
+            deferred.poll()
+
+    def flush(self) -> None:
+        """Wait for the tensor copies still in flight and hand their values to the session (a device sync)."""
+        if self._client is not None:
+            self._client.drain_deferred()
+
+    def watch(
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
+        """Log histograms of gradients and/or parameters every ``log_freq`` training steps; see docs/api.md.
+
+        Raises:
+            UsageError: ``log`` is not "gradients", "parameters", "all" or None, or a model is not a Module.
+        """
+        from .watching import Watch
+
+        for model in models if isinstance(models, (list, tuple)) else (models,):
+            self._watches.append(Watch(self, model, log, log_freq))
+
+    def unwatch(self, models: Any = None) -> None:
+        """Remove the hooks :meth:`watch` added (for ``models``, or for every watched model)."""
+        wanted = None if models is None else list(models if isinstance(models, (list, tuple)) else (models,))
+        for watch in list(self._watches):
+            if wanted is None or any(watch.model is m for m in wanted):
+                watch.remove()
+                self._watches.remove(watch)
 
     def _explicit_step(self, step: Any, commit: bool | None) -> int:
         try:
@@ -371,7 +438,12 @@ class Run:
             return
         code = 0 if exit_code is None else int(exit_code)
         client = self._client
+        self.unwatch()
         if client is not None:
+            try:
+                client.drain_deferred()
+            except Exception as exc:  # a failed device must not keep the run from finishing
+                warn_once(("drain", self.id), f"trackio_shim: deferred tensor values could not be read: {exc!r}")
             seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
             self._finished = True
             self._sink = None
@@ -409,7 +481,20 @@ class DisabledRun(Run):
         super().__init__(None, 0, params, Path(_tempdir()))
         self.mode = "disabled"
 
-    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None
+    ) -> None:
+        return None
+
+    def watch(
+        self,
+        models: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+    ) -> None:
         return None
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:

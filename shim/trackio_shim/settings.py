@@ -91,11 +91,18 @@ class TrackiodSettings:
     nvml: str = "auto"
     grid_intensity_g_per_kwh: float = 475.0
     location: str = ""
+    tensor_copy: str = "deferred"
+    max_inflight_copies: int = 64
+    max_array_bytes: int = 4 * 1024 * 1024
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def db_path(self) -> Path:
         return self.home / "trackiod.db"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.home / "media"
 
     @property
     def spool_dir(self) -> Path:
@@ -142,6 +149,11 @@ class TrackiodSettings:
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         _check_sampling(values)
+        copy_mode = values.get("tensor_copy", "deferred")
+        if copy_mode not in ("deferred", "sync"):
+            raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")
+        if int(values.get("max_inflight_copies", 64)) < 1:
+            raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")

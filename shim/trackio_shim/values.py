@@ -1,7 +1,8 @@
 """Turning logged values into msgpack, off the hot path: the ``default=`` hook and the salvage path.
 
 msgpack packs bool, int, float, str and dicts natively, so the hot path is a single ``pack``. Only an
-unusual value reaches :func:`encode_default` (numpy scalars and 0-d arrays, 0-d CPU torch tensors), and only
+unusual value reaches :func:`encode_default` (numpy scalars and 0-d arrays; tensors and rich values make the
+pack fail so that log() takes its slow path, trackio_shim.media.prepare), and only
 a value nobody can encode reaches :func:`salvage`, which drops that key, warns once, and keeps the rest.
 numpy and torch are never imported here: their values are recognised by their type's module.
 """
@@ -29,7 +30,7 @@ def warn_once(cause: Hashable, message: str) -> None:
 
 
 def encode_default(obj: Any) -> Any:
-    """msgpack ``default=`` hook: numpy scalars and 0-d arrays, and 0-d CPU torch tensors, as Python scalars.
+    """msgpack ``default=`` hook: numpy scalars and 0-d arrays as Python scalars; tensors are refused.
 
     Raises:
         TypeError: the value has no scalar form here (the caller's salvage path then names the key).
@@ -39,10 +40,9 @@ def encode_default(obj: Any) -> Any:
         if getattr(obj, "ndim", None) == 0:  # numpy scalars and 0-d arrays alike
             return obj.item()
     elif module.startswith("torch"):
-        if getattr(obj, "ndim", None) == 0 and getattr(getattr(obj, "device", None), "type", None) == "cpu":
-            return obj.item()
-        if getattr(obj, "ndim", None) == 0:
-            raise TypeError("tensors on an accelerator are not supported yet: log tensor.item() for now")
+        # Refused here on purpose, even 0-d CPU tensors: log() then takes its slow path, which copies every
+        # tensor through the deferred queue (trackio_shim.tensors) or, with copy="sync", calls .item().
+        raise TypeError("tensors are logged by log()'s tensor path, not packed directly")
     raise TypeError(f"cannot log a value of type {type(obj).__module__}.{type(obj).__qualname__}")
 
 
