@@ -15,7 +15,7 @@ from trackio_shim.client import spawn_daemon
 from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
-from . import __version__, control
+from . import __version__, cli_data, control
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
@@ -122,6 +122,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
         ),
         ("last error", status["last_error"] or "none"),
+        *cli_data.sync_lines(status["sync"]),
     ]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    cli_data.add_commands(sub, common)
     return parser
 
 

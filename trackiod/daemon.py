@@ -29,6 +29,7 @@ from . import __version__
 from .ingest import Ingest
 from .spool import SpoolIngester, spool_files
 from .store import Store
+from .sync import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
 
@@ -103,6 +104,8 @@ class Daemon:
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
+        self.sync = SyncWorker(self.settings)
+        self.ingest.after_finish = self._run_finished
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -116,6 +119,7 @@ class Daemon:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
             self._write_state()
+            self.sync.start()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
             log.info(
                 "trackiod %s serving %s (database %s)",
@@ -168,6 +172,9 @@ class Daemon:
         tmp.replace(self.settings.state_path)
 
     def _close(self) -> None:
+        sync = getattr(self, "sync", None)
+        if sync is not None:
+            sync.stop()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -246,6 +253,7 @@ class Daemon:
                 ingest._begin()
                 ingest.runs.mark_crashed(crashed, now)
                 ingest.commit()
+                self.sync.request(FINISH_DELAY_S)
         except Exception as exc:  # maintenance must never take the daemon down
             log.exception("maintenance failed: %s", exc)
             self.ingest.counters.last_error = f"maintenance: {exc}"
@@ -256,6 +264,9 @@ class Daemon:
             self.frames_per_s = (counters.frames - frames) / (now - then)
             self.points_per_s = (counters.points - points) / (now - then)
             self._rates = (now, counters.frames, counters.points)
+
+    def _run_finished(self) -> None:
+        self.sync.request(FINISH_DELAY_S)
 
     def _ingest_spool_of(self, sid: bytes) -> None:
         if spool_files(self.settings.spool_dir, sid):
@@ -282,6 +293,11 @@ class Daemon:
             ok = body is not None
         elif what == "flush":
             ok = self.ingest.commit()
+        elif what == "sync":  # trackiod sync --now: a pass now, paused repositories included
+            self.ingest.commit()
+            body = {"ticket": self.sync.request(0.0, unpause=True)}
+        elif what == "sync_status":
+            body = self.sync.status()
         else:
             ok, body = False, f"unknown query {what!r}"
         self.send(sid, (P.REPLY, req_id, ok, body))
@@ -314,4 +330,5 @@ class Daemon:
             "spooled_frames_ingested": self.spool.frames,
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
+            "sync": self.sync.status(),
         }

@@ -75,6 +75,11 @@ class TrackiodSettings:
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "INFO"
+    sync_interval_s: float = 300.0
+    sync_dataset: str = ""
+    sync_private: bool = True
+    sync_retry_max_s: float = 300.0
+    hub: str = ""
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -96,6 +101,10 @@ class TrackiodSettings:
     @property
     def state_path(self) -> Path:
         return self.home / "daemon.json"
+
+    @property
+    def sync_dir(self) -> Path:
+        return self.home / "sync"
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +134,11 @@ class TrackiodSettings:
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        hub = str(values.get("hub", ""))
+        if hub and not (hub.startswith("folder:") and len(hub) > len("folder:")):
+            raise SettingsError(
+                f"TRACKIOD_HUB={hub!r}: leave it unset for the Hugging Face Hub, or use folder:/path (tests only)"
+            )
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
