@@ -325,3 +325,29 @@ def test_hub_setting_is_checked() -> None:
     with pytest.raises(SettingsError, match="TRACKIOD_HUB"):
         TrackiodSettings.load(environ={"TRACKIOD_HUB": "s3://bucket"})
     assert TrackiodSettings.load(environ={}).sync_interval_s == 300.0
+
+
+def test_migration_to_version_2_numbers_existing_texts(tmp_path: Path) -> None:
+    import apsw
+
+    from trackiod import schema
+    from trackiod.store import Store
+
+    path = tmp_path / "v1.db"
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute(schema.MIGRATIONS[0])
+        conn.execute("PRAGMA user_version=1")
+        conn.executemany(
+            "INSERT INTO texts(run_id, key_id, step, ts, value) VALUES (?, ?, ?, 0, ?)",
+            [(1, 1, 5, "c"), (1, 1, 2, "b"), (2, 1, 0, "d"), (1, 0, 9, "a")],
+        )
+    conn.close()
+    store = Store(path)  # migrates
+    revs = store.conn.execute("SELECT value, rev FROM texts ORDER BY rev").fetchall()
+    assert revs == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
+    with store.transaction():
+        store.write_texts([(1, 1, 2, 1.0, "b2")])  # a replaced value gets the next revision
+    assert store.conn.execute("SELECT rev FROM texts WHERE value='b2'").fetchone() == (5,)
+    assert store.conn.execute("PRAGMA user_version").fetchone() == (2,)
+    store.close()
