@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: name -> (quick, full)
 SIZES: dict[str, tuple[int, int]] = {
+    # Hub sync: points per key (4 keys) exported in a full pass, and the share appended for an incremental one
+    "sync_points": (50_000, 1_000_000),
     # log() against the floor: interleaved batches of single calls, each call timed on its own
     "log_batches": (4, 60),
     "log_batch_calls": (500, 2_000),

@@ -18,7 +18,7 @@ from trackio_shim.client import spawn_daemon
 from trackio_shim.errors import DaemonAlreadyRunning, TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
-from . import __version__, cli_energy, control
+from . import __version__, cli_data, cli_energy, control
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
@@ -129,6 +129,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ),
         ("last error", status["last_error"] or "none"),
         ("sampling", _sampling_line(status.get("sampling") or {})),
+        *cli_data.sync_lines(status["sync"]),
     ]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
     cli_energy.add_parsers(sub, common)
+    cli_data.add_commands(sub, common)
     return parser
 
 

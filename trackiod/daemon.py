@@ -32,6 +32,7 @@ from .nvml import make_provider
 from .sampler import Sampler
 from .spool import SpoolIngester, spool_files
 from .store import Store
+from .sync import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
 
@@ -104,6 +105,8 @@ class Daemon:
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of, self.settings.media_dir)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
+        self.sync = SyncWorker(self.settings)
+        self.ingest.after_finish = self._run_finished
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -118,6 +121,7 @@ class Daemon:
             self._bind()
             self._start_sampling()
             self._write_state()
+            self.sync.start()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
             log.info(
                 "trackiod %s serving %s (database %s)",
@@ -217,6 +221,9 @@ class Daemon:
         sampler = self.sampler
         if sampler is not None:
             sampler.stop()
+        sync = getattr(self, "sync", None)
+        if sync is not None:
+            sync.stop()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -296,6 +303,7 @@ class Daemon:
                 ingest.begin()
                 ingest.runs.mark_crashed(crashed, now)
                 ingest.commit()
+                self.sync.request(FINISH_DELAY_S)
         except Exception as exc:  # maintenance must never take the daemon down
             log.exception("maintenance failed: %s", exc)
             self.ingest.counters.last_error = f"maintenance: {exc}"
@@ -306,6 +314,9 @@ class Daemon:
             self.frames_per_s = (counters.frames - frames) / (now - then)
             self.points_per_s = (counters.points - points) / (now - then)
             self._rates = (now, counters.frames, counters.points)
+
+    def _run_finished(self) -> None:
+        self.sync.request(FINISH_DELAY_S)
 
     def _ingest_spool_of(self, sid: bytes) -> None:
         if spool_files(self.settings.spool_dir, sid):
@@ -332,6 +343,11 @@ class Daemon:
             ok = body is not None
         elif what == "flush":
             ok = self.ingest.commit()
+        elif what == "sync":  # trackiod sync --now: a pass now, paused repositories included
+            self.ingest.commit()
+            body = {"ticket": self.sync.request(0.0, unpause=True)}
+        elif what == "sync_status":
+            body = self.sync.status()
         else:
             ok, body = False, f"unknown query {what!r}"
         self.send(sid, (P.REPLY, req_id, ok, body))
@@ -365,6 +381,7 @@ class Daemon:
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
             "sampling": self._sampling_status(),
+            "sync": self.sync.status(),
         }
 
     def _sampling_status(self) -> dict[str, Any]:

@@ -232,6 +232,8 @@ class Ingest:
 
     boot_id: bytes = b""
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
+    #: Called after a commit that finished a run (the daemon asks sync for a pass).
+    after_finish: Callable[[], None] = staticmethod(lambda: None)
 
     # ------------------------------------------------------------------ transactions
     def begin(self) -> None:
@@ -252,6 +254,7 @@ class Ingest:
             return True
         started = time.perf_counter()
         touched, self._touched = self._touched, set()
+        finishing = self.runs.finishing
         try:
             columns = self.batch.columns()
             self.runs.write_points(columns)
@@ -270,6 +273,8 @@ class Ingest:
             self.committed[sid] = self.accepted[sid]
             self.send(sid, (P.ACK, self.accepted[sid]))
         self._ack_dups()
+        if finishing:
+            self.after_finish()
         return True
 
     def _ack_dups(self) -> None:

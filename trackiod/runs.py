@@ -258,6 +258,11 @@ class RunBook:
             self.summaries.pop(run_id, None)
         self._finished.clear()
 
+    @property
+    def finishing(self) -> bool:
+        """Whether the open transaction finishes a run (sync then pushes it soon after the commit)."""
+        return bool(self._finished)
+
     def reset(self) -> None:
         """Forget uncommitted state after a rollback; everything is re-read from the database."""
         _, self.handles = self.store.load_sessions()

@@ -170,8 +170,19 @@ CREATE TABLE media(
 );
 """
 
+# Version 4 (Hub sync): text values get a revision, so sync can export exactly the texts written since its
+# watermark. Points need nothing: each series' chunks, read in id order, are an append-only log.
+_V4_TEXT_REVISIONS = """
+ALTER TABLE texts ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+UPDATE texts SET rev = (
+    SELECT COUNT(*) FROM texts t2
+    WHERE (t2.run_id, t2.key_id, t2.step) <= (texts.run_id, texts.key_id, texts.step)
+);
+CREATE INDEX texts_by_rev ON texts(rev);
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY, _V3_MEDIA]
+MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY, _V3_MEDIA, _V4_TEXT_REVISIONS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

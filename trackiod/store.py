@@ -58,6 +58,8 @@ class Store:
         self._keys: dict[str, int] = {}
         self._tails: dict[tuple[int, int], Tail] = {}
         self._run_key_kinds: dict[tuple[int, int], str] = {}
+        row = self.conn.execute("SELECT MAX(rev) FROM texts").fetchone()
+        self._text_rev = int(row[0] or 0) if row else 0
 
     def close(self) -> None:
         try:
@@ -303,9 +305,15 @@ class Store:
             del self._tails[key]
 
     def write_texts(self, rows: list[tuple[int, int, int, float, str]]) -> None:
-        """(run_id, key_id, step, ts, value) rows; a later value at the same step replaces the earlier."""
+        """(run_id, key_id, step, ts, value) rows; a later value at the same step replaces the earlier.
+
+        Each row gets the next revision (``texts.rev``), the order in which sync exports text values.
+        """
+        first = self._text_rev + 1
+        self._text_rev += len(rows)
         self.conn.executemany(
-            "INSERT OR REPLACE INTO texts(run_id, key_id, step, ts, value) VALUES (?, ?, ?, ?, ?)", rows
+            "INSERT OR REPLACE INTO texts(run_id, key_id, step, ts, value, rev) VALUES (?, ?, ?, ?, ?, ?)",
+            [(*row, first + i) for i, row in enumerate(rows)],
         )
 
     def count_keys(self, counts: dict[tuple[int, int], tuple[str, int, int]]) -> None:

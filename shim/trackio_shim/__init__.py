@@ -296,7 +296,9 @@ def _resume_policy(resume: str | bool | None) -> str:
     raise UsageError(f"init(resume={resume!r}): use 'never', 'allow' or 'must'")
 
 
-def _start_run(params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_change: bool) -> Run:
+def _start_run(
+    params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_change: bool, started: float | None = None
+) -> Run:
     from .client import get_client
 
     settings = TrackiodSettings.load()
@@ -319,7 +321,7 @@ def _start_run(params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_
         config=json_friendly(cfg),
         default_id=default_id,
         default_name=default_name,
-        started=time.time(),
+        started=time.time() if started is None else started,
         req=None,
     )
     reply = client.request(
@@ -455,4 +457,43 @@ def _finish_at_exit() -> None:
         client.close()
 
 
+def import_csv(
+    csv_path: str | os.PathLike[str],
+    project: str,
+    name: str | None = None,
+    space_id: str | None = None,
+    dataset_id: str | None = None,
+    force: bool = False,
+) -> Run:
+    """Import a CSV of metrics (a ``step`` column, optionally ``timestamp``) as one finished run (as trackio).
+
+    Raises:
+        UsageError: the file has no ``step`` column or a bad value (the text names the line), or ``project``
+            already exists and ``force`` is False.
+    """
+    from trackiod.importers import import_csv as _import_csv
+
+    return _import_csv(csv_path, project, name=name, space_id=space_id, dataset_id=dataset_id, force=force)
+
+
+def import_tf_events(
+    log_dir: str | os.PathLike[str],
+    project: str,
+    name: str | None = None,
+    space_id: str | None = None,
+    dataset_id: str | None = None,
+    force: bool = False,
+) -> list[Run]:
+    """Import TensorBoard event files: each directory under ``log_dir`` holding event files becomes one run.
+
+    Raises:
+        UsageError: no event files, the tensorboard package is missing, or ``project`` already exists and
+            ``force`` is False.
+    """
+    from trackiod.importers import import_tf_events as _import_tf_events
+
+    return _import_tf_events(log_dir, project, name=name, space_id=space_id, dataset_id=dataset_id, force=force)
+
+
+__all__ += ["import_csv", "import_tf_events"]
 __all__ += ["DaemonUnreachable", "ProtocolVersionError", "RunExistsError", "RunNotFoundError"]

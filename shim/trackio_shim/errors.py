@@ -40,6 +40,10 @@ class RunExistsError(UsageError):
     """``resume="never"`` named a run id that already exists."""
 
 
+class ProjectExistsError(UsageError):
+    """An import named a project that already has runs; pass ``force=True`` (``--force``) to add to it."""
+
+
 class DaemonError(TrackiodError):
     """The daemon could not start, or could not do what a CLI command asked."""
 
@@ -54,3 +58,13 @@ class DaemonUnreachable(DaemonError):
 
 class MediaError(UsageError):
     """A rich value (tensor, histogram, image, table, ...) cannot be logged as given; the text says why."""
+class HubError(TrackiodError):
+    """A request to the Hugging Face Hub failed (sync, pull, deploy); the text says what to do."""
+
+
+class HubAuthError(HubError):
+    """The Hub refused the token (401) or its permissions (403): sync pauses for that repository."""
+
+
+class HubTransientError(HubError):
+    """A Hub request failed in a way that may pass (network, timeout, 429, 5xx): retried with backoff."""

@@ -94,6 +94,11 @@ class TrackiodSettings:
     tensor_copy: str = "deferred"
     max_inflight_copies: int = 64
     max_array_bytes: int = 4 * 1024 * 1024
+    sync_interval_s: float = 300.0
+    sync_dataset: str = ""
+    sync_private: bool = True
+    sync_retry_max_s: float = 300.0
+    hub: str = ""
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -119,6 +124,10 @@ class TrackiodSettings:
     @property
     def state_path(self) -> Path:
         return self.home / "daemon.json"
+
+    @property
+    def sync_dir(self) -> Path:
+        return self.home / "sync"
 
     @property
     def socket_path(self) -> Path:
@@ -154,6 +163,11 @@ class TrackiodSettings:
             raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")
         if int(values.get("max_inflight_copies", 64)) < 1:
             raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")
+        hub = str(values.get("hub", ""))
+        if hub and not (hub.startswith("folder:") and len(hub) > len("folder:")):
+            raise SettingsError(
+                f"TRACKIOD_HUB={hub!r}: leave it unset for the Hugging Face Hub, or use folder:/path (tests only)"
+            )
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
