@@ -58,6 +58,8 @@ class DaemonUnreachable(DaemonError):
 
 class MediaError(UsageError):
     """A rich value (tensor, histogram, image, table, ...) cannot be logged as given; the text says why."""
+
+
 class HubError(TrackiodError):
     """A request to the Hugging Face Hub failed (sync, pull, deploy); the text says what to do."""
 
