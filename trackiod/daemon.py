@@ -26,6 +26,7 @@ from trackio_shim.errors import DaemonError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
+from .features import Features
 from .ingest import Ingest
 from .spool import SpoolIngester, spool_files
 from .store import Store
@@ -72,6 +73,8 @@ class Daemon:
         self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.frames_per_s = 0.0
         self.points_per_s = 0.0
+        #: Set by the dashboard (another module) while it serves; published in daemon.json and status.
+        self.dashboard_url: str | None = None
 
     def request_shutdown(self, reason: str) -> None:
         """The one way to stop: signals and the ``stop`` command all end up here."""
@@ -103,6 +106,9 @@ class Daemon:
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
+        self.features = Features(self.settings)
+        self.ingest.features = self.features
+        self.features.start(self.store)
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -162,12 +168,22 @@ class Daemon:
             "boot_id": self.boot_id.hex(),
             "database": str(self.settings.db_path),
             "version": __version__,
+            # The local dashboard's URL while one is being served (set by the dashboard; null until then).
+            "dashboard_url": self.dashboard_url,
         }
         tmp = self.settings.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(self.settings.state_path)
 
     def _close(self) -> None:
+        features = getattr(self, "features", None)
+        if features is not None:
+            features.stop()
+            if getattr(self, "ingest", None) is not None:
+                try:
+                    features.drain(self.ingest)  # results that arrived while stopping
+                except Exception:
+                    log.exception("could not write the last background results")
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -205,6 +221,8 @@ class Daemon:
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
             ):
                 ingest.commit()
+            if self.features.outbox:
+                self.features.drain(ingest)
             if now >= next_maintenance:
                 next_maintenance = now + settings.maintenance_interval_s
                 self._maintenance()
@@ -239,6 +257,8 @@ class Daemon:
             self.spool.ingest()
             ingest = self.ingest
             ingest.commit()
+            self.features.tick(self.store)
+            self.features.drain(ingest)
             self.store.checkpoint()
             now = time.time()
             crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
@@ -282,9 +302,22 @@ class Daemon:
             ok = body is not None
         elif what == "flush":
             ok = self.ingest.commit()
+        elif what == "run_info":
+            self.ingest.commit()
+            body = self._run_info(sid, args.get("handle"))
+            ok = body is not None
         else:
             ok, body = False, f"unknown query {what!r}"
         self.send(sid, (P.REPLY, req_id, ok, body))
+
+    def _run_info(self, sid: bytes, handle: Any) -> dict[str, Any] | None:
+        """What finish() prints: the run's stored points and state."""
+        run_id = self.ingest.runs.handles.get((sid, handle))
+        row = self.store.run(run_id) if run_id is not None else None
+        if row is None:
+            return None
+        points = self.store._scalar("SELECT COALESCE(SUM(points), 0) FROM run_keys WHERE run_id=?", run_id)
+        return {"points": points, "state": row["state"], "last_step": row["last_step"]}
 
     def status(self) -> dict[str, Any]:
         """What ``trackiod status`` shows."""
@@ -314,4 +347,6 @@ class Daemon:
             "spooled_frames_ingested": self.spool.frames,
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
+            "dashboard_url": self.dashboard_url,
+            **self.features.status(),
         }

@@ -22,6 +22,7 @@ from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 
 from .batch import Batch
+from .features import KINDS as FEATURE_KINDS
 from .runs import RunBook
 from .store import Store
 
@@ -159,6 +160,8 @@ class Ingest:
             self.runs.define_metric(sid, fields[0], _as_dict(fields[1]))
         elif kind == P.RUN_FINISH:
             self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+        elif kind in FEATURE_KINDS and self.features is not None:
+            self.features.apply(self, kind, sid, fields)
 
     def _proc_started(self, info: dict[str, Any]) -> float | None:
         """The process's start time, to tell it apart from a later process reusing its pid."""
@@ -214,6 +217,8 @@ class Ingest:
             self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
 
     boot_id: bytes = b""
+    #: Alerts, files, artifacts and context (trackiod.features.Features); None in unit tests of the core.
+    features: Any = None
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
 
     # ------------------------------------------------------------------ transactions
@@ -247,6 +252,8 @@ class Ingest:
         finally:
             self._in_txn = False
         self.counters.note_commit((time.perf_counter() - started) * 1000)
+        if self.features is not None:
+            self.features.committed()
         for sid in touched:
             self.committed[sid] = self.accepted[sid]
             self.send(sid, (P.ACK, self.accepted[sid]))
@@ -268,6 +275,8 @@ class Ingest:
         except apsw.Error:
             pass
         self.batch = Batch()
+        if self.features is not None:
+            self.features.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
         for sid in touched:

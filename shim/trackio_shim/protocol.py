@@ -30,6 +30,12 @@ CONFIG = 4  # handle, items (merged into the run's config)
 SUMMARY = 5  # handle, items (explicit summary values)
 DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden}
 RUN_FINISH = 7  # handle, exit_code, timestamp
+# 8..23 are taken by other features (tensors/media 8..15, system sampler 16..23).
+ALERT = 24  # handle, alert: {title, text, level, wait_duration, step, timestamp, webhook_url}
+SAVE_FILES = 25  # handle, spec: {pattern, base, policy, matched}
+ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, aliases, entries, log_id}
+ARTIFACT_USE = 27  # handle, ref: {project, name, version}
+LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
@@ -45,7 +51,22 @@ REPLY = 68  # req_id, ok, body
 NOTICE = 69  # level, text
 PONG = 70  # boot_id, committed seq of the asking session (0 if unknown)
 
-SEQUENCED_KINDS = frozenset({SESSION, RUN_START, LOG, CONFIG, SUMMARY, DEFINE_METRIC, RUN_FINISH})
+SEQUENCED_KINDS = frozenset(
+    {
+        SESSION,
+        RUN_START,
+        LOG,
+        CONFIG,
+        SUMMARY,
+        DEFINE_METRIC,
+        RUN_FINISH,
+        ALERT,
+        SAVE_FILES,
+        ARTIFACT_LOG,
+        ARTIFACT_USE,
+        LOG_CONTEXT,
+    }
+)
 CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
 
 # Field count after [kind, sid, seq] (sequenced) or after [kind, sid] (control); -1 means "at least 0".
@@ -57,6 +78,11 @@ _ARITY = {
     SUMMARY: 2,
     DEFINE_METRIC: 2,
     RUN_FINISH: 3,
+    ALERT: 2,
+    SAVE_FILES: 2,
+    ARTIFACT_LOG: 2,
+    ARTIFACT_USE: 2,
+    LOG_CONTEXT: 5,
     PING: 1,
     SPOOL_READY: 1,
     RESYNC: 1,

@@ -75,6 +75,13 @@ class TrackiodSettings:
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "INFO"
+    silent: bool = False
+    webhook_url: str = ""
+    webhook_format: str = "auto"
+    webhook_retries: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    artifact_wait_s: float = 30.0
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -96,6 +103,18 @@ class TrackiodSettings:
     @property
     def state_path(self) -> Path:
         return self.home / "daemon.json"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +144,10 @@ class TrackiodSettings:
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        if values.get("webhook_format", "auto") not in ("auto", "slack", "discord", "json"):
+            raise SettingsError(
+                f"TRACKIOD_WEBHOOK_FORMAT={values['webhook_format']!r} is not one of auto, slack, discord, json"
+            )
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
