@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as _P
+from .alerts import AlertLevel
 from .api import Api
+from .artifacts import Artifact
 from .errors import (
+    ArtifactError,
+    ArtifactNotFoundError,
     ConfigError,
     DaemonUnreachable,
     ProtocolVersionError,
@@ -32,7 +36,11 @@ from .values import warn_once
 
 __version__ = "0.1.0"
 __all__ = [
+    "AlertLevel",
     "Api",
+    "Artifact",
+    "ArtifactError",
+    "ArtifactNotFoundError",
     "Config",
     "ConfigError",
     "Error",
@@ -41,14 +49,18 @@ __all__ = [
     "Summary",
     "TrackiodError",
     "UsageError",
+    "alert",
     "config",
     "define_metric",
     "finish",
     "init",
     "log",
+    "log_artifact",
     "login",
     "run",
+    "save",
     "summary",
+    "use_artifact",
 ]
 
 Error = TrackiodError
@@ -333,6 +345,12 @@ def _start_run(params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_
     new_run.resumed = bool(info.get("resumed"))
     new_run._step = int(info.get("step") or 0)
     new_run.config._items.update(info.get("config") or json_friendly(cfg))
+    from .terminal import announce, dashboard_url, is_silent
+
+    new_run._silent = is_silent(settings)
+    new_run._dashboard_url = dashboard_url(settings)
+    if not new_run._silent:
+        announce(new_run, new_run.url)
     return new_run
 
 
@@ -357,7 +375,9 @@ def _require_run() -> Run:
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+def log(
+    data: dict[str, Any], step: int | None = None, commit: bool | None = None, context: dict[str, Any] | None = None
+) -> None:
     """Log to the current run (wandb.log). See :meth:`Run.log`.
 
     Raises:
@@ -367,7 +387,27 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
     if current is None:
         _require_run()
         return
-    current.log(data, step, commit)
+    current.log(data, step, commit, context)
+
+
+def alert(title: str, text: str, level: Any = AlertLevel.INFO, wait_duration: Any = None) -> None:
+    """Raise an alert on the current run (wandb.alert). See :meth:`Run.alert`."""
+    _require_run().alert(title, text, level, wait_duration)
+
+
+def save(glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+    """Save files with the current run (wandb.save). See :meth:`Run.save`."""
+    return _require_run().save(glob_str, base_path, policy)
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None) -> Any:
+    """Log an artifact version from the current run (wandb.log_artifact). See :meth:`Run.log_artifact`."""
+    return _require_run().log_artifact(artifact_or_path, name, type, aliases)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> Any:
+    """Use an artifact version in the current run; returns its local path. See :meth:`Run.use_artifact`."""
+    return _require_run().use_artifact(artifact_or_name, type, **kwargs)
 
 
 def define_metric(name: str, **kwargs: Any) -> None:

@@ -218,15 +218,26 @@ class Run:
         self._step = 0
         self._finished = False
         self._sink = client  # the client while the run is live, None once finished: one check in log()
+        self._context: dict[str, Any] | None = None  # set_context(); None keeps log() on its fast path
+        self._alerted: dict[str, float] = {}  # alert title -> when it was last printed (wait_duration)
+        self._silent = False  # TRACKIOD_SILENT / WANDB_SILENT, set by init()
+        self._dashboard_url: str | None = None
         self.config = Config(self, allow_val_change)
         self.summary = Summary(self)
 
     # --------------------------------------------------------------- the hot path
-    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self,
+        data: dict[str, Any],
+        step: int | None = None,
+        commit: bool | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         """Log a dict of values at the current step (wandb semantics; see docs/api.md).
 
-        Never blocks on and never raises for the daemon. An unsupported value is dropped with a one-time
-        warning naming its key; the rest of the call is kept.
+        ``context`` (merged over :meth:`set_context`'s) puts the values in series of their own, such as
+        ``{"subset": "val"}``. Never blocks on and never raises for the daemon. An unsupported value is
+        dropped with a one-time warning naming its key; the rest of the call is kept.
         """
         client = self._sink
         if client is None:
@@ -248,7 +259,37 @@ class Run:
                     self._step = at + 1
             else:
                 at = self._explicit_step(step, commit)
-            client.log_locked(self._handle, at, data)
+            if context is None and self._context is None:
+                client.log_locked(self._handle, at, data)
+            else:
+                merged = self._merged_context(context)
+                client.emit_locked([P.LOG_CONTEXT, client.sid, 0, self._handle, at, time.time(), data, merged])
+
+    def set_context(self, context: dict[str, Any] | None) -> None:
+        """Attach ``context`` (e.g. ``{"subset": "val"}``) to every later log() of this run; None clears it.
+
+        Raises:
+            UsageError: not a dict of non-empty str keys to str, int, float or bool values.
+        """
+        if context is None or context == {}:
+            self._context = None
+            return
+        bad = _context_problem(context)
+        if bad:
+            raise UsageError(f"set_context(): {bad}")
+        self._context = dict(context)
+
+    def _merged_context(self, context: Any) -> dict[str, Any]:
+        merged = dict(self._context or {})
+        if context is not None:
+            bad = _context_problem(context)
+            if bad:
+                warn_once(
+                    ("bad-context", bad), f"trackio_shim: log(context=...): {bad}; the call's context was ignored"
+                )
+            else:
+                merged.update(context)
+        return merged
 
     def _explicit_step(self, step: Any, commit: bool | None) -> int:
         try:
@@ -300,8 +341,53 @@ class Run:
 
     @property
     def url(self) -> str | None:
-        """The dashboard URL of this run; None until the dashboard exists (see README)."""
-        return None
+        """This run's page on the local dashboard, when the daemon serves one (else None)."""
+        if self._dashboard_url is None:
+            return None
+        from .terminal import run_url
+
+        return run_url(self._dashboard_url, self.project, self.id)
+
+    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+        """Raise an alert: printed here once, stored with the run, and delivered by the daemon to the webhook.
+
+        ``wait_duration`` (seconds or a timedelta) throttles: an alert with the same title within that
+        time of the last one is stored as throttled and neither printed nor delivered.
+
+        Raises:
+            UsageError: an empty title, an unknown level or a bad wait_duration.
+        """
+        from .alerts import send_alert
+
+        send_alert(self, title, text, level, wait_duration)
+
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+        """Have the daemon copy files matching ``glob_str`` into this run's file store; returns today's matches.
+
+        ``policy``: ``"live"`` (now and whenever a file changes), ``"now"`` (once), ``"end"`` (when the run
+        ends). Names in the run are relative to ``base_path`` (default: the current directory for a
+        relative glob, the glob's fixed directory for an absolute one).
+
+        Raises:
+            UsageError: an unknown policy, an empty glob, or files outside ``base_path``.
+        """
+        from .files import save
+
+        return save(self, glob_str, base_path, policy)
+
+    def log_artifact(
+        self, artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None
+    ) -> Any:
+        """Log an Artifact (or a file or directory) as its next version; returns the Artifact (see ``wait()``)."""
+        from .artifacts import log_artifact
+
+        return log_artifact(self, artifact_or_path, name, type, aliases)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> Any:
+        """Mark ``[project/]name[:alias]`` as used by this run and return the local path of its files."""
+        from .artifacts import use_artifact
+
+        return use_artifact(self, artifact_or_name, type, **kwargs)
 
     @property
     def offline(self) -> bool:
@@ -360,9 +446,15 @@ class Run:
             seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
             self._finished = True
             self._sink = None
-            if not client.wait_acked(seq, client.settings.finish_timeout_s):
+            acked = client.wait_acked(seq, client.settings.finish_timeout_s)
+            if not acked:
                 with client.lock:
                     client.spill_locked()
+            if not (quiet or self._silent):
+                from .terminal import farewell
+
+                info = self._query("run_info", {"handle": self._handle}) if acked else None
+                farewell(self, info, client.stats(), "finished" if code == 0 else "failed")
         self._finished = True
         from . import _forget_run  # late import: the module keeps the list of active runs
 
@@ -380,6 +472,18 @@ class Run:
         return f"<Run {self.project}/{self.id} ({self.name})>"
 
 
+def _context_problem(context: Any) -> str | None:
+    """Why ``context`` cannot be used as a metric context, or None."""
+    if not isinstance(context, Mapping):
+        return f"context must be a dict, not {type(context).__name__}"
+    for key, value in context.items():
+        if not isinstance(key, str) or not key:
+            return f"context keys must be non-empty strings, not {key!r}"
+        if not isinstance(value, (str, int, float, bool)):
+            return f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}"
+    return None
+
+
 def _tempdir() -> str:
     import tempfile  # lazily: only disabled runs need it
 
@@ -394,8 +498,20 @@ class DisabledRun(Run):
         super().__init__(None, 0, params, Path(_tempdir()))
         self.mode = "disabled"
 
-    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+    def log(
+        self,
+        data: dict[str, Any],
+        step: int | None = None,
+        commit: bool | None = None,
+        context: dict[str, Any] | None = None,
+    ) -> None:
         return None
+
+    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+        return None
+
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+        return []
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         self._finished = True
