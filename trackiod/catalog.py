@@ -137,7 +137,11 @@ def parse_ref(ref: str, default_project: str | None) -> tuple[str, str, str]:
     project, _, name = body.rpartition("/")
     project = project.split("/")[-1] if project else (default_project or "")
     if not name or not project:
-        raise ArtifactNotFoundError(f"artifact reference {ref!r} must look like '[project/]name[:alias]'")
+        raise ArtifactNotFoundError(
+            f"artifact reference {ref!r} names no project and none was given; use 'project/name[:alias]'"
+            if name
+            else f"artifact reference {ref!r} must look like '[project/]name[:alias]'"
+        )
     return project, name, alias or "latest"
 
 
@@ -169,6 +173,17 @@ def _decorate(conn: apsw.Connection, row: dict[str, Any]) -> None:
             "SELECT r.run_key FROM artifact_usage u JOIN runs r ON r.id = u.run_id WHERE u.version_id=? "
             "ORDER BY u.used_at",
             (vid,),
+        )
+    ]
+
+
+def projects_with_artifact(conn: apsw.Connection, name: str) -> list[str]:
+    """Projects that have an artifact called ``name``."""
+    return [
+        p
+        for (p,) in conn.execute(
+            "SELECT p.name FROM artifacts a JOIN projects p ON p.id = a.project_id WHERE a.name=? ORDER BY p.name",
+            (name,),
         )
     ]
 

@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    from . import cli_extras
+
+    cli_extras.register(sub, common, lambda handler: lambda args: handler(args, _settings(args)))
     return parser
 
 
