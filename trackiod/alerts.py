@@ -123,7 +123,9 @@ class AlertBook:
         store.conn.execute(
             "INSERT INTO alerts(run_id, step, ts, title, text, level, wait_duration, webhook_url, status) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, step, ts, title, text, level, wait, url or None, status),
+            # Only a run's own URL is stored; the daemon's is looked up at delivery, so a fixed daemon
+            # configuration applies to alerts still pending after a restart.
+            (run_id, step, ts, title, text, level, wait, alert.get("webhook_url") or None, status),
         )
         alert_id = int(store.conn.last_insert_rowid())
         log.info("alert %d (%s) for run %d: %s [%s]", alert_id, level, run_id, title, status)
@@ -154,6 +156,8 @@ class AlertBook:
             "SELECT id, webhook_url, attempts FROM alerts WHERE status='pending' ORDER BY id"
         ).fetchall()
         for alert_id, url, attempts in rows:
+            if not (url or self.settings.webhook_url):
+                continue  # its webhook was the daemon's, and this daemon has none: it waits for one
             delivery = self._delivery(store, alert_id, url or self.settings.webhook_url, self.settings.webhook_format)
             delivery.attempts = int(attempts)
             self.notifier.submit(delivery)
