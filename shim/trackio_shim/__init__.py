@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as _P
-from .alerts import AlertLevel
 from .api import Api
-from .artifacts import Artifact
 from .errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -64,6 +62,20 @@ __all__ = [
 ]
 
 Error = TrackiodError
+
+
+def __getattr__(name: str) -> Any:
+    # Artifact and AlertLevel load on first use: `import trackio_shim` stays light (tests/test_import_light.py).
+    if name == "Artifact":
+        from .artifacts import Artifact
+
+        return Artifact
+    if name == "AlertLevel":
+        from .alerts import AlertLevel
+
+        return AlertLevel
+    raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
+
 
 #: The most recent active run (wandb.run), or None.
 run: Run | None = None
@@ -390,7 +402,7 @@ def log(
     current.log(data, step, commit, context)
 
 
-def alert(title: str, text: str, level: Any = AlertLevel.INFO, wait_duration: Any = None) -> None:
+def alert(title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
     """Raise an alert on the current run (wandb.alert). See :meth:`Run.alert`."""
     _require_run().alert(title, text, level, wait_duration)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -225,6 +224,8 @@ def log_artifact(
             )
     if not artifact._entries:
         raise UsageError(f"Artifact {artifact.name!r} has no files; add_file() or add_dir() first")
+    import uuid  # here, not at import: uuid is among the slower stdlib imports
+
     artifact._log_id = uuid.uuid4().hex
     artifact._run = run
     artifact._settings = run._client.settings if run._client is not None else None
