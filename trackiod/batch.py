@@ -17,6 +17,14 @@ import numpy as np
 MAX_KEY_CHARS = 512
 MAX_DEPTH = 32
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
+#: Joins a key and its context id inside a batch (never stored): NUL is refused in user key names.
+CONTEXT_SEP = "\x00"
+
+
+def split_context_name(name: str) -> tuple[str, int] | None:
+    """``(key, context id)`` for a batch name that carries a context, else None."""
+    base, sep, context = name.partition(CONTEXT_SEP)
+    return (base, int(context)) if sep else None
 
 
 def check_key(name: Any, top_level: bool = True) -> tuple[str | None, str | None]:
@@ -88,7 +96,7 @@ class Batch:
     """The open batch: LOG rows grouped by (run, keys)."""
 
     def __init__(self) -> None:
-        self.groups: dict[tuple[int, tuple[Any, ...]], Group] = {}
+        self.groups: dict[tuple[Any, ...], Group] = {}
         self.points = 0
         self.frames = 0
         self._arrival = 0
@@ -106,13 +114,30 @@ class Batch:
         self.points += len(keys)
         self.frames += 1
 
+    def add_context(self, run_id: int, context_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
+        """Like :meth:`add`, for a LOG_CONTEXT frame: its series are ``(key, context)`` pairs."""
+        keys = tuple(data)
+        group = self.groups.get((run_id, keys, context_id))
+        if group is None:
+            group = self.groups[(run_id, keys, context_id)] = Group()
+        self._arrival += 1
+        group.arrivals.append(self._arrival)
+        group.steps.append(step)
+        group.times.append(ts)
+        group.rows.append(tuple(data.values()))
+        self.points += len(keys)
+        self.frames += 1
+
     def __bool__(self) -> bool:
         return bool(self.groups)
 
     def columns(self) -> Columns:
         """Split every group into per-series arrays; the batch is empty afterwards."""
         out = Columns()
-        for (run_id, keys), group in self.groups.items():
+        for group_key, group in self.groups.items():
+            run_id, keys = group_key[0], group_key[1]
+            # A context's series travel as "name\x00<context id>" (NUL never passes check_key), see context_name.
+            suffix = f"{CONTEXT_SEP}{group_key[2]}" if len(group_key) == 3 else ""
             arrivals = np.asarray(group.arrivals, np.int64)
             steps = np.asarray(group.steps, np.int64)
             times = np.asarray(group.times, np.float64)
@@ -121,9 +146,9 @@ class Batch:
             if matrix is not None and all(name is not None for name, _ in names):
                 for j, (name, _) in enumerate(names):
                     assert name is not None
-                    _parts(out, run_id, name).add(arrivals, steps, times, matrix[:, j])
+                    _parts(out, run_id, name + suffix).add(arrivals, steps, times, matrix[:, j])
             else:
-                _slow_path(out, run_id, keys, group)
+                _slow_path(out, run_id, keys, group, suffix)
         self.groups.clear()
         self.points = self.frames = 0
         return out
@@ -150,10 +175,11 @@ def _numeric_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray | Non
     return matrix.astype(np.float64, copy=False)
 
 
-def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group) -> None:
+def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group, suffix: str = "") -> None:
     numeric: dict[str, tuple[list[int], list[int], list[float], list[float]]] = {}
     for arrival, step, ts, row in zip(group.arrivals, group.steps, group.times, group.rows):
-        for name, value in flatten(dict(zip(keys, row)), out, run_id):
+        for flat_name, value in flatten(dict(zip(keys, row)), out, run_id):
+            name = flat_name + suffix
             if isinstance(value, bool):
                 value = float(value)
             if isinstance(value, (int, float)):
@@ -172,7 +198,7 @@ def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group) -
                 out.rejects.append(
                     (
                         run_id,
-                        name,
+                        flat_name,
                         f"values of type {type(value).__name__} are not supported; log a number or str",
                     )
                 )

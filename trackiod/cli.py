@@ -213,6 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
     cli_energy.add_parsers(sub, common)
     cli_data.add_commands(sub, common)
+    from . import cli_extras
+
+    cli_extras.register(sub, common, lambda handler: lambda args: handler(args, _settings(args)))
     return parser
 
 

@@ -27,6 +27,7 @@ from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
 from .energy import EnergyBook
+from .features import Features
 from .ingest import Ingest
 from .nvml import make_provider
 from .sampler import Sampler
@@ -74,6 +75,8 @@ class Daemon:
         self.points_per_s = 0.0
         self.sampler: Sampler | None = None
         self.energy: EnergyBook | None = None
+        #: Set by the dashboard (another module) while it serves; published in daemon.json and status.
+        self.dashboard_url: str | None = None
 
     def request_shutdown(self, reason: str) -> None:
         """The one way to stop: signals and the ``stop`` command all end up here."""
@@ -107,6 +110,9 @@ class Daemon:
         self.ingest.query_hook = self._query
         self.sync = SyncWorker(self.settings)
         self.ingest.after_finish = self._run_finished
+        self.features = Features(self.settings)
+        self.ingest.features = self.features
+        self.features.start(self.store)
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -169,6 +175,8 @@ class Daemon:
             "boot_id": self.boot_id.hex(),
             "database": str(self.settings.db_path),
             "version": __version__,
+            # The local dashboard's URL while one is being served (set by the dashboard; null until then).
+            "dashboard_url": self.dashboard_url,
         }
         tmp = self.settings.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -224,6 +232,14 @@ class Daemon:
         sync = getattr(self, "sync", None)
         if sync is not None:
             sync.stop()
+        features = getattr(self, "features", None)
+        if features is not None:
+            features.stop()
+            if getattr(self, "ingest", None) is not None:
+                try:
+                    features.drain(self.ingest)  # results that arrived while stopping
+                except Exception:
+                    log.exception("could not write the last background results")
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -261,6 +277,8 @@ class Daemon:
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
             ):
                 ingest.commit()
+            if self.features.outbox:
+                self.features.drain(ingest)
             if now >= next_maintenance:
                 next_maintenance = now + settings.maintenance_interval_s
                 self._maintenance()
@@ -296,6 +314,8 @@ class Daemon:
             ingest = self.ingest
             ingest.commit()
             self._take_samples()
+            self.features.tick(self.store)
+            self.features.drain(ingest)
             self.store.checkpoint()
             now = time.time()
             crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
@@ -348,9 +368,22 @@ class Daemon:
             body = {"ticket": self.sync.request(0.0, unpause=True)}
         elif what == "sync_status":
             body = self.sync.status()
+        elif what == "run_info":
+            self.ingest.commit()
+            body = self._run_info(sid, args.get("handle"))
+            ok = body is not None
         else:
             ok, body = False, f"unknown query {what!r}"
         self.send(sid, (P.REPLY, req_id, ok, body))
+
+    def _run_info(self, sid: bytes, handle: Any) -> dict[str, Any] | None:
+        """What finish() prints: the run's stored points and state."""
+        run_id = self.ingest.runs.handles.get((sid, handle))
+        row = self.store.run(run_id) if run_id is not None else None
+        if row is None:
+            return None
+        points = self.store._scalar("SELECT COALESCE(SUM(points), 0) FROM run_keys WHERE run_id=?", run_id)
+        return {"points": points, "state": row["state"], "last_step": row["last_step"]}
 
     def status(self) -> dict[str, Any]:
         """What ``trackiod status`` shows."""
@@ -382,6 +415,8 @@ class Daemon:
             "last_error": counters.last_error,
             "sampling": self._sampling_status(),
             "sync": self.sync.status(),
+            "dashboard_url": self.dashboard_url,
+            **self.features.status(),
         }
 
     def _sampling_status(self) -> dict[str, Any]:

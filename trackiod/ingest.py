@@ -23,6 +23,7 @@ from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 
 from .batch import Batch
+from .features import KINDS as FEATURE_KINDS
 from .media import MediaWriter
 from .runs import RunBook
 from .store import Store
@@ -176,6 +177,8 @@ class Ingest:
             self.runs.define_metric(sid, fields[0], _as_dict(fields[1]))
         elif kind == P.RUN_FINISH:
             self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+        elif kind in FEATURE_KINDS and self.features is not None:
+            self.features.apply(self, kind, sid, fields)
 
     def _proc_started(self, info: dict[str, Any]) -> float | None:
         """The process's start time, to tell it apart from a later process reusing its pid."""
@@ -231,6 +234,8 @@ class Ingest:
             self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
 
     boot_id: bytes = b""
+    #: Alerts, files, artifacts and context (trackiod.features.Features); None in unit tests of the core.
+    features: Any = None
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
     #: Called after a commit that finished a run (the daemon asks sync for a pass).
     after_finish: Callable[[], None] = staticmethod(lambda: None)
@@ -269,6 +274,8 @@ class Ingest:
         finally:
             self._in_txn = False
         self.counters.note_commit((time.perf_counter() - started) * 1000)
+        if self.features is not None:
+            self.features.committed()
         for sid in touched:
             self.committed[sid] = self.accepted[sid]
             self.send(sid, (P.ACK, self.accepted[sid]))
@@ -293,6 +300,8 @@ class Ingest:
             pass
         self.media.rolled_back()
         self.batch = Batch()
+        if self.features is not None:
+            self.features.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
         for sid in touched:

@@ -205,14 +205,16 @@ class RunBook:
             steps, times, vals = parts.merged()
             key_id = self.store.key_id(name)
             self.store.write_series(run_id, key_id, steps, times, vals)
-            self._summary(run_id).add_numeric(name, vals)
+            if key_id > 0:  # series with a context have no summary entry (their key's summary is context-free)
+                self._summary(run_id).add_numeric(name, vals)
             counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
             self._saw_step(run_id, int(steps.max()))
         rows = []
         for run_id, name, step, ts, value in columns.texts:
             key_id = self.store.key_id(name)
             rows.append((run_id, key_id, step, ts, value))
-            self._summary(run_id).add_text(name, value)
+            if key_id > 0:
+                self._summary(run_id).add_text(name, value)
             _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
             counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
             self._saw_step(run_id, step)
@@ -267,6 +269,7 @@ class RunBook:
         """Forget uncommitted state after a rollback; everything is re-read from the database."""
         _, self.handles = self.store.load_sessions()
         self.store._tails.clear()
+        self.store.forget_names()
         self.summaries.clear()
         self.dirty.clear()
         self.last_steps.clear()

@@ -181,8 +181,126 @@ UPDATE texts SET rev = (
 CREATE INDEX texts_by_rev ON texts(rev);
 """
 
+# Version 5: metric context, alerts, saved files and artifacts (docs/storage.md, "Alerts, files, artifacts").
+_V5_CONTEXT_ALERTS_FILES_ARTIFACTS = """
+CREATE TABLE contexts(
+    id INTEGER PRIMARY KEY,
+    body TEXT NOT NULL UNIQUE
+);
+CREATE TABLE key_contexts(
+    id INTEGER PRIMARY KEY,
+    base_name TEXT NOT NULL,
+    context_id INTEGER NOT NULL,
+    UNIQUE(base_name, context_id)
+);
+CREATE TABLE alerts(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    step INTEGER,
+    ts REAL NOT NULL,
+    title TEXT NOT NULL,
+    text TEXT NOT NULL,
+    level TEXT NOT NULL CHECK (level IN ('INFO', 'WARN', 'ERROR')),
+    wait_duration REAL,
+    webhook_url TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed', 'throttled', 'no_webhook')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    delivered_at REAL
+);
+CREATE INDEX alerts_by_run_title ON alerts(run_id, title, ts);
+CREATE INDEX alerts_by_status ON alerts(status);
+CREATE TABLE file_watches(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    pattern TEXT NOT NULL,
+    base TEXT NOT NULL,
+    policy TEXT NOT NULL CHECK (policy IN ('live', 'now', 'end')),
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    UNIQUE(run_id, pattern, base, policy)
+);
+CREATE TABLE run_files(
+    run_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime REAL NOT NULL,
+    sha256 TEXT NOT NULL,
+    copies INTEGER NOT NULL DEFAULT 1,
+    policy TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY(run_id, name)
+) WITHOUT ROWID;
+CREATE TABLE blobs(
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE artifacts(
+    id INTEGER PRIMARY KEY,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    UNIQUE(project_id, name)
+);
+CREATE TABLE artifact_versions(
+    id INTEGER PRIMARY KEY,
+    artifact_id INTEGER NOT NULL REFERENCES artifacts(id),
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    file_count INTEGER NOT NULL,
+    description TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    producer_run_id INTEGER,
+    created_at REAL NOT NULL,
+    UNIQUE(artifact_id, version)
+);
+CREATE INDEX artifact_versions_by_digest ON artifact_versions(artifact_id, digest);
+CREATE TABLE artifact_entries(
+    version_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY(version_id, name)
+) WITHOUT ROWID;
+CREATE TABLE artifact_aliases(
+    artifact_id INTEGER NOT NULL,
+    alias TEXT NOT NULL,
+    version_id INTEGER NOT NULL,
+    PRIMARY KEY(artifact_id, alias)
+) WITHOUT ROWID;
+CREATE TABLE artifact_usage(
+    version_id INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    used_at REAL NOT NULL,
+    PRIMARY KEY(version_id, run_id)
+) WITHOUT ROWID;
+CREATE INDEX artifact_usage_by_run ON artifact_usage(run_id);
+CREATE TABLE artifact_jobs(
+    id INTEGER PRIMARY KEY,
+    log_id TEXT NOT NULL UNIQUE,
+    run_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+    error TEXT,
+    version_id INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE INDEX artifact_jobs_by_name ON artifact_jobs(project_id, name, status);
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1, _V2_SYSTEM_AND_ENERGY, _V3_MEDIA, _V4_TEXT_REVISIONS]
+MIGRATIONS: list[str] = [
+    _V1,
+    _V2_SYSTEM_AND_ENERGY,
+    _V3_MEDIA,
+    _V4_TEXT_REVISIONS,
+    _V5_CONTEXT_ALERTS_FILES_ARTIFACTS,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

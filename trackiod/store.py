@@ -19,6 +19,7 @@ from typing import Any
 import apsw
 import numpy as np
 
+from .batch import split_context_name
 from .schema import CHUNK_POINTS, configure, dict_rows, migrate
 
 log = logging.getLogger("trackiod.store")
@@ -56,6 +57,7 @@ class Store:
         self.conn = open_writer(path)
         self._projects: dict[str, int] = {}
         self._keys: dict[str, int] = {}
+        self._contexts: dict[str, int] = {}
         self._tails: dict[tuple[int, int], Tail] = {}
         self._run_key_kinds: dict[tuple[int, int], str] = {}
         row = self.conn.execute("SELECT MAX(rev) FROM texts").fetchone()
@@ -128,12 +130,36 @@ class Store:
         return pid
 
     def key_id(self, name: str) -> int:
+        """The series key id of a name; a batch name carrying a context gets a negative id (key_contexts)."""
         kid = self._keys.get(name)
         if kid is None:
-            self.conn.execute("INSERT OR IGNORE INTO keys(name) VALUES (?)", (name,))
-            kid = self._scalar("SELECT id FROM keys WHERE name=?", name)
+            with_context = split_context_name(name)
+            if with_context is not None:
+                base, context_id = with_context
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO key_contexts(base_name, context_id) VALUES (?, ?)", (base, context_id)
+                )
+                kid = -self._scalar("SELECT id FROM key_contexts WHERE base_name=? AND context_id=?", base, context_id)
+            else:
+                self.conn.execute("INSERT OR IGNORE INTO keys(name) VALUES (?)", (name,))
+                kid = self._scalar("SELECT id FROM keys WHERE name=?", name)
             self._keys[name] = kid
         return kid
+
+    def context_id(self, body: str) -> int:
+        """The id of a context given as canonical JSON (sorted keys, no spaces)."""
+        cid = self._contexts.get(body)
+        if cid is None:
+            self.conn.execute("INSERT OR IGNORE INTO contexts(body) VALUES (?)", (body,))
+            cid = self._scalar("SELECT id FROM contexts WHERE body=?", body)
+            self._contexts[body] = cid
+        return cid
+
+    def forget_names(self) -> None:
+        """Drop cached name ids after a rollback: ids created in the rolled-back transaction are gone."""
+        self._projects.clear()
+        self._keys.clear()
+        self._contexts.clear()
 
     # ----------------------------------------------------------------- runs
     def find_run(self, project: str, run_key: str | None, name: str | None) -> RunRow | None:

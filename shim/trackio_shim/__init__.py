@@ -18,6 +18,8 @@ from typing import Any
 from . import protocol as _P
 from .api import Api
 from .errors import (
+    ArtifactError,
+    ArtifactNotFoundError,
     ConfigError,
     DaemonUnreachable,
     ProtocolVersionError,
@@ -33,8 +35,12 @@ from .values import warn_once
 
 __version__ = "0.1.0"
 __all__ = [
+    "AlertLevel",
     "Api",
     "Array",
+    "Artifact",
+    "ArtifactError",
+    "ArtifactNotFoundError",
     "Config",
     "ConfigError",
     "Error",
@@ -47,20 +53,38 @@ __all__ = [
     "Table",
     "TrackiodError",
     "UsageError",
+    "alert",
     "config",
     "define_metric",
     "finish",
     "flush",
     "init",
     "log",
+    "log_artifact",
     "login",
     "run",
+    "save",
     "summary",
     "unwatch",
+    "use_artifact",
     "watch",
 ]
 
 Error = TrackiodError
+
+
+def __getattr__(name: str) -> Any:
+    # Artifact and AlertLevel load on first use: `import trackio_shim` stays light (tests/test_import_light.py).
+    if name == "Artifact":
+        from .artifacts import Artifact
+
+        return Artifact
+    if name == "AlertLevel":
+        from .alerts import AlertLevel
+
+        return AlertLevel
+    raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
+
 
 #: The most recent active run (wandb.run), or None.
 run: Run | None = None
@@ -350,6 +374,12 @@ def _start_run(
     new_run.resumed = bool(info.get("resumed"))
     new_run._step = int(info.get("step") or 0)
     new_run.config._items.update(info.get("config") or json_friendly(cfg))
+    from .terminal import announce, dashboard_url, is_silent
+
+    new_run._silent = is_silent(settings)
+    new_run._dashboard_url = dashboard_url(settings)
+    if not new_run._silent:
+        announce(new_run, new_run.url)
     return new_run
 
 
@@ -374,7 +404,13 @@ def _require_run() -> Run:
     return run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None) -> None:
+def log(
+    data: dict[str, Any],
+    step: int | None = None,
+    commit: bool | None = None,
+    copy: str | None = None,
+    context: dict[str, Any] | None = None,
+) -> None:
     """Log to the current run (wandb.log). See :meth:`Run.log`.
 
     Raises:
@@ -384,7 +420,7 @@ def log(data: dict[str, Any], step: int | None = None, commit: bool | None = Non
     if current is None:
         _require_run()
         return
-    current.log(data, step, commit, copy)
+    current.log(data, step, commit, copy, context)
 
 
 def flush() -> None:
@@ -407,6 +443,26 @@ def unwatch(models: Any = None) -> None:
     """Remove the hooks :func:`watch` added to ``models`` (all watched models by default)."""
     if run is not None:
         run.unwatch(models)
+
+
+def alert(title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+    """Raise an alert on the current run (wandb.alert). See :meth:`Run.alert`."""
+    _require_run().alert(title, text, level, wait_duration)
+
+
+def save(glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+    """Save files with the current run (wandb.save). See :meth:`Run.save`."""
+    return _require_run().save(glob_str, base_path, policy)
+
+
+def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None) -> Any:
+    """Log an artifact version from the current run (wandb.log_artifact). See :meth:`Run.log_artifact`."""
+    return _require_run().log_artifact(artifact_or_path, name, type, aliases)
+
+
+def use_artifact(artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> Any:
+    """Use an artifact version in the current run; returns its local path. See :meth:`Run.use_artifact`."""
+    return _require_run().use_artifact(artifact_or_name, type, **kwargs)
 
 
 def define_metric(name: str, **kwargs: Any) -> None:

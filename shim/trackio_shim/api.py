@@ -7,6 +7,7 @@ reader (trackiod.query, with apsw and numpy) is imported on first use, never at 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .errors import RunNotFoundError, UsageError
@@ -50,13 +51,19 @@ class ApiRun:
         page_size: int = 1000,
         min_step: int | None = None,
         max_step: int | None = None,
+        context: dict[str, Any] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Every history row as a dict (``_step``, ``_timestamp``, ``_runtime`` and the keys), in step order.
 
         With ``keys``, only rows that have all of those keys, as in wandb. As in wandb, ``min_step`` is
-        inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end).
+        inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end). With
+        ``context``, the rows of the series logged with exactly that context instead of the context-free ones.
         """
         from trackiod import query
+
+        if context:
+            yield from self._context_rows(context, keys, min_step, max_step)
+            return
 
         from .media_refs import wrap_row
 
@@ -88,15 +95,25 @@ class ApiRun:
         x_axis: str = "_step",
         pandas: bool = True,
         stream: str = "default",
+        context: dict[str, Any] | None = None,
     ) -> Any:
-        """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed."""
+        """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed.
+
+        With ``context``, the series logged with exactly that context (see :meth:`contexts`).
+        """
         from trackiod import query
 
         from .media_refs import wrap_row
 
-        media_dir = self._api.settings.media_dir
-        with self._api._reader() as conn:
-            rows = [wrap_row(r, media_dir) for r in query.history(conn, self._row, keys, samples=samples)]
+        if context:
+            rows = list(self._context_rows(context, keys, None, None))
+            if len(rows) > samples > 0:
+                step = (len(rows) - 1) / max(samples - 1, 1)
+                rows = [rows[round(i * step)] for i in range(samples)]
+        else:
+            media_dir = self._api.settings.media_dir
+            with self._api._reader() as conn:
+                rows = [wrap_row(r, media_dir) for r in query.history(conn, self._row, keys, samples=samples)]
         if pandas:
             try:
                 import pandas as pd
@@ -116,6 +133,51 @@ class ApiRun:
 
         with self._api._reader() as conn:
             return energy_report.run_energy(conn, self._row, grid_g_per_kwh)
+
+    def _context_rows(
+        self, context: dict[str, Any], keys: list[str] | None, min_step: int | None, max_step: int | None
+    ) -> Iterator[dict[str, Any]]:
+        from trackiod import catalog
+
+        with self._api._reader() as conn:
+            rows = catalog.context_history(conn, self._row["id"], context, keys)
+        created = float(self._row["created_at"])
+        for row in rows:
+            if (min_step is None or row["_step"] >= min_step) and (max_step is None or row["_step"] < max_step):
+                row["_runtime"] = max(0.0, row["_timestamp"] - created)
+                yield row
+
+    def contexts(self) -> list[dict[str, Any]]:
+        """Every series logged with a context: ``{"key", "context", "points"}``."""
+        from trackiod import catalog
+
+        with self._api._reader() as conn:
+            return [{k: v for k, v in s.items() if k != "key_id"} for s in catalog.run_contexts(conn, self._row["id"])]
+
+    def series(self, key: str, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``key``'s series, one per context (context-free first): ``{"context", "steps", "values"}``.
+
+        With ``context``, only series whose context includes all of its items.
+        """
+        from trackiod import catalog
+
+        with self._api._reader() as conn:
+            found = catalog.context_series(conn, self._row["id"], key, context)
+        return [{"context": ctx, "steps": s.tolist(), "values": v.tolist()} for ctx, (s, _, v) in found]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """This run's alerts, newest first, with their delivery status."""
+        from trackiod import catalog
+
+        with self._api._reader() as conn:
+            return catalog.list_alerts(conn, self.project, self.id)
+
+    def files(self) -> list[dict[str, Any]]:
+        """The files save() stored for this run: ``name``, ``size``, ``sha256``, ``copies``, ``path``."""
+        from trackiod import catalog
+
+        with self._api._reader() as conn:
+            return catalog.list_files(conn, self._api.settings.files_dir, self._row)
 
     def __repr__(self) -> str:
         return f"<ApiRun {self.path} ({self.state})>"
@@ -194,3 +256,68 @@ class Api:
         if row is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return ApiRun(self, row)
+
+    def artifact(self, name: str) -> Any:
+        """One artifact version, ``"project/name:alias"`` (or ``:vN``), with its files, producer and users.
+
+        Its ``download()`` materialises the files and returns their path.
+
+        Raises:
+            ArtifactNotFoundError: no such artifact, version or alias.
+        """
+        from trackiod import catalog
+
+        project, artifact, alias = catalog.parse_ref(name, None)
+        with self._reader() as conn:
+            info = catalog.resolve(conn, project, artifact, alias)
+        dest = self.settings.artifacts_dir / project / artifact / f"v{info['version']}"
+        return _LazyArtifact(info, dest, self.settings)
+
+    def artifacts(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Every artifact version (of one project), newest first, with aliases and lineage."""
+        from trackiod import catalog
+
+        with self._reader() as conn:
+            return catalog.list_artifacts(conn, project)
+
+    def alerts(self, project: str | None = None) -> list[dict[str, Any]]:
+        """Every alert (of one project), newest first."""
+        from trackiod import catalog
+
+        with self._reader() as conn:
+            return catalog.list_alerts(conn, project)
+
+
+class _LazyArtifact:
+    """An artifact version from the read API; its files are materialised on ``download()``."""
+
+    def __init__(self, info: dict[str, Any], dest: Path, settings: TrackiodSettings) -> None:
+        self.info = info
+        self._dest = dest
+        self._settings = settings
+        self.name: str = info["name"]
+        self.type: str = info["type"]
+        self.version = f"v{info['version']}"
+        self.aliases: list[str] = info["aliases"]
+        self.metadata: dict[str, Any] = info["metadata"]
+        self.digest: str = info["digest"]
+        self.producer: str | None = info["producer"]
+        self.used_by: list[str] = info["used_by"]
+        self.files = [e["name"] for e in info["entries"]]
+
+    def download(self, root: Any = None) -> str:
+        """Materialise the files (under TRACKIOD_HOME, or copies in ``root``) and return their path."""
+        from trackiod import catalog
+
+        if root is not None:
+            return str(
+                catalog.export(
+                    self.info,
+                    self._settings.blobs_dir,
+                    root if hasattr(root, "mkdir") else __import__("pathlib").Path(root),
+                )
+            )
+        return str(catalog.materialise(self.info, self._settings.blobs_dir, self._dest))
+
+    def __repr__(self) -> str:
+        return f"<Artifact {self.name}:{self.version} ({self.type})>"

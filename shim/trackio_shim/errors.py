@@ -20,6 +20,14 @@ class ConfigError(UsageError):
     """A config key was changed without ``allow_val_change=True`` (as ``wandb.errors.ConfigError``)."""
 
 
+class ArtifactNotFoundError(UsageError):
+    """``use_artifact()`` or the read API named an artifact, version or alias that does not exist."""
+
+
+class ArtifactError(TrackiodError):
+    """An artifact version could not be stored (a source file vanished, a type clash); the text says which."""
+
+
 class SettingsError(TrackiodError):
     """A setting (CLI flag or ``TRACKIOD_*`` variable) has a value that cannot be used."""
 

@@ -31,6 +31,12 @@ SUMMARY = 5  # handle, items (explicit summary values)
 DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden}
 RUN_FINISH = 7  # handle, exit_code, timestamp
 MEDIA = 8  # handle, step, timestamp, items: {key: {"_type": ..., ...}} (rich values: histograms, images, ...)
+# 9..23 are reserved (tensors and media 9..15, system sampling 16..23).
+ALERT = 24  # handle, alert: {title, text, level, wait_duration, step, timestamp, webhook_url}
+SAVE_FILES = 25  # handle, spec: {pattern, base, policy, matched}
+ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, aliases, entries, log_id}
+ARTIFACT_USE = 27  # handle, ref: {project, name, version}
+LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
@@ -46,7 +52,23 @@ REPLY = 68  # req_id, ok, body
 NOTICE = 69  # level, text
 PONG = 70  # boot_id, committed seq of the asking session (0 if unknown)
 
-SEQUENCED_KINDS = frozenset({SESSION, RUN_START, LOG, CONFIG, SUMMARY, DEFINE_METRIC, RUN_FINISH, MEDIA})
+SEQUENCED_KINDS = frozenset(
+    {
+        SESSION,
+        RUN_START,
+        LOG,
+        CONFIG,
+        SUMMARY,
+        DEFINE_METRIC,
+        RUN_FINISH,
+        MEDIA,
+        ALERT,
+        SAVE_FILES,
+        ARTIFACT_LOG,
+        ARTIFACT_USE,
+        LOG_CONTEXT,
+    }
+)
 CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
 
 # Field count after [kind, sid, seq] (sequenced) or after [kind, sid] (control); -1 means "at least 0".
@@ -59,6 +81,11 @@ _ARITY = {
     DEFINE_METRIC: 2,
     RUN_FINISH: 3,
     MEDIA: 4,
+    ALERT: 2,
+    SAVE_FILES: 2,
+    ARTIFACT_LOG: 2,
+    ARTIFACT_USE: 2,
+    LOG_CONTEXT: 5,
     PING: 1,
     SPOOL_READY: 1,
     RESYNC: 1,

@@ -221,19 +221,29 @@ class Run:
         #: How tensors are copied to the host when log() gets no ``copy=``: "deferred" (default) or "sync".
         self.tensor_copy: str = client.settings.tensor_copy if client is not None else "deferred"
         self._watches: list[Any] = []
+        self._context: dict[str, Any] | None = None  # set_context(); None keeps log() on its fast path
+        self._alerted: dict[str, float] = {}  # alert title -> when it was last printed (wait_duration)
+        self._silent = False  # TRACKIOD_SILENT / WANDB_SILENT, set by init()
+        self._dashboard_url: str | None = None
         self.config = Config(self, allow_val_change)
         self.summary = Summary(self)
 
     # --------------------------------------------------------------- the hot path
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None
+        self,
+        data: dict[str, Any],
+        step: int | None = None,
+        commit: bool | None = None,
+        copy: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         """Log a dict of values at the current step (wandb semantics; see docs/api.md).
 
         Never blocks on and never raises for the daemon. An unsupported value is dropped with a one-time
         warning naming its key; the rest of the call is kept. Tensors are copied to the host ``copy=
         "deferred"`` (no device sync; sent once the copy completes, with this call's step and time) or
-        ``"sync"``; the default is :attr:`tensor_copy`.
+        ``"sync"``; the default is :attr:`tensor_copy`. ``context`` (merged over :meth:`set_context`'s) puts
+        the values in series of their own, such as ``{"subset": "val"}``.
         """
         client = self._sink
         if client is None:
@@ -255,12 +265,18 @@ class Run:
                     self._step = at + 1
             else:
                 at = self._explicit_step(step, commit)
-            if client.log_locked(self._handle, at, data):
-                return
-        self._log_slow(client, at, data, copy)
+            if context is None and self._context is None:
+                if client.log_locked(self._handle, at, data):
+                    return
+                merged = None
+            else:
+                merged = self._merged_context(context)
+        self._log_slow(client, at, data, copy, merged)
 
-    def _log_slow(self, client: Client, at: int, data: dict[Any, Any], copy: str | None) -> None:
-        """log() for tensors, rich values, values to salvage and oversized calls; runs outside the lock."""
+    def _log_slow(
+        self, client: Client, at: int, data: dict[Any, Any], copy: str | None, context: dict[str, Any] | None
+    ) -> None:
+        """log() for tensors, rich values, contexts, values to salvage and oversized calls; outside the lock."""
         from .media import WireContext, prepare
 
         mode = copy or self.tensor_copy
@@ -276,8 +292,17 @@ class Run:
                 f"trackio_shim: key {key!r}: {reason}; that key was dropped, the rest of this call is kept",
             )
         plain.update(rich.scalars)
+        if context is not None and (rich.media or rich.staged):
+            warn_once(
+                "rich-context",
+                "trackio_shim: log(context=...) applies to scalars and strings; tensors copied deferred and rich "
+                "values (histograms, images, tables) in that call are stored without the context",
+            )
         if plain:
-            client.emit((P.LOG, self._handle, at, ts, plain))
+            if context is None:
+                client.emit((P.LOG, self._handle, at, ts, plain))
+            else:
+                client.emit((P.LOG_CONTEXT, self._handle, at, ts, plain, context))
         if rich.media:
             client.emit((P.MEDIA, self._handle, at, ts, rich.media))
         if rich.staged:
@@ -316,6 +341,32 @@ class Run:
             if wanted is None or any(watch.model is m for m in wanted):
                 watch.remove()
                 self._watches.remove(watch)
+
+    def set_context(self, context: dict[str, Any] | None) -> None:
+        """Attach ``context`` (e.g. ``{"subset": "val"}``) to every later log() of this run; None clears it.
+
+        Raises:
+            UsageError: not a dict of non-empty str keys to str, int, float or bool values.
+        """
+        if context is None or context == {}:
+            self._context = None
+            return
+        bad = _context_problem(context)
+        if bad:
+            raise UsageError(f"set_context(): {bad}")
+        self._context = dict(context)
+
+    def _merged_context(self, context: Any) -> dict[str, Any]:
+        merged = dict(self._context or {})
+        if context is not None:
+            bad = _context_problem(context)
+            if bad:
+                warn_once(
+                    ("bad-context", bad), f"trackio_shim: log(context=...): {bad}; the call's context was ignored"
+                )
+            else:
+                merged.update(context)
+        return merged
 
     def _explicit_step(self, step: Any, commit: bool | None) -> int:
         try:
@@ -367,8 +418,53 @@ class Run:
 
     @property
     def url(self) -> str | None:
-        """The dashboard URL of this run; None until the dashboard exists (see README)."""
-        return None
+        """This run's page on the local dashboard, when the daemon serves one (else None)."""
+        if self._dashboard_url is None:
+            return None
+        from .terminal import run_url
+
+        return run_url(self._dashboard_url, self.project, self.id)
+
+    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+        """Raise an alert: printed here once, stored with the run, and delivered by the daemon to the webhook.
+
+        ``wait_duration`` (seconds or a timedelta) throttles: an alert with the same title within that
+        time of the last one is stored as throttled and neither printed nor delivered.
+
+        Raises:
+            UsageError: an empty title, an unknown level or a bad wait_duration.
+        """
+        from .alerts import send_alert
+
+        send_alert(self, title, text, level, wait_duration)
+
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+        """Have the daemon copy files matching ``glob_str`` into this run's file store; returns today's matches.
+
+        ``policy``: ``"live"`` (now and whenever a file changes), ``"now"`` (once), ``"end"`` (when the run
+        ends). Names in the run are relative to ``base_path`` (default: the current directory for a
+        relative glob, the glob's fixed directory for an absolute one).
+
+        Raises:
+            UsageError: an unknown policy, an empty glob, or files outside ``base_path``.
+        """
+        from .files import save
+
+        return save(self, glob_str, base_path, policy)
+
+    def log_artifact(
+        self, artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None
+    ) -> Any:
+        """Log an Artifact (or a file or directory) as its next version; returns the Artifact (see ``wait()``)."""
+        from .artifacts import log_artifact
+
+        return log_artifact(self, artifact_or_path, name, type, aliases)
+
+    def use_artifact(self, artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> Any:
+        """Mark ``[project/]name[:alias]`` as used by this run and return the local path of its files."""
+        from .artifacts import use_artifact
+
+        return use_artifact(self, artifact_or_name, type, **kwargs)
 
     @property
     def offline(self) -> bool:
@@ -447,9 +543,15 @@ class Run:
             seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
             self._finished = True
             self._sink = None
-            if not client.wait_acked(seq, client.settings.finish_timeout_s):
+            acked = client.wait_acked(seq, client.settings.finish_timeout_s)
+            if not acked:
                 with client.lock:
                     client.spill_locked()
+            if not (quiet or self._silent):
+                from .terminal import farewell
+
+                info = self._query("run_info", {"handle": self._handle}) if acked else None
+                farewell(self, info, client.stats(), "finished" if code == 0 else "failed")
         self._finished = True
         from . import _forget_run  # late import: the module keeps the list of active runs
 
@@ -467,6 +569,18 @@ class Run:
         return f"<Run {self.project}/{self.id} ({self.name})>"
 
 
+def _context_problem(context: Any) -> str | None:
+    """Why ``context`` cannot be used as a metric context, or None."""
+    if not isinstance(context, Mapping):
+        return f"context must be a dict, not {type(context).__name__}"
+    for key, value in context.items():
+        if not isinstance(key, str) or not key:
+            return f"context keys must be non-empty strings, not {key!r}"
+        if not isinstance(value, (str, int, float, bool)):
+            return f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}"
+    return None
+
+
 def _tempdir() -> str:
     import tempfile  # lazily: only disabled runs need it
 
@@ -482,7 +596,12 @@ class DisabledRun(Run):
         self.mode = "disabled"
 
     def log(
-        self, data: dict[str, Any], step: int | None = None, commit: bool | None = None, copy: str | None = None
+        self,
+        data: dict[str, Any],
+        step: int | None = None,
+        commit: bool | None = None,
+        copy: str | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         return None
 
@@ -496,6 +615,12 @@ class DisabledRun(Run):
         log_graph: bool = False,
     ) -> None:
         return None
+
+    def alert(self, title: str, text: str, level: Any = "INFO", wait_duration: Any = None) -> None:
+        return None
+
+    def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
+        return []
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         self._finished = True

@@ -99,6 +99,13 @@ class TrackiodSettings:
     sync_private: bool = True
     sync_retry_max_s: float = 300.0
     hub: str = ""
+    silent: bool = False
+    webhook_url: str = ""
+    webhook_format: str = "auto"
+    webhook_retries: int = 5
+    webhook_backoff_s: float = 1.0
+    webhook_timeout_s: float = 5.0
+    artifact_wait_s: float = 30.0
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -128,6 +135,18 @@ class TrackiodSettings:
     @property
     def sync_dir(self) -> Path:
         return self.home / "sync"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
 
     @property
     def socket_path(self) -> Path:
@@ -167,6 +186,10 @@ class TrackiodSettings:
         if hub and not (hub.startswith("folder:") and len(hub) > len("folder:")):
             raise SettingsError(
                 f"TRACKIOD_HUB={hub!r}: leave it unset for the Hugging Face Hub, or use folder:/path (tests only)"
+            )
+        if values.get("webhook_format", "auto") not in ("auto", "slack", "discord", "json"):
+            raise SettingsError(
+                f"TRACKIOD_WEBHOOK_FORMAT={values['webhook_format']!r} is not one of auto, slack, discord, json"
             )
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
