@@ -102,7 +102,7 @@ class Features:
     def drain(self, ingest: Any) -> None:
         """Write the background threads' results (writer thread; commits with the open batch)."""
         if self.outbox:
-            ingest._begin()
+            ingest.begin()
             self.outbox.apply(ingest.store)
             ingest.commit()
 
