@@ -1,4 +1,4 @@
-"""The ``trackiod`` command: start, stop, status, runs. Errors are one clear line; ``--debug`` shows tracebacks."""
+"""The ``trackiod`` command: start, stop, status, runs, show. Errors are one clear line; ``--debug`` tracebacks."""
 
 from __future__ import annotations
 
@@ -16,11 +16,18 @@ from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__, control
+from .dashboard import cli as dashboard_cli
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
+    from .dashboard.cli import server_overrides
+
     return TrackiodSettings.load(
-        home=args.home, log_level=args.log_level, flush_interval_s=getattr(args, "flush_interval", None)
+        home=args.home,
+        log_level=args.log_level,
+        flush_interval_s=getattr(args, "flush_interval", None),
+        dashboard=True if getattr(args, "dashboard", False) else None,
+        **server_overrides(args),
     )
 
 
@@ -43,6 +50,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     answer = control.request(settings, "status", timeout=0.5)
     if answer is not None:
         print(f"trackiod is already running (pid {answer[1]['pid']}) on {settings.endpoint}")
+        if answer[1].get("dashboard"):
+            print(f"  dashboard: {answer[1]['dashboard']}")
+        elif settings.dashboard:
+            print("  it serves no dashboard: stop it and start it again with --dashboard, or run `trackiod show`")
         return 0
     proc = spawn_daemon(settings)
     deadline = time.monotonic() + settings.autostart_timeout_s
@@ -60,6 +71,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                 f"trackiod started (pid {status['pid']})\n  endpoint: {status['endpoint']}\n"
                 f"  database: {status['database']}\n  log:      {settings.log_path}"
             )
+            if status.get("dashboard"):
+                print(f"  dashboard: {status['dashboard']}")
             return 0
     print(
         f"trackiod: the daemon did not come up within {settings.autostart_timeout_s:.0f}s; see {settings.log_path}",
@@ -122,6 +135,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
         ),
         ("last error", status["last_error"] or "none"),
+        ("dashboard", status.get("dashboard") or "not served (trackiod show, or start --dashboard)"),
     ]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
@@ -180,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     start = sub.add_parser("start", parents=[common], help="start the daemon (in the background by default)")
     start.add_argument("--foreground", action="store_true", help="run in this process (for systemd)")
     start.add_argument("--flush-interval", type=float, help="commit deadline in seconds (TRACKIOD_FLUSH_INTERVAL_S)")
+    start.add_argument("--dashboard", action="store_true", help="also serve the dashboard (TRACKIOD_DASHBOARD)")
+    dashboard_cli.add_server_flags(start)
     start.set_defaults(func=cmd_start)
     sub.add_parser("stop", parents=[common], help="drain, commit and stop the daemon").set_defaults(func=cmd_stop)
     status = sub.add_parser("status", parents=[common], help="show the daemon's state")
@@ -189,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    dashboard_cli.add_command(sub, common)
     return parser
 
 

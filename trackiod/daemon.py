@@ -72,6 +72,8 @@ class Daemon:
         self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
         self.frames_per_s = 0.0
         self.points_per_s = 0.0
+        self.dashboard: Any = None
+        self.dashboard_url: str | None = None
 
     def request_shutdown(self, reason: str) -> None:
         """The one way to stop: signals and the ``stop`` command all end up here."""
@@ -115,6 +117,8 @@ class Daemon:
             if pending:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
+            if self.settings.dashboard:
+                self._start_dashboard()
             self._write_state()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
             log.info(
@@ -154,6 +158,20 @@ class Daemon:
             raise DaemonError("TCP listeners need CURVE keys, which are not built yet; use the default ipc://")
         sock.bind(endpoint)
 
+    def _start_dashboard(self) -> None:
+        """Serve the dashboard from a thread; a dashboard that cannot start is logged, never fatal to ingest."""
+        try:
+            from .dashboard.app import DashboardServer
+
+            self.dashboard = DashboardServer(self.settings)
+            self.dashboard.start()
+            self.dashboard_url = self.dashboard.url()
+            log.info("dashboard at %s", self.dashboard_url)
+        except Exception as exc:
+            log.exception("the dashboard could not start: %s", exc)
+            self.ingest.counters.last_error = f"dashboard: {exc}"
+            self.dashboard = None
+
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
@@ -162,12 +180,18 @@ class Daemon:
             "boot_id": self.boot_id.hex(),
             "database": str(self.settings.db_path),
             "version": __version__,
+            "dashboard": self.dashboard_url,
         }
         tmp = self.settings.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(self.settings.state_path)
 
     def _close(self) -> None:
+        if self.dashboard is not None:
+            # Bounded: open browser connections get a few seconds, then uvicorn is forced out.
+            if not self.dashboard.stop(timeout=5.0):
+                log.warning("the dashboard thread did not stop in time; leaving it to process exit")
+            self.dashboard = None
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -314,4 +338,5 @@ class Daemon:
             "spooled_frames_ingested": self.spool.frames,
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
+            "dashboard": self.dashboard_url,
         }

@@ -75,6 +75,12 @@ class TrackiodSettings:
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "INFO"
+    dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 7860
+    dashboard_token: str = ""
+    dashboard_open_browser: bool = True
+    dashboard_poll_interval_s: float = 2.0
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
