@@ -79,7 +79,7 @@ def test_align_reduces_when_any_run_is_dense_and_shares_one_grid() -> None:
 
 
 def test_infinities_are_sent_as_gaps() -> None:
-    grid, cols, _ = align([np.arange(3, dtype=float)], [np.array([1.0, np.inf, -np.inf])], 100)
+    _, cols, _ = align([np.arange(3, dtype=float)], [np.array([1.0, np.inf, -np.inf])], 100)
     assert cols[0][0] == 1.0 and np.isnan(cols[0][1]) and np.isnan(cols[0][2])
 
 
@@ -106,8 +106,17 @@ def test_safe_file_follows_no_link_out(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True)]
-    + [("0.0.0.0", False), ("192.168.0.1", False), ("example.com", False), ("localhost.evil.com", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.1.2.3", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("192.168.0.1", False),
+        ("example.com", False),
+        ("localhost.evil.com", False),
+    ],
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
