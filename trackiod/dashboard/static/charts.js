@@ -49,7 +49,8 @@ class Chart {
     this.lastStep = {};
     this.plot = null;
     this.reduced = false;
-    this.title = el('h4', {}, key);
+    this.xlabel = el('span', { class: 'xlabel' });
+    this.title = el('h4', {}, key, this.xlabel);
     this.note = el('span', { class: 'note' });
     this.tooltip = el('div', { class: 'tooltip' });
     this.body = el('div');
@@ -123,7 +124,7 @@ class Chart {
         series.push({ label: `${run.name} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true });
         data.push(col);
       }
-      series.push({ label: run.name, stroke: color, width: 1.4, spanGaps: true, points: { show: false }, run: run.id });
+      series.push({ label: run.name, stroke: color, width: 1.4, spanGaps: true, points: { show: false }, run: run.id, color });
       data.push(weight > 0 ? ema(col, weight) : col);
     }
     return { series, data };
@@ -134,6 +135,8 @@ class Chart {
     const { series, data } = this.seriesData();
     const points = data.slice(1).reduce((n, col) => n + col.length, 0);
     this.node.dataset.series = String(series.length - 1);
+    this.node.dataset.xaxis = this.xaxis;
+    this.xlabel.textContent = this.xaxis === 'step' ? '' : ` · x: ${this.xaxis === 'time' ? 'wall time' : this.xaxis === 'relative' ? 'seconds since start' : this.xaxis}`;
     this.node.dataset.points = String(points);
     this.note.textContent = this.reduced ? 'min/max per pixel' : '';
     if (live && this.plot && this.plot.series.length === series.length) {
@@ -173,17 +176,18 @@ class Chart {
     for (let s = 1; s < u.series.length; s++) {
       if (u.series[s].raw) continue;
       const v = u.data[s][idx];
-      if (v !== null && v !== undefined) rows.push([u.series[s].label, v, u.series[s].stroke]);
+      if (v !== null && v !== undefined) rows.push([u.series[s].label, v, u.series[s].color]);
     }
     rows.sort((a, b) => b[1] - a[1]);
     const xv = u.data[0][idx];
-    const xText = this.xaxis === 'time' ? new Date(xv * 1000).toLocaleString() : fmtValue(xv);
+    let xText = this.xaxis === 'time' ? new Date(xv * 1000).toLocaleString() : fmtValue(xv);
+    if (this.reduced && this.xaxis === 'step') xText = `≈ ${Math.round(xv)}`;  // a pixel column, not one step
     this.tooltip.replaceChildren(
       el('div', {}, el('b', {}, `${this.xaxis} ${xText}`)),
       ...rows.slice(0, 10).map(([label, v, color]) => el('div', { class: 'tip-row' },
-        el('span', { class: 'swatch', style: `background:${typeof color === 'function' ? '#888' : color}` }),
+        el('span', { class: 'swatch', style: `background:${color}` }),
         `${label}: ${fmtValue(v)}`)),
-      rows.length > 10 ? el('div', {}, `… ${rows.length - 10} more`) : null,
+      ...(rows.length > 10 ? [el('div', {}, `… ${rows.length - 10} more`)] : []),
     );
     this.tooltip.style.display = rows.length ? 'block' : 'none';
     const left = u.cursor.left + 60;
