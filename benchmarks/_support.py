@@ -42,6 +42,15 @@ SIZES: dict[str, tuple[int, int]] = {
     "read_repeats": (3, 15),
     # fresh interpreters for import / init / finish
     "startup_repeats": (2, 12),
+    # dashboard: one chart request for one series; the runs table; a page of runs x metrics x points in a browser
+    "chart_points": (100_000, 1_000_000),
+    "chart_repeats": (3, 25),
+    "table_runs": (1_000, 10_000),
+    "table_repeats": (3, 15),
+    "page_runs": (10, 100),
+    "page_metrics": (10, 10),
+    "page_points": (10_000, 100_000),
+    "page_repeats": (1, 3),
 }
 
 

@@ -214,6 +214,7 @@ def test_daemon_serves_the_dashboard_and_stops_it_on_shutdown(stopped_daemon: Da
     assert status is not None and status["dashboard"], status
     base = status["dashboard"].rstrip("/")
     run = shim.init(project="served")
+    assert run.url == f"{base}/?project=served&view=run&run={run.id}", "run.url points at the served dashboard"
     shim.log({"loss": 1.0})
     shim.finish()
     runs = httpx.get(f"{base}/api/runs", params={"project": "served"}).json()

@@ -300,8 +300,21 @@ class Run:
 
     @property
     def url(self) -> str | None:
-        """The dashboard URL of this run; None until the dashboard exists (see README)."""
-        return None
+        """This run's page on the dashboard the daemon serves (``trackiod start --dashboard``), else None."""
+        if self._client is None:
+            return None
+        import json
+        from urllib.parse import urlencode
+
+        try:
+            state = json.loads(self._client.settings.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+        base = state.get("dashboard") if isinstance(state, dict) else None
+        if not isinstance(base, str) or not base:
+            return None
+        query = urlencode({"project": self.project, "view": "run", "run": self.id})
+        return f"{base}{'&' if '?' in base else '?'}{query}"
 
     @property
     def offline(self) -> bool:

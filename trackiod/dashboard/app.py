@@ -182,6 +182,9 @@ def _bind(host: str, port: int) -> socket.socket:
             sock.close()
             last = exc
             continue
+        # Accepted connections inherit this: without it, a response written as headers then body can wait
+        # 40 ms for the client's delayed ACK (Nagle's algorithm).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.listen(128)
         sock.set_inheritable(False)
         return sock

@@ -21,7 +21,8 @@ MAX_WIDTH = 4096
 
 def finite(y: np.ndarray) -> np.ndarray:
     """``y`` with infinities as NaN: a chart cannot draw them, and NaN is sent as a gap (null)."""
-    return np.where(np.isfinite(y), y, np.nan)
+    ok = np.isfinite(y)
+    return y if bool(ok.all()) else np.where(ok, y, np.nan)
 
 
 def minmax_columns(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> tuple[np.ndarray, np.ndarray]:

@@ -188,7 +188,8 @@ def series_xy(
     if kid is None:
         return empty
     lo = None if after is None else after + 1
-    steps, times, vals = query.read_series(conn, run["id"], kid, min_step=lo)
+    timed = xaxis in ("time", "relative")
+    steps, times, vals = query.read_series(conn, run["id"], kid, min_step=lo, with_times=timed)
     if xaxis == "step":
         return steps, steps.astype(np.float64), vals
     if xaxis == "time":
@@ -198,7 +199,7 @@ def series_xy(
     xid = key_id(conn, xaxis)
     if xid is None or not steps.size:
         return empty
-    x_steps, _, x_vals = query.read_series(conn, run["id"], xid, min_step=lo)
+    x_steps, _, x_vals = query.read_series(conn, run["id"], xid, min_step=lo, with_times=False)
     common, mine, theirs = np.intersect1d(steps, x_steps, assume_unique=True, return_indices=True)
     x, y = x_vals[theirs], vals[mine]
     order = np.argsort(x, kind="stable")
