@@ -92,6 +92,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         ids = {name: run_id for run_id, name in _pairs(listing)}
         yield status["dashboard"].rstrip("/"), env, ids
     finally:
+        if daemon.alive:
+            daemon.terminate(timeout=30)
         daemon.cleanup()
 
 

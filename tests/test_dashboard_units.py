@@ -31,8 +31,8 @@ def _brute(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> di
 )
 def test_minmax_columns_matches_brute_force(values: list[float], width: int, uneven: bool) -> None:
     y = np.array(values)
-    x = np.cumsum(np.arange(1, y.size + 1)) if uneven else np.arange(y.size)
-    x = x.astype(np.float64)
+    # Uneven float x, or whole-number steps as the store returns them (int64).
+    x = np.cumsum(np.arange(1, y.size + 1)).astype(np.float64) if uneven else np.arange(y.size, dtype=np.int64)
     cols, vals = minmax_columns(x, y, float(x[0]), float(x[-1]), width)
     expected = _brute(x, y, float(x[0]), float(x[-1]), width)
     assert sorted(expected) == cols.tolist()
@@ -44,13 +44,18 @@ def test_minmax_columns_matches_brute_force(values: list[float], width: int, une
             assert sorted((first, second)) == [lo, hi]
 
 
-def test_minmax_columns_keeps_the_order_extremes_occurred_in() -> None:
+def test_minmax_columns_enters_each_column_where_the_series_does() -> None:
     x = np.arange(8, dtype=float)
     y = np.array([0, 9, 1, 1, 5, 5, -3, 5], dtype=float)  # column 0: max first; column 1: min last
     cols, vals = minmax_columns(x, y, 0.0, 7.0, 2)
     assert cols.tolist() == [0, 1]
-    assert vals[0].tolist() == [0.0, 9.0], "the min (0, at x=0) came before the max (9, at x=1)"
-    assert vals[1].tolist() == [5.0, -3.0], "the max (5, at x=4) came before the min (-3, at x=6)"
+    assert vals[0].tolist() == [0.0, 9.0], "the column starts at 0, its min"
+    assert vals[1].tolist() == [5.0, -3.0], "the column starts at 5, its max"
+    falling = np.linspace(10, 0, 1000)
+    _, vals = minmax_columns(np.arange(1000), falling, 0, 999, 10)
+    assert bool(np.all(vals[:, 0] > vals[:, 1])), "a falling series enters each column at its max"
+    _, vals = minmax_columns(np.arange(1000), falling[::-1].copy(), 0, 999, 10)
+    assert bool(np.all(vals[:, 0] < vals[:, 1])), "a rising one at its min"
 
 
 def test_a_spike_survives_a_million_points() -> None:

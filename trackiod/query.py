@@ -97,6 +97,7 @@ def read_series(
     """One numeric series as (steps, times, values), sorted by step, one value per step (the last logged).
 
     ``with_times=False`` skips reading the timestamps (a third less to read); ``times`` then comes back empty.
+    The arrays may be read-only views of the bytes read; copy one before changing it in place.
     """
     columns = "steps, times, vals" if with_times else "steps, vals"
     sql = f"SELECT {columns} FROM chunks WHERE run_id=? AND key_id=?"
@@ -110,10 +111,11 @@ def read_series(
     blobs: list[Any] = conn.execute(sql + " ORDER BY id", args).fetchall()
     if not blobs:
         return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
-    steps = np.concatenate([np.frombuffer(b[0], "<i8") for b in blobs])
+    # One bytes join per column, then one view: about half the cost of concatenating a view per chunk.
+    steps = np.frombuffer(b"".join([b[0] for b in blobs]), "<i8")
     if with_times:
-        times = np.concatenate([np.frombuffer(b[1], "<f8") for b in blobs])
-    vals = np.concatenate([np.frombuffer(b[-1], "<f8") for b in blobs])
+        times = np.frombuffer(b"".join([b[1] for b in blobs]), "<f8")
+    vals = np.frombuffer(b"".join([b[-1] for b in blobs]), "<f8")
     if steps.size > 1 and not bool(np.all(steps[1:] > steps[:-1])):
         # Out-of-order or repeated steps: keep the last value written for each step, ordered by step.
         rev_steps = steps[::-1]
