@@ -2,10 +2,10 @@
 
 The server knows the chart's width in pixels. Every series of a chart (one metric, many runs) is cut into the
 same ``width`` equal spans of x; each span keeps its lowest and highest value (the one nearer the span's first
-value first) at two fixed x positions inside the column. A line through them covers the same pixels as the full series (within one
-pixel column a line shows its vertical extent), so spikes survive and nothing is averaged away. Because the grid
-is shared, all runs of a chart come back aligned on one x array of at most ``2 * width`` values: the browser
-draws 100 runs without joining 100 different x arrays.
+value first) at two fixed x positions inside the column. A line through them covers the same pixels as the full
+series (within one pixel column a line shows its vertical extent), so spikes survive and nothing is averaged
+away. Because the grid is shared, all runs of a chart come back aligned on one x array of at most ``2 * width``
+values: the browser draws 100 runs without joining 100 different x arrays.
 
 Sparse charts (no run has more than two points per pixel, and the union of their x values fits in the grid) are
 sent exactly instead (:func:`align_exact`).
