@@ -39,7 +39,8 @@ READY = "body[data-ready='1']"
 LOG_RUNS = """
 import trackio_shim as wandb
 for i, lr in enumerate((0.1, 0.01, 0.001)):
-    wandb.init(project="browser", name=f"run-{i}", config={"lr": lr, "model": {"depth": 4}}, tags=["demo"])
+    group = "sweep-a" if i < 2 else None
+    wandb.init(project="browser", name=f"run-{i}", config={"lr": lr, "model": {"depth": 4}}, tags=["demo"], group=group)
     wandb.define_metric("val/*", step_metric="epoch")
     for step in range(2000):
         data = {"train/loss": 1.0 / (step + 1) + i * 0.1, "train/acc": step / 2000}
@@ -197,6 +198,24 @@ def test_embedding_parameters_show_exactly_one_set_of_charts(served: Any, page: 
     assert page.locator("#smoothing").input_value() == "0.6"
     assert "runs=run-0," in page.url and "smoothing=0.6" in page.url, "the link reproduces the view"
     shot(page, "embed-one-chart")
+
+
+def test_group_mean_with_min_max_band(served: Any, page: Any) -> None:
+    """Runs sharing a group (as one run per rank of a multi-GPU job does) drawn as their mean over a min-max band."""
+    base, _, _ = served
+    page.goto(f"{base}/?project=browser&metrics=train/loss&aggregate=group")
+    page.wait_for_selector(READY)
+    loss = chart(page, "train/loss")
+    assert loss.get_attribute("data-lines") == "2", "the group's mean, and run-2 (no group) on its own"
+    assert loss.get_attribute("data-bands") == "1"
+    box = loss.locator(".u-over").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    tooltip = loss.locator(".tooltip")
+    tooltip.wait_for(state="visible")
+    assert "group sweep-a mean (2 runs)" in tooltip.inner_text() and "run-2" in tooltip.inner_text()
+    shot(page, "group-band")
+    page.select_option("#aggregate", "")
+    assert loss.get_attribute("data-lines") == "3" and "aggregate" not in page.url
 
 
 def test_zoom_refetches_the_range_and_lives_in_the_url(served: Any, page: Any) -> None:

@@ -88,6 +88,7 @@ const chartCtx = {
   xaxisFor(key) { return state.xaxis || app.stepMetrics[key] || 'step'; },
   get smoothing() { return state.smoothing; },
   get logy() { return state.logy === '1'; },
+  get aggregate() { return state.aggregate; },
   get xmin() { return state.xmin; },
   get xmax() { return state.xmax; },
   get perRow() { return Number(state.plots_per_row) || (state.sidebar === 'hidden' && (state.metrics || []).length === 1 ? 1 : 2); },
@@ -119,12 +120,16 @@ function controls() {
   const logy = el('input', { id: 'logy', type: 'checkbox', checked: state.logy === '1', onchange: (e) => { setState({ logy: e.target.checked ? '1' : undefined }); app.panel.redraw(); } });
   const filter = el('input', { id: 'metric-filter', type: 'search', placeholder: 'metric filter (regex)', value: state.metric_filter || '' });
   filter.oninput = debounce((e) => { setState({ metric_filter: e.target.value || undefined }); route(); }, 300);
+  const aggregate = el('select', { id: 'aggregate', onchange: (e) => { setState({ aggregate: e.target.value || undefined }); app.panel.redraw(); } },
+    el('option', { value: '' }, 'a line per run'),
+    el('option', { value: 'group', selected: state.aggregate === 'group' }, 'mean per group, min–max band'));
   const live = el('input', { id: 'live', type: 'checkbox', checked: state.live !== '0', onchange: (e) => setState({ live: e.target.checked ? undefined : '0' }) });
   const zoomed = state.xmin || state.xmax;
   return el('div', { class: 'controls' },
     xaxis,
     el('label', {}, 'smoothing ', smooth, ' ', smoothLabel),
     el('label', {}, logy, ' log y'),
+    aggregate,
     filter,
     el('label', {}, live, ' live'),
     zoomed ? el('button', { id: 'reset-zoom', onclick: () => zoom(null, null) }, 'reset zoom') : null,

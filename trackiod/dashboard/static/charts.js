@@ -114,27 +114,58 @@ class Chart {
     const weight = smoothingWeight(c.smoothing);
     const series = [{ label: this.xaxis }];
     const data = [this.x];
+    const bands = [];
     const showRaw = weight > 0 && c.runs.length <= 20;
-    for (const run of c.runs) {
-      let col = this.cols.get(run.id);
-      if (!col) continue;
-      if (c.logy) col = col.map((v) => (v !== null && v > 0 ? v : null));
-      const color = colorFor(run.id);
+    const prepare = (col) => (c.logy ? col.map((v) => (v !== null && v > 0 ? v : null)) : col);
+    const addLine = (label, col, color, extra = {}) => {
       if (showRaw) {
-        series.push({ label: `${run.name} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true });
+        series.push({ label: `${label} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true });
         data.push(col);
       }
-      series.push({ label: run.name, stroke: color, width: 1.4, spanGaps: true, points: { show: false }, run: run.id, color });
+      series.push({ label, stroke: color, width: 1.4, spanGaps: true, points: { show: false }, color, ...extra });
       data.push(weight > 0 ? ema(col, weight) : col);
+    };
+    for (const [label, runs] of this.panel.lines()) {
+      const cols = runs.map((r) => this.cols.get(r.id)).filter(Boolean).map(prepare);
+      if (!cols.length) continue;
+      const color = colorFor(runs[0].id);
+      if (cols.length === 1) { addLine(label, cols[0], color, { run: runs[0].id }); continue; }
+      // A group: the mean of its runs, over a band from their min to their max at each x.
+      const n = this.x.length;
+      const mean = new Array(n).fill(null);
+      const lo = new Array(n).fill(null);
+      const hi = new Array(n).fill(null);
+      for (let i = 0; i < n; i++) {
+        let sum = 0;
+        let count = 0;
+        for (const col of cols) {
+          const v = col[i];
+          if (v === null || v === undefined) continue;
+          sum += v;
+          count += 1;
+          if (lo[i] === null || v < lo[i]) lo[i] = v;
+          if (hi[i] === null || v > hi[i]) hi[i] = v;
+        }
+        if (count) mean[i] = sum / count;
+      }
+      const band = { stroke: `${color}66`, width: 0.5, spanGaps: true, points: { show: false }, band: true };
+      series.push({ ...band, label: `${label} max` });
+      data.push(hi);
+      series.push({ ...band, label: `${label} min` });
+      data.push(lo);
+      bands.push({ series: [series.length - 2, series.length - 1], fill: `${color}26` });
+      addLine(`${label} mean (${cols.length} runs)`, mean, color);
     }
-    return { series, data };
+    return { series, data, bands };
   }
 
   draw(live = false) {
     const c = this.panel.ctx;
-    const { series, data } = this.seriesData();
+    const { series, data, bands } = this.seriesData();
     const points = data.slice(1).reduce((n, col) => n + col.length, 0);
     this.node.dataset.series = String(series.length - 1);
+    this.node.dataset.lines = String(series.filter((s) => s.color).length);
+    this.node.dataset.bands = String(bands.length);
     this.node.dataset.xaxis = this.xaxis;
     this.xlabel.textContent = this.xaxis === 'step' ? '' : ` · x: ${this.xaxis === 'time' ? 'wall time' : this.xaxis === 'relative' ? 'seconds since start' : this.xaxis}`;
     this.node.dataset.points = String(points);
@@ -152,6 +183,7 @@ class Chart {
       scales: { x: { time: isTime }, y: { distr: c.logy ? 3 : 1 } },
       axes: [{ label: isTime ? '' : (this.xaxis === 'relative' ? 'seconds' : this.xaxis), size: 40 }, { size: 60 }],
       series,
+      bands,
       cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
       hooks: {
         setSelect: [(u) => {
@@ -174,7 +206,7 @@ class Chart {
     if (idx === null || idx === undefined || u.cursor.left < 0) { this.tooltip.style.display = 'none'; return; }
     const rows = [];
     for (let s = 1; s < u.series.length; s++) {
-      if (u.series[s].raw) continue;
+      if (u.series[s].raw || u.series[s].band) continue;
       const v = u.data[s][idx];
       if (v !== null && v !== undefined) rows.push([u.series[s].label, v, u.series[s].color]);
     }
@@ -256,6 +288,19 @@ export class ChartPanel {
       try { await chart.update(liveRuns); } catch (e) { chart.note.textContent = String(e.message || e); }
     }
     document.body.dataset.liveTick = String(Number(document.body.dataset.liveTick || 0) + 1);
+  }
+
+  // What to draw: one line per run, or with aggregate=group one line (mean, min-max band) per run group.
+  lines() {
+    const out = new Map();
+    for (const run of this.ctx.runs) {
+      const grouped = this.ctx.aggregate === 'group' && run.group;
+      const label = grouped ? `group ${run.group}` : run.name;
+      const key = grouped ? `g:${run.group}` : `r:${run.id}`;
+      if (!out.has(key)) out.set(key, [label, []]);
+      out.get(key)[1].push(run);
+    }
+    return [...out.values()];
   }
 
   redraw() {

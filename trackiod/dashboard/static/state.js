@@ -4,7 +4,7 @@
 const ALIASES = { selected_project: 'project', run_ids: 'runs', x_axis: 'xaxis', 'x-axis': 'xaxis', selected_run: 'run', selected_run_id: 'run' };
 const LISTS = new Set(['runs', 'metrics']);
 const KEYS = ['project', 'view', 'run', 'runs', 'metrics', 'metric_filter', 'xaxis', 'smoothing', 'logy', 'sidebar',
-  'navbar', 'xmin', 'xmax', 'plots_per_row', 'q', 'state', 'sort', 'live', 'token'];
+  'navbar', 'xmin', 'xmax', 'plots_per_row', 'q', 'state', 'sort', 'live', 'aggregate', 'token'];
 
 export const state = {};
 
