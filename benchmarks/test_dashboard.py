@@ -219,3 +219,38 @@ def test_page_ready_in_browser(benchmark: Any, tmp_path: Path, figures: Any, mod
         figures.budget(test, "navigation to every chart drawn, p50", p50, "ms", PAGE_BUDGET_MS)
         benchmark.pedantic(lambda: None, rounds=1)
     figures.check(test)
+
+
+@pytest.mark.benchmark(group="dashboard")
+def test_runs_table_in_browser(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
+    """The runs page with 10,000 runs: navigation until the table's rows are drawn (fetch, parse, columns, rows)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (scripts/setup.sh installs it as root)")
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_dashboard_browser import CHROMIUM_ARGS
+
+    test = "dashboard: runs page"
+    runs = mode.size("table_runs")
+    home = tmp_path / "home"
+    _write_table(home, runs)
+    with _serve(home) as (base, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            timings = []
+            for _ in range(mode.size("page_repeats") + 2):
+                started = time.perf_counter()
+                page.goto(f"{base}/?project=table&view=runs&live=0")
+                page.wait_for_selector("#runs-table .row[data-run]")
+                page.wait_for_selector("body[data-ready='1']")
+                timings.append((time.perf_counter() - started) * 1000)
+            assert page.locator("#runs-table .row.head .cell").first.inner_text() == str(runs)
+        finally:
+            browser.close()
+    p50 = percentiles(timings)["p50"]
+    figures.add(test, "runs", runs, "runs")
+    figures.budget(test, "navigation to the table drawn, p50", p50, "ms", TABLE_BUDGET_MS * max(1.0, runs / 10_000))
+    benchmark.pedantic(lambda: None, rounds=1)
+    figures.check(test)

@@ -49,6 +49,26 @@ def test_projects_and_runs_table(home: Path) -> None:
     assert later["rows"] == [], "updated_after returns only runs changed since"
 
 
+def test_runs_table_built_by_sqlite_matches_the_python_path(home: Path) -> None:
+    """Without NaN anywhere SQLite writes the rows; the answer must equal the Python writer's, newest first."""
+    from trackiod.dashboard import reads
+    from trackiod.query import open_reader
+
+    ids = fill(home, runs=4, config={"nested": {"list": [1, 2.5, "x"]}, "unicode": "é"})
+    conn = open_reader(home / "trackiod.db")
+    try:
+        fast = json.loads(reads.runs_json(conn, "proj"))
+        conn.execute("PRAGMA query_only=OFF")  # only to put a NaN token in one config, to force the Python path
+        conn.execute("UPDATE runs SET config = '{\"z\": NaN}' WHERE run_key='run0'")
+        slow = json.loads(reads.runs_json(conn, "proj"))
+    finally:
+        conn.close()
+    assert [r[0] for r in fast["rows"]] == list(reversed(ids))
+    assert fast["rows"][:3] == slow["rows"][:3], "the same rows either way"
+    assert slow["rows"][3][13] == {"z": "NaN"}
+    assert fast["rows"][0][13]["nested"] == {"list": [1, 2.5, "x"]} and fast["rows"][0][13]["unicode"] == "é"
+
+
 def test_run_detail_and_missing_run(home: Path) -> None:
     fill(home, runs=1)
     c = client(settings_for(home))

@@ -105,23 +105,37 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def runs_json(conn: apsw.Connection, project: str, updated_after: float | None = None) -> str:
-    """``{"columns": [...], "rows": [[...], ...], "now": t}`` for one project's runs, newest first.
+_RUNS_IN_SQL = (
+    "SELECT json_group_array(json_array(r.run_key, r.name, r.state, r.created_at, r.updated_at, r.ended_at, "
+    "r.host, r.group_name, r.job_type, r.notes, r.last_step, r.exit_code, json(r.tags), json(r.config), "
+    "json(r.summary)) ORDER BY r.id DESC), "
+    "MAX(instr(r.config, 'NaN') OR instr(r.config, 'Infinity') OR instr(r.summary, 'NaN') "
+    "OR instr(r.summary, 'Infinity')) "
+    "FROM runs r JOIN projects p ON p.id = r.project_id WHERE p.name=?"
+)
 
-    With ``updated_after``, only runs changed since then (for live refreshes of a big table).
+
+def runs_json(conn: apsw.Connection, project: str, updated_after: float | None = None) -> str:
+    """``{"columns": [...], "rows": [[...], ...]}`` for one project's runs, newest first.
+
+    With ``updated_after``, only runs changed since then (for live refreshes of a big table). SQLite builds the
+    rows (twice as fast as Python for 10,000 runs) unless a config or summary holds NaN or an infinity, which
+    SQLite's JSON would turn into null or 9e999; then Python writes them as the strings "NaN", "Infinity".
     """
-    sql = _RUN_ROW_SQL
-    args: list[Any] = [project]
+    where, args = "", [project]
     if updated_after is not None:
-        sql += " AND r.updated_at > ?"
+        where = " AND r.updated_at > ?"
         args.append(updated_after)
+    columns = json.dumps(list(RUN_COLUMNS))
+    row = conn.execute(_RUNS_IN_SQL + where, args).fetchone()
+    if row is not None and not row[1]:
+        return f'{{"columns":{columns},"rows":{row[0] or "[]"}}}'
     rows = []
     dumps = json.dumps
-    for row in conn.execute(sql + " ORDER BY r.id DESC", args):
-        head = dumps(row[:12], allow_nan=False)[:-1]
-        tags = row[12] or "[]"
-        rows.append(f"{head},{tags},{_clean_json(row[13], '{}')},{_clean_json(row[14], '{}')}]")
-    columns = dumps(list(RUN_COLUMNS))
+    for run in conn.execute(_RUN_ROW_SQL + where + " ORDER BY r.id DESC", args):
+        head = dumps(run[:12], allow_nan=False)[:-1]
+        tags = run[12] or "[]"
+        rows.append(f"{head},{tags},{_clean_json(run[13], '{}')},{_clean_json(run[14], '{}')}]")
     return f'{{"columns":{columns},"rows":[{",".join(rows)}]}}'
 
 

@@ -21,8 +21,8 @@ function applyChrome() {
 }
 
 // ------------------------------------------------------------------ runs and selection
-async function loadRuns() {
-  const payload = await getJSON('/api/runs', { project: state.project });
+async function loadRuns(pending = null) {
+  const payload = await (pending || getJSON('/api/runs', { project: state.project }));
   app.runs = rowsToRuns(payload);
   app.now = payload.now;
   app.byId = new Map(app.runs.map((r) => [r.id, r]));
@@ -242,6 +242,9 @@ async function openProject(name) {
 async function start() {
   readURL();
   applyChrome();
+  // The runs are the biggest answer: ask for them at once, alongside the projects.
+  const runsPending = state.project ? getJSON('/api/runs', { project: state.project }) : null;
+  if (runsPending) runsPending.catch(() => {});
   const { projects } = await getJSON('/api/projects');
   const picker = $('project-picker');
   picker.replaceChildren(el('option', { value: '' }, 'projects…'), ...projects.map((p) => el('option', { value: p.name, selected: p.name === state.project }, p.name)));
@@ -252,20 +255,22 @@ async function start() {
     document.body.dataset.ready = '1';
     return;
   }
-  await loadRuns();
+  await loadRuns(runsPending);
   setupSidebar();
   refreshTables();
   await route();
 }
 
 async function main() {
-  app.info = await getJSON('/api/info');
+  const info = getJSON('/api/info');
+  info.catch(() => {});
   for (const a of document.querySelectorAll('#tabs a')) {
     a.onclick = () => { setState({ view: a.dataset.view === 'charts' ? undefined : a.dataset.view }, true); route(); };
   }
   window.addEventListener('popstate', () => start());
   window.addEventListener('resize', debounce(() => route(), 300));
   await start();
+  app.info = await info;
   setInterval(poll, Math.max(0.5, app.info.poll_interval_s) * 1000);
 }
 
