@@ -122,7 +122,8 @@ def runs_json(conn: apsw.Connection, project: str, updated_after: float | None =
     rows (twice as fast as Python for 10,000 runs) unless a config or summary holds NaN or an infinity, which
     SQLite's JSON would turn into null or 9e999; then Python writes them as the strings "NaN", "Infinity".
     """
-    where, args = "", [project]
+    where = ""
+    args: list[Any] = [project]
     if updated_after is not None:
         where = " AND r.updated_at > ?"
         args.append(updated_after)
