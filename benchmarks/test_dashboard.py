@@ -213,9 +213,9 @@ def test_page_ready_in_browser(benchmark: Any, tmp_path: Path, figures: Any, mod
             finally:
                 browser.close()
         p50 = percentiles(timings)["p50"]
-        figures.add(
-            test, "runs x metrics x points", runs * metrics * points, "points", note=f"{runs}x{metrics}x{points}"
-        )
+        shape = f"{runs}x{metrics}x{points}"
+        figures.add(test, "runs x metrics x points", runs * metrics * points, "points", note=shape)
+        figures.add(test, "first navigation (new browser, new server connections)", timings[0], "ms")
         figures.budget(test, "navigation to every chart drawn, p50", p50, "ms", PAGE_BUDGET_MS)
         benchmark.pedantic(lambda: None, rounds=1)
     figures.check(test)

@@ -74,7 +74,10 @@ class Chart {
     const c = this.panel.ctx;
     const runs = c.runs.map((r) => r.id);
     if (!runs.length) return;
+    const asked = performance.now();
     const { header, x, ys } = await getChart({ ...this.params(), runs });
+    this.node.dataset.fetchMs = String(Math.round(performance.now() - asked));
+    const converted = performance.now();
     this.x = Array.from(x);
     this.cols = new Map();
     this.lastStep = {};
@@ -83,6 +86,7 @@ class Chart {
       this.lastStep[s.run] = s.last_step;
     });
     this.reduced = header.reduced;
+    this.node.dataset.convertMs = String(Math.round(performance.now() - converted));
     this.draw();
   }
 
@@ -122,7 +126,7 @@ class Chart {
         series.push({ label: `${label} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true });
         data.push(col);
       }
-      series.push({ label, stroke: color, width: 1.4, spanGaps: true, points: { show: false }, color, ...extra });
+      series.push({ label, stroke: color, width: 1, spanGaps: true, points: { show: false }, color, ...extra });
       data.push(weight > 0 ? ema(col, weight) : col);
     };
     for (const [label, runs] of this.panel.lines()) {
@@ -160,6 +164,12 @@ class Chart {
   }
 
   draw(live = false) {
+    const started = performance.now();
+    this.drawInner(live);
+    this.node.dataset.drawMs = String(Math.round(performance.now() - started));
+  }
+
+  drawInner(live) {
     const c = this.panel.ctx;
     const { series, data, bands } = this.seriesData();
     const points = data.slice(1).reduce((n, col) => n + col.length, 0);
