@@ -181,6 +181,12 @@ def test_val_chart_uses_the_step_metric_and_x_axis_can_change(served: Any, page:
     page.wait_for_selector(READY)
     assert "xaxis=relative" in page.url
     assert chart(page, "val/loss").get_attribute("data-xaxis") == "relative"
+    page.select_option("#xaxis", "time")
+    page.wait_for_selector(READY)
+    assert chart(page, "val/loss").get_attribute("data-xaxis") == "time"
+    page.locator("#logy").check()
+    assert "logy=1" in page.url and chart(page, "val/loss").locator("canvas").count() == 1
+    shot(page, "time-axis-log-y")
 
 
 def test_embedding_parameters_show_exactly_one_set_of_charts(served: Any, page: Any) -> None:
