@@ -50,6 +50,15 @@ SIZES: dict[str, tuple[int, int]] = {
     "tensor_calls": (300, 5_000),
     "tensor_batches": (2, 10),
     "tensor_steps": (50, 400),
+    # dashboard: one chart request for one series; the runs table; a page of runs x metrics x points in a browser
+    "chart_points": (100_000, 1_000_000),
+    "chart_repeats": (3, 25),
+    "table_runs": (1_000, 10_000),
+    "table_repeats": (3, 15),
+    "page_runs": (10, 100),
+    "page_metrics": (10, 10),
+    "page_points": (10_000, 100_000),
+    "page_repeats": (1, 3),
 }
 
 

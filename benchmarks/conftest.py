@@ -32,6 +32,10 @@ class Mode:
     enforce: bool
 
     def size(self, name: str) -> int:
+        """The size ``name`` for this mode; ``TRACKIOD_BENCH_SIZE_<NAME>`` (e.g. ``..._PAGE_POINTS``) overrides it."""
+        override = os.environ.get(f"TRACKIOD_BENCH_SIZE_{name.upper()}")
+        if override:
+            return int(override)
         quick, full = SIZES[name]
         return quick if self.quick else full
 

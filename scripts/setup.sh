@@ -22,7 +22,8 @@ fi
 # Exit 0 when the venv already satisfies pyproject.toml (runtime and dev dependencies) and holds an editable
 # install of this checkout; non-zero otherwise (then pip runs).
 satisfied() {
-    "$PY" - "$ROOT" <<'PYEOF' 2>/dev/null
+    # -I: not the current directory on sys.path, where a build's trackiod.egg-info would shadow the install.
+    "$PY" -I - "$ROOT" <<'PYEOF' 2>/dev/null
 import json
 import sys
 from importlib import metadata
@@ -55,6 +56,27 @@ if direct.get("url") != root.as_uri() or not direct.get("dir_info", {}).get("edi
     sys.exit(1)
 PYEOF
 }
+
+# The browser tests drive Debian's chromium (never a browser downloaded by Playwright). Install it when it is
+# missing and we may (root with apt-get, as on CI); otherwise the browser tests skip and say why.
+install_chromium() {
+    [[ -x /usr/bin/chromium ]] && return 0
+    if [[ "${TRACKIOD_SKIP_CHROMIUM:-0}" == "1" ]]; then
+        echo "setup: TRACKIOD_SKIP_CHROMIUM=1: not installing chromium; browser tests will skip"
+        return 0
+    fi
+    if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+        echo "setup: /usr/bin/chromium is missing and this is not root with apt-get; browser tests will skip" \
+            "(install Debian's chromium package to run them)"
+        return 0
+    fi
+    echo "setup: installing Debian's chromium for the browser tests (apt-get install chromium)"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; then
+        echo "setup: apt-get could not install chromium; browser tests will skip" >&2
+    fi
+}
+install_chromium
 
 if satisfied; then
     echo "setup: $VENV is up to date"

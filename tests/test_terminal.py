@@ -46,14 +46,17 @@ def test_finish_says_what_was_spooled_when_no_daemon_answers(env: dict[str, str]
 
 def test_dashboard_url_is_read_from_daemon_json(daemon: DaemonProcess, env: dict[str, str]) -> None:
     settings = TrackiodSettings.load(environ=env)
-    assert json.loads(settings.state_path.read_text())["dashboard_url"] is None  # no dashboard on this branch
-    assert daemon.status()["dashboard_url"] is None
+    assert json.loads(settings.state_path.read_text())["dashboard"] is None  # no dashboard served here
+    assert daemon.status()["dashboard"] is None
     assert dashboard_url(settings) is None
     state = json.loads(settings.state_path.read_text())
-    settings.state_path.write_text(json.dumps({**state, "dashboard_url": "http://127.0.0.1:7860"}))
+    settings.state_path.write_text(json.dumps({**state, "dashboard": "http://127.0.0.1:7860"}))
     assert dashboard_url(settings) == "http://127.0.0.1:7860"
     err = run_script(_SCRIPT.replace("RUN", "'t5'"), env).stderr.splitlines()
-    assert err[0] == "trackiod: run quiet-river (tty/t5) started; view it at http://127.0.0.1:7860/?project=tty&run=t5"
+    assert (
+        err[0]
+        == "trackiod: run quiet-river (tty/t5) started; view it at http://127.0.0.1:7860/?project=tty&view=run&run=t5"
+    )
 
 
 class _Terminal(io.StringIO):

@@ -1,4 +1,4 @@
-"""The ``trackiod`` command: start, stop, status, runs, energy, card.
+"""The ``trackiod`` command: start, stop, status, runs, show, energy, card, sync and the rest.
 
 Errors are one clear line; ``--debug`` shows tracebacks.
 """
@@ -19,14 +19,19 @@ from trackio_shim.errors import DaemonAlreadyRunning, TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__, cli_data, cli_energy, control
+from .dashboard import cli as dashboard_cli
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
+    from .dashboard.cli import server_overrides
+
     return TrackiodSettings.load(
         home=args.home,
         log_level=args.log_level,
         flush_interval_s=getattr(args, "flush_interval", None),
         sample_interval_s=getattr(args, "sample_interval", None),
+        dashboard=True if getattr(args, "dashboard", False) else None,
+        **server_overrides(args),
     )
 
 
@@ -49,6 +54,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     answer = control.request(settings, "status", timeout=0.5)
     if answer is not None:
         print(f"trackiod is already running (pid {answer[1]['pid']}) on {settings.endpoint}")
+        if answer[1].get("dashboard"):
+            print(f"  dashboard: {answer[1]['dashboard']}")
+        elif settings.dashboard:
+            print("  it serves no dashboard: stop it and start it again with --dashboard, or run `trackiod show`")
         return 0
     proc = spawn_daemon(settings)
     deadline = time.monotonic() + settings.autostart_timeout_s
@@ -66,6 +75,8 @@ def cmd_start(args: argparse.Namespace) -> int:
                 f"trackiod started (pid {status['pid']})\n  endpoint: {status['endpoint']}\n"
                 f"  database: {status['database']}\n  log:      {settings.log_path}"
             )
+            if status.get("dashboard"):
+                print(f"  dashboard: {status['dashboard']}")
             return 0
     print(
         f"trackiod: the daemon did not come up within {settings.autostart_timeout_s:.0f}s; see {settings.log_path}",
@@ -130,6 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("last error", status["last_error"] or "none"),
         ("sampling", _sampling_line(status.get("sampling") or {})),
         *cli_data.sync_lines(status["sync"]),
+        ("dashboard", status.get("dashboard") or "not served (trackiod show, or start --dashboard)"),
     ]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
@@ -202,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="system/GPU sampling period in seconds, 0 = off (TRACKIOD_SAMPLE_INTERVAL_S)",
     )
+    start.add_argument("--dashboard", action="store_true", help="also serve the dashboard (TRACKIOD_DASHBOARD)")
+    dashboard_cli.add_server_flags(start)
     start.set_defaults(func=cmd_start)
     sub.add_parser("stop", parents=[common], help="drain, commit and stop the daemon").set_defaults(func=cmd_stop)
     status = sub.add_parser("status", parents=[common], help="show the daemon's state")
@@ -211,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--project", help="only this project")
     runs.add_argument("--json", action="store_true")
     runs.set_defaults(func=cmd_runs)
+    dashboard_cli.add_command(sub, common)
     cli_energy.add_parsers(sub, common)
     cli_data.add_commands(sub, common)
     from . import cli_extras

@@ -75,7 +75,7 @@ class Daemon:
         self.points_per_s = 0.0
         self.sampler: Sampler | None = None
         self.energy: EnergyBook | None = None
-        #: Set by the dashboard (another module) while it serves; published in daemon.json and status.
+        self.dashboard: Any = None
         self.dashboard_url: str | None = None
 
     def request_shutdown(self, reason: str) -> None:
@@ -126,6 +126,8 @@ class Daemon:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
             self._start_sampling()
+            if self.settings.dashboard:
+                self._start_dashboard()
             self._write_state()
             self.sync.start()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -167,6 +169,20 @@ class Daemon:
             raise DaemonError("TCP listeners need CURVE keys, which are not built yet; use the default ipc://")
         sock.bind(endpoint)
 
+    def _start_dashboard(self) -> None:
+        """Serve the dashboard from a thread; a dashboard that cannot start is logged, never fatal to ingest."""
+        try:
+            from .dashboard.app import DashboardServer
+
+            self.dashboard = DashboardServer(self.settings)
+            self.dashboard.start()
+            self.dashboard_url = self.dashboard.url()
+            log.info("dashboard at %s", self.dashboard_url)
+        except Exception as exc:
+            log.exception("the dashboard could not start: %s", exc)
+            self.ingest.counters.last_error = f"dashboard: {exc}"
+            self.dashboard = None
+
     def _write_state(self) -> None:
         state = {
             "pid": os.getpid(),
@@ -175,8 +191,7 @@ class Daemon:
             "boot_id": self.boot_id.hex(),
             "database": str(self.settings.db_path),
             "version": __version__,
-            # The local dashboard's URL while one is being served (set by the dashboard; null until then).
-            "dashboard_url": self.dashboard_url,
+            "dashboard": self.dashboard_url,
         }
         tmp = self.settings.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
@@ -226,6 +241,11 @@ class Daemon:
             log.exception("could not store the last samples: %s", exc)
 
     def _close(self) -> None:
+        if self.dashboard is not None:
+            # Bounded: open browser connections get a few seconds, then uvicorn is forced out.
+            if not self.dashboard.stop(timeout=5.0):
+                log.warning("the dashboard thread did not stop in time; leaving it to process exit")
+            self.dashboard = None
         sampler = self.sampler
         if sampler is not None:
             sampler.stop()
@@ -415,7 +435,7 @@ class Daemon:
             "last_error": counters.last_error,
             "sampling": self._sampling_status(),
             "sync": self.sync.status(),
-            "dashboard_url": self.dashboard_url,
+            "dashboard": self.dashboard_url,
             **self.features.status(),
         }
 

@@ -88,10 +88,20 @@ def run_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, in
 
 
 def read_series(
-    conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
+    conn: apsw.Connection,
+    run_id: int,
+    key_id: int,
+    min_step: int | None = None,
+    max_step: int | None = None,
+    with_times: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One numeric series as (steps, times, values), sorted by step, one value per step (the last logged)."""
-    sql = "SELECT steps, times, vals FROM chunks WHERE run_id=? AND key_id=?"
+    """One numeric series as (steps, times, values), sorted by step, one value per step (the last logged).
+
+    ``with_times=False`` skips reading the timestamps (a third less to read); ``times`` then comes back empty.
+    The arrays may be read-only views of the bytes read; copy one before changing it in place.
+    """
+    columns = "steps, times, vals" if with_times else "steps, vals"
+    sql = f"SELECT {columns} FROM chunks WHERE run_id=? AND key_id=?"
     args: list[Any] = [run_id, key_id]
     if min_step is not None:
         sql += " AND step_max >= ?"
@@ -102,20 +112,26 @@ def read_series(
     blobs: list[Any] = conn.execute(sql + " ORDER BY id", args).fetchall()
     if not blobs:
         return np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64)
-    steps = np.concatenate([np.frombuffer(b[0], "<i8") for b in blobs])
-    times = np.concatenate([np.frombuffer(b[1], "<f8") for b in blobs])
-    vals = np.concatenate([np.frombuffer(b[2], "<f8") for b in blobs])
+    # One bytes join per column, then one view: about half the cost of concatenating a view per chunk.
+    steps = np.frombuffer(b"".join([b[0] for b in blobs]), "<i8")
+    if with_times:
+        times = np.frombuffer(b"".join([b[1] for b in blobs]), "<f8")
+    vals = np.frombuffer(b"".join([b[-1] for b in blobs]), "<f8")
     if steps.size > 1 and not bool(np.all(steps[1:] > steps[:-1])):
         # Out-of-order or repeated steps: keep the last value written for each step, ordered by step.
         rev_steps = steps[::-1]
         uniq, first_in_rev = np.unique(rev_steps, return_index=True)
         idx = steps.size - 1 - first_in_rev
-        steps, times, vals = uniq, times[idx], vals[idx]
+        steps, vals = uniq, vals[idx]
+        if with_times:
+            times = times[idx]
     if min_step is not None or max_step is not None:
         lo = np.searchsorted(steps, min_step, "left") if min_step is not None else 0
         hi = np.searchsorted(steps, max_step, "right") if max_step is not None else steps.size
-        steps, times, vals = steps[lo:hi], times[lo:hi], vals[lo:hi]
-    return steps, times, vals
+        steps, vals = steps[lo:hi], vals[lo:hi]
+        if with_times:
+            times = times[lo:hi]
+    return steps, (times if with_times else np.empty(0, np.float64)), vals
 
 
 def read_texts(

@@ -64,6 +64,7 @@ __all__ = [
     "login",
     "run",
     "save",
+    "show",
     "summary",
     "unwatch",
     "use_artifact",
@@ -511,6 +512,25 @@ def _finish_at_exit() -> None:
     client = current_client()
     if client is not None:
         client.close()
+
+
+def show(
+    project: str | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    open_browser: bool | None = None,
+) -> None:
+    """Serve the dashboard (as ``trackiod show``) until interrupted, printing its URL; blocks the caller.
+
+    ``host``, ``port`` and ``open_browser`` default to the ``TRACKIOD_DASHBOARD_*`` settings (127.0.0.1, 7860,
+    open a browser where there is a display); an address other than loopback gets a token, printed in the URL.
+    """
+    # Imported here: the dashboard (Starlette, uvicorn) is never loaded by training processes that do not ask.
+    from trackiod.dashboard.cli import serve
+
+    settings = TrackiodSettings.load(dashboard_host=host, dashboard_port=port)
+    serve(settings, project, open_browser)
 
 
 def import_csv(

@@ -106,6 +106,12 @@ class TrackiodSettings:
     webhook_backoff_s: float = 1.0
     webhook_timeout_s: float = 5.0
     artifact_wait_s: float = 30.0
+    dashboard: bool = False
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 7860
+    dashboard_token: str = ""
+    dashboard_open_browser: bool = True
+    dashboard_poll_interval_s: float = 2.0
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property

@@ -25,19 +25,20 @@ def is_silent(settings: TrackiodSettings) -> bool:
 
 
 def dashboard_url(settings: TrackiodSettings) -> str | None:
-    """The URL of the dashboard the running daemon serves, from ``daemon.json``'s ``dashboard_url``."""
+    """The URL of the dashboard the running daemon serves (``daemon.json``'s ``dashboard``), else None."""
     try:
-        url = json.loads(settings.state_path.read_text()).get("dashboard_url")
+        url = json.loads(settings.state_path.read_text()).get("dashboard")
     except (OSError, ValueError, AttributeError):
         return None
     return url if isinstance(url, str) and url else None
 
 
 def run_url(base: str, project: str, run_id: str) -> str:
-    """A run's page on the dashboard (the contract docs/api.md states for the dashboard)."""
-    from urllib.parse import quote
+    """A run's page on the dashboard (docs/dashboard.md's URL parameters); ``base`` may carry a token."""
+    from urllib.parse import urlencode
 
-    return f"{base.rstrip('/')}/?project={quote(project)}&run={quote(run_id)}"
+    query = urlencode({"project": project, "view": "run", "run": run_id})
+    return f"{base}&{query}" if "?" in base else f"{base.rstrip('/')}/?{query}"
 
 
 def announce(run: Run, url: str | None) -> None:

@@ -1,0 +1,277 @@
+"""The dashboard's web server: a Starlette app (API, static files, media) behind an access guard, run by uvicorn.
+
+Access rules (docs/dashboard.md, "Access"):
+- bound to a loopback address without a token, requests must name a loopback host (``Host: 127.0.0.1:PORT``,
+  ``localhost``, ``[::1]``), which stops DNS-rebinding pages from reading the dashboard;
+- bound to any other address, a token is required (one is generated when ``TRACKIOD_DASHBOARD_TOKEN`` is unset)
+  and every request must carry it: ``?token=``, an ``Authorization: Bearer`` or ``X-Trackiod-Token`` header, or
+  the cookie the page sets when it is opened with ``?token=``. A token that is set explicitly is required on
+  loopback too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from trackio_shim.errors import TrackiodError
+from trackio_shim.settings import TrackiodSettings
+
+from . import reads
+from .api import Api
+
+log = logging.getLogger("trackiod.dashboard")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_LOOPBACK_NAMES = {"localhost", "localhost.", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for names and addresses that only this machine can reach."""
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def safe_file(root: Path, relative: str) -> Path | None:
+    """``root / relative`` if it is a regular file inside ``root`` (after resolving links), else None.
+
+    Refuses absolute paths, ``..`` segments, backslashes and NUL bytes before touching the file system, then
+    checks the resolved path again, so neither ``../`` (raw or percent-encoded) nor a symlink leads outside.
+    """
+    if not relative or "\x00" in relative or "\\" in relative or relative.startswith("/"):
+        return None
+    parts = relative.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    try:
+        base = root.resolve()
+        target = (base / relative).resolve()
+    except (OSError, RuntimeError):
+        return None
+    if not target.is_relative_to(base) or not target.is_file():
+        return None
+    return target
+
+
+class AccessGuard:
+    """ASGI middleware enforcing the token and loopback rules on every HTTP request."""
+
+    def __init__(self, app: ASGIApp, token: str, cookie_name: str) -> None:
+        self.app = app
+        self.token = token
+        self.cookie_name = cookie_name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        if not self.token:
+            host = request.headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if not is_loopback(name):
+                response: Response = PlainTextResponse(
+                    f"refused: this dashboard serves loopback only and the request named host {host!r}; "
+                    "open it as http://127.0.0.1:PORT/ or start it with a token (see docs/dashboard.md)",
+                    status_code=403,
+                )
+                await response(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        given = self._presented(request)
+        if given is None or not hmac.compare_digest(given.encode(), self.token.encode()):
+            response = PlainTextResponse(
+                "refused: this dashboard needs its token; open the URL that `trackiod show` printed "
+                "(it ends in ?token=...), or send it as an 'Authorization: Bearer' header",
+                status_code=401,
+            )
+            await response(scope, receive, send)
+            return
+        if request.query_params.get("token") and scope["path"] == "/":
+            # Scripts and styles the page loads cannot carry the token in their URLs; a cookie does.
+            cookie = f"{self.cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Lax"
+
+            async def send_with_cookie(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"set-cookie", cookie.encode())]
+                await send(message)
+
+            await self.app(scope, receive, send_with_cookie)
+            return
+        await self.app(scope, receive, send)
+
+    def _presented(self, request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        return (
+            request.query_params.get("token")
+            or request.headers.get("x-trackiod-token")
+            or request.cookies.get(self.cookie_name)
+        )
+
+
+def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "trackiod_token") -> ASGIApp:
+    """The dashboard as an ASGI app (the token, when set, is required on every request)."""
+    readers = reads.Readers(settings.db_path)
+    api = Api(settings, readers)
+    media_root = settings.home / "media"
+
+    def endpoint(handler: Any) -> Any:
+        def run(request: Request) -> Response:
+            return api.handle(handler, request)
+
+        return run
+
+    def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    def static(request: Request) -> Response:
+        path = safe_file(STATIC_DIR, request.path_params["path"])
+        if path is None:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    def media(request: Request) -> Response:
+        path = safe_file(media_root, request.path_params["path"])
+        if path is None:
+            return PlainTextResponse("not found", status_code=404)
+        return FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    def sync_route(path: str, handler: Any) -> Route:
+        return Route(path, handler, methods=["GET", "HEAD"])
+
+    routes = [sync_route("/", index), sync_route("/static/{path:path}", static)]
+    routes.append(sync_route("/media/{path:path}", media))
+    routes.extend(sync_route(path, endpoint(handler)) for path, handler in api.routes())
+    app = Starlette(routes=routes)
+    app.state.readers = readers
+    return AccessGuard(app, token, cookie_name)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; with a nonzero port, the next free one of the following 20."""
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    last: OSError | None = None
+    for candidate in [port] if port == 0 else range(port, port + 21):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), candidate))
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        # Accepted connections inherit this: without it, a response written as headers then body can wait
+        # 40 ms for the client's delayed ACK (Nagle's algorithm).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.listen(128)
+        sock.set_inheritable(False)
+        return sock
+    raise TrackiodError(f"cannot serve the dashboard on {host}:{port} (or the next 20 ports): {last}")
+
+
+class DashboardServer:
+    """The dashboard on one socket: run it in the foreground (``trackiod show``) or in a thread (the daemon)."""
+
+    def __init__(self, settings: TrackiodSettings, host: str | None = None, port: int | None = None) -> None:
+        self.settings = settings
+        self.host = host or settings.dashboard_host
+        requested = settings.dashboard_port if port is None else port
+        self.token = settings.dashboard_token or ("" if is_loopback(self.host) else secrets.token_urlsafe(24))
+        self.sock = _bind(self.host, requested)
+        self.port = int(self.sock.getsockname()[1])
+        self.app = create_app(settings, self.token, f"trackiod_token_{self.port}")
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    def url(self, project: str | None = None) -> str:
+        """The address to open: the token and the project, when there are any, in the query string."""
+        from urllib.parse import urlencode
+
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        query = {k: v for k, v in (("project", project), ("token", self.token)) if v}
+        return f"http://{host}:{self.port}/" + (f"?{urlencode(query)}" if query else "")
+
+    def _uvicorn(self) -> Any:
+        import uvicorn
+
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="off", log_config=None)
+        self._server = uvicorn.Server(config)
+        return self._server
+
+    def serve(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C) or :meth:`stop`."""
+        try:
+            self._uvicorn().run(sockets=[self.sock])
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        """Serve from a daemon thread (uvicorn's own event loop); stop with :meth:`stop`."""
+        server = self._uvicorn()
+        self._thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [self.sock]}, name="trackiod-dashboard", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the server to exit and wait up to ``timeout`` seconds; True if it stopped in time."""
+        if self._server is not None:
+            self._server.should_exit = True
+        stopped = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+            stopped = not self._thread.is_alive()
+            if not stopped:
+                self._server.force_exit = True
+                self._thread.join(1.0)
+                stopped = not self._thread.is_alive()
+        self.close()
+        return stopped
+
+    def close(self) -> None:
+        readers = getattr(getattr(self.app, "app", None), "state", None)
+        if readers is not None and hasattr(readers, "readers"):
+            readers.readers.close()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def open_browser(url: str) -> bool:
+    """Open ``url`` in the user's browser when there is a display to show it on; True if one was started."""
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("BROWSER")
+    if not display and os.uname().sysname != "Darwin":
+        return False
+    import webbrowser
+
+    try:
+        return bool(webbrowser.open(url, new=2))
+    except webbrowser.Error:
+        return False

@@ -1,0 +1,157 @@
+// The runs: rows from /api/runs, filtering, sorting, and a virtual table that draws only the rows in view, so
+// 10,000 runs cost the same to show as 30.
+import { colorFor, el, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
+
+const ROW = 24;
+
+export function rowsToRuns(payload) {
+  const cols = payload.columns;
+  return payload.rows.map((r) => {
+    const run = {};
+    for (let i = 0; i < cols.length; i++) run[cols[i]] = r[i];
+    return run;
+  });
+}
+
+export function duration(run, now) {
+  const end = run.ended_at || (run.state === 'running' ? now : run.updated_at);
+  return end - run.created_at;
+}
+
+export function flatOf(run, part) {
+  const cacheKey = `_${part}Flat`;
+  if (!run[cacheKey]) run[cacheKey] = flatten(run[part] || {});
+  return run[cacheKey];
+}
+
+export function matches(run, query, stateFilter) {
+  if (stateFilter && run.state !== stateFilter) return false;
+  if (!query) return true;
+  const q = query.toLowerCase();
+  if (!run._search) {
+    run._search = [run.name, run.id, run.group, run.host, run.job_type, ...(run.tags || [])]
+      .filter(Boolean).join(' ').toLowerCase();
+  }
+  return run._search.includes(q);
+}
+
+export function sortRuns(runs, sort, now) {
+  if (!sort) return runs;
+  const desc = sort.startsWith('-');
+  const key = desc ? sort.slice(1) : sort;
+  const get = (r) => {
+    if (key === 'duration') return duration(r, now);
+    if (key.startsWith('config.')) return flatOf(r, 'config')[key.slice(7)];
+    if (key.startsWith('summary.')) return flatOf(r, 'summary')[key.slice(8)];
+    if (key === 'tags') return (r.tags || []).join(',');
+    return r[key];
+  };
+  const out = runs.slice();
+  out.sort((a, b) => {
+    const va = get(a);
+    const vb = get(b);
+    if (va === vb) return 0;
+    if (va === undefined || va === null) return 1;
+    if (vb === undefined || vb === null) return -1;
+    const cmp = typeof va === 'number' && typeof vb === 'number' ? va - vb : String(va).localeCompare(String(vb));
+    return desc ? -cmp : cmp;
+  });
+  return out;
+}
+
+// Columns: the fixed ones, then config and summary keys found in the runs (the most common first).
+export function tableColumns(runs, limit = 24) {
+  const base = [
+    { key: 'name', label: 'name', width: 200 },
+    { key: 'state', label: 'state', width: 80 },
+    { key: 'duration', label: 'duration', width: 80 },
+    { key: 'created_at', label: 'started', width: 150 },
+    { key: 'host', label: 'host', width: 110 },
+    { key: 'tags', label: 'tags', width: 120 },
+    { key: 'group', label: 'group', width: 100 },
+    { key: 'last_step', label: 'steps', width: 70 },
+  ];
+  const extra = [];
+  for (const part of ['config', 'summary']) {
+    const counts = new Map();
+    const sample = runs.length > 2000 ? runs.slice(0, 2000) : runs;
+    for (const r of sample) for (const k of Object.keys(flatOf(r, part))) counts.set(k, (counts.get(k) || 0) + 1);
+    const keys = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, limit).map((e) => e[0]);
+    for (const k of keys) extra.push({ key: `${part}.${k}`, label: `${part === 'config' ? 'c' : 's'}:${k}`, width: 110 });
+  }
+  return [...base, ...extra];
+}
+
+export function cellText(run, key, now) {
+  switch (key) {
+    case 'duration': return fmtDuration(duration(run, now));
+    case 'created_at': return fmtTime(run.created_at);
+    case 'tags': return (run.tags || []).join(', ');
+    case 'last_step': return run.last_step === null || run.last_step === undefined ? '' : String(run.last_step + 1);
+    default:
+      if (key.startsWith('config.')) return fmtValue(flatOf(run, 'config')[key.slice(7)]);
+      if (key.startsWith('summary.')) return fmtValue(flatOf(run, 'summary')[key.slice(8)]);
+      return fmtValue(run[key]);
+  }
+}
+
+export class VirtualTable {
+  // options: columns, isSelected(run), onToggle(run), onOpen(run), sort, onSort(key), header (bool)
+  constructor(container, options) {
+    this.container = container;
+    this.options = options;
+    this.rows = [];
+    this.now = Date.now() / 1000;
+    this.spacer = el('div', { class: 'spacer' });
+    this.container.replaceChildren(this.spacer);
+    this.container.addEventListener('scroll', () => this.render());
+    this.pending = false;
+  }
+
+  setRows(rows, now) {
+    this.rows = rows;
+    this.now = now;
+    this.render();
+  }
+
+  render() {
+    const { columns, header } = this.options;
+    const top = header ? ROW : 0;
+    const totalWidth = columns.reduce((w, c) => w + c.width, 40);
+    this.spacer.style.height = `${top + this.rows.length * ROW}px`;
+    this.spacer.style.width = `${totalWidth}px`;
+    const first = Math.max(0, Math.floor((this.container.scrollTop - top) / ROW) - 5);
+    const count = Math.ceil(this.container.clientHeight / ROW) + 10;
+    const nodes = [];
+    if (header) {
+      const cells = columns.map((c) => {
+        const mark = this.options.sort === c.key ? ' ▲' : this.options.sort === `-${c.key}` ? ' ▼' : '';
+        return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
+      });
+      nodes.push(el('div', { class: 'row head', style: `top:${this.container.scrollTop}px;width:${totalWidth}px` },
+        el('div', { class: 'cell', style: 'width:40px' }, String(this.rows.length)), ...cells));
+    }
+    for (let i = first; i < Math.min(this.rows.length, first + count); i++) {
+      const run = this.rows[i];
+      const selected = this.options.isSelected(run);
+      const box = el('input', { type: 'checkbox', checked: selected, 'aria-label': `select ${run.name}` });
+      box.addEventListener('click', (e) => { e.stopPropagation(); this.options.onToggle(run); });
+      const cells = columns.map((c) => {
+        if (c.key === 'name') {
+          return el('div', { class: 'cell', style: `width:${c.width}px`, title: `${run.name} (${run.id})` },
+            el('span', { class: 'swatch', style: `background:${colorFor(run.id)}` }), run.name);
+        }
+        if (c.key === 'state') {
+          return el('div', { class: 'cell', style: `width:${c.width}px` }, el('span', { class: `state ${run.state}` }, run.state));
+        }
+        const text = cellText(run, c.key, this.now);
+        return el('div', { class: 'cell', style: `width:${c.width}px`, title: text }, text);
+      });
+      nodes.push(el('div', {
+        class: `row${selected ? ' selected' : ''}`, style: `top:${top + i * ROW}px;width:${totalWidth}px`,
+        'data-run': run.id, onclick: () => this.options.onOpen(run),
+      }, el('div', { class: 'cell', style: 'width:40px' }, box), ...cells));
+    }
+    this.spacer.replaceChildren(...nodes);
+  }
+}
