@@ -97,7 +97,9 @@ def test_two_runs_sharing_a_gpu_get_equal_live_energy(
     assert a["gpu_joules"] == pytest.approx(b["gpu_joules"], rel=1e-9)
     assert a["gpu_joules"] > 300
     assert [g["uuid"] for g in a["gpus"]] == ["GPU-1111-busy"] and a["gpus"][0]["seen_by"] == ["nvml"]
-    assert a["gpu_joules"] <= 700 * a["duration_s"] / 2 + 1  # half of the busy GPU at most
+    # Half of the busy GPU at most, give or take the one sample interval (0.2 s) that attribution is exact to
+    # at a run's start (docs/storage.md): a loaded machine makes runs short enough for that to show.
+    assert a["gpu_joules"] <= 700 * (a["duration_s"] + 0.2) / 2 + 1
     assert a["location"] == "Lyon, France" and a["grid_g_per_kwh"] == 475.0
     card = cli(env, "card", f"energy/{a['id']}", "--training-type", "fine-tuning")
     assert card.returncode == 0, card.stderr
