@@ -27,6 +27,7 @@ from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
 from .ingest import Ingest
+from .mirrors.hub import MirrorHub
 from .spool import SpoolIngester, spool_files
 from .store import Store
 
@@ -99,6 +100,9 @@ class Daemon:
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
         self.ingest.boot_id = self.boot_id
         self.ingest.query_hook = self._query
+        self.mirrors = MirrorHub(self.settings.mirror_specs, self.settings.db_path, self.settings.mirror_queue_points)
+        self.mirrors.start([r["id"] for r in self.store.active_runs() if json.loads(r["mirrors"])])
+        self.ingest.after_commit = self.mirrors.offer
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -122,6 +126,7 @@ class Daemon:
             try:
                 self._loop()
                 self._drain()
+                self.mirrors.close(self.settings.drain_timeout_s)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -310,4 +315,5 @@ class Daemon:
             "spooled_frames_ingested": self.spool.frames,
             "spool_files_pending": len(spool_files(self.settings.spool_dir)),
             "last_error": counters.last_error,
+            "mirrors": self.mirrors.status(),
         }

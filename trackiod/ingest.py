@@ -21,7 +21,7 @@ import psutil
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 
-from .batch import Batch
+from .batch import Batch, Columns
 from .runs import RunBook
 from .store import Store
 
@@ -214,6 +214,9 @@ class Ingest:
             self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
 
     boot_id: bytes = b""
+    #: ``after_commit(events, columns)``: called with what each commit made durable (the mirrors' feed).
+    #: It must return at once; the daemon sets it to :meth:`trackiod.mirrors.hub.MirrorHub.offer`.
+    after_commit: Callable[[list[tuple[str, int, Any]], Columns], None] = staticmethod(lambda *a: None)
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
 
     # ------------------------------------------------------------------ transactions
@@ -248,6 +251,12 @@ class Ingest:
         finally:
             self._in_txn = False
         self.counters.note_commit((time.perf_counter() - started) * 1000)
+        events, self.runs.events = self.runs.events, []
+        if events or columns.series or columns.texts:
+            try:
+                self.after_commit(events, columns)
+            except Exception as exc:  # a mirror's trouble never reaches the writer
+                log.exception("handing committed data to the mirrors failed: %s", exc)
         for sid in touched:
             self.committed[sid] = self.accepted[sid]
             self.send(sid, (P.ACK, self.accepted[sid]))

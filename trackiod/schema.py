@@ -104,8 +104,13 @@ CREATE TABLE session_runs(
 CREATE INDEX session_runs_by_run ON session_runs(run_id);
 """
 
+# Version 2: the mirrors a run asked for at init(mirror=...), so a daemon restarted mid-run keeps mirroring it.
+_V2 = """
+ALTER TABLE runs ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
-MIGRATIONS: list[str] = [_V1]
+MIGRATIONS: list[str] = [_V1, _V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

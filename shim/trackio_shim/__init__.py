@@ -26,6 +26,7 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
+from .mirror_spec import parse_mirrors
 from .run import Config, DisabledRun, Run, Summary, as_mapping, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
@@ -195,14 +196,18 @@ def init(
     settings: Any = None,
     space_id: str | None = None,
     dataset_id: str | None = None,
+    mirror: Any = None,
     **kwargs: Any,
 ) -> Run:
     """Start (or resume) a run and return it, as ``wandb.init`` does. Arguments win over environment.
 
+    ``mirror``: trackers the daemon copies this run to, e.g. ``["tensorboard:/path", "wandb", "mlflow:file:/path",
+    "csv:/path"]`` (docs/mirrors.md); the SDK calls happen in the daemon, never in this process.
+
     Environment: TRACKIOD_* or WANDB_* PROJECT, NAME, RUN_ID, RESUME, MODE, RUN_GROUP, JOB_TYPE, TAGS, NOTES, DIR.
 
     Raises:
-        UsageError: an argument has a value that cannot be used (an unknown mode or resume policy).
+        UsageError: an argument has a value that cannot be used (an unknown mode, resume policy or mirror).
         RunNotFoundError: ``resume="must"`` and the daemon has no such run.
         RunExistsError: ``resume="never"`` and the daemon already has a run with this ``id``.
         ProtocolVersionError: the daemon cannot serve this shim's protocol version.
@@ -241,6 +246,7 @@ def init(
             "mode": mode,
             "space_id": space_id,
             "dataset_id": dataset_id,
+            "mirror": [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")],
         }
         cfg = as_mapping(config, "init(config=...)")
         for key in kwargs.get("config_exclude_keys") or ():

@@ -50,3 +50,11 @@ class DaemonAlreadyRunning(DaemonError):
 
 class DaemonUnreachable(DaemonError):
     """No daemon answered on the endpoint within the time allowed."""
+
+
+class MirrorError(TrackiodError):
+    """A mirror cannot work at all: its SDK is not installed in the daemon's environment, or its target is unusable.
+
+    Raised inside the daemon's mirror thread only; it marks that mirror ``failed`` in ``trackiod status`` and
+    never touches the local data.
+    """

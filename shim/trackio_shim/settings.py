@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError
+from .errors import SettingsError, UsageError
 
 # Unix domain socket paths are limited to 108 bytes on Linux (104 on macOS); keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -75,6 +75,8 @@ class TrackiodSettings:
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
     log_level: str = "INFO"
+    mirrors: str = ""
+    mirror_queue_points: int = 1_000_000
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -96,6 +98,13 @@ class TrackiodSettings:
     @property
     def state_path(self) -> Path:
         return self.home / "daemon.json"
+
+    @property
+    def mirror_specs(self) -> list[Any]:
+        """The daemon-wide mirrors (TRACKIOD_MIRRORS) as parsed specs; docs/mirrors.md."""
+        from .mirror_spec import parse_mirrors
+
+        return list(parse_mirrors(self.mirrors, "TRACKIOD_MIRRORS"))
 
     @property
     def socket_path(self) -> Path:
@@ -125,6 +134,13 @@ class TrackiodSettings:
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        if values.get("mirrors"):
+            from .mirror_spec import parse_mirrors
+
+            try:
+                parse_mirrors(values["mirrors"], "TRACKIOD_MIRRORS")
+            except UsageError as exc:
+                raise SettingsError(f"{exc}; fix or unset TRACKIOD_MIRRORS") from None
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
