@@ -99,6 +99,7 @@ class Daemon:
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of)
         self.ingest.boot_id = self.boot_id
+        self.ingest.runs.heartbeat_timeout_s = self.settings.heartbeat_timeout_s
         self.ingest.query_hook = self._query
         self.mirrors = MirrorHub(self.settings.mirror_specs, self.settings.db_path, self.settings.mirror_queue_points)
         self.mirrors.start([r["id"] for r in self.store.active_runs() if json.loads(r["mirrors"])])

@@ -71,6 +71,7 @@ class Ingest:
         self._last_nack: dict[bytes, tuple[int, float]] = {}
         self.opened_at = 0.0
         self.last_seen: dict[bytes, float] = {}
+        self.runs.last_seen = self.last_seen
 
     # ------------------------------------------------------------------ entry points
     def handle_raw(self, raw: bytes, routing_id: bytes) -> None:

@@ -54,6 +54,9 @@ class RunBook:
         self._finished: set[int] = set()
         self._told: set[tuple[int, str, str]] = set()
         self._unknown: set[tuple[bytes, Any]] = set()
+        #: Set by the ingest: when a session was last heard from, and how long until a remote one counts as gone.
+        self.last_seen: dict[bytes, float] = {}
+        self.heartbeat_timeout_s = 120.0
         #: Lifecycle events of the open transaction, handed to the mirrors after it commits.
         self.events: list[tuple[str, int, Any]] = []
 
@@ -186,9 +189,14 @@ class RunBook:
         if run_id is None:
             return
         self.store.detach(sid, handle)
-        others = [s for s in self.store.run_sessions(run_id) if s[0] != sid and not s[1]]
+        host, now = os.uname().nodename, time.time()
+        others = [
+            s
+            for s in self.store.run_sessions(run_id)
+            if s[0] != sid and not s[1] and _alive(s, host, now, self.heartbeat_timeout_s, self.last_seen)
+        ]
         if others:
-            return  # other processes still log to this run
+            return  # other live processes still log to this run (a dead one, e.g. before a restore, does not)
         state = "finished" if exit_code == 0 else "failed"
         self.store.update_run(run_id, state=state, exit_code=exit_code, ended_at=ended_at, updated_at=time.time())
         self._finished.add(run_id)
