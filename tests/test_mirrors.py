@@ -280,3 +280,25 @@ def test_mirror_specs_are_checked_where_they_are_given(env: dict[str, str], tmp_
         env,
     )
     assert "refused: init(mirror=...): unknown mirror kind 's3'" in result.stdout
+
+
+def test_a_mirror_that_recovers_gets_its_backlog(daemon: DaemonProcess, shim: Any, tmp_path: Path) -> None:
+    # A directory where the CSV file should be: every write fails until the test removes it.
+    table = tmp_path / "late.csv"
+    table.mkdir()
+    run = shim.init(project="mirrored", id="late1", mirror=[f"csv:{table}"])
+    for step in range(STEPS):
+        run.log({"loss": float(step)})
+    run.finish()
+
+    def failing() -> dict[str, Any] | None:
+        found = [m for m in _mirrors(daemon) if m["state"] == "failing" and m["pending"] == STEPS]
+        return found[0] if found else None
+
+    stuck = wait_for(failing, timeout=30, what="the mirror to report failing with its backlog")
+    assert "IsADirectoryError" in stuck["last_error"] and stuck["points"] == 0
+    table.rmdir()
+    (closed,) = _wait_closed(daemon, 1)
+    assert (closed["state"], closed["points"], closed["pending"], closed["dropped"]) == ("closed", STEPS, 0, 0)
+    with open(table, newline="") as f:
+        assert [float(r["value"]) for r in csv.DictReader(f)] == [float(s) for s in range(STEPS)]

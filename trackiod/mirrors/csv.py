@@ -35,14 +35,13 @@ class CsvMirror(Mirror):
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
             raise MirrorError(f"cannot create the CSV mirror's directory: {exc}") from None
-        if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
-            with open(self.path, "w", newline="") as f:
-                csv.writer(f).writerow(HEADER)
         self._write_config(self.run.config)
 
     def write(self, batch: MirrorBatch) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer)
+        if not os.path.isfile(self.path) or os.path.getsize(self.path) == 0:
+            writer.writerow(HEADER)
         for s in batch.series:
             for step, ts, value in zip(s.steps.tolist(), s.times.tolist(), s.values.tolist()):
                 writer.writerow((step, repr(ts), s.key, repr(value)))
