@@ -26,7 +26,6 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
-from .mirror_spec import parse_mirrors
 from .run import Config, DisabledRun, Run, Summary, as_mapping, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
@@ -246,7 +245,7 @@ def init(
             "mode": mode,
             "space_id": space_id,
             "dataset_id": dataset_id,
-            "mirror": [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")],
+            "mirror": _mirror_specs(mirror),
         }
         cfg = as_mapping(config, "init(config=...)")
         for key in kwargs.get("config_exclude_keys") or ():
@@ -265,6 +264,14 @@ def init(
         _bind(new_run)
         _install_hooks()
         return new_run
+
+
+def _mirror_specs(mirror: Any) -> list[str]:
+    if mirror is None:
+        return []
+    from .mirror_spec import parse_mirrors  # lazily: most runs name no mirror, and import time is budgeted
+
+    return [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")]
 
 
 def _reinit_mode(reinit: bool | str | None) -> str:
