@@ -143,6 +143,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         *cli_data.sync_lines(status["sync"]),
         ("dashboard", status.get("dashboard") or "not served (trackiod show, or start --dashboard)"),
     ]
+    rows += _mirror_rows(status.get("mirrors") or {})
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"{label:<{width}}  {value}")
@@ -156,6 +157,28 @@ def _sampling_line(sampling: dict[str, Any]) -> str:
     return f"every {sampling['interval_s']:g} s, {sampling['samples']} samples, GPUs: {sampling['nvml']}" + (
         "" if cost is None else f", {cost:.3f}% of a core"
     )
+
+
+def _mirror_rows(hub: dict[str, Any]) -> list[tuple[str, Any]]:
+    """One line for the mirror queue, then one per mirror (docs/mirrors.md explains the states)."""
+    mirrors = hub.get("mirrors") or []
+    if not mirrors and not hub.get("daemon_mirrors"):
+        return [("mirrors", "none")]
+    queue = f"{hub['queued_points']} points queued (limit {hub['queue_limit_points']})"
+    if hub.get("overflow_points"):
+        queue += f", {hub['overflow_points']} points not mirrored after the queue filled"
+    daemon_wide = ", ".join(hub.get("daemon_mirrors") or []) or "none"
+    rows: list[tuple[str, Any]] = [("mirrors", f"daemon-wide: {daemon_wide}; {queue}")]
+    for m in mirrors:
+        text = f"{m['run']} -> {m['spec']}: {m['state']}, {m['points']} points mirrored"
+        if m["pending"]:
+            text += f", {m['pending']} waiting"
+        if m["dropped"]:
+            text += f", {m['dropped']} not mirrored (still in the local database)"
+        if m["last_error"]:
+            text += f"; last error: {m['last_error']}"
+        rows.append(("", text))
+    return rows
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from . import __version__
 from .energy import EnergyBook
 from .features import Features
 from .ingest import Ingest
+from .mirrors.hub import MirrorHub
 from .nvml import make_provider
 from .sampler import Sampler
 from .spool import SpoolIngester, spool_files
@@ -107,12 +108,16 @@ class Daemon:
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.ingest = Ingest(self.store, self.send, self._ingest_spool_of, self.settings.media_dir)
         self.ingest.boot_id = self.boot_id
+        self.ingest.runs.heartbeat_timeout_s = self.settings.heartbeat_timeout_s
         self.ingest.query_hook = self._query
         self.sync = SyncWorker(self.settings)
         self.ingest.after_finish = self._run_finished
         self.features = Features(self.settings)
         self.ingest.features = self.features
         self.features.start(self.store)
+        self.mirrors = MirrorHub(self.settings.mirror_specs, self.settings.db_path, self.settings.mirror_queue_points)
+        self.mirrors.start([r["id"] for r in self.store.active_runs() if json.loads(r["mirrors"])])
+        self.ingest.after_commit = self.mirrors.offer
         self.spool = SpoolIngester(
             self.settings.spool_dir,
             self.settings.max_frame_bytes,
@@ -141,6 +146,7 @@ class Daemon:
                 self._loop()
                 self._drain()
                 self._stop_sampling()
+                self.mirrors.close(self.settings.drain_timeout_s)
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
@@ -437,6 +443,7 @@ class Daemon:
             "sync": self.sync.status(),
             "dashboard": self.dashboard_url,
             **self.features.status(),
+            "mirrors": self.mirrors.status(),
         }
 
     def _sampling_status(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import psutil
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 
-from .batch import Batch
+from .batch import Batch, Columns
 from .features import KINDS as FEATURE_KINDS
 from .media import MediaWriter
 from .runs import RunBook
@@ -77,6 +77,7 @@ class Ingest:
         self._last_nack: dict[bytes, tuple[int, float]] = {}
         self.opened_at = 0.0
         self.last_seen: dict[bytes, float] = {}
+        self.runs.last_seen = self.last_seen
 
     # ------------------------------------------------------------------ entry points
     def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
@@ -236,6 +237,9 @@ class Ingest:
     boot_id: bytes = b""
     #: Alerts, files, artifacts and context (trackiod.features.Features); None in unit tests of the core.
     features: Any = None
+    #: ``after_commit(events, columns)``: called with what each commit made durable (the mirrors' feed).
+    #: It must return at once; the daemon sets it to :meth:`trackiod.mirrors.hub.MirrorHub.offer`.
+    after_commit: Callable[[list[tuple[str, int, Any]], Columns], None] = staticmethod(lambda *a: None)
     query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
     #: Called after a commit that finished a run (the daemon asks sync for a pass).
     after_finish: Callable[[], None] = staticmethod(lambda: None)
@@ -276,6 +280,12 @@ class Ingest:
         self.counters.note_commit((time.perf_counter() - started) * 1000)
         if self.features is not None:
             self.features.committed()
+        events, self.runs.events = self.runs.events, []
+        if events or columns.series or columns.texts:
+            try:
+                self.after_commit(events, columns)
+            except Exception as exc:  # a mirror's trouble never reaches the writer
+                log.exception("handing committed data to the mirrors failed: %s", exc)
         for sid in touched:
             self.committed[sid] = self.accepted[sid]
             self.send(sid, (P.ACK, self.accepted[sid]))

@@ -19,7 +19,7 @@ from trackio_shim.errors import TrackiodError
 from .media_read import media_keys, read_media
 from .schema import configure, dict_rows, understood_version
 
-RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs")
+RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs", "mirrors")
 
 
 def open_reader(path: Path) -> apsw.Connection:
@@ -45,7 +45,9 @@ def open_reader(path: Path) -> apsw.Connection:
 def _run_dict(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for column in RUN_JSON_COLUMNS:
-        out[column] = json.loads(out[column]) if out.get(column) else ([] if column in ("pids", "tags") else {})
+        out[column] = (
+            json.loads(out[column]) if out.get(column) else ([] if column in ("pids", "tags", "mirrors") else {})
+        )
     out.pop("summary_state", None)
     return out
 

@@ -54,6 +54,11 @@ class RunBook:
         self._finished: set[int] = set()
         self._told: set[tuple[int, str, str]] = set()
         self._unknown: set[tuple[bytes, Any]] = set()
+        #: Set by the ingest: when a session was last heard from, and how long until a remote one counts as gone.
+        self.last_seen: dict[bytes, float] = {}
+        self.heartbeat_timeout_s = 120.0
+        #: Lifecycle events of the open transaction, handed to the mirrors after it commits.
+        self.events: list[tuple[str, int, Any]] = []
 
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
@@ -140,6 +145,19 @@ class RunBook:
             body = {"id": run_key, "name": name, "resumed": False, "step": 0, "config": config}
         self.store.attach(sid, handle, run_id)
         self.handles[(sid, handle)] = run_id
+        self.events.append(
+            (
+                "start",
+                run_id,
+                {
+                    "project": project,
+                    "run_key": body["id"],
+                    "name": body["name"],
+                    "config": body["config"],
+                    "mirrors": self.store.run_mirrors(run_id),
+                },
+            )
+        )
         log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
         return True, body
 
@@ -149,6 +167,7 @@ class RunBook:
         if run_id is not None and row is not None:
             merged = {**json.loads(row["config"]), **items}
             self.store.update_run(run_id, config=json.dumps(merged, default=str), updated_at=time.time())
+            self.events.append(("config", run_id, items))
 
     def summary(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
         run_id = self.run_for(sid, handle)
@@ -175,12 +194,18 @@ class RunBook:
         if run_id is None:
             return
         self.store.detach(sid, handle)
-        others = [s for s in self.store.run_sessions(run_id) if s[0] != sid and not s[1]]
+        host, now = os.uname().nodename, time.time()
+        others = [
+            s
+            for s in self.store.run_sessions(run_id)
+            if s[0] != sid and not s[1] and _alive(s, host, now, self.heartbeat_timeout_s, self.last_seen)
+        ]
         if others:
-            return  # other processes still log to this run
+            return  # other live processes still log to this run (a dead one, e.g. before a restore, does not)
         state = "finished" if exit_code == 0 else "failed"
         self.store.update_run(run_id, state=state, exit_code=exit_code, ended_at=ended_at, updated_at=time.time())
         self._finished.add(run_id)
+        self.events.append(("finish", run_id, state))
         log.info("run %d %s (exit code %d)", run_id, state, exit_code)
 
     def find_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
@@ -196,6 +221,7 @@ class RunBook:
     def mark_crashed(self, run_ids: list[int], now: float) -> None:
         for run_id in run_ids:
             self.store.update_run(run_id, state="crashed", ended_at=now, updated_at=now)
+            self.events.append(("finish", run_id, "crashed"))
             log.warning("run %d marked crashed: none of its processes is alive", run_id)
 
     # ------------------------------------------------------------------ points and summaries
@@ -274,6 +300,7 @@ class RunBook:
         self.dirty.clear()
         self.last_steps.clear()
         self._finished.clear()
+        self.events.clear()
 
 
 def _alive(

@@ -293,6 +293,11 @@ CREATE TABLE artifact_jobs(
 CREATE INDEX artifact_jobs_by_name ON artifact_jobs(project_id, name, status);
 """
 
+# Version 6: the mirrors a run asked for at init(mirror=...), so a daemon restarted mid-run keeps mirroring it.
+_V6_RUN_MIRRORS = """
+ALTER TABLE runs ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
 MIGRATIONS: list[str] = [
     _V1,
@@ -300,6 +305,7 @@ MIGRATIONS: list[str] = [
     _V3_MEDIA,
     _V4_TEXT_REVISIONS,
     _V5_CONTEXT_ALERTS_FILES_ARTIFACTS,
+    _V6_RUN_MIRRORS,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

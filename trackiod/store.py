@@ -197,8 +197,8 @@ class Store:
         created = float(started) if isinstance(started, (int, float)) and 0 < started <= now + 60 else now
         self.conn.execute(
             "INSERT INTO runs(project_id, run_key, name, state, created_at, updated_at, host, pids, config, "
-            "tags, notes, group_name, job_type, mode, space_id, dataset_id) "
-            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "tags, notes, group_name, job_type, mode, space_id, dataset_id, mirrors) "
+            "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 self.project_id(project),
                 run_key,
@@ -215,6 +215,7 @@ class Store:
                 params.get("mode") or "online",
                 params.get("space_id"),
                 params.get("dataset_id"),
+                json.dumps(_mirrors(params)),
             ),
         )
         row = self.run(self.conn.last_insert_rowid())
@@ -241,7 +242,14 @@ class Store:
                 sets[column] = params[key]
         if params.get("tags"):
             sets["tags"] = json.dumps(list(params["tags"]))
+        if _mirrors(params):
+            sets["mirrors"] = json.dumps(_mirrors(params))
         self.update_run(run_id, **sets)
+
+    def run_mirrors(self, run_id: int) -> list[str]:
+        """The mirror specs a run asked for (``runs.mirrors``)."""
+        row = self.conn.execute("SELECT mirrors FROM runs WHERE id=?", (run_id,)).fetchone()
+        return list(json.loads(row[0])) if row else []
 
     def update_run(self, run_id: int, **columns: Any) -> None:
         assignments = ", ".join(f"{name}=?" for name in columns)
@@ -355,3 +363,9 @@ class Store:
             "kind=CASE WHEN excluded.kind='text' THEN 'text' ELSE kind END",
             [(run_id, key_id, kind, n, last) for (run_id, key_id), (kind, n, last) in counts.items()],
         )
+
+
+def _mirrors(params: dict[str, Any]) -> list[str]:
+    """The run's mirror specs (strings the shim checked), as stored in ``runs.mirrors``."""
+    raw = params.get("mirror")
+    return [str(m) for m in raw if isinstance(m, str)] if isinstance(raw, list) else []

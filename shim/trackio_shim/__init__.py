@@ -230,14 +230,18 @@ def init(
     settings: Any = None,
     space_id: str | None = None,
     dataset_id: str | None = None,
+    mirror: Any = None,
     **kwargs: Any,
 ) -> Run:
     """Start (or resume) a run and return it, as ``wandb.init`` does. Arguments win over environment.
 
+    ``mirror``: trackers the daemon copies this run to, e.g. ``["tensorboard:/path", "wandb", "mlflow:file:/path",
+    "csv:/path"]`` (docs/mirrors.md); the SDK calls happen in the daemon, never in this process.
+
     Environment: TRACKIOD_* or WANDB_* PROJECT, NAME, RUN_ID, RESUME, MODE, RUN_GROUP, JOB_TYPE, TAGS, NOTES, DIR.
 
     Raises:
-        UsageError: an argument has a value that cannot be used (an unknown mode or resume policy).
+        UsageError: an argument has a value that cannot be used (an unknown mode, resume policy or mirror).
         RunNotFoundError: ``resume="must"`` and the daemon has no such run.
         RunExistsError: ``resume="never"`` and the daemon already has a run with this ``id``.
         ProtocolVersionError: the daemon cannot serve this shim's protocol version.
@@ -276,6 +280,7 @@ def init(
             "mode": mode,
             "space_id": space_id,
             "dataset_id": dataset_id,
+            "mirror": _mirror_specs(mirror),
         }
         cfg = as_mapping(config, "init(config=...)")
         for key in kwargs.get("config_exclude_keys") or ():
@@ -299,6 +304,14 @@ def init(
         _bind(new_run)
         _install_hooks()
         return new_run
+
+
+def _mirror_specs(mirror: Any) -> list[str]:
+    if mirror is None:
+        return []
+    from .mirror_spec import parse_mirrors  # lazily: most runs name no mirror, and import time is budgeted
+
+    return [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")]
 
 
 def _reinit_mode(reinit: bool | str | None) -> str:

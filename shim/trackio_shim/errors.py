@@ -78,3 +78,11 @@ class HubAuthError(HubError):
 
 class HubTransientError(HubError):
     """A Hub request failed in a way that may pass (network, timeout, 429, 5xx): retried with backoff."""
+
+
+class MirrorError(TrackiodError):
+    """A mirror cannot work at all: its SDK is not installed in the daemon's environment, or its target is unusable.
+
+    Raised inside the daemon's mirror thread only; it marks that mirror ``failed`` in ``trackiod status`` and
+    never touches the local data.
+    """

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError
+from .errors import SettingsError, UsageError
 
 # Unix domain socket paths are limited to 108 bytes on Linux (104 on macOS); keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -112,6 +112,8 @@ class TrackiodSettings:
     dashboard_token: str = ""
     dashboard_open_browser: bool = True
     dashboard_poll_interval_s: float = 2.0
+    mirrors: str = ""
+    mirror_queue_points: int = 1_000_000
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -153,6 +155,13 @@ class TrackiodSettings:
     @property
     def artifacts_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def mirror_specs(self) -> list[Any]:
+        """The daemon-wide mirrors (TRACKIOD_MIRRORS) as parsed specs; docs/mirrors.md."""
+        from .mirror_spec import parse_mirrors
+
+        return list(parse_mirrors(self.mirrors, "TRACKIOD_MIRRORS"))
 
     @property
     def socket_path(self) -> Path:
@@ -197,6 +206,13 @@ class TrackiodSettings:
             raise SettingsError(
                 f"TRACKIOD_WEBHOOK_FORMAT={values['webhook_format']!r} is not one of auto, slack, discord, json"
             )
+        if values.get("mirrors"):
+            from .mirror_spec import parse_mirrors
+
+            try:
+                parse_mirrors(values["mirrors"], "TRACKIOD_MIRRORS")
+            except UsageError as exc:
+                raise SettingsError(f"{exc}; fix or unset TRACKIOD_MIRRORS") from None
         home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
         home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
