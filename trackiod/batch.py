@@ -90,6 +90,9 @@ class Columns:
     series: dict[tuple[int, str], SeriesParts] = field(default_factory=dict)
     texts: list[tuple[int, str, int, float, str]] = field(default_factory=list)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (run_id, key, reason)
+    #: Series and texts of ranks > 0 of a distributed run, keyed by rank too (rank 0 uses the fields above).
+    rank_series: dict[tuple[int, str, int], SeriesParts] = field(default_factory=dict)
+    rank_texts: list[tuple[int, str, int, float, str, int]] = field(default_factory=list)
 
 
 class Batch:
@@ -128,6 +131,22 @@ class Batch:
         self.points += len(keys)
         self.frames += 1
 
+    def add_rank(
+        self, run_id: int, rank: int, step: int, ts: float, data: dict[Any, Any], context_id: int | None = None
+    ) -> None:
+        """Like :meth:`add` (or :meth:`add_context`) for a frame from rank ``rank`` > 0 of a distributed run."""
+        keys = tuple(data)
+        group = self.groups.get((run_id, keys, context_id, rank))
+        if group is None:
+            group = self.groups[(run_id, keys, context_id, rank)] = Group()
+        self._arrival += 1
+        group.arrivals.append(self._arrival)
+        group.steps.append(step)
+        group.times.append(ts)
+        group.rows.append(tuple(data.values()))
+        self.points += len(keys)
+        self.frames += 1
+
     def __bool__(self) -> bool:
         return bool(self.groups)
 
@@ -135,6 +154,9 @@ class Batch:
         """Split every group into per-series arrays; the batch is empty afterwards."""
         out = Columns()
         for group_key, group in self.groups.items():
+            if len(group_key) == 4:
+                _rank_group(out, group_key, group)
+                continue
             run_id, keys = group_key[0], group_key[1]
             # A context's series travel as "name\x00<context id>" (NUL never passes check_key), see context_name.
             suffix = f"{CONTEXT_SEP}{group_key[2]}" if len(group_key) == 3 else ""
@@ -152,6 +174,20 @@ class Batch:
         self.groups.clear()
         self.points = self.frames = 0
         return out
+
+
+def _rank_group(out: Columns, group_key: tuple[Any, ...], group: Group) -> None:
+    """Split one rank's group as any other, then file its series and texts under its rank."""
+    run_id, keys, context_id, rank = group_key
+    single = Batch()
+    single.groups[(run_id, keys) if context_id is None else (run_id, keys, context_id)] = group
+    part = single.columns()
+    for (rid, name), parts in part.series.items():
+        into = out.rank_series.setdefault((rid, name, rank), SeriesParts())
+        for arrays in zip(parts.arrivals, parts.steps, parts.times, parts.vals):
+            into.add(*arrays)
+    out.rank_texts.extend((*row, rank) for row in part.texts)
+    out.rejects.extend(part.rejects)
 
 
 def _parts(out: Columns, run_id: int, name: str) -> SeriesParts:

@@ -82,7 +82,12 @@ class Features:
             if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(data, dict):
                 raise ValueError("LOG_CONTEXT needs an int step, a numeric timestamp and a dict of values")
             body = canonical_context(context)
-            if body is None:
+            rank = ingest.runs.ranks.get((sid, handle))
+            if rank is not None:
+                ingest.batch.add_rank(
+                    run_id, rank, step, float(ts), data, None if body is None else store.context_id(body)
+                )
+            elif body is None:
                 ingest.batch.add(run_id, step, float(ts), data)
             else:
                 ingest.batch.add_context(run_id, store.context_id(body), step, float(ts), data)

@@ -138,13 +138,20 @@ class Ingest:
                 raise ValueError("LOG needs an int step, a numeric timestamp and a dict of values")
             run_id = self.runs.run_for(sid, handle)
             if run_id is not None:
-                self.batch.add(run_id, step, float(ts), data)
+                rank = self.runs.ranks.get((sid, handle)) if self.runs.ranks else None
+                if rank is None:
+                    self.batch.add(run_id, step, float(ts), data)
+                else:
+                    self.batch.add_rank(run_id, rank, step, float(ts), data)
                 self.counters.points += len(data)
         elif kind == P.MEDIA:
             handle, step, ts, items = fields
             if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(items, dict):
                 raise ValueError("MEDIA needs an int step, a numeric timestamp and a map of values")
             run_id = self.runs.run_for(sid, handle)
+            rank = self.runs.ranks.get((sid, handle))
+            if rank is not None:  # rich values of rank r > 0 are kept under "rank<r>/<key>" (docs/ranks.md)
+                items = {f"rank{rank}/{key}": value for key, value in items.items()}
             if run_id is not None:
                 rejects = self.media.add(run_id, step, float(ts), items)
                 for key, reason in rejects:

@@ -15,8 +15,9 @@ from typing import Any
 
 import psutil
 
+from . import ranks as R
 from .batch import Columns
-from .store import Store
+from .store import RunRow, Store
 from .summary import RunSummary
 
 log = logging.getLogger("trackiod.runs")
@@ -51,6 +52,8 @@ class RunBook:
         self.dirty: set[int] = set()
         self.last_steps: dict[int, int] = {}
         self.run_sids: dict[int, bytes] = {}
+        #: The rank of each (session, handle) that logs as rank > 0 of a distributed run (rank 0 is absent).
+        self.ranks: dict[tuple[bytes, int], int] = store.load_ranks()
         self._finished: set[int] = set()
         self._told: set[tuple[int, str, str]] = set()
         self._unknown: set[tuple[bytes, Any]] = set()
@@ -106,6 +109,13 @@ class RunBook:
         run_key = _text(params.get("id"), "id")
         name = _text(params.get("name"), "name")
         policy = params.get("resume") or "never"
+        distributed = R.rank_params(params)
+        session = self.store.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
+        pid, host = session if session else (None, None)
+        if distributed is not None:
+            joinable = R.find_joinable(self.store, project, run_key, name, distributed[2])
+            if joinable is not None:
+                return True, self._join(sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
         existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
         if existing is not None and policy == "never":
             self.rejected[(sid, handle)] = params
@@ -121,8 +131,6 @@ class RunBook:
                 "message": f"resume='must' but project {project!r} has no "
                 f"run {'id ' + repr(run_key) if run_key else 'named ' + repr(name)}",
             }
-        session = self.store.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
-        pid, host = session if session else (None, None)
         config: dict[str, Any] = params["config"] if isinstance(params.get("config"), dict) else {}
         if existing is not None:
             run_id = existing["id"]
@@ -145,6 +153,18 @@ class RunBook:
             body = {"id": run_key, "name": name, "resumed": False, "step": 0, "config": config}
         self.store.attach(sid, handle, run_id)
         self.handles[(sid, handle)] = run_id
+        if distributed is not None:
+            rank, world, job = distributed
+            self.store.conn.execute("DELETE FROM run_ranks WHERE run_id=?", (run_id,))  # a new job's ranks
+            self.store.update_run(run_id, job_key=job, world_size=world)
+            self._add_rank(sid, handle, run_id, rank, pid, host, params, config)
+            body["rank"] = rank
+            if job is None and not params.get("id"):
+                self.notice(
+                    sid,
+                    f"rank {rank} of {world} has no job key and no run id, so it cannot join the other ranks' run; "
+                    "pass the same init(id=...) on every rank or set TRACKIOD_JOB_ID (docs/ranks.md)",
+                )
         self.events.append(
             (
                 "start",
@@ -161,11 +181,80 @@ class RunBook:
         log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
         return True, body
 
+    def _join(
+        self,
+        sid: bytes,
+        handle: int,
+        params: dict[str, Any],
+        row: RunRow,
+        rank: int,
+        world: int,
+        pid: int | None,
+        host: str | None,
+    ) -> dict[str, Any]:
+        """Attach a rank to its job's running run; its config only adds keys (written once)."""
+        run_id = row["id"]
+        stored = json.loads(row["config"])
+        incoming = params["config"] if isinstance(params.get("config"), dict) else {}
+        earlier = self.store.rank_configs(run_id)
+        if rank == 0:  # rank 0's config is the run's; ranks that joined before it and disagree are told now
+            merged = {**stored, **incoming}
+            conflicts: list[str] = []
+            for other, other_sid, other_config in earlier:
+                differ = R.merge_config(merged, other_config, may_change=False)[1]
+                if other > 0 and differ:
+                    self.notice(other_sid, R.conflict_text(differ, other, merged, other_config))
+        else:  # before rank 0 joins, a rank only adds keys; after, it is told where it disagrees
+            merged, conflicts = R.merge_config(stored, incoming, may_change=False)
+            if not any(other == 0 for other, _, _ in earlier):
+                conflicts = []
+        pids = json.loads(row["pids"])
+        if pid and pid not in pids:
+            pids.append(pid)
+        self.store.update_run(
+            run_id,
+            config=json.dumps(merged, default=str),
+            pids=json.dumps(pids),
+            world_size=max(world, row["world_size"] or 1),
+            updated_at=time.time(),
+        )
+        if len(merged) > len(stored):
+            self.events.append(("config", run_id, {k: v for k, v in merged.items() if k not in stored}))
+        self.store.attach(sid, handle, run_id)
+        self.handles[(sid, handle)] = run_id
+        self._add_rank(sid, handle, run_id, rank, pid, host, params, incoming)
+        body = {"id": row["run_key"], "name": row["name"], "resumed": False, "step": 0, "config": merged}
+        body.update(rank=rank, joined=True)
+        if conflicts:
+            body["config_conflicts"] = R.conflict_text(conflicts, rank, stored, incoming)
+            log.warning("run %s, %s", row["run_key"], body["config_conflicts"])
+        log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
+        return body
+
+    def _add_rank(
+        self,
+        sid: bytes,
+        handle: int,
+        run_id: int,
+        rank: int,
+        pid: int | None,
+        host: str | None,
+        params: dict[str, Any],
+        config: dict[str, Any],
+    ) -> None:
+        self.store.join_rank(run_id, rank, sid, host, pid, params.get("local_rank"), config)
+        if rank > 0:
+            self.ranks[(sid, handle)] = rank
+
     def config(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
         run_id = self.run_for(sid, handle)
         row = self.store.run(run_id) if run_id is not None else None
         if run_id is not None and row is not None:
-            merged = {**json.loads(row["config"]), **items}
+            rank = self.ranks.get((sid, handle))
+            stored = json.loads(row["config"])
+            merged, conflicts = R.merge_config(stored, items, may_change=rank is None)
+            if conflicts and rank is not None:
+                self.notice(sid, R.conflict_text(conflicts, rank, stored, items))
             self.store.update_run(run_id, config=json.dumps(merged, default=str), updated_at=time.time())
             self.events.append(("config", run_id, items))
 
@@ -194,6 +283,8 @@ class RunBook:
         if run_id is None:
             return
         self.store.detach(sid, handle)
+        self.store.finish_rank(run_id, sid, exit_code, ended_at)
+        self.ranks.pop((sid, handle), None)
         host, now = os.uname().nodename, time.time()
         others = [
             s
@@ -202,7 +293,7 @@ class RunBook:
         ]
         if others:
             return  # other live processes still log to this run (a dead one, e.g. before a restore, does not)
-        state = "finished" if exit_code == 0 else "failed"
+        state, exit_code = R.final_state(self.store, run_id, exit_code)
         self.store.update_run(run_id, state=state, exit_code=exit_code, ended_at=ended_at, updated_at=time.time())
         self._finished.add(run_id)
         self.events.append(("finish", run_id, state))
@@ -244,6 +335,7 @@ class RunBook:
             _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
             counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
             self._saw_step(run_id, step)
+        self._write_rank_points(columns, counts, rows)
         if rows:
             self.store.write_texts(rows)
         if counts:
@@ -252,6 +344,23 @@ class RunBook:
             if (run_id, key, reason) not in self._told and len(self._told) < 100_000:
                 self._told.add((run_id, key, reason))
                 self.notice(self.run_sids.get(run_id), f"key {key!r}: {reason}; the rest of the call was kept")
+
+    def _write_rank_points(
+        self, columns: Columns, counts: dict[tuple[int, int], tuple[str, int, int]], rows: list[Any]
+    ) -> None:
+        """Series of ranks > 0: their own key ids, no summary (the run's summary is rank 0's, as wandb's)."""
+        for (run_id, name, rank), parts in columns.rank_series.items():
+            steps, times, vals = parts.merged()
+            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
+            self.store.write_series(run_id, key_id, steps, times, vals)
+            counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
+            self._saw_step(run_id, int(steps.max()))
+        for run_id, name, step, ts, value, rank in columns.rank_texts:
+            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
+            rows.append((run_id, key_id, step, ts, value))
+            _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
+            counts[(run_id, key_id)] = ("text", n + 1, step)
+            self._saw_step(run_id, step)
 
     def saw_step(self, run_id: int, step: int) -> None:
         """Note that ``run_id`` has data at ``step`` (its last_step is saved at the next commit)."""
@@ -294,6 +403,7 @@ class RunBook:
     def reset(self) -> None:
         """Forget uncommitted state after a rollback; everything is re-read from the database."""
         _, self.handles = self.store.load_sessions()
+        self.ranks = self.store.load_ranks()
         self.store._tails.clear()
         self.store.forget_names()
         self.summaries.clear()

@@ -298,6 +298,33 @@ _V6_RUN_MIRRORS = """
 ALTER TABLE runs ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
 """
 
+# Version 7: ranks of a distributed job (docs/ranks.md). Rank 0 keeps the plain series; rank r > 0 writes the
+# series of key k under key id RANK_KEY_OFFSET + rank_keys.id, a space no join on keys(id) ever reaches.
+_V7_RANKS = """
+ALTER TABLE runs ADD COLUMN job_key TEXT;
+ALTER TABLE runs ADD COLUMN world_size INTEGER;
+CREATE INDEX runs_by_job ON runs(project_id, job_key);
+CREATE TABLE rank_keys(
+    id INTEGER PRIMARY KEY,
+    key_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    UNIQUE(key_id, rank)
+);
+CREATE TABLE run_ranks(
+    run_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    sid BLOB NOT NULL,
+    host TEXT,
+    pid INTEGER,
+    local_rank INTEGER,
+    config TEXT NOT NULL DEFAULT '{}',
+    joined_at REAL NOT NULL,
+    exit_code INTEGER,
+    ended_at REAL,
+    PRIMARY KEY(run_id, rank)
+) WITHOUT ROWID;
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
 MIGRATIONS: list[str] = [
     _V1,
@@ -306,7 +333,10 @@ MIGRATIONS: list[str] = [
     _V4_TEXT_REVISIONS,
     _V5_CONTEXT_ALERTS_FILES_ARTIFACTS,
     _V6_RUN_MIRRORS,
+    _V7_RANKS,
 ]
+#: Rank r > 0 stores key k's series under this plus its rank_keys id (see _V7_RANKS).
+RANK_KEY_OFFSET = 1 << 40
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

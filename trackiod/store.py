@@ -20,7 +20,7 @@ import apsw
 import numpy as np
 
 from .batch import split_context_name
-from .schema import CHUNK_POINTS, configure, dict_rows, migrate
+from .schema import CHUNK_POINTS, RANK_KEY_OFFSET, configure, dict_rows, migrate
 
 log = logging.getLogger("trackiod.store")
 
@@ -58,6 +58,7 @@ class Store:
         self._projects: dict[str, int] = {}
         self._keys: dict[str, int] = {}
         self._contexts: dict[str, int] = {}
+        self._rank_keys: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], Tail] = {}
         self._run_key_kinds: dict[tuple[int, int], str] = {}
         row = self.conn.execute("SELECT MAX(rev) FROM texts").fetchone()
@@ -112,6 +113,62 @@ class Store:
             (sid, handle, run_id),
         )
 
+    def load_ranks(self) -> dict[tuple[bytes, int], int]:
+        """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks``."""
+        return {
+            (bytes(sid), handle): rank
+            for sid, handle, rank in self.conn.execute(
+                "SELECT sr.sid, sr.handle, rr.rank FROM session_runs sr "
+                "JOIN run_ranks rr ON rr.run_id = sr.run_id AND rr.sid = sr.sid WHERE rr.rank > 0"
+            )
+        }
+
+    def join_rank(
+        self, run_id: int, rank: int, sid: bytes, host: str | None, pid: int | None, local: Any, config: dict[str, Any]
+    ) -> None:
+        """Record that ``sid`` is rank ``rank`` of ``run_id`` (a restarted rank replaces its predecessor)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO run_ranks(run_id, rank, sid, host, pid, local_rank, config, joined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                rank,
+                sid,
+                host,
+                pid,
+                local if type(local) is int else None,
+                json.dumps(config, default=str),
+                time.time(),
+            ),
+        )
+
+    def rank_configs(self, run_id: int) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """(rank, session, config passed at init) of each rank of a distributed run."""
+        return [
+            (rank, bytes(sid), json.loads(config))
+            for rank, sid, config in self.conn.execute(
+                "SELECT rank, sid, config FROM run_ranks WHERE run_id=? ORDER BY rank", (run_id,)
+            )
+        ]
+
+    def finish_rank(self, run_id: int, sid: bytes, exit_code: int, ended_at: float) -> None:
+        self.conn.execute(
+            "UPDATE run_ranks SET exit_code=?, ended_at=? WHERE run_id=? AND sid=?", (exit_code, ended_at, run_id, sid)
+        )
+
+    def rank_exit_codes(self, run_id: int) -> list[int | None]:
+        """Each rank's exit code (None: it never finished) of a distributed run; empty for other runs."""
+        return [r[0] for r in self.conn.execute("SELECT exit_code FROM run_ranks WHERE run_id=?", (run_id,))]
+
+    def find_job_run(self, project: str, job_key: str, name: str | None) -> RunRow | None:
+        """The running run of job ``job_key`` in ``project`` (with that name, if given): where a rank joins."""
+        sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND state='running'"
+        args: tuple[Any, ...] = (self.project_id(project), job_key)
+        if name:
+            sql, args = sql + " AND name=?", (*args, name)
+        rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 1", args)
+        return rows[0] if rows else None
+
     def detach(self, sid: bytes, handle: int) -> None:
         self.conn.execute("UPDATE session_runs SET finished=1 WHERE sid=? AND handle=?", (sid, handle))
 
@@ -146,6 +203,15 @@ class Store:
             self._keys[name] = kid
         return kid
 
+    def rank_key_id(self, key_id: int, rank: int) -> int:
+        """The series key id of rank ``rank`` > 0's series of ``key_id`` (docs/ranks.md, "Storage")."""
+        kid = self._rank_keys.get((key_id, rank))
+        if kid is None:
+            self.conn.execute("INSERT OR IGNORE INTO rank_keys(key_id, rank) VALUES (?, ?)", (key_id, rank))
+            kid = RANK_KEY_OFFSET + self._scalar("SELECT id FROM rank_keys WHERE key_id=? AND rank=?", key_id, rank)
+            self._rank_keys[(key_id, rank)] = kid
+        return kid
+
     def context_id(self, body: str) -> int:
         """The id of a context given as canonical JSON (sorted keys, no spaces)."""
         cid = self._contexts.get(body)
@@ -160,6 +226,7 @@ class Store:
         self._projects.clear()
         self._keys.clear()
         self._contexts.clear()
+        self._rank_keys.clear()
 
     # ----------------------------------------------------------------- runs
     def find_run(self, project: str, run_key: str | None, name: str | None) -> RunRow | None:

@@ -29,6 +29,7 @@ from .errors import (
     UsageError,
 )
 from .media import Array, Histogram, Html, Image, Table
+from .ranks import detect as _detect_ranks
 from .run import Config, DisabledRun, Run, Summary, as_mapping, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
@@ -130,6 +131,9 @@ _INIT_KEYWORDS = {
     "fork_from",
     "magic",
     "tensor_copy",
+    "rank",
+    "world_size",
+    "ranks",
 }
 _ADJECTIVES = (
     "amber",
@@ -288,6 +292,14 @@ def init(
         if kwargs.get("config_include_keys"):
             cfg = {k: v for k, v in cfg.items() if k in kwargs["config_include_keys"]}
         allow_val_change = bool(kwargs.get("allow_val_change"))
+        place = _detect_ranks(kwargs.get("rank"), kwargs.get("world_size"))
+        if kwargs.get("ranks") is not None:
+            _rank_policy(kwargs["ranks"])  # a bad value is an error on every rank, not only on ranks > 0
+        if place.distributed:
+            params.update(rank=place.rank, world_size=place.world_size, local_rank=place.local_rank)
+            params["job_key"] = place.job_key
+            if mode != "disabled" and place.rank > 0 and _rank_policy(kwargs.get("ranks")) == "zero":
+                mode = params["mode"] = "disabled"  # the rank-0-only behaviour of other trackers
         if mode == "disabled":
             params["id"] = params["id"] or _new_run_id()
             params["name"] = params["name"] or params["id"]
@@ -304,6 +316,14 @@ def init(
         _bind(new_run)
         _install_hooks()
         return new_run
+
+
+def _rank_policy(ranks: Any) -> str:
+    if ranks is None:
+        return TrackiodSettings.load().ranks
+    if ranks not in ("all", "zero"):
+        raise UsageError(f"init(ranks={ranks!r}): use 'all' (every rank logs) or 'zero' (rank 0 only)")
+    return str(ranks)
 
 
 def _mirror_specs(mirror: Any) -> list[str]:
@@ -348,7 +368,8 @@ def _start_run(
             f"trackio_shim: no trackiod answered at {settings.endpoint}; logging continues into memory and "
             f"then {settings.spool_dir}, and is delivered when a daemon starts (`trackiod start`)",
         )
-    if params["id"] is None and params["resume"] == "never":
+    # A rank of a job leaves the id to the daemon, which gives every rank of the job the same run.
+    if params["id"] is None and params["resume"] == "never" and not params.get("job_key"):
         params["id"] = _new_run_id()
     handle = next(_handles)
     # Chosen here, so a run started while no daemon answers has the same id and name locally and when
@@ -379,6 +400,8 @@ def _start_run(
         raise UsageError(message)
     if reply.done:
         info = reply.body
+        if info.get("config_conflicts"):
+            warn_once(("config-conflict", info["config_conflicts"]), f"trackiod: {info['config_conflicts']}")
     elif reachable:
         warn_once("init-slow", "trackio_shim: trackiod did not confirm the run in time; logging continues")
     params["id"] = info.get("id") or params["id"] or default_id
@@ -390,7 +413,7 @@ def _start_run(
     new_run.config._items.update(info.get("config") or json_friendly(cfg))
     from .terminal import announce, dashboard_url, is_silent
 
-    new_run._silent = is_silent(settings)
+    new_run._silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
     new_run._dashboard_url = dashboard_url(settings)
     if not new_run._silent:
         announce(new_run, new_run.url)

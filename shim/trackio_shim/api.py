@@ -96,16 +96,26 @@ class ApiRun:
         pandas: bool = True,
         stream: str = "default",
         context: dict[str, Any] | None = None,
+        ranks: Any = None,
     ) -> Any:
         """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed.
 
-        With ``context``, the series logged with exactly that context (see :meth:`contexts`).
+        With ``context``, the series logged with exactly that context (see :meth:`contexts`). With ``ranks``
+        (``"all"`` or a list of ranks) of a distributed run, one row per rank and step with a ``_rank`` column
+        (docs/ranks.md); without it, rank 0's series, as a run logged by one process reads.
         """
         from trackiod import query
 
         from .media_refs import wrap_row
 
-        if context:
+        if ranks is not None:
+            wanted = None if ranks == "all" else _rank_list(ranks)
+            with self._api._reader() as conn:
+                rows = list(query.rank_history(conn, self._row, keys, wanted))
+            if len(rows) > samples > 0:
+                step = (len(rows) - 1) / max(samples - 1, 1)
+                rows = [rows[round(i * step)] for i in range(samples)]
+        elif context:
             rows = list(self._context_rows(context, keys, None, None))
             if len(rows) > samples > 0:
                 step = (len(rows) - 1) / max(samples - 1, 1)
@@ -114,6 +124,43 @@ class ApiRun:
             media_dir = self._api.settings.media_dir
             with self._api._reader() as conn:
                 rows = [wrap_row(r, media_dir) for r in query.history(conn, self._row, keys, samples=samples)]
+        if pandas:
+            try:
+                import pandas as pd
+            except ImportError:
+                warn_once("no-pandas", "trackio_shim: pandas is not installed; history() returns a list of dicts")
+                return rows
+            return pd.DataFrame(rows)
+        return rows
+
+    def ranks(self) -> list[dict[str, Any]]:
+        """The ranks of a distributed run: ``{rank, host, pid, local_rank, joined_at, exit_code, ended_at}``."""
+        from trackiod import query
+
+        with self._api._reader() as conn:
+            return query.run_ranks(conn, self._row["id"])
+
+    def rank_aggregates(self, key: str, ranks: Any = None, pandas: bool = True) -> Any:
+        """Per-step ``mean, min, max, std, count`` of ``key`` across ranks (all, or a list); docs/ranks.md."""
+        from trackiod import query
+
+        with self._api._reader() as conn:
+            agg = query.rank_aggregates(
+                conn, self._row["id"], key, None if ranks in (None, "all") else _rank_list(ranks)
+            )
+        rows = [
+            {
+                "_step": int(step),
+                "mean": float(mean),
+                "min": float(lo),
+                "max": float(hi),
+                "std": float(std),
+                "count": int(n),
+            }
+            for step, mean, lo, hi, std, n in zip(
+                agg["steps"], agg["mean"], agg["min"], agg["max"], agg["std"], agg["count"]
+            )
+        ]
         if pandas:
             try:
                 import pandas as pd
@@ -321,3 +368,11 @@ class _LazyArtifact:
 
     def __repr__(self) -> str:
         return f"<Artifact {self.name}:{self.version} ({self.type})>"
+
+
+def _rank_list(ranks: Any) -> list[int]:
+    if isinstance(ranks, int) and not isinstance(ranks, bool):
+        return [ranks]
+    if isinstance(ranks, (list, tuple, set)) and all(type(r) is int for r in ranks):
+        return sorted(ranks)
+    raise UsageError(f"ranks={ranks!r}: pass 'all', a rank or a list of ranks")

@@ -212,6 +212,9 @@ class Run:
         self.tags: tuple[str, ...] = tuple(params.get("tags") or ())
         self.notes: str | None = params.get("notes")
         self.mode: str = params.get("mode", "online")
+        #: This process's rank in its job and the job's size (0 and 1 when not distributed; docs/ranks.md).
+        self.rank: int = int(params.get("rank") or 0)
+        self.world_size: int = int(params.get("world_size") or 1)
         self.resumed = False
         self.start_time = time.time()
         self._dir = dir

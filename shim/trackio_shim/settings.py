@@ -114,7 +114,16 @@ class TrackiodSettings:
     dashboard_poll_interval_s: float = 2.0
     mirrors: str = ""
     mirror_queue_points: int = 1_000_000
+    ranks: str = "all"
+    listen: str = ""
+    forward: str = ""
+    forward_window: int = 1000
     overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where ``trackiod keys`` writes the CURVE key pairs and authorised client keys (docs/forwarding.md)."""
+        return self.home / "keys"
 
     @property
     def db_path(self) -> Path:
@@ -197,6 +206,16 @@ class TrackiodSettings:
             raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")
         if int(values.get("max_inflight_copies", 64)) < 1:
             raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")
+        if values.get("ranks", "all") not in ("all", "zero"):
+            raise SettingsError(
+                f"TRACKIOD_RANKS={values['ranks']!r}: use 'all' (every rank logs) or 'zero' (rank 0 only)"
+            )
+        for name in ("listen", "forward"):
+            spec = str(values.get(name, ""))
+            if spec and not (spec.startswith("tcp://") and ":" in spec[6:]):
+                raise SettingsError(f"TRACKIOD_{name.upper()}={spec!r}: use tcp://HOST:PORT")
+        if int(values.get("forward_window", 1000)) < 1:
+            raise SettingsError("TRACKIOD_FORWARD_WINDOW must be at least 1")
         hub = str(values.get("hub", ""))
         if hub and not (hub.startswith("folder:") and len(hub) > len("folder:")):
             raise SettingsError(

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import UsageError
+from ..ranks import process_rank
 from ..run import Run, as_mapping
 from ..values import warn_once
 
 STATE_VERSION = 1
-# Global rank variables set by launchers: torchrun/accelerate, Slurm, Open MPI, MPICH/Intel MPI.
-_RANK_VARIABLES = ("RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 
-
-def process_rank() -> int:
-    """This process's global rank as its launcher set it in the environment; 0 when it is not distributed.
-
-    The integrations log from rank 0 only. A placeholder for the multi-rank work of issue 7 (part 1), which
-    will replace this with the shim's own notion of ranks; every integration asks here, so that is one change.
-    """
-    for name in _RANK_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value.isdigit():
-            return int(value)
-    return 0
+__all__ = ["TrackedRun", "process_rank"]
 
 
 class TrackedRun:
