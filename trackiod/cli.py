@@ -31,6 +31,8 @@ def _settings(args: argparse.Namespace) -> TrackiodSettings:
         flush_interval_s=getattr(args, "flush_interval", None),
         sample_interval_s=getattr(args, "sample_interval", None),
         dashboard=True if getattr(args, "dashboard", False) else None,
+        listen=getattr(args, "listen", None),
+        forward=getattr(args, "forward", None),
         **server_overrides(args),
     )
 
@@ -83,6 +85,22 @@ def cmd_start(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .forward import authorize, set_head_key, write_keys
+
+    settings = _settings(args)
+    public, created = write_keys(settings.keys_dir)
+    print(f"{'created' if created else 'kept'} this node's key pair in {settings.keys_dir} (secret key mode 0600)")
+    print(f"public key: {public.decode()}")
+    if args.authorize:
+        authorize(settings.keys_dir, args.authorize)
+        print(f"authorised forwarder key {args.authorize.strip()}")
+    if args.head:
+        set_head_key(settings.keys_dir, args.head)
+        print(f"head key set to {args.head.strip()}")
+    return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -238,8 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="system/GPU sampling period in seconds, 0 = off (TRACKIOD_SAMPLE_INTERVAL_S)",
     )
     start.add_argument("--dashboard", action="store_true", help="also serve the dashboard (TRACKIOD_DASHBOARD)")
+    start.add_argument("--listen", help="accept forwarding daemons on tcp://HOST:PORT, with CURVE (TRACKIOD_LISTEN)")
+    start.add_argument("--forward", help="forward everything to a head daemon at tcp://HEAD:PORT (TRACKIOD_FORWARD)")
     dashboard_cli.add_server_flags(start)
     start.set_defaults(func=cmd_start)
+    keys = sub.add_parser("keys", parents=[common], help="make this node's CURVE keys; authorise forwarders")
+    keys.add_argument("--authorize", metavar="KEY", help="let the forwarder with this public key connect (head)")
+    keys.add_argument("--head", metavar="KEY", help="the head's public key, which the forwarder checks (node)")
+    keys.set_defaults(func=cmd_keys)
     sub.add_parser("stop", parents=[common], help="drain, commit and stop the daemon").set_defaults(func=cmd_stop)
     status = sub.add_parser("status", parents=[common], help="show the daemon's state")
     status.add_argument("--json", action="store_true")

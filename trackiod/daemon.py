@@ -130,6 +130,7 @@ class Daemon:
             if pending:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
+            self._start_network()
             self._start_sampling()
             if self.settings.dashboard:
                 self._start_dashboard()
@@ -172,8 +173,29 @@ class Daemon:
             # We hold the data directory's lock, so a socket file left here is a dead daemon's.
             Path(endpoint[6:]).unlink(missing_ok=True)
         elif endpoint.startswith("tcp://"):
-            raise DaemonError("TCP listeners need CURVE keys, which are not built yet; use the default ipc://")
+            raise DaemonError(
+                "training processes talk only to their node's daemon over ipc://; for several nodes, forward this "
+                "daemon to a head with --forward and let the head --listen (docs/forwarding.md)"
+            )
         sock.bind(endpoint)
+
+    def _start_network(self) -> None:
+        """The head's CURVE listener and/or this node's forwarder (docs/forwarding.md); both refuse without keys."""
+        from .forward import Forwarder, Listener
+
+        if self.settings.listen:
+            self.listener = Listener(self.settings, self.ctx)
+        if self.settings.forward:
+            self.forwarder = Forwarder(self.settings, self.ctx, self.store)
+            self.ingest.journal = []
+        self.poller = zmq.Poller()
+        for sock in (self.sock, getattr(self.listener, "sock", None), getattr(self.forwarder, "sock", None)):
+            if sock is not None:
+                self.poller.register(sock, zmq.POLLIN)
+
+    listener: Any = None
+    forwarder: Any = None
+    poller: Any = None
 
     def _start_dashboard(self) -> None:
         """Serve the dashboard from a thread; a dashboard that cannot start is logged, never fatal to ingest."""
@@ -266,6 +288,9 @@ class Daemon:
                     features.drain(self.ingest)  # results that arrived while stopping
                 except Exception:
                     log.exception("could not write the last background results")
+        for part in (self.listener, self.forwarder):
+            if part is not None:
+                part.close()
         sock = getattr(self, "sock", None)
         if sock is not None:
             sock.close(linger=0)
@@ -282,6 +307,9 @@ class Daemon:
     # ------------------------------------------------------------------ the loop
     def send(self, sid: bytes, message: tuple[Any, ...]) -> None:
         """Deliver a message to a session; dropped silently if it is gone (acks are cumulative)."""
+        if self.listener is not None and sid in self.listener.peers:
+            self.listener.send(sid, self._packer.pack(message))
+            return
         try:
             self.sock.send_multipart([sid, self._packer.pack(message)], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -296,8 +324,12 @@ class Daemon:
             wait = next_maintenance - now
             if ingest.pending:
                 wait = min(wait, ingest.opened_at + settings.flush_interval_s - now)
-            if self.sock.poll(max(0, min(int(wait * 1000), 100))):
-                self._receive(10_000)
+            timeout = max(0, min(int(wait * 1000), 100))
+            if self.poller is None or (self.listener is None and self.forwarder is None):
+                if self.sock.poll(timeout):
+                    self._receive(10_000)
+            else:
+                self._poll_network(timeout)
             now = time.monotonic()
             if ingest.pending and (
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
@@ -333,6 +365,22 @@ class Daemon:
             if ingest.batch.points >= limit:
                 ingest.commit()
         return count
+
+    def _poll_network(self, timeout: int) -> None:
+        ready = dict(self.poller.poll(min(timeout, 20) if self.forwarder is not None else timeout))
+        if self.sock in ready:
+            self._receive(10_000)
+        if self.listener is not None and self.listener.sock in ready:
+            self.listener.receive(self.ingest, 10_000)
+        forwarder = self.forwarder
+        if forwarder is not None:
+            before = forwarder.acked
+            forwarder.receive()
+            if forwarder.acked > before:
+                self.ingest.begin()  # acknowledged rows leave the journal in the writer's next transaction
+                forwarder.trim()
+            if not self.ingest._in_txn:
+                forwarder.pump()
 
     def _maintenance(self) -> None:
         try:
@@ -444,6 +492,15 @@ class Daemon:
             "dashboard": self.dashboard_url,
             **self.features.status(),
             "mirrors": self.mirrors.status(),
+            "forward": None
+            if self.forwarder is None
+            else {
+                "to": self.forwarder.target,
+                "forwarded": self.forwarder.forwarded,
+                "acked": self.forwarder.acked,
+                "backlog": self.forwarder.backlog(),
+            },
+            "listen": self.settings.listen or None,
         }
 
     def _sampling_status(self) -> dict[str, Any]:

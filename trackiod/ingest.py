@@ -126,6 +126,8 @@ class Ingest:
         # RUN_START that commits at once must carry its own watermark into that commit.
         self.accepted[sid] = seq
         self._touched.add(sid)
+        if self.journal is not None and kind != P.FORWARD:
+            self.journal.append(P.pack([kind, sid, seq, *fields]))
         try:
             self._apply(kind, sid, seq, fields, live)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
@@ -185,6 +187,14 @@ class Ingest:
             self.runs.define_metric(sid, fields[0], _as_dict(fields[1]))
         elif kind == P.RUN_FINISH:
             self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+        elif kind == P.FORWARD:
+            try:
+                inner = P.decode_client(fields[0]) if isinstance(fields[0], bytes) else None
+            except ProtocolError as exc:
+                raise ValueError(f"forwarded frame: {exc}") from None
+            if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
+                raise ValueError("FORWARD must carry one sequenced frame")
+            self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
         elif kind in FEATURE_KINDS and self.features is not None:
             self.features.apply(self, kind, sid, fields)
 
@@ -242,6 +252,8 @@ class Ingest:
             self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
 
     boot_id: bytes = b""
+    #: Frames of the open transaction to forward to a head daemon (None: this daemon does not forward).
+    journal: list[bytes] | None = None
     #: Alerts, files, artifacts and context (trackiod.features.Features); None in unit tests of the core.
     features: Any = None
     #: ``after_commit(events, columns)``: called with what each commit made durable (the mirrors' feed).
@@ -276,6 +288,10 @@ class Ingest:
             self.runs.write_points(columns)
             self.runs.save_dirty()
             self.store.save_watermarks((sid, self.accepted[sid]) for sid in touched)
+            if self.journal:
+                self.store.conn.executemany(
+                    "INSERT INTO forward_journal(frame) VALUES (?)", [(f,) for f in self.journal]
+                )
             self.store.conn.execute("COMMIT")
             self.media.committed()
         except apsw.Error as exc:
@@ -284,6 +300,8 @@ class Ingest:
             return False
         finally:
             self._in_txn = False
+            if self.journal:
+                self.journal = []
         self.counters.note_commit((time.perf_counter() - started) * 1000)
         if self.features is not None:
             self.features.committed()

@@ -298,7 +298,8 @@ _V6_RUN_MIRRORS = """
 ALTER TABLE runs ADD COLUMN mirrors TEXT NOT NULL DEFAULT '[]';
 """
 
-# Version 7: ranks of a distributed job (docs/ranks.md). Rank 0 keeps the plain series; rank r > 0 writes the
+# Version 7: ranks of a distributed job (docs/ranks.md) and the forwarding journal (docs/forwarding.md).
+# Rank 0 keeps the plain series; rank r > 0 writes the
 # series of key k under key id RANK_KEY_OFFSET + rank_keys.id, a space no join on keys(id) ever reaches.
 _V7_RANKS = """
 ALTER TABLE runs ADD COLUMN job_key TEXT;
@@ -323,6 +324,14 @@ CREATE TABLE run_ranks(
     ended_at REAL,
     PRIMARY KEY(run_id, rank)
 ) WITHOUT ROWID;
+CREATE TABLE forward_journal(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    frame BLOB NOT NULL
+);
+CREATE TABLE forward_state(
+    name TEXT PRIMARY KEY,
+    value BLOB
+);
 """
 
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.

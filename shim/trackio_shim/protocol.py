@@ -37,6 +37,7 @@ SAVE_FILES = 25  # handle, spec: {pattern, base, policy, matched}
 ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, aliases, entries, log_id}
 ARTIFACT_USE = 27  # handle, ref: {project, name, version}
 LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
+FORWARD = 29  # frame: one sequenced frame another daemon committed, relayed to a head daemon (docs/forwarding.md)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
@@ -67,6 +68,7 @@ SEQUENCED_KINDS = frozenset(
         ARTIFACT_LOG,
         ARTIFACT_USE,
         LOG_CONTEXT,
+        FORWARD,
     }
 )
 CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
@@ -86,6 +88,7 @@ _ARITY = {
     ARTIFACT_LOG: 2,
     ARTIFACT_USE: 2,
     LOG_CONTEXT: 5,
+    FORWARD: 1,
     PING: 1,
     SPOOL_READY: 1,
     RESYNC: 1,
