@@ -135,7 +135,7 @@ def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "
     """The dashboard as an ASGI app (the token, when set, is required on every request)."""
     readers = reads.Readers(settings.db_path)
     api = Api(settings, readers)
-    media_root = settings.home / "media"
+    media_root = settings.media_dir
 
     def endpoint(handler: Any) -> Any:
         def run(request: Request) -> Response:
