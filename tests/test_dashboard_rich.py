@@ -52,7 +52,7 @@ def test_system_panel_aligns_the_hosts_series_to_the_run(store: Any) -> None:
     assert series["run"] == run_id and series["points"] >= 3
     # x is seconds since the run started: inside the run's window, not epoch time.
     xs = [x for x in power["x"] if x is not None]
-    assert 0 <= xs[0] and xs[-1] < 120
+    assert xs[0] >= 0 and xs[-1] < 120
     # The fake's power: idle 50 W + 80 % of 350 W on the declared GPU, idle on the other.
     assert {round(v) for v in series["y"] if v is not None} == {330}
     assert {round(v) for v in charts["gpu.1.power_w"]["series"][0]["y"] if v is not None} == {50}
