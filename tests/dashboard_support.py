@@ -72,3 +72,79 @@ def decode_chart(body: bytes) -> tuple[dict[str, Any], np.ndarray, list[np.ndarr
     x = arrays[:n]
     ys = [arrays[n * (i + 1) : n * (i + 2)] for i in range(len(header["series"]))]
     return header, x, ys
+
+
+# A training script that logs everything the run page and the system panel show: scalars with and without
+# a context, images, a table, histograms over steps, HTML, an array, an alert and artifacts. It runs for about
+# 2 s (with CUDA_VISIBLE_DEVICES=0 it declares the fake GPU 0, so energy is attributed to it).
+RICH_RUN = """
+import os, sys, time
+import numpy as np
+import trackio_shim as wandb
+
+data_file = sys.argv[1]
+run = wandb.init(project="rich", name="rich-run", config={"lr": 0.01, "optimizer": {"name": "adam"}})
+rng = np.random.default_rng(0)
+started = time.time()
+for step in range(40):
+    run.log({"loss": 1.0 / (step + 1)}, step=step)
+    if step % 4 == 0:
+        run.log({"loss": 2.0 / (step + 1)}, step=step, context={"subset": "val"})
+        gradient = rng.normal(step / 10.0, 1.0, 500)
+        run.log({"weights": wandb.Histogram(gradient, num_bins=20)}, step=step)
+    if step % 10 == 0:
+        pixels = np.zeros((24, 32, 3), np.uint8)
+        pixels[:, : 8 + step // 2, 0] = 255
+        pixels[8:16, :, 2] = 200
+        run.log({"samples": wandb.Image(pixels, caption=f"step {step}")}, step=step)
+    time.sleep(max(0.0, started + 0.05 * (step + 1) - time.time()))
+table = wandb.Table(columns=["id", "label", "score"], data=[[i, f"item-{i}", i / 100] for i in range(120)])
+run.log({"predictions": table, "report": wandb.Html("<h1 id='x'>Report</h1><p>all good</p>"),
+         "embedding": wandb.Array(np.arange(12, dtype=np.float32).reshape(3, 4))}, step=40)
+run.alert(title="loss spike", text="loss went up at step 12", level="WARN")
+artifact = wandb.Artifact("toy-data", type="dataset")
+artifact.add_file(data_file)
+run.log_artifact(artifact).wait()
+run.use_artifact("toy-data:latest")
+run.finish()
+print(run.id)
+"""
+
+SYSTEM_FAKE_GPUS = [
+    {"uuid": "GPU-0000-used", "name": "Fake A100", "utilization": 80, "idle_w": 50, "max_w": 400, "memory_total": 4e10},
+    {"uuid": "GPU-1111-idle", "name": "Fake A100", "utilization": 0, "idle_w": 50, "max_w": 400, "memory_total": 4e10},
+]
+
+
+def log_rich_run(env: dict[str, str], tmp: Path) -> str:
+    """Run RICH_RUN against the daemon of ``env``; returns the run's id."""
+    import subprocess
+    import sys
+
+    data = tmp / "toy.csv"
+    data.write_text("a,b\n1,2\n")
+    script = tmp / "rich_run.py"
+    script.write_text(RICH_RUN)
+    done = subprocess.run(
+        [sys.executable, str(script), str(data)],
+        env={**env, "CUDA_VISIBLE_DEVICES": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
+def fake_nvml_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """``env`` with the test-only scripted NVML (trackiod/nvml_fake.py: no GPU here) and fast sampling."""
+    import json
+
+    script = tmp / "nvml.json"
+    script.write_text(json.dumps({"gpus": SYSTEM_FAKE_GPUS}))
+    return {
+        **env,
+        "TRACKIOD_NVML": f"fake:{script}",
+        "TRACKIOD_SAMPLE_INTERVAL_S": "0.2",
+        "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2",
+    }

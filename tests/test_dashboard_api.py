@@ -75,7 +75,7 @@ def test_run_detail_and_missing_run(home: Path) -> None:
     run = c.get("/api/run", params={"project": "proj", "run": "run0"}).json()
     assert run["id"] == "run0" and run["name"] == "name-0" and run["config"]["lr"] == 0.1
     assert {k["key"] for k in run["keys"]} == {"train/loss", "train/acc"}
-    assert run["energy"] is None and run["media"] == []
+    assert run["energy"] is None and run["contexts"] == [] and run["files"] == []
     missing = c.get("/api/run", params={"project": "proj", "run": "nope"})
     assert missing.status_code == 404 and "nope" in missing.json()["error"]
 
@@ -171,16 +171,20 @@ def test_bad_parameters_are_named(home: Path, params: dict[str, Any], message: s
     assert message in resp.json()["error"]
 
 
-def test_system_and_media_have_their_documented_empty_shape(home: Path) -> None:
+def test_system_media_alerts_artifacts_of_a_run_that_logged_none(home: Path) -> None:
     fill(home, runs=1, points=10)
     c = client(settings_for(home))
     assert c.get("/api/system", params={"project": "proj", "runs": "run0"}).json() == {
         "available": False,
-        "series": [],
+        "width": 800,
+        "charts": [],
         "energy": {},
     }
-    assert c.get("/api/media", params={"project": "proj", "run": "run0"}).json() == {"available": False, "items": []}
-    assert c.get("/api/info").json()["features"] == {"system": False, "media": False, "ranks": False}
+    assert c.get("/api/media", params={"project": "proj", "run": "run0"}).json() == {"available": True, "keys": []}
+    assert c.get("/api/alerts", params={"project": "proj"}).json() == {"alerts": []}
+    assert c.get("/api/artifacts", params={"project": "proj", "run": "run0"}).json() == {"produced": [], "used": []}
+    features = c.get("/api/info").json()["features"]
+    assert features == {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False}
 
 
 def test_reads_what_a_real_daemon_wrote(daemon: Any, shim: Any) -> None:

@@ -19,8 +19,8 @@ from starlette.responses import JSONResponse, Response
 
 from trackio_shim.settings import TrackiodSettings
 
-from .. import query
-from . import reads
+from .. import catalog, energy_report, query
+from . import reads, richvalues, system
 from .downsample import MAX_WIDTH, align
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
@@ -31,6 +31,10 @@ DEFAULT_WIDTH = 800
 
 class BadRequest(Exception):
     """A request parameter is missing or malformed; answered with 400 and this message."""
+
+
+class NotFound(Exception):
+    """The run (or key) a request names does not exist; answered with 404 and this message."""
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -93,6 +97,9 @@ class Api:
             ("/api/chart", self.chart),
             ("/api/system", self.system),
             ("/api/media", self.media),
+            ("/api/media/values", self.media_values),
+            ("/api/alerts", self.alerts),
+            ("/api/artifacts", self.artifacts),
         ]
 
     def handle(self, endpoint: Any, request: Request) -> Response:
@@ -100,6 +107,8 @@ class Api:
             return endpoint(request)  # type: ignore[no-any-return]
         except BadRequest as exc:
             return _json({"error": str(exc)}, 400)
+        except NotFound as exc:
+            return _json({"error": str(exc)}, 404)
 
     # ------------------------------------------------------------------ endpoints
     def info(self, request: Request) -> Response:
@@ -111,7 +120,7 @@ class Api:
                 "database": str(self.settings.db_path),
                 "poll_interval_s": self.settings.dashboard_poll_interval_s,
                 "max_width": MAX_WIDTH,
-                "features": {"system": False, "media": False, "ranks": False},
+                "features": {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False},
             }
         )
 
@@ -146,14 +155,25 @@ class Api:
         run = query.get_run(conn, project, run_key) if conn is not None else None
         if run is None or conn is None:
             return _json({"error": f"no run {run_key!r} in project {project!r}"}, 404)
-        keys = query.run_keys(conn, run["id"])
+        run_id = run["id"]
+        keys = query.run_keys(conn, run_id)
         run["keys"] = [{"key": k, "kind": kind, "points": n} for k, (_, kind, n) in keys.items()]
         run["id"] = run.pop("run_key")
         run["group"] = run.pop("group_name")
         run.pop("project_id", None)
-        run["energy"] = None  # filled once GPU sampling (issue 4) stores energy per run
-        run["media"] = []  # filled once media (issue 3) is stored
-        return Response(json.dumps(run, default=str), media_type="application/json")
+        report = energy_report.run_energy(conn, {**run, "id": run_id, "project": project, "run_key": run["id"]})
+        run["energy"] = report if report["recorded"] else None
+        run["contexts"] = [
+            {"key": c["key"], "context": c["context"], "points": c["points"]}
+            for c in catalog.run_contexts(conn, run_id)
+        ]
+        run["files"] = [
+            {k: f[k] for k in ("name", "size", "sha256", "policy", "updated_at")}
+            for f in catalog.list_files(
+                conn, self.settings.files_dir, {"id": run_id, "project": project, "run_key": run["id"]}
+            )
+        ]
+        return Response(json.dumps(run, default=str, allow_nan=False), media_type="application/json")
 
     def keys(self, request: Request) -> Response:
         project = _need(request, "project")
@@ -178,9 +198,7 @@ class Api:
         if len(wanted) > MAX_RUNS_PER_CHART:
             raise BadRequest(f"at most {MAX_RUNS_PER_CHART} runs per chart request, got {len(wanted)}")
         xaxis = request.query_params.get("xaxis") or "step"
-        width = _int(request, "width", DEFAULT_WIDTH) or DEFAULT_WIDTH
-        if not 1 <= width <= MAX_WIDTH:
-            raise BadRequest(f"width must be between 1 and {MAX_WIDTH} pixels, got {width}")
+        width = self._width(request)
         xmin, xmax = _float(request, "xmin"), _float(request, "xmax")
         after = self._after(request)
         fmt = request.query_params.get("format") or "json"
@@ -195,23 +213,30 @@ class Api:
             info = found.get(name)
             if info is None or conn is None:
                 continue
-            steps, x, y = reads.series_xy(conn, info, key, xaxis, after.get(info["run"]))
-            if xmin is not None or xmax is not None:
-                lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
-                hi = np.searchsorted(x, xmax, "right") if xmax is not None else x.size
-                steps, x, y = steps[lo:hi], x[lo:hi], y[lo:hi]
-            if not _ascending(x):
-                order = np.argsort(x, kind="stable")
-                steps, x, y = steps[order], x[order], y[order]
-            meta.append(
-                {
+            # The plain series first, then one per context it was also logged with (drawn as extra lines).
+            sources: list[tuple[int | None, dict[str, Any] | None]] = [(None, None)]
+            sources += [(kid, ctx) for kid, ctx in reads.contexts_of(conn, info["id"], key)]
+            for series_id, context in sources:
+                steps, x, y = reads.series_xy(conn, info, key, xaxis, after.get(info["run"]), series_id)
+                if context is not None and not y.size:
+                    continue
+                if xmin is not None or xmax is not None:
+                    lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
+                    hi = np.searchsorted(x, xmax, "right") if xmax is not None else x.size
+                    steps, x, y = steps[lo:hi], x[lo:hi], y[lo:hi]
+                if not _ascending(x):
+                    order = np.argsort(x, kind="stable")
+                    steps, x, y = steps[order], x[order], y[order]
+                entry: dict[str, Any] = {
                     "run": info["run"],
                     "points": int(y.size),
                     "last_step": int(steps.max()) if steps.size else after.get(info["run"]),
                 }
-            )
-            xs.append(x)
-            ys.append(y)
+                if context is not None:
+                    entry["context"] = context
+                meta.append(entry)
+                xs.append(x)
+                ys.append(y)
         x_range = (xmin, xmax) if xmin is not None and xmax is not None else None
         grid, columns, reduced = align(xs, ys, width, x_range)
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
@@ -223,17 +248,71 @@ class Api:
         return Response(json.dumps(header, allow_nan=False), media_type="application/json")
 
     def system(self, request: Request) -> Response:
-        """System series (GPU power, utilisation, memory, energy, CPU, memory) for runs; empty until issue 4."""
-        _need(request, "project")
-        return _json({"available": False, "series": [], "energy": {}})
+        """The selected runs' host series over each run's time, reduced per pixel, and their energy."""
+        project = _need(request, "project")
+        wanted = _list(request, "runs")
+        if len(wanted) > MAX_RUNS_PER_CHART:
+            raise BadRequest(f"at most {MAX_RUNS_PER_CHART} runs per system request, got {len(wanted)}")
+        width = self._width(request)
+        conn = self.readers.get()
+        if conn is None:
+            return _json({"available": False, "width": width, "charts": [], "energy": {}})
+        runs = system.runs_by_key(conn, project, wanted)
+        return _json(system.system_panel(conn, runs, width))
 
     def media(self, request: Request) -> Response:
-        """A run's media (images, tables, histograms by step); empty until issue 3 stores media."""
-        _need(request, "project")
-        _need(request, "run")
-        return _json({"available": False, "items": []})
+        """A run's rich-value keys: kind, count and steps of each."""
+        conn, run = self._run(request)
+        return _json({"available": True, "keys": richvalues.media_index(conn, run["id"])})
+
+    def media_values(self, request: Request) -> Response:
+        """One rich-value key's values, shaped for its kind (a page of rows for tables)."""
+        conn, run = self._run(request)
+        key = _need(request, "key")
+        offset = _int(request, "offset", 0)
+        limit = _int(request, "limit", 50)
+        if offset is None or limit is None or offset < 0 or not 1 <= limit <= richvalues.MAX_TABLE_PAGE:
+            raise BadRequest(f"offset must be >= 0 and limit between 1 and {richvalues.MAX_TABLE_PAGE}")
+        body = richvalues.media_values(
+            conn, self.settings.media_dir, run["id"], key, _int(request, "step", None), offset, limit
+        )
+        if body is None:
+            return _json({"error": f"run {run['run_key']!r} logged no rich values under key {key!r}"}, 404)
+        return Response(json.dumps(body, allow_nan=False), media_type="application/json")
+
+    def alerts(self, request: Request) -> Response:
+        """Alerts of a project (or of one of its runs), newest first."""
+        project = _need(request, "project")
+        limit = _int(request, "limit", 200) or 200
+        if not 1 <= limit <= 1000:
+            raise BadRequest(f"limit must be between 1 and 1000, got {limit}")
+        conn = self.readers.get()
+        if conn is None:
+            return _json({"alerts": []})
+        run = request.query_params.get("run") or None
+        return _json({"alerts": catalog.list_alerts(conn, project, run, limit)})
+
+    def artifacts(self, request: Request) -> Response:
+        """Artifact versions a run produced and used."""
+        conn, run = self._run(request)
+        return _json(richvalues.run_artifacts(conn, run["id"]))
 
     # ------------------------------------------------------------------ helpers
+    def _width(self, request: Request) -> int:
+        width = _int(request, "width", DEFAULT_WIDTH) or DEFAULT_WIDTH
+        if not 1 <= width <= MAX_WIDTH:
+            raise BadRequest(f"width must be between 1 and {MAX_WIDTH} pixels, got {width}")
+        return width
+
+    def _run(self, request: Request) -> tuple[Any, dict[str, Any]]:
+        """The connection and the run named by ``project`` and ``run``; NotFound if there is none."""
+        project, run_key = _need(request, "project"), _need(request, "run")
+        conn = self.readers.get()
+        run = query.get_run(conn, project, run_key) if conn is not None else None
+        if run is None:
+            raise NotFound(f"no run {run_key!r} in project {project!r}")
+        return conn, run
+
     def _after(self, request: Request) -> dict[str, int]:
         """``after=RUN:STEP,RUN:STEP``: only points logged at later steps, for live updates."""
         out: dict[str, int] = {}

@@ -135,7 +135,7 @@ def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "
     """The dashboard as an ASGI app (the token, when set, is required on every request)."""
     readers = reads.Readers(settings.db_path)
     api = Api(settings, readers)
-    media_root = settings.home / "media"
+    media_root = settings.media_dir
 
     def endpoint(handler: Any) -> Any:
         def run(request: Request) -> Response:
@@ -156,7 +156,14 @@ def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "
         path = safe_file(media_root, request.path_params["path"])
         if path is None:
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        # Logged HTML is the training script's, not ours: even opened directly, it runs in a sandbox (an
+        # opaque origin), so its scripts cannot read the dashboard's API with the user's token cookie.
+        headers = {
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox allow-scripts",
+        }
+        return FileResponse(path, headers=headers)
 
     def sync_route(path: str, handler: Any) -> Route:
         return Route(path, handler, methods=["GET", "HEAD"])

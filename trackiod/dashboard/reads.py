@@ -160,16 +160,41 @@ def run_ids(conn: apsw.Connection, project: str, run_keys: list[str]) -> dict[st
 
 
 def metric_keys(conn: apsw.Connection, run_db_ids: list[int]) -> list[dict[str, Any]]:
-    """Every key the given runs logged: name, kind, the number of runs that have it and their total points."""
+    """Every key the given runs logged: name, kind, the number of runs that have it, their total points, and
+    ``contexts``, how many series of it carry a context (``log(..., context=...)``; drawn as extra lines)."""
     if not run_db_ids:
         return []
     marks = ",".join("?" * len(run_db_ids))
-    return [
-        {"key": name, "kind": kind, "runs": runs, "points": points}
+    out: dict[str, dict[str, Any]] = {
+        name: {"key": name, "kind": kind, "runs": runs, "points": points, "contexts": 0}
         for name, kind, runs, points in conn.execute(
             f"SELECT k.name, MAX(rk.kind), COUNT(*), SUM(rk.points) FROM run_keys rk JOIN keys k "
-            f"ON k.id = rk.key_id WHERE rk.run_id IN ({marks}) GROUP BY k.id ORDER BY k.name",
+            f"ON k.id = rk.key_id WHERE rk.run_id IN ({marks}) GROUP BY k.id",
             run_db_ids,
+        )
+    }
+    for name, kind, runs, points, series in conn.execute(
+        f"SELECT kc.base_name, MAX(rk.kind), COUNT(DISTINCT rk.run_id), SUM(rk.points), COUNT(*) FROM run_keys rk "
+        f"JOIN key_contexts kc ON kc.id = -rk.key_id WHERE rk.key_id < 0 AND rk.run_id IN ({marks}) "
+        f"GROUP BY kc.base_name",
+        run_db_ids,
+    ):
+        entry = out.setdefault(name, {"key": name, "kind": kind, "runs": 0, "points": 0, "contexts": 0})
+        entry["runs"] = max(entry["runs"], runs)
+        entry["points"] += points
+        entry["contexts"] = series
+    return [out[name] for name in sorted(out)]
+
+
+def contexts_of(conn: apsw.Connection, run_db_id: int, key: str) -> list[tuple[int, dict[str, Any]]]:
+    """``[(series key id, context)]``: the series of ``key`` a run logged with a context, in context order."""
+    return [
+        (int(kid), json.loads(body))
+        for kid, body in conn.execute(
+            "SELECT rk.key_id, c.body FROM run_keys rk JOIN key_contexts kc ON kc.id = -rk.key_id "
+            "JOIN contexts c ON c.id = kc.context_id WHERE rk.run_id=? AND rk.key_id < 0 AND kc.base_name=? "
+            "ORDER BY c.body",
+            (run_db_id, key),
         )
     ]
 
@@ -197,14 +222,16 @@ def series_xy(
     key: str,
     xaxis: str,
     after: int | None,
+    series_id: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(steps, x, y) of one run's numeric key, in drawing order; x per ``xaxis``, only steps after ``after``.
 
     ``xaxis`` is ``step``, ``time`` (epoch seconds), ``relative`` (seconds since the run started) or the name of
-    another logged metric (its value at the same step; steps where it was not logged are left out).
+    another logged metric (its value at the same step; steps where it was not logged are left out). ``series_id``
+    reads a series other than the plain key's (one logged with a context, see :func:`contexts_of`).
     """
     empty = np.empty(0, np.int64), np.empty(0), np.empty(0)
-    kid = key_id(conn, key)
+    kid = series_id if series_id is not None else key_id(conn, key)
     if kid is None:
         return empty
     lo = None if after is None else after + 1

@@ -5,7 +5,7 @@ import { ChartPanel } from './charts.js';
 import { matches, rowsToRuns, sortRuns, tableColumns, VirtualTable } from './runs.js';
 import { readURL, setState, state } from './state.js';
 import { assignColors, debounce, el } from './util.js';
-import { diffView, projectsView, runView, systemView } from './views.js';
+import { alertsView, diffView, projectsView, runView, systemView } from './views.js';
 
 const DEFAULT_SELECTION = 10;
 const app = { info: null, runs: [], byId: new Map(), keys: [], stepMetrics: {}, now: 0, panel: null, sidebar: null, table: null, polling: false };
@@ -188,13 +188,15 @@ async function route() {
       refreshTables();
     } else if (view === 'run' && state.run) {
       const host = el('div');
-      await runView(main, state.project, state.run, host);
+      await runView(main, state.project, state.run, host, app.runs);
       const run = resolve(state.run);
       await chartsPage(host, run ? [run] : []);
     } else if (view === 'diff') {
       diffView(main, selectedRuns());
     } else if (view === 'system') {
       await systemView(main, state.project, selectedRuns());
+    } else if (view === 'alerts') {
+      await alertsView(main, state.project, app.runs);
     } else {
       await chartsPage(main, selectedRuns());
     }

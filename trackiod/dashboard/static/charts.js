@@ -8,6 +8,16 @@ import { colorFor, el, ema, fmtValue, smoothingWeight } from './util.js';
 const HEIGHT = 220;
 const CONCURRENT_REQUESTS = 4;
 
+// A series' id in a chart: the run's id, or for a series logged with a context the run's id and the context.
+function seriesId(s) {
+  return s.context ? `${s.run} ${JSON.stringify(s.context)}` : s.run;
+}
+
+// {subset: "val"} -> "{subset: val}", the label a context series carries after its run's name.
+export function contextLabel(context) {
+  return `{${Object.entries(context).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ')}}`;
+}
+
 function toNulls(values) {
   const out = new Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = Number.isNaN(values[i]) ? null : values[i];
@@ -46,6 +56,7 @@ class Chart {
     this.key = key;
     this.x = [];
     this.cols = new Map();
+    this.contexts = new Map();  // series id -> {run, context} for the series logged with a context
     this.lastStep = {};
     this.plot = null;
     this.reduced = false;
@@ -80,10 +91,12 @@ class Chart {
     const converted = performance.now();
     this.x = Array.from(x);
     this.cols = new Map();
+    this.contexts = new Map();
     this.lastStep = {};
     header.series.forEach((s, i) => {
-      this.cols.set(s.run, toNulls(ys[i]));
-      this.lastStep[s.run] = s.last_step;
+      this.cols.set(seriesId(s), toNulls(ys[i]));
+      if (s.context) this.contexts.set(seriesId(s), { run: s.run, context: s.context });
+      this.noteStep(s);
     });
     this.reduced = header.reduced;
     this.node.dataset.convertMs = String(Math.round(performance.now() - converted));
@@ -102,8 +115,9 @@ class Chart {
     if (header.reduced) return this.load();
     const fresh = new Map();
     header.series.forEach((s, i) => {
-      if (s.points > 0) fresh.set(s.run, toNulls(ys[i]));
-      if (s.last_step !== null && s.last_step !== undefined) this.lastStep[s.run] = s.last_step;
+      if (s.points > 0) fresh.set(seriesId(s), toNulls(ys[i]));
+      if (s.context && !this.contexts.has(seriesId(s))) this.contexts.set(seriesId(s), { run: s.run, context: s.context });
+      this.noteStep(s);
     });
     if (!fresh.size) return;
     const merged = mergeTable(this.x, this.cols, Array.from(x), fresh);
@@ -111,6 +125,13 @@ class Chart {
     this.cols = merged.cols;
     if (this.x.length > 8 * this.width()) return this.load();
     this.draw(true);
+  }
+
+  // A run's last step is the highest of its series' (plain and context): the next live request starts after it.
+  noteStep(s) {
+    if (s.last_step === null || s.last_step === undefined) return;
+    const known = this.lastStep[s.run];
+    if (known === null || known === undefined || s.last_step > known) this.lastStep[s.run] = s.last_step;
   }
 
   seriesData() {
@@ -160,6 +181,14 @@ class Chart {
       bands.push({ series: [series.length - 2, series.length - 1], fill: `${color}26` });
       addLine(`${label} mean (${cols.length} runs)`, mean, color);
     }
+    // Series logged with a context (log(..., context={...})): a dashed line of their run's colour each.
+    const shown = new Map(c.runs.map((r) => [r.id, r]));
+    for (const [id, { run, context }] of this.contexts) {
+      const col = this.cols.get(id);
+      if (!col || !shown.has(run)) continue;
+      addLine(`${shown.get(run).name} ${contextLabel(context)}`, prepare(col), colorFor(run), { run, dash: [6, 4], context: true });
+    }
+    this.node.dataset.contexts = String(this.contexts.size);
     return { series, data, bands };
   }
 

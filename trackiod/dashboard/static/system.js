@@ -1,28 +1,107 @@
-// Draws /api/system's series (documented in docs/dashboard.md): one chart per key, x in seconds since each
-// run's start, one line per run. The daemon stores no system series yet; this renders them once it does.
+// The system panel: /api/system's charts (docs/dashboard.md), one per node series, grouped in sections (GPU
+// power, energy, GPU utilisation, GPU memory, CPU, memory, disk and network). x is seconds since each run's
+// start, so runs that ran at different times line up; the server already reduced each chart to its width.
 import uPlot from './vendor/uplot/uPlot.esm.js';
-import { colorFor, el } from './util.js';
+import { colorFor, el, fmtDuration, fmtValue } from './util.js';
+
+const UNITS = ['', 'K', 'M', 'G', 'T'];
+
+export function fmtUnit(v, unit) {
+  if (v === null || v === undefined) return '';
+  if (unit === 'bytes' || unit === 'bytes/s') {
+    let i = 0;
+    let x = Math.abs(v);
+    while (x >= 1024 && i < UNITS.length - 1) { x /= 1024; i += 1; }
+    return `${(Math.sign(v) * x).toFixed(x >= 100 || i === 0 ? 0 : 1)} ${UNITS[i]}iB${unit === 'bytes/s' ? '/s' : ''}`;
+  }
+  if (unit === 'J') return Math.abs(v) >= 3.6e5 ? `${(v / 3.6e6).toFixed(3)} kWh` : `${fmtValue(+v.toPrecision(4))} J`;
+  return `${fmtValue(+Number(v).toPrecision(4))}${unit ? ` ${unit}` : ''}`;
+}
+
+// Ticks of a short run in tenths of a second, longer ones as durations (1m 30s).
+function fmtSeconds(t, ticks) {
+  const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : t;
+  return span < 20 ? `${+t.toFixed(1)}s` : fmtDuration(t);
+}
+
+function title(key) {
+  const gpu = /^gpu\.(\d+)\.(.+)$/.exec(key);
+  if (gpu) return `GPU ${gpu[1]} · ${gpu[2].replace(/_/g, ' ')}`;
+  if (key === 'gpu.energy_j') return 'GPU energy since the run started (the GPUs it used)';
+  if (key.startsWith('process.')) return `the run's processes · ${key.slice(8).replace(/_/g, ' ')}`;
+  return key.replace(/_/g, ' ');
+}
+
+function energyTable(energy, runs) {
+  const rows = Object.entries(energy);
+  if (!rows.length) return el('p', { class: 'empty' }, 'No GPU energy was attributed to the selected runs.');
+  const name = (id) => (runs.find((r) => r.id === id) || { name: id }).name;
+  return el('table', { class: 'kv', id: 'energy-table' },
+    el('tr', {}, ['run', 'GPU energy', 'kWh', 'GPU hours', 'CO2eq', 'GPUs'].map((h) => el('th', {}, h))),
+    rows.map(([id, e]) => el('tr', { 'data-run': id },
+      el('td', {}, el('span', { class: 'swatch', style: `background:${colorFor(id)}` }), name(id)),
+      el('td', {}, fmtUnit(e.gpu_joules, 'J')),
+      el('td', {}, e.gpu_kwh.toPrecision(3)),
+      el('td', {}, e.gpu_hours.toPrecision(3)),
+      el('td', {}, e.co2eq_kg === null ? 'no grid intensity' : `${(e.co2eq_kg * 1000).toPrecision(3)} g`),
+      el('td', {}, e.gpus.map((g) => `${g.host}:${g.index} ${g.name}`).join(', ')))));
+}
+
+function drawChart(node, chart, runs) {
+  const name = (id) => (runs.find((r) => r.id === id) || { name: id }).name;
+  const width = Math.max(200, node.clientWidth - 14);
+  const unit = chart.unit;
+  const opts = {
+    width, height: 200, legend: { show: true, live: true },
+    scales: { x: { time: false } },
+    axes: [
+      { label: 'time since the run started', size: 40, values: (u, ticks) => ticks.map((t) => fmtSeconds(t, ticks)) },
+      { size: 70, values: (u, ticks) => ticks.map((t) => fmtUnit(t, unit)) },
+    ],
+    series: [
+      { label: 'time', value: (u, v) => (v === null ? '' : fmtDuration(v)) },
+      ...chart.series.map((s) => ({
+        label: name(s.run), stroke: colorFor(s.run), width: 1.5, spanGaps: true, points: { show: false },
+        value: (u, v) => fmtUnit(v, unit),
+      })),
+    ],
+  };
+  return new uPlot(opts, [chart.x, ...chart.series.map((s) => s.y)], node);
+}
 
 export function systemCharts(main, data, runs) {
-  const byKey = new Map();
-  for (const s of data.series) {
-    if (!byKey.has(s.key)) byKey.set(s.key, []);
-    byKey.get(s.key).push(s);
+  const sections = new Map();
+  for (const chart of data.charts) {
+    if (!sections.has(chart.section)) sections.set(chart.section, []);
+    sections.get(chart.section).push(chart);
   }
-  const grid = el('div', { class: 'grid', style: '--per-row:2' });
-  main.replaceChildren(el('h2', {}, 'System'), grid);
-  for (const [key, list] of byKey) {
-    const node = el('div', { class: 'chart', 'data-key': key }, el('h4', {}, key));
-    grid.append(node);
-    const xs = [...new Set(list.flatMap((s) => s.x))].sort((a, b) => a - b);
-    const cols = list.map((s) => {
-      const at = new Map(s.x.map((x, i) => [x, s.y[i]]));
-      return xs.map((x) => (at.has(x) ? at.get(x) : null));
-    });
-    const name = (id) => (runs.find((r) => r.id === id) || { name: id }).name;
-    new uPlot({
-      width: Math.max(200, node.clientWidth - 14), height: 200, legend: { show: true },
-      series: [{ label: 'seconds' }, ...list.map((s) => ({ label: name(s.run), stroke: colorFor(s.run), spanGaps: true, points: { show: false } }))],
-    }, [xs, ...cols], node);
+  const parts = [el('h2', {}, 'System')];
+  const hosts = [...new Set(runs.map((r) => r.host).filter(Boolean))];
+  parts.push(el('p', { class: 'hint' },
+    `Sampled on ${hosts.join(', ') || 'the runs\' hosts'}; each run's host over its own time (x: time since it started). `
+    + 'Series reach the database in chunks, so a running run\'s last 30 s may not show yet.'));
+  const pending = [];
+  for (const [section, charts] of sections) {
+    if (section === 'Energy') continue;
+    const grid = el('div', { class: 'grid', style: '--per-row:2' });
+    parts.push(el('section', { class: 'section', 'data-group': section }, el('h3', { onclick: () => { grid.hidden = !grid.hidden; } }, section), grid));
+    for (const chart of charts) {
+      const node = el('div', { class: 'chart system-chart', 'data-key': chart.key, 'data-series': String(chart.series.length) },
+        el('h4', {}, title(chart.key)), el('span', { class: 'note' }, chart.reduced ? 'min/max per pixel' : ''));
+      grid.append(node);
+      pending.push([node, chart]);
+    }
   }
+  const energyCharts = sections.get('Energy') || [];
+  const energyGrid = el('div', { class: 'grid', style: '--per-row:2' });
+  for (const chart of energyCharts) {
+    const node = el('div', { class: 'chart system-chart', 'data-key': chart.key, 'data-series': String(chart.series.length) },
+      el('h4', {}, title(chart.key)));
+    energyGrid.append(node);
+    pending.push([node, chart]);
+  }
+  parts.splice(2, 0, el('section', { class: 'section', 'data-group': 'Energy' }, el('h3', {}, 'Energy'),
+    energyTable(data.energy, runs), energyGrid));
+  main.replaceChildren(...parts);
+  for (const [node, chart] of pending) drawChart(node, chart, runs);
 }

@@ -21,31 +21,85 @@ function kvTable(obj, diffKeys = null) {
     el('td', { class: diffKeys && diffKeys.has(k) ? 'diff' : '' }, fmtValue(flat[k])))));
 }
 
-export async function runView(main, project, runId, chartsHost) {
-  const run = await getJSON('/api/run', { project, run: runId });
-  const media = await getJSON('/api/media', { project, run: runId });
+export async function runView(main, project, runId, chartsHost, runs) {
+  const [run, media, alerts, artifacts] = await Promise.all([
+    getJSON('/api/run', { project, run: runId }),
+    getJSON('/api/media', { project, run: runId }),
+    getJSON('/api/alerts', { project, run: runId }),
+    getJSON('/api/artifacts', { project, run: runId }),
+  ]);
   const end = run.ended_at || (run.state === 'running' ? Date.now() / 1000 : run.updated_at);
   const facts = {
     id: run.id, state: run.state, started: fmtTime(run.created_at), duration: fmtDuration(end - run.created_at),
     host: run.host, group: run.group, job_type: run.job_type, tags: (run.tags || []).join(', '), notes: run.notes,
     steps: run.last_step === null ? '' : run.last_step + 1, exit_code: run.exit_code,
   };
-  const energy = run.energy
-    ? kvTable(run.energy)
-    : el('p', { class: 'empty' }, 'No energy recorded for this run (GPU sampling stores it once it is available).');
-  const mediaNode = media.items.length
-    ? el('div', {}, media.items.map((m) => el('div', {}, `${m.key} @ step ${m.step}`)))
-    : el('p', { class: 'empty' }, 'No media logged (images, tables and histograms show here once media is stored).');
+  const mediaHost = el('div', { id: 'media' });
   main.replaceChildren(
     el('h2', {}, el('span', { class: 'swatch', style: `background:${colorFor(run.id)}` }), run.name),
     kvTable(facts),
     el('h3', {}, 'Config'), kvTable(run.config),
     el('h3', {}, 'Summary'), kvTable(run.summary),
-    el('h3', {}, 'Energy'), energy,
-    el('h3', {}, 'Media'), mediaNode,
-    el('h3', {}, 'Metrics'), chartsHost,
+    el('h3', {}, 'Energy'), energySection(run.energy),
+    el('h3', {}, `Alerts (${alerts.alerts.length})`), alertsTable(alerts.alerts, runs || [], false),
+    el('h3', {}, 'Media'), mediaHost,
+    el('h3', {}, 'Artifacts and files'), artifactsSection(artifacts, run.files || []),
+    el('h3', {}, 'Metrics'),
+    run.contexts && run.contexts.length
+      ? el('p', { class: 'hint' }, `Series logged with a context are drawn as dashed lines in their metric's chart: `
+        + run.contexts.map((c) => `${c.key} ${contextText(c.context)}`).join(', '))
+      : null,
+    chartsHost,
   );
+  if (media.keys.length) {
+    const { mediaSection } = await import('./media.js');
+    await mediaSection(mediaHost, project, run.id, media.keys);
+  } else {
+    mediaHost.append(el('p', { class: 'empty' }, 'No media logged: images, tables, histograms, HTML and arrays logged with wandb.Image, wandb.Table, … show here.'));
+  }
   return run;
+}
+
+function contextText(context) {
+  return `{${Object.entries(context).map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(', ')}}`;
+}
+
+function energySection(e) {
+  if (!e) return el('p', { class: 'empty', id: 'energy-empty' }, 'No GPU energy recorded for this run (no GPU was seen in use by it).');
+  const co2 = e.co2eq_kg === null ? 'no grid intensity set (TRACKIOD_GRID_G_PER_KWH)' : `${(e.co2eq_kg * 1000).toPrecision(4)} g CO2eq (${e.grid_g_per_kwh} g/kWh${e.location ? `, ${e.location}` : ''})`;
+  return el('div', { id: 'energy' },
+    el('table', { class: 'kv' },
+      [['GPU energy', `${e.gpu_joules.toPrecision(4)} J`], ['kWh', e.gpu_kwh.toPrecision(4)], ['GPU hours', e.gpu_hours.toPrecision(4)],
+        ['emissions', co2], ['estimated from power readings', `${(e.estimated_fraction * 100).toFixed(0)} %`]]
+        .map(([k, v]) => el('tr', {}, el('th', {}, k), el('td', {}, v)))),
+    el('table', { class: 'kv' },
+      el('tr', {}, ['GPU', 'model', 'seen by', 'energy (J)', 'GPU hours'].map((h) => el('th', {}, h))),
+      e.gpus.map((g) => el('tr', {}, el('td', {}, `${g.host}:${g.index}`), el('td', {}, g.name), el('td', {}, g.seen_by.join(', ')),
+        el('td', {}, g.joules.toPrecision(4)), el('td', {}, g.gpu_hours.toPrecision(3))))));
+}
+
+function artifactsSection(artifacts, files) {
+  const rows = [
+    ...artifacts.produced.map((a) => ['produced', a]),
+    ...artifacts.used.map((a) => ['used', a]),
+  ];
+  const parts = [];
+  if (rows.length) {
+    parts.push(el('table', { class: 'kv', id: 'artifacts-table' },
+      el('tr', {}, ['', 'artifact', 'type', 'aliases', 'files', 'size', 'digest'].map((h) => el('th', {}, h))),
+      rows.map(([how, a]) => el('tr', { 'data-how': how },
+        el('td', {}, how), el('td', {}, `${a.project}/${a.name}:${a.version}`), el('td', {}, a.type),
+        el('td', {}, a.aliases.join(', ')), el('td', {}, String(a.file_count)), el('td', {}, fmtValue(a.size)),
+        el('td', { class: 'mono' }, String(a.digest).slice(0, 12))))));
+  }
+  if (files.length) {
+    parts.push(el('table', { class: 'kv', id: 'files-table' },
+      el('tr', {}, ['saved file', 'size', 'policy', 'sha256'].map((h) => el('th', {}, h))),
+      files.map((f) => el('tr', {}, el('td', {}, f.name), el('td', {}, fmtValue(f.size)), el('td', {}, f.policy),
+        el('td', { class: 'mono' }, String(f.sha256).slice(0, 12))))));
+  }
+  if (!parts.length) return el('p', { class: 'empty' }, 'No artifacts produced or used, no files saved.');
+  return el('div', {}, parts);
 }
 
 export function diffView(main, runs) {
@@ -73,13 +127,39 @@ export function diffView(main, runs) {
 }
 
 export async function systemView(main, project, runs) {
-  const data = await getJSON('/api/system', { project, runs: runs.map((r) => r.id) });
-  if (!data.available || !data.series.length) {
+  if (!runs.length) {
+    main.replaceChildren(el('h2', {}, 'System'), el('p', { class: 'empty', id: 'system-empty' }, 'Select runs in the sidebar to see their hosts\' GPUs, CPU and memory.'));
+    return;
+  }
+  const width = Math.max(200, Math.floor((main.clientWidth - 60) / 2));
+  const data = await getJSON('/api/system', { project, runs: runs.map((r) => r.id), width });
+  if (!data.charts.length && !Object.keys(data.energy).length) {
     main.replaceChildren(el('h2', {}, 'System'), el('p', { class: 'empty', id: 'system-empty' },
-      'No system metrics stored yet. GPU power, utilisation and memory, energy, CPU and memory appear here, '
-      + 'aligned to each run\'s time, once the daemon samples them (GPU and system sampling).'));
+      data.available
+        ? 'No system samples cover the selected runs\' hosts and times (was the daemon sampling while they ran? TRACKIOD_SAMPLE_INTERVAL_S).'
+        : 'No system metrics stored yet: the daemon samples GPUs (through NVML), CPU and memory while runs are live.'));
     return;
   }
   const { systemCharts } = await import('./system.js');
   systemCharts(main, data, runs);
+}
+
+export async function alertsView(main, project, runs) {
+  const { alerts } = await getJSON('/api/alerts', { project });
+  main.replaceChildren(el('h2', {}, `Alerts (${alerts.length})`), alertsTable(alerts, runs, true));
+}
+
+export function alertsTable(alerts, runs, withRun) {
+  if (!alerts.length) return el('p', { class: 'empty', id: 'alerts-empty' }, 'No alerts. run.alert(title, text, level) records one here.');
+  const name = (id, fallback) => (runs.find((r) => r.id === id) || { name: fallback || id }).name;
+  return el('table', { class: 'kv alerts', id: 'alerts-table' },
+    el('tr', {}, ['when', 'level', withRun ? 'run' : null, 'step', 'title', 'text', 'delivery'].filter(Boolean).map((h) => el('th', {}, h))),
+    alerts.map((a) => el('tr', { 'data-level': a.level },
+      el('td', {}, fmtTime(a.ts)),
+      el('td', {}, el('span', { class: `level ${String(a.level).toLowerCase()}` }, a.level)),
+      withRun ? el('td', {}, el('a', { href: `?project=${encodeURIComponent(a.project)}&view=run&run=${encodeURIComponent(a.run_id)}` }, name(a.run_id, a.run_name))) : null,
+      el('td', {}, a.step === null ? '' : String(a.step)),
+      el('td', {}, el('b', {}, a.title)),
+      el('td', { class: 'text' }, a.text),
+      el('td', { title: a.last_error || '' }, a.status + (a.attempts > 1 ? ` (${a.attempts} tries)` : '')))));
 }
