@@ -122,7 +122,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"trackiod: {exc}", file=sys.stderr)
         return 1
     try:
-        written = export(conn, args.project, args.run, args.format, Path(args.out))
+        written = export(conn, args.project, args.run, args.format, Path(args.out), settings.home)
     except (FileNotFoundError, ValueError) as exc:
         print(f"trackiod: {exc}", file=sys.stderr)
         return 1
