@@ -179,7 +179,11 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
             run["last_step"],
         ),
     )
-    return int(conn.last_insert_rowid())
+    run_id = int(conn.last_insert_rowid())
+    if old:  # artifacts outlive the run they were produced or used by: point them at its replacement
+        conn.execute("UPDATE artifact_versions SET producer_run_id=? WHERE producer_run_id=?", (run_id, old[0]))
+        conn.execute("UPDATE OR IGNORE artifact_usage SET run_id=? WHERE run_id=?", (run_id, old[0]))
+    return run_id
 
 
 def _of_run(table: pa.Table, run: dict[str, Any]) -> pa.Table:
