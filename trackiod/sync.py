@@ -2,7 +2,8 @@
 
 :class:`SyncEngine` does one pass: for each dataset repository it reads (through a query-only connection, in
 one read transaction) what changed since that repository's watermark, writes it as Parquet files in the open
-layout (docs/sync.md), and commits them with one Hub commit. The watermark, kept in a small JSON file per
+layout (docs/sync.md), with the media files and artifact blobs they name, and commits them with one Hub
+commit. The watermark, kept in a small JSON file per
 repository under ``TRACKIOD_HOME/sync/`` and replaced atomically, advances only after the commit succeeded.
 Part files are named by the tick they belong to, so a retried tick overwrites what an in-doubt earlier attempt
 may have committed instead of adding rows twice.
