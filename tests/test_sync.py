@@ -138,7 +138,7 @@ def test_finished_run_is_committed_and_equals_the_database(
     train(sync_env)
     wait_commits(hub, 1)  # a finished run syncs within seconds, not at the next 5-minute tick
     root = repo_dir(hub)
-    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 1
+    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 2
     assert_dataset_equals_database(root, syncing.settings().db_path)
     # Nothing changed: no empty commit.
     assert sync_now(capsys)[0] == 0

@@ -95,7 +95,12 @@ def _sync_here(settings: TrackiodSettings, as_json: bool) -> int:
         for repo in engine.plan():
             try:
                 outcome = engine.sync_repo(repo)
-                results[repo] = {"state": "ok", "committed": outcome.committed, "points": outcome.points}
+                results[repo] = {
+                    "state": "ok",
+                    "committed": outcome.committed,
+                    "points": outcome.points,
+                    "what": outcome.describe(),
+                }
             except HubError as exc:
                 results[repo] = {"state": "failed", "message": str(exc)}
     if as_json:
@@ -104,7 +109,7 @@ def _sync_here(settings: TrackiodSettings, as_json: bool) -> int:
         print("nothing to sync: no run names a dataset_id or space_id, and TRACKIOD_SYNC_DATASET is unset")
     for repo, r in results.items() if not as_json else ():
         if r["state"] == "ok":
-            done = f"committed {r['points']} new points" if r["committed"] else "already up to date"
+            done = f"committed {r['what']}" if r["committed"] else "already up to date"
             print(f"sync {repo}: {done}")
         else:
             print(f"sync {repo}: failed: {r['message']}")
@@ -122,7 +127,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"trackiod: {exc}", file=sys.stderr)
         return 1
     try:
-        written = export(conn, args.project, args.run, args.format, Path(args.out))
+        written = export(conn, args.project, args.run, args.format, Path(args.out), settings.home)
     except (FileNotFoundError, ValueError) as exc:
         print(f"trackiod: {exc}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ per series, plus the highest text revision (``texts.rev``) exported, plus each r
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -23,8 +24,9 @@ import pyarrow.parquet as pq
 
 from . import query
 
-#: Version of the file layout; written to ``trackiod.json`` at the dataset's root.
-LAYOUT_VERSION = 1
+#: Version of the file layout; written to ``trackiod.json`` at the dataset's root. Version 2 added media,
+#: energy, node series and artifacts (new folders only: a version 1 dataset reads as a version 2 one without them).
+LAYOUT_VERSION = 2
 
 POINTS_SCHEMA = pa.schema(
     [
@@ -91,18 +93,30 @@ def part_path(kind: str, project: str, run_key: str, source: str, tick: int) -> 
 
 @dataclass
 class Marks:
-    """What was already exported: values per series, the highest text revision, each run's updated_at."""
+    """What was already exported: values per series, the highest text revision, each run's updated_at, and the
+    watermarks of the other kinds (trackiod.parquet_extras)."""
 
     series: dict[str, dict[str, int]] = field(default_factory=dict)  # "project/run_key" -> {key: values}
     text_rev: int = 0
     runs: dict[str, float] = field(default_factory=dict)  # "project/run_key" -> updated_at
+    media: dict[str, dict[str, str]] = field(default_factory=dict)  # "project/run_key" -> {media id: fingerprint}
+    media_seq: int = 0
+    energy: dict[str, str] = field(default_factory=dict)  # "project/run_key" -> fingerprint of its energy rows
+    system: dict[str, int] = field(default_factory=dict)  # host -> last system_chunks.id read
+    artifacts: dict[str, int] = field(default_factory=dict)  # project -> last artifact_versions.id exported
+    artifact_links: dict[str, str] = field(default_factory=dict)  # "project/name" -> fingerprint of aliases, usage
 
     def to_json(self) -> dict[str, Any]:
-        return {"series": self.series, "text_rev": self.text_rev, "runs": self.runs}
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Marks:
-        return cls(dict(data.get("series", {})), int(data.get("text_rev", 0)), dict(data.get("runs", {})))
+        marks = cls()
+        for name in cls.__dataclass_fields__:
+            if name in data:
+                setattr(marks, name, copy.deepcopy(data[name]))
+        marks.text_rev, marks.media_seq = int(marks.text_rev), int(marks.media_seq)
+        return marks
 
 
 @dataclass
@@ -276,8 +290,13 @@ def layout_marker() -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def export(conn: apsw.Connection, project: str, run_key: str | None, fmt: str, out: Path) -> list[Path]:
+def export(
+    conn: apsw.Connection, project: str, run_key: str | None, fmt: str, out: Path, home: Path | None = None
+) -> list[Path]:
     """``trackiod export``: one project (or run) as Parquet (the dataset layout), CSV or JSON lines.
+
+    Parquet carries everything sync does (with ``home``, the data directory: media files, node series, energy,
+    artifacts and their blobs); CSV and JSON lines carry the runs and their scalar and text histories.
 
     Raises:
         FileNotFoundError: no such project or run.
@@ -292,10 +311,17 @@ def export(conn: apsw.Connection, project: str, run_key: str | None, fmt: str, o
             what = f"run {run_key!r} in project {project!r}" if run_key else f"project {project!r}"
             raise FileNotFoundError(f"no {what}; `trackiod runs` lists what there is")
         if fmt == "parquet":
-            deltas = collect(conn, runs, Marks(), force=True)
+            marks = Marks()
+            deltas = collect(conn, runs, marks, force=True)
             out.mkdir(parents=True, exist_ok=True)
             (out / "trackiod.json").write_bytes(layout_marker())
-            return [out / p for p in write_deltas(deltas, out, "export", 0)]
+            names = write_deltas(deltas, out, "export", 0)
+            if home is not None:
+                from .parquet_extras import Collector, write_extras
+
+                extras = Collector(conn, home, out, marks, link=False).collect(runs, runs)
+                names += write_extras(extras, out, "export", 0)
+            return [out / p for p in names]
         single = run_key is not None and out.suffix == f".{fmt}"
         written = []
         for run in runs:

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from trackio_shim.errors import DaemonError, UsageError
 from trackio_shim.settings import TrackiodSettings
 
+from . import pull_extras
 from .hub import make_hub
 from .parquet_export import LAYOUT_VERSION, POINTS_SCHEMA, RUNS_SCHEMA, TEXTS_SCHEMA
 from .store import Store
@@ -69,8 +70,11 @@ def read_dataset(root: Path) -> tuple[list[dict[str, Any]], pa.Table, pa.Table]:
     marker = root / "trackiod.json"
     if marker.exists():
         version = json.loads(marker.read_text()).get("layout_version")
-        if version != LAYOUT_VERSION:
-            raise UsageError(f"{root} has layout version {version!r}; this trackiod reads {LAYOUT_VERSION}")
+        if version not in range(1, LAYOUT_VERSION + 1):
+            raise UsageError(
+                f"{root} has layout version {version!r}; this trackiod reads versions 1 to {LAYOUT_VERSION} "
+                "(upgrade trackiod)"
+            )
     elif not (root / "runs").is_dir():
         raise UsageError(f"{root} is not a trackiod dataset (no trackiod.json, no runs/ folder)")
     runs = _read_all(root, "runs", RUNS_SCHEMA).to_pylist()
@@ -100,12 +104,14 @@ def pull(settings: TrackiodSettings, source: str, force: bool = False) -> list[s
         with writer_lock(settings):
             store = Store(settings.db_path)
             try:
-                return _restore(store, runs, points, texts, force)
+                return _restore(store, runs, points, texts, force, settings.home, root)
             finally:
                 store.close()
 
 
-def _restore(store: Store, runs: list[dict[str, Any]], points: pa.Table, texts: pa.Table, force: bool) -> list[str]:
+def _restore(
+    store: Store, runs: list[dict[str, Any]], points: pa.Table, texts: pa.Table, force: bool, home: Path, root: Path
+) -> list[str]:
     conn = store.conn
     existing = []
     for run in runs:
@@ -119,6 +125,7 @@ def _restore(store: Store, runs: list[dict[str, Any]], points: pa.Table, texts: 
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more" if len(existing) > 5 else "")
         raise UsageError(f"{len(existing)} run(s) already exist locally ({shown}); pass --force to replace them")
     restored = []
+    run_ids: dict[tuple[str, str], int] = {}
     with conn:
         for run in runs:
             run_id = _replace_run(store, run)
@@ -128,7 +135,9 @@ def _restore(store: Store, runs: list[dict[str, Any]], points: pa.Table, texts: 
             if key_counts:
                 store.count_keys({(run_id, k): v for k, v in key_counts.items()})
             restored.append(f"{run['project']}/{run['run_id']}")
-    log.info("pulled %d runs", len(restored))
+            run_ids[(run["project"], run["run_id"])] = run_id
+        counts = pull_extras.restore(store, home, root, run_ids)
+    log.info("pulled %d runs (%s)", len(restored), ", ".join(f"{v} {k}" for k, v in counts.items()))
     return restored
 
 
@@ -137,7 +146,7 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
     project_id = store.project_id(run["project"])
     old = conn.execute("SELECT id FROM runs WHERE project_id=? AND run_key=?", (project_id, run["run_id"])).fetchone()
     if old:
-        for table in ("chunks", "texts", "run_keys", "session_runs"):
+        for table in ("chunks", "texts", "run_keys", "session_runs", "media", "run_gpus", "run_energy"):
             conn.execute(f"DELETE FROM {table} WHERE run_id=?", (old[0],))
         conn.execute("DELETE FROM runs WHERE id=?", (old[0],))
         store.forget_tails(old[0])
@@ -170,7 +179,11 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
             run["last_step"],
         ),
     )
-    return int(conn.last_insert_rowid())
+    run_id = int(conn.last_insert_rowid())
+    if old:  # artifacts outlive the run they were produced or used by: point them at its replacement
+        conn.execute("UPDATE artifact_versions SET producer_run_id=? WHERE producer_run_id=?", (run_id, old[0]))
+        conn.execute("UPDATE OR IGNORE artifact_usage SET run_id=? WHERE run_id=?", (run_id, old[0]))
+    return run_id
 
 
 def _of_run(table: pa.Table, run: dict[str, Any]) -> pa.Table:

@@ -2,7 +2,8 @@
 
 :class:`SyncEngine` does one pass: for each dataset repository it reads (through a query-only connection, in
 one read transaction) what changed since that repository's watermark, writes it as Parquet files in the open
-layout (docs/sync.md), and commits them with one Hub commit. The watermark, kept in a small JSON file per
+layout (docs/sync.md), with the media files and artifact blobs they name, and commits them with one Hub
+commit. The watermark, kept in a small JSON file per
 repository under ``TRACKIOD_HOME/sync/`` and replaced atomically, advances only after the commit succeeded.
 Part files are named by the tick they belong to, so a retried tick overwrites what an in-doubt earlier attempt
 may have committed instead of adding rows twice.
@@ -36,6 +37,7 @@ from trackio_shim.settings import TrackiodSettings
 
 from . import parquet_export as px
 from .hub import Hub, dataset_for_space, make_hub
+from .parquet_extras import Collector, write_extras
 from .query import open_reader
 
 log = logging.getLogger("trackiod.sync")
@@ -70,6 +72,7 @@ class RepoState:
     marks: px.Marks = field(default_factory=px.Marks)
     last_success: float | None = None
     last_commit: str | None = None
+    layout: int = 0  # the layout version the repository's trackiod.json says (0: not written yet)
 
 
 class StateFiles:
@@ -91,6 +94,7 @@ class StateFiles:
             px.Marks.from_json(data["marks"]),
             data.get("last_success"),
             data.get("last_commit"),
+            int(data.get("layout", 1 if int(data["tick"]) else 0)),
         )
 
     def save(self, state: RepoState) -> None:
@@ -102,6 +106,7 @@ class StateFiles:
             "marks": state.marks.to_json(),
             "last_success": state.last_success,
             "last_commit": state.last_commit,
+            "layout": state.layout,
         }
         path = self.directory / f"{_slug(state.repo)}.json"
         tmp = path.with_name(f".{path.name}.tmp")
@@ -132,7 +137,23 @@ class Outcome:
     runs: int = 0
     points: int = 0
     texts: int = 0
+    media: int = 0
+    system_points: int = 0
+    artifact_versions: int = 0
+    blobs: int = 0
     commit: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{self.runs} run(s)", f"{self.points} points", f"{self.texts} texts"]
+        for count, what in (
+            (self.media, "media"),
+            (self.system_points, "system points"),
+            (self.artifact_versions, "artifact versions"),
+            (self.blobs, "blobs"),
+        ):
+            if count:
+                parts.append(f"{count} {what}")
+        return ", ".join(parts)
 
 
 class SyncEngine:
@@ -189,22 +210,29 @@ class SyncEngine:
         """
         state = self.files.load(repo)
         marks = copy.deepcopy(state.marks)
-        conn = open_reader(self.settings.db_path)
-        try:
-            conn.execute("BEGIN")  # one snapshot for the runs, series and texts read below
-            runs = [r for r in px.runs_with_state(conn) if target_repo(r, self.settings.sync_dataset) == repo]
-            deltas = px.collect(conn, runs, marks)
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
-        if not deltas:
-            return Outcome(repo, committed=False)
-        tick = state.tick + 1
         staging = self.settings.sync_dir / "staging" / _slug(repo)
         shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         try:
+            conn = open_reader(self.settings.db_path)
+            try:
+                conn.execute("BEGIN")  # one snapshot for everything read below
+                runs = [r for r in px.runs_with_state(conn) if target_repo(r, self.settings.sync_dataset) == repo]
+                deltas = px.collect(conn, runs, marks)
+                # Media and blob files are linked into staging inside the snapshot (see parquet_extras).
+                extras = Collector(conn, self.settings.home, staging, marks).collect(runs, [d.run for d in deltas])
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            if not deltas and not extras:
+                if extras.system_read:  # node chunks outside every run's lifetime: never read them again
+                    state.marks.system = marks.system
+                    self.files.save(state)
+                return Outcome(repo, committed=False)
+            tick = state.tick + 1
             paths = px.write_deltas(deltas, staging, state.source, tick)
-            if state.tick == 0:
+            paths += write_extras(extras, staging, state.source, tick)
+            if state.layout != px.LAYOUT_VERSION:
                 (staging / "trackiod.json").write_bytes(px.layout_marker())
                 paths.append("trackiod.json")
             outcome = Outcome(
@@ -213,21 +241,18 @@ class SyncEngine:
                 runs=len(deltas),
                 points=sum(d.points.num_rows for d in deltas if d.points is not None),
                 texts=sum(d.texts.num_rows for d in deltas if d.texts is not None),
+                media=extras.media,
+                system_points=extras.system_points,
+                artifact_versions=extras.artifact_versions,
+                blobs=extras.blobs,
             )
             outcome.commit = self._commit(repo, staging, paths, outcome)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        state.tick, state.marks = tick, marks
+        state.tick, state.marks, state.layout = tick, marks, px.LAYOUT_VERSION
         state.last_success, state.last_commit = time.time(), outcome.commit
         self.files.save(state)
-        log.info(
-            "synced %s: %d runs, %d points, %d texts (commit %s)",
-            repo,
-            outcome.runs,
-            outcome.points,
-            outcome.texts,
-            outcome.commit,
-        )
+        log.info("synced %s: %s (commit %s)", repo, outcome.describe(), outcome.commit)
         return outcome
 
     def _commit(self, repo: str, staging: Path, paths: list[str], outcome: Outcome) -> str:
@@ -237,8 +262,7 @@ class SyncEngine:
             self.hub.ensure_repo(repo, "dataset", private=self.settings.sync_private)
             self._ensured.add(repo)
         operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in paths]
-        message = f"trackiod sync: {outcome.runs} run(s), {outcome.points} points, {outcome.texts} texts"
-        return self.hub.commit(repo, "dataset", operations, message)
+        return self.hub.commit(repo, "dataset", operations, f"trackiod sync: {outcome.describe()}")
 
     def spaces_to_deploy(self) -> dict[str, str]:
         """Spaces named by runs' ``space_id`` that were not deployed yet, with the dataset each reads."""
