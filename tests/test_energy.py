@@ -72,7 +72,10 @@ class Rig:
             self.store.save_session(sid, {"pid": pid, "host": HOST, "cuda": cuda or {}}, None)
             ok, body = self.runbook.start(sid, 1, {"project": "p", "id": name, "name": name})
             assert ok, body
-        return self.store.find_run("p", name, None)["id"], pid
+            run_id = self.store.find_run("p", name, None)["id"]
+            # The rig's samples carry its simulated clock; the run must start on that clock too.
+            self.store.update_run(run_id, created_at=self.clock.now)
+        return run_id, pid
 
     def finish(self, name: str) -> None:
         with self.store.conn:
@@ -259,6 +262,22 @@ def test_declared_gpus_follow_cuda_visible_devices_semantics() -> None:
     assert declared_gpus({}, gpus) == set()
 
 
+def test_a_run_gets_no_energy_from_before_it_was_created(rig_factory: Any) -> None:
+    """A late sample stretches an interval back past a run's creation: only the part after it counts."""
+    rig = rig_factory([gpu("GPU-early", utilization=100), gpu("GPU-late", utilization=100)])
+    early, early_pid = rig.run("early")
+    late, late_pid = rig.run("late")
+    rig.gpus[0]["processes"] = {str(early_pid): 1e9}
+    rig.gpus[1]["processes"] = {str(late_pid): 1e9}
+    rig.write()
+    rig.step(2.0)  # baseline
+    with rig.store.conn:  # "late" was created a quarter into the next 4 s interval
+        rig.store.update_run(late, created_at=rig.clock.now + 1.0)
+    rig.step(4.0)
+    full, part = rig.report("early")["gpu_joules"], rig.report("late")["gpu_joules"]
+    assert full > 0 and part == pytest.approx(full * 0.75, rel=1e-6)
+
+
 def test_children_of_a_training_process_count_for_its_run(rig_factory: Any) -> None:
     import subprocess
     import sys
@@ -270,6 +289,7 @@ def test_children_of_a_training_process_count_for_its_run(rig_factory: Any) -> N
     with rig.store.conn:
         rig.store.save_session(sid, {"pid": os.getpid(), "host": HOST}, None)
         rig.runbook.start(sid, 1, {"project": "p", "id": "parent", "name": "parent"})
+        rig.store.update_run(rig.store.find_run("p", "parent", None)["id"], created_at=rig.clock.now)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         rig.gpus[0]["processes"] = {str(child.pid): 1e9}  # NVML sees the child (a spawned worker) only

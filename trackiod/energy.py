@@ -52,6 +52,8 @@ class LiveSession:
     pid: int
     run_id: int
     info: dict[str, Any]
+    #: When the run was created (wall clock): energy from before it is not the run's.
+    run_started: float = 0.0
 
 
 @dataclass
@@ -161,7 +163,7 @@ class EnergyBook:
     def live_sessions(self) -> list[LiveSession]:
         """Local processes attached to running runs (read inside the writer's connection)."""
         rows = self.store.conn.execute(
-            "SELECT s.pid, sr.run_id, s.info FROM session_runs sr JOIN sessions s ON s.sid = sr.sid "
+            "SELECT s.pid, sr.run_id, s.info, r.created_at FROM session_runs sr JOIN sessions s ON s.sid = sr.sid "
             "JOIN runs r ON r.id = sr.run_id WHERE sr.finished = 0 AND r.state = 'running' AND s.host = ? "
             "AND s.pid IS NOT NULL",
             (self.host,),
@@ -169,12 +171,14 @@ class EnergyBook:
         out = []
         row: Any
         for row in rows:
-            pid, run_id, info = row
+            pid, run_id, info, created = row
             try:
                 parsed = json.loads(info) if info else {}
             except ValueError:
                 parsed = {}
-            out.append(LiveSession(int(pid), int(run_id), parsed if isinstance(parsed, dict) else {}))
+            out.append(
+                LiveSession(int(pid), int(run_id), parsed if isinstance(parsed, dict) else {}, float(created or 0.0))
+            )
         return out
 
     # ------------------------------------------------------------------ samples in
@@ -197,8 +201,10 @@ class EnergyBook:
             for key, value in values.items():
                 self._point(f"proc.{pid}.{key}", ts, value)
         runs_of_pid: dict[int, set[int]] = {}
+        started: dict[int, float] = {}
         for session in sessions:
             runs_of_pid.setdefault(session.pid, set()).add(session.run_id)
+            started[session.run_id] = session.run_started
         identities = [(g.index, g.uuid) for g in sample.gpus]
         declared = [(s.run_id, declared_gpus(s.info, identities)) for s in sessions]
         for reading in sample.gpus:
@@ -230,10 +236,12 @@ class EnergyBook:
             joules, estimated = delta if delta is not None else (0.0, 0.0)
             share = 1.0 / len(users)
             for run_id, via in users.items():
+                # An interval that began before the run did (a late or slow sample) counts only from its start.
+                part = share * min(1.0, max(0.0, (ts - started.get(run_id, 0.0)) / dt))
                 acc = pending.setdefault((run_id, gpu_id), [0.0, 0.0, 0.0, ts, ts])
-                acc[0] += joules * share
-                acc[1] += estimated * share
-                acc[2] += dt * share
+                acc[0] += joules * part
+                acc[1] += estimated * part
+                acc[2] += dt * part
                 acc[4] = ts
                 self._note_via(run_id, gpu_id, via)
 
