@@ -265,7 +265,7 @@ def test_declared_gpus_follow_cuda_visible_devices_semantics() -> None:
 def test_a_run_gets_no_energy_from_before_it_was_created(rig_factory: Any) -> None:
     """A late sample stretches an interval back past a run's creation: only the part after it counts."""
     rig = rig_factory([gpu("GPU-early", utilization=100), gpu("GPU-late", utilization=100)])
-    early, early_pid = rig.run("early")
+    _, early_pid = rig.run("early")
     late, late_pid = rig.run("late")
     rig.gpus[0]["processes"] = {str(early_pid): 1e9}
     rig.gpus[1]["processes"] = {str(late_pid): 1e9}
