@@ -15,10 +15,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import trackio_shim
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProjectExistsError, UsageError
 from trackio_shim.run import Run
+from trackio_shim.run_start import run_params, start_run
 from trackio_shim.settings import TrackiodSettings
 
 #: How long an import waits for the daemon to acknowledge its rows before finishing the run (then: the spool).
@@ -63,20 +63,8 @@ def log_run(
     started: float | None,
 ) -> Run:
     """Start a run, log ``(step, timestamp, values)`` rows to it with their own timestamps, and finish it."""
-    params: dict[str, Any] = {
-        "project": project,
-        "id": None,
-        "name": name,
-        "resume": "never",
-        "tags": ["imported"],
-        "notes": None,
-        "group": None,
-        "job_type": None,
-        "mode": "online",
-        "space_id": space_id,
-        "dataset_id": dataset_id,
-    }
-    run = trackio_shim._start_run(params, config, None, False, started=started)
+    params = run_params(project, name=name, tags=["imported"], space_id=space_id, dataset_id=dataset_id)
+    run = start_run(params, config, None, False, started=started)
     client = run._client
     assert client is not None
     last_seq = 0

@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import atexit
 import os
-import random
 import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import protocol as _P
-from .api import Api
 from .errors import (
     ArtifactError,
     ArtifactNotFoundError,
@@ -28,9 +23,7 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
-from .media import Array, Histogram, Html, Image, Table
-from .ranks import detect as _detect_ranks
-from .run import Config, DisabledRun, Run, Summary, as_mapping, json_friendly
+from .run import Config, DisabledRun, Run, Summary, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
 
@@ -75,17 +68,40 @@ __all__ = [
 Error = TrackiodError
 
 
+#: Public names whose modules load on first use (PEP 562), so that `import trackio_shim` stays light
+#: (tests/test_import_light.py, benchmarks/test_startup.py): name -> the submodule defining it.
+_LAZY = {
+    "Api": "api",
+    "Array": "media",
+    "Histogram": "media",
+    "Html": "media",
+    "Image": "media",
+    "Table": "media",
+    "Artifact": "artifacts",
+    "AlertLevel": "alerts",
+}
+
+
 def __getattr__(name: str) -> Any:
-    # Artifact and AlertLevel load on first use: `import trackio_shim` stays light (tests/test_import_light.py).
-    if name == "Artifact":
-        from .artifacts import Artifact
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
+    import importlib
 
-        return Artifact
-    if name == "AlertLevel":
-        from .alerts import AlertLevel
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return AlertLevel
-    raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:
+    from .alerts import AlertLevel
+    from .api import Api
+    from .artifacts import Artifact
+    from .media import Array, Histogram, Html, Image, Table
 
 
 #: The most recent active run (wandb.run), or None.
@@ -99,93 +115,6 @@ _active: list[Run] = []
 _state_lock = threading.RLock()
 _hooks_installed = False
 _exit_code: int | None = None
-_handles = iter(range(1, 1 << 62))
-
-_INIT_KEYWORDS = {
-    "project",
-    "name",
-    "id",
-    "config",
-    "resume",
-    "dir",
-    "mode",
-    "tags",
-    "notes",
-    "group",
-    "job_type",
-    "reinit",
-    "settings",
-    "space_id",
-    "dataset_id",
-    "entity",
-    "allow_val_change",
-    "config_exclude_keys",
-    "config_include_keys",
-    "anonymous",
-    "force",
-    "save_code",
-    "sync_tensorboard",
-    "monitor_gym",
-    "tensorboard",
-    "resume_from",
-    "fork_from",
-    "magic",
-    "tensor_copy",
-    "rank",
-    "world_size",
-    "ranks",
-}
-_ADJECTIVES = (
-    "amber",
-    "brave",
-    "calm",
-    "dapper",
-    "eager",
-    "fancy",
-    "gentle",
-    "hardy",
-    "icy",
-    "jolly",
-    "keen",
-    "lively",
-    "misty",
-    "noble",
-    "olive",
-    "proud",
-    "quiet",
-    "rapid",
-    "silver",
-    "tidy",
-    "upbeat",
-    "vivid",
-    "warm",
-    "zesty",
-)
-_NOUNS = (
-    "aurora",
-    "breeze",
-    "cedar",
-    "delta",
-    "ember",
-    "fjord",
-    "glade",
-    "harbor",
-    "island",
-    "jade",
-    "kestrel",
-    "lagoon",
-    "meadow",
-    "nebula",
-    "orchid",
-    "pine",
-    "quartz",
-    "river",
-    "sparrow",
-    "tundra",
-    "valley",
-    "wave",
-)
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 class Settings:
@@ -198,24 +127,6 @@ class Settings:
 def login(*args: Any, **kwargs: Any) -> bool:
     """Accepted for compatibility with ``wandb.login()``: trackiod is local and needs no account."""
     return True
-
-
-def _env(*names: str) -> str | None:
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    return None
-
-
-def _new_run_id() -> str:
-    rng = random.SystemRandom()
-    return "".join(rng.choice(_ID_ALPHABET) for _ in range(8))
-
-
-def _new_run_name() -> str:
-    rng = random.SystemRandom()
-    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randint(1, 9999)}"
 
 
 def init(
@@ -250,63 +161,30 @@ def init(
         RunExistsError: ``resume="never"`` and the daemon already has a run with this ``id``.
         ProtocolVersionError: the daemon cannot serve this shim's protocol version.
     """
-    unknown = sorted(set(kwargs) - _INIT_KEYWORDS)
+    from . import run_start  # on first use: import trackio_shim stays light
+
+    unknown = sorted(set(kwargs) - run_start.INIT_KEYWORDS)
     if unknown:
         warn_once(("init-kwargs", tuple(unknown)), f"trackio_shim.init(): ignoring unsupported {', '.join(unknown)}")
     with _state_lock:
-        reinit_mode = _reinit_mode(reinit)
+        reinit_mode = run_start.reinit_mode(reinit)
         if _active and reinit_mode == "return_previous":
             return _active[-1]
         if _active and reinit_mode == "finish_previous":
             for previous in list(_active):
                 previous.finish()
-
-        mode = (mode or _env("TRACKIOD_MODE", "WANDB_MODE") or "online").lower()
-        if mode in ("run", "shared"):
-            mode = "online"
-        if mode == "dryrun":
-            mode = "offline"
-        if mode not in ("online", "offline", "disabled"):
-            raise UsageError(f"init(mode={mode!r}): use 'online', 'offline' or 'disabled'")
-        resume_policy = _resume_policy(resume if resume is not None else _env("TRACKIOD_RESUME", "WANDB_RESUME"))
-        tag_source = tags if tags is not None else _env("TRACKIOD_TAGS", "WANDB_TAGS")
-        if isinstance(tag_source, str):
-            tag_source = [t.strip() for t in tag_source.split(",") if t.strip()]
-        params: dict[str, Any] = {
-            "project": project or _env("TRACKIOD_PROJECT", "WANDB_PROJECT") or "uncategorized",
-            "id": id or _env("TRACKIOD_RUN_ID", "WANDB_RUN_ID"),
-            "name": name or _env("TRACKIOD_NAME", "WANDB_NAME"),
-            "resume": resume_policy,
-            "tags": [str(t) for t in (tag_source or [])],
-            "notes": notes or _env("TRACKIOD_NOTES", "WANDB_NOTES"),
-            "group": group or _env("TRACKIOD_RUN_GROUP", "WANDB_RUN_GROUP"),
-            "job_type": job_type or _env("TRACKIOD_JOB_TYPE", "WANDB_JOB_TYPE"),
-            "mode": mode,
-            "space_id": space_id,
-            "dataset_id": dataset_id,
-            "mirror": _mirror_specs(mirror),
-        }
-        cfg = as_mapping(config, "init(config=...)")
-        for key in kwargs.get("config_exclude_keys") or ():
-            cfg.pop(key, None)
-        if kwargs.get("config_include_keys"):
-            cfg = {k: v for k, v in cfg.items() if k in kwargs["config_include_keys"]}
-        allow_val_change = bool(kwargs.get("allow_val_change"))
-        place = _detect_ranks(kwargs.get("rank"), kwargs.get("world_size"))
-        if kwargs.get("ranks") is not None:
-            _rank_policy(kwargs["ranks"])  # a bad value is an error on every rank, not only on ranks > 0
-        if place.distributed:
-            params.update(rank=place.rank, world_size=place.world_size, local_rank=place.local_rank)
-            params["job_key"] = place.job_key
-            if mode != "disabled" and place.rank > 0 and _rank_policy(kwargs.get("ranks")) == "zero":
-                mode = params["mode"] = "disabled"  # the rank-0-only behaviour of other trackers
-        if mode == "disabled":
-            params["id"] = params["id"] or _new_run_id()
+        params, cfg = run_start.resolve(
+            project, name, id, config, resume, mode, tags, notes, group, job_type, space_id, dataset_id, mirror, kwargs
+        )
+        new_run: Run
+        if params["mode"] == "disabled":
+            params["id"] = params["id"] or run_start.new_run_id()
             params["name"] = params["name"] or params["id"]
-            new_run: Run = DisabledRun(params)
+            new_run = DisabledRun(params)
             new_run.config._items.update(json_friendly(cfg))
         else:
-            new_run = _start_run(params, cfg, dir or _env("TRACKIOD_DIR", "WANDB_DIR"), allow_val_change)
+            run_dir = dir or run_start.env("TRACKIOD_DIR", "WANDB_DIR")
+            new_run = run_start.start_run(params, cfg, run_dir, bool(kwargs.get("allow_val_change")))
         tensor_copy = kwargs.get("tensor_copy")
         if tensor_copy is not None:
             if tensor_copy not in ("deferred", "sync"):
@@ -316,108 +194,6 @@ def init(
         _bind(new_run)
         _install_hooks()
         return new_run
-
-
-def _rank_policy(ranks: Any) -> str:
-    if ranks is None:
-        return TrackiodSettings.load().ranks
-    if ranks not in ("all", "zero"):
-        raise UsageError(f"init(ranks={ranks!r}): use 'all' (every rank logs) or 'zero' (rank 0 only)")
-    return str(ranks)
-
-
-def _mirror_specs(mirror: Any) -> list[str]:
-    if mirror is None:
-        return []
-    from .mirror_spec import parse_mirrors  # lazily: most runs name no mirror, and import time is budgeted
-
-    return [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")]
-
-
-def _reinit_mode(reinit: bool | str | None) -> str:
-    if reinit is True:
-        return "finish_previous"
-    if reinit in (None, False, "default", "return_previous"):
-        return "return_previous"
-    if reinit in ("finish_previous", "create_new"):
-        return str(reinit)
-    raise UsageError(f"init(reinit={reinit!r}): use 'return_previous', 'finish_previous' or 'create_new'")
-
-
-def _resume_policy(resume: str | bool | None) -> str:
-    if resume in (None, False, "never", "", "false"):
-        return "never"
-    if resume in (True, "allow", "auto", "true"):
-        return "allow"
-    if resume == "must":
-        return "must"
-    raise UsageError(f"init(resume={resume!r}): use 'never', 'allow' or 'must'")
-
-
-def _start_run(
-    params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_change: bool, started: float | None = None
-) -> Run:
-    from .client import get_client
-
-    settings = TrackiodSettings.load()
-    client = get_client(settings)
-    reachable = client.ensure_daemon()
-    if not reachable:
-        warn_once(
-            "daemon-unreachable",
-            f"trackio_shim: no trackiod answered at {settings.endpoint}; logging continues into memory and "
-            f"then {settings.spool_dir}, and is delivered when a daemon starts (`trackiod start`)",
-        )
-    # A rank of a job leaves the id to the daemon, which gives every rank of the job the same run.
-    if params["id"] is None and params["resume"] == "never" and not params.get("job_key"):
-        params["id"] = _new_run_id()
-    handle = next(_handles)
-    # Chosen here, so a run started while no daemon answers has the same id and name locally and when
-    # the daemon finally creates it from the buffer or the spool.
-    default_id, default_name = _new_run_id(), _new_run_name()
-    start = dict(
-        params,
-        config=json_friendly(cfg),
-        default_id=default_id,
-        default_name=default_name,
-        started=time.time() if started is None else started,
-        req=None,
-    )
-    reply = client.request(
-        (_P.RUN_START, handle, start), timeout=settings.init_timeout_s if reachable else 0.0, sequenced=True
-    )
-    info: dict[str, Any] = {}
-    if reply.done and not reply.ok:
-        body = reply.body if isinstance(reply.body, dict) else {}
-        message = str(body.get("message", body))
-        error = body.get("error")
-        if error == "not_found":
-            raise RunNotFoundError(message)
-        if error == "exists":
-            raise RunExistsError(message)
-        if error == "refused":
-            raise ProtocolVersionError(message)
-        raise UsageError(message)
-    if reply.done:
-        info = reply.body
-        if info.get("config_conflicts"):
-            warn_once(("config-conflict", info["config_conflicts"]), f"trackiod: {info['config_conflicts']}")
-    elif reachable:
-        warn_once("init-slow", "trackio_shim: trackiod did not confirm the run in time; logging continues")
-    params["id"] = info.get("id") or params["id"] or default_id
-    params["name"] = info.get("name") or params["name"] or default_name
-    base = Path(dir) / "trackiod" if dir else settings.home / "runs"
-    new_run = Run(client, handle, params, base / params["project"] / params["id"], allow_val_change)
-    new_run.resumed = bool(info.get("resumed"))
-    new_run._step = int(info.get("step") or 0)
-    new_run.config._items.update(info.get("config") or json_friendly(cfg))
-    from .terminal import announce, dashboard_url, is_silent
-
-    new_run._silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
-    new_run._dashboard_url = dashboard_url(settings)
-    if not new_run._silent:
-        announce(new_run, new_run.url)
-    return new_run
 
 
 def _bind(current: Run | None) -> None:

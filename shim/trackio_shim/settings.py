@@ -7,10 +7,8 @@ Every field is documented in docs/settings.md.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +64,14 @@ def _check_sampling(values: dict[str, Any]) -> None:
         raise SettingsError(f"TRACKIOD_NVML={nvml!r} is not one of auto, off, fake:<script.json> (tests only)")
 
 
-@dataclass(frozen=True)
 class TrackiodSettings:
-    """Every tunable of trackiod and trackio_shim. Build with :meth:`Settings.load`."""
+    """Every tunable of trackiod and trackio_shim. Build with :meth:`Settings.load`.
+
+    A frozen record: immutable, compared and hashed by its fields (not ``overrides``), repr'd like a dataclass.
+    Deliberately not a ``@dataclass``: generating the methods of ~50 fields and importing ``dataclasses`` (which
+    pulls in ``inspect``) cost about 10 ms of ``import trackio_shim``. The fields are the annotated names below,
+    in order; ``_FIELDS`` and ``_DEFAULTS`` are derived from them after the class.
+    """
 
     home: Path
     runtime_dir: Path
@@ -118,7 +121,50 @@ class TrackiodSettings:
     listen: str = ""
     forward: str = ""
     forward_window: int = 1000
-    overrides: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    #: The explicit overrides load() was given (for child_env); not compared, hashed or shown in repr.
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        if len(args) > len(_FIELDS):
+            raise TypeError(f"TrackiodSettings() takes at most {len(_FIELDS)} positional arguments")
+        for name, value in zip(_FIELDS, args):
+            if name in values:
+                raise TypeError(f"TrackiodSettings() got multiple values for argument {name!r}")
+            values[name] = value
+        unknown = sorted(set(values) - set(_FIELDS))
+        if unknown:
+            raise TypeError(f"TrackiodSettings() got an unexpected keyword argument {unknown[0]!r}")
+        missing = [name for name in _FIELDS if name not in values and name not in _DEFAULTS]
+        if missing:
+            raise TypeError(f"TrackiodSettings() missing required argument(s): {', '.join(missing)}")
+        for name in _FIELDS:
+            object.__setattr__(self, name, values[name] if name in values else _DEFAULTS[name])
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        from dataclasses import FrozenInstanceError  # only on this error path: keeps the import light
+
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        from dataclasses import FrozenInstanceError
+
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _compared(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _COMPARED)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, TrackiodSettings)
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _COMPARED)
+        return f"{type(self).__name__}({shown})"
 
     @property
     def keys_dir(self) -> Path:
@@ -185,18 +231,18 @@ class TrackiodSettings:
         """
         env = os.environ if environ is None else environ
         given = {k: v for k, v in overrides.items() if v is not None}
-        unknown = set(given) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(given) - set(_FIELDS)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name in ("home", "runtime_dir", "endpoint", "overrides"):
+        for name in _FIELDS:
+            if name in ("home", "runtime_dir", "endpoint", "overrides"):
                 continue
-            kind = type(f.default)
-            if f.name in given:
-                values[f.name] = given[f.name]
-            elif f"TRACKIOD_{f.name.upper()}" in env:
-                values[f.name] = _parse(f.name, env[f"TRACKIOD_{f.name.upper()}"], kind)
+            kind = type(_DEFAULTS[name])
+            if name in given:
+                values[name] = given[name]
+            elif f"TRACKIOD_{name.upper()}" in env:
+                values[name] = _parse(name, env[f"TRACKIOD_{name.upper()}"], kind)
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
@@ -278,3 +324,10 @@ class TrackiodSettings:
             if name not in ("home", "runtime_dir", "endpoint"):
                 out[f"TRACKIOD_{name.upper()}"] = str(int(value) if isinstance(value, bool) else value)
         return out
+
+
+#: The settings' field names in declaration order (the class's annotations), their defaults, and the fields
+#: that equality, hashing and repr look at.
+_FIELDS: tuple[str, ...] = tuple(TrackiodSettings.__annotations__)
+_DEFAULTS: dict[str, Any] = {name: vars(TrackiodSettings)[name] for name in _FIELDS if name in vars(TrackiodSettings)}
+_COMPARED: tuple[str, ...] = tuple(name for name in _FIELDS if name != "overrides")
