@@ -40,7 +40,8 @@ def _settings(args: argparse.Namespace) -> TrackiodSettings:
 def cmd_start(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.foreground:
-        from .daemon import Daemon, setup_logging
+        from .daemon import Daemon
+        from .logsetup import setup_logging
 
         settings.ensure_dirs()
         setup_logging(settings, to_stderr=True)

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 
 from . import __version__
+from .daemon_status import answer_query, daemon_status
 from .energy import EnergyBook
 from .features import Features
 from .ingest import Ingest
@@ -37,28 +37,6 @@ from .store import Store
 from .sync import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
-
-
-def setup_logging(settings: TrackiodSettings, to_stderr: bool) -> None:
-    """Log to ``TRACKIOD_HOME/trackiod.log`` (and stderr in the foreground, for journald)."""
-    root = logging.getLogger("trackiod")
-    root.setLevel(settings.log_level.upper())
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.FileHandler(settings.log_path)]
-    if to_stderr and not _is_same_file(sys.stderr, settings.log_path):
-        handlers.append(logging.StreamHandler(sys.stderr))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-
-
-def _is_same_file(stream: Any, path: Path) -> bool:
-    # An autostarted daemon's stderr is its log file already (so crashes at start are written down).
-    try:
-        mine, theirs = os.fstat(stream.fileno()), os.stat(path)
-    except (OSError, ValueError, AttributeError):
-        return False
-    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 class Daemon:
@@ -425,94 +403,9 @@ class Daemon:
 
     # ------------------------------------------------------------------ queries
     def _query(self, sid: bytes, req_id: Any, what: Any, args: dict[str, Any]) -> None:
-        ok: bool = True
-        body: Any = None
-        if what == "status":
-            body = self.status()
-        elif what == "stop":
-            self.request_shutdown("trackiod stop")
-        elif what == "summary":
-            self.ingest.commit()
-            body = self.ingest.runs.summary_view(sid, args.get("handle"))
-            ok = body is not None
-        elif what == "flush":
-            ok = self.ingest.commit()
-        elif what == "sync":  # trackiod sync --now: a pass now, paused repositories included
-            self.ingest.commit()
-            body = {"ticket": self.sync.request(0.0, unpause=True)}
-        elif what == "sync_status":
-            body = self.sync.status()
-        elif what == "run_info":
-            self.ingest.commit()
-            body = self._run_info(sid, args.get("handle"))
-            ok = body is not None
-        else:
-            ok, body = False, f"unknown query {what!r}"
+        ok, body = answer_query(self, sid, what, args)
         self.send(sid, (P.REPLY, req_id, ok, body))
-
-    def _run_info(self, sid: bytes, handle: Any) -> dict[str, Any] | None:
-        """What finish() prints: the run's stored points and state."""
-        run_id = self.ingest.runs.handles.get((sid, handle))
-        row = self.store.run(run_id) if run_id is not None else None
-        if row is None:
-            return None
-        points = self.store._scalar("SELECT COALESCE(SUM(points), 0) FROM run_keys WHERE run_id=?", run_id)
-        return {"points": points, "state": row["state"], "last_step": row["last_step"]}
 
     def status(self) -> dict[str, Any]:
         """What ``trackiod status`` shows."""
-        counters = self.ingest.counters
-        latencies = sorted(counters.commit_ms[-1000:])
-        db = self.settings.db_path
-        size = sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
-        active = self.store.active_runs()
-        return {
-            "pid": os.getpid(),
-            "version": __version__,
-            "uptime_s": round(time.time() - self.started, 1),
-            "endpoint": self.settings.endpoint,
-            "home": str(self.settings.home),
-            "database": str(db),
-            "database_bytes": size,
-            "active_runs": [f"{r['run_key']} ({r['name']})" for r in active],
-            "frames_per_s": round(self.frames_per_s, 1),
-            "points_per_s": round(self.points_per_s, 1),
-            "frames_total": counters.frames,
-            "points_total": counters.points,
-            "commits": counters.commits,
-            "commit_ms_p50": round(latencies[len(latencies) // 2], 2) if latencies else None,
-            "commit_ms_p99": round(latencies[int(len(latencies) * 0.99)], 2) if latencies else None,
-            "duplicates_dropped": counters.duplicates,
-            "malformed_frames": counters.malformed,
-            "spooled_frames_ingested": self.spool.frames,
-            "spool_files_pending": len(spool_files(self.settings.spool_dir)),
-            "last_error": counters.last_error,
-            "sampling": self._sampling_status(),
-            "sync": self.sync.status(),
-            "dashboard": self.dashboard_url,
-            **self.features.status(),
-            "mirrors": self.mirrors.status(),
-            "forward": None
-            if self.forwarder is None
-            else {
-                "to": self.forwarder.target,
-                "forwarded": self.forwarder.forwarded,
-                "acked": self.forwarder.acked,
-                "backlog": self.forwarder.backlog(),
-            },
-            "listen": self.settings.listen or None,
-        }
-
-    def _sampling_status(self) -> dict[str, Any]:
-        sampler = self.sampler
-        if sampler is None:
-            return {"interval_s": 0, "nvml": "off (sampling disabled)", "gpus": [], "samples": 0}
-        per_sample = sampler.cpu_s_total / sampler.samples if sampler.samples else None
-        return {
-            "interval_s": sampler.interval_s,
-            "nvml": sampler.nvml_status,
-            "gpus": [f"{g.index}: {g.name} ({g.uuid})" for g in sampler.gpus],
-            "samples": sampler.samples,
-            "cpu_ms_per_sample": None if per_sample is None else round(per_sample * 1000, 3),
-            "core_percent": None if per_sample is None else round(100 * per_sample / sampler.interval_s, 4),
-        }
+        return daemon_status(self)

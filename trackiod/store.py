@@ -21,6 +21,7 @@ import numpy as np
 
 from .batch import split_context_name
 from .schema import CHUNK_POINTS, RANK_KEY_OFFSET, configure, dict_rows, migrate
+from .store_ranks import RankRows
 
 log = logging.getLogger("trackiod.store")
 
@@ -49,7 +50,7 @@ def open_writer(path: Path) -> apsw.Connection:
     return conn
 
 
-class Store:
+class Store(RankRows):
     """All writes to the database. Call its methods inside :meth:`transaction` blocks."""
 
     def __init__(self, path: Path) -> None:
@@ -112,62 +113,6 @@ class Store:
             "INSERT OR REPLACE INTO session_runs(sid, handle, run_id, finished) VALUES (?, ?, ?, 0)",
             (sid, handle, run_id),
         )
-
-    def load_ranks(self) -> dict[tuple[bytes, int], int]:
-        """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks``."""
-        return {
-            (bytes(sid), handle): rank
-            for sid, handle, rank in self.conn.execute(
-                "SELECT sr.sid, sr.handle, rr.rank FROM session_runs sr "
-                "JOIN run_ranks rr ON rr.run_id = sr.run_id AND rr.sid = sr.sid WHERE rr.rank > 0"
-            )
-        }
-
-    def join_rank(
-        self, run_id: int, rank: int, sid: bytes, host: str | None, pid: int | None, local: Any, config: dict[str, Any]
-    ) -> None:
-        """Record that ``sid`` is rank ``rank`` of ``run_id`` (a restarted rank replaces its predecessor)."""
-        self.conn.execute(
-            "INSERT OR REPLACE INTO run_ranks(run_id, rank, sid, host, pid, local_rank, config, joined_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                run_id,
-                rank,
-                sid,
-                host,
-                pid,
-                local if type(local) is int else None,
-                json.dumps(config, default=str),
-                time.time(),
-            ),
-        )
-
-    def rank_configs(self, run_id: int) -> list[tuple[int, bytes, dict[str, Any]]]:
-        """(rank, session, config passed at init) of each rank of a distributed run."""
-        return [
-            (rank, bytes(sid), json.loads(config))
-            for rank, sid, config in self.conn.execute(
-                "SELECT rank, sid, config FROM run_ranks WHERE run_id=? ORDER BY rank", (run_id,)
-            )
-        ]
-
-    def finish_rank(self, run_id: int, sid: bytes, exit_code: int, ended_at: float) -> None:
-        self.conn.execute(
-            "UPDATE run_ranks SET exit_code=?, ended_at=? WHERE run_id=? AND sid=?", (exit_code, ended_at, run_id, sid)
-        )
-
-    def rank_exit_codes(self, run_id: int) -> list[int | None]:
-        """Each rank's exit code (None: it never finished) of a distributed run; empty for other runs."""
-        return [r[0] for r in self.conn.execute("SELECT exit_code FROM run_ranks WHERE run_id=?", (run_id,))]
-
-    def find_job_run(self, project: str, job_key: str, name: str | None) -> RunRow | None:
-        """The running run of job ``job_key`` in ``project`` (with that name, if given): where a rank joins."""
-        sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND state='running'"
-        args: tuple[Any, ...] = (self.project_id(project), job_key)
-        if name:
-            sql, args = sql + " AND name=?", (*args, name)
-        rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 1", args)
-        return rows[0] if rows else None
 
     def detach(self, sid: bytes, handle: int) -> None:
         self.conn.execute("UPDATE session_runs SET finished=1 WHERE sid=? AND handle=?", (sid, handle))
