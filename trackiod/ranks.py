@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from .store import RunRow, Store
+
+if TYPE_CHECKING:
+    from .runs import RunBook
 
 log = logging.getLogger("trackiod.ranks")
 
@@ -91,3 +95,54 @@ def final_state(store: Store, run_id: int, exit_code: int) -> tuple[str, int]:
         return "finished", 0
     first = next((code for code in bad if code is not None), None)
     return "failed", exit_code if exit_code != 0 else (first if first is not None else 1)
+
+
+def join_run(
+    book: RunBook,
+    sid: bytes,
+    handle: int,
+    params: dict[str, Any],
+    row: RunRow,
+    rank: int,
+    world: int,
+    pid: int | None,
+    host: str | None,
+) -> dict[str, Any]:
+    """Attach a rank to its job's running run; its config only adds keys (written once)."""
+    run_id = row["id"]
+    stored = json.loads(row["config"])
+    incoming = params["config"] if isinstance(params.get("config"), dict) else {}
+    earlier = book.store.rank_configs(run_id)
+    if rank == 0:  # rank 0's config is the run's; ranks that joined before it and disagree are told now
+        merged = {**stored, **incoming}
+        conflicts: list[str] = []
+        for other, other_sid, other_config in earlier:
+            differ = merge_config(merged, other_config, may_change=False)[1]
+            if other > 0 and differ:
+                book.notice(other_sid, conflict_text(differ, other, merged, other_config))
+    else:  # before rank 0 joins, a rank only adds keys; after, it is told where it disagrees
+        merged, conflicts = merge_config(stored, incoming, may_change=False)
+        if not any(other == 0 for other, _, _ in earlier):
+            conflicts = []
+    pids = json.loads(row["pids"])
+    if pid and pid not in pids:
+        pids.append(pid)
+    book.store.update_run(
+        run_id,
+        config=json.dumps(merged, default=str),
+        pids=json.dumps(pids),
+        world_size=max(world, row["world_size"] or 1),
+        updated_at=time.time(),
+    )
+    if len(merged) > len(stored):
+        book.events.append(("config", run_id, {k: v for k, v in merged.items() if k not in stored}))
+    book.store.attach(sid, handle, run_id)
+    book.handles[(sid, handle)] = run_id
+    book.add_rank(sid, handle, run_id, rank, pid, host, params, incoming)
+    body = {"id": row["run_key"], "name": row["name"], "resumed": False, "step": 0, "config": merged}
+    body.update(rank=rank, joined=True)
+    if conflicts:
+        body["config_conflicts"] = conflict_text(conflicts, rank, stored, incoming)
+        log.warning("run %s, %s", row["run_key"], body["config_conflicts"])
+    log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
+    return body

@@ -17,7 +17,7 @@ import psutil
 
 from . import ranks as R
 from .batch import Columns
-from .store import RunRow, Store
+from .store import Store
 from .summary import RunSummary
 
 log = logging.getLogger("trackiod.runs")
@@ -115,7 +115,7 @@ class RunBook:
         if distributed is not None:
             joinable = R.find_joinable(self.store, project, run_key, name, distributed[2])
             if joinable is not None:
-                return True, self._join(sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
+                return True, R.join_run(self, sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
         existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
         if existing is not None and policy == "never":
             self.rejected[(sid, handle)] = params
@@ -157,7 +157,7 @@ class RunBook:
             rank, world, job = distributed
             self.store.conn.execute("DELETE FROM run_ranks WHERE run_id=?", (run_id,))  # a new job's ranks
             self.store.update_run(run_id, job_key=job, world_size=world)
-            self._add_rank(sid, handle, run_id, rank, pid, host, params, config)
+            self.add_rank(sid, handle, run_id, rank, pid, host, params, config)
             body["rank"] = rank
             if job is None and not params.get("id"):
                 self.notice(
@@ -181,57 +181,7 @@ class RunBook:
         log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
         return True, body
 
-    def _join(
-        self,
-        sid: bytes,
-        handle: int,
-        params: dict[str, Any],
-        row: RunRow,
-        rank: int,
-        world: int,
-        pid: int | None,
-        host: str | None,
-    ) -> dict[str, Any]:
-        """Attach a rank to its job's running run; its config only adds keys (written once)."""
-        run_id = row["id"]
-        stored = json.loads(row["config"])
-        incoming = params["config"] if isinstance(params.get("config"), dict) else {}
-        earlier = self.store.rank_configs(run_id)
-        if rank == 0:  # rank 0's config is the run's; ranks that joined before it and disagree are told now
-            merged = {**stored, **incoming}
-            conflicts: list[str] = []
-            for other, other_sid, other_config in earlier:
-                differ = R.merge_config(merged, other_config, may_change=False)[1]
-                if other > 0 and differ:
-                    self.notice(other_sid, R.conflict_text(differ, other, merged, other_config))
-        else:  # before rank 0 joins, a rank only adds keys; after, it is told where it disagrees
-            merged, conflicts = R.merge_config(stored, incoming, may_change=False)
-            if not any(other == 0 for other, _, _ in earlier):
-                conflicts = []
-        pids = json.loads(row["pids"])
-        if pid and pid not in pids:
-            pids.append(pid)
-        self.store.update_run(
-            run_id,
-            config=json.dumps(merged, default=str),
-            pids=json.dumps(pids),
-            world_size=max(world, row["world_size"] or 1),
-            updated_at=time.time(),
-        )
-        if len(merged) > len(stored):
-            self.events.append(("config", run_id, {k: v for k, v in merged.items() if k not in stored}))
-        self.store.attach(sid, handle, run_id)
-        self.handles[(sid, handle)] = run_id
-        self._add_rank(sid, handle, run_id, rank, pid, host, params, incoming)
-        body = {"id": row["run_key"], "name": row["name"], "resumed": False, "step": 0, "config": merged}
-        body.update(rank=rank, joined=True)
-        if conflicts:
-            body["config_conflicts"] = R.conflict_text(conflicts, rank, stored, incoming)
-            log.warning("run %s, %s", row["run_key"], body["config_conflicts"])
-        log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
-        return body
-
-    def _add_rank(
+    def add_rank(
         self,
         sid: bytes,
         handle: int,
@@ -242,6 +192,7 @@ class RunBook:
         params: dict[str, Any],
         config: dict[str, Any],
     ) -> None:
+        """Record ``sid`` as rank ``rank`` of ``run_id``; ranks > 0 log into series of their own."""
         self.store.join_rank(run_id, rank, sid, host, pid, params.get("local_rank"), config)
         if rank > 0:
             self.ranks[(sid, handle)] = rank

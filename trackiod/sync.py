@@ -18,17 +18,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
-import hashlib
-import json
 import logging
 import os
 import random
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +36,7 @@ from . import parquet_export as px
 from .hub import Hub, dataset_for_space, make_hub
 from .parquet_extras import Collector, write_extras
 from .query import open_reader
+from .sync_state import StateFiles, repo_slug
 
 log = logging.getLogger("trackiod.sync")
 
@@ -56,76 +54,6 @@ def target_repo(run: dict[str, Any], default_dataset: str) -> str | None:
     if run.get("space_id"):
         return dataset_for_space(str(run["space_id"]))
     return default_dataset or None
-
-
-def _slug(repo: str) -> str:
-    return repo.replace("/", "--")
-
-
-@dataclass
-class RepoState:
-    """What one repository already holds from this node: persisted after each successful commit."""
-
-    repo: str
-    source: str
-    tick: int = 0
-    marks: px.Marks = field(default_factory=px.Marks)
-    last_success: float | None = None
-    last_commit: str | None = None
-    layout: int = 0  # the layout version the repository's trackiod.json says (0: not written yet)
-
-
-class StateFiles:
-    """The per-repository watermark files, each replaced atomically (write, fsync, rename)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def load(self, repo: str) -> RepoState:
-        path = self.directory / f"{_slug(repo)}.json"
-        if not path.exists():
-            digest = hashlib.sha256(f"{socket.gethostname()}:{self.directory}".encode()).hexdigest()[:8]
-            return RepoState(repo, source=digest)
-        data = json.loads(path.read_text())
-        return RepoState(
-            repo,
-            data["source"],
-            int(data["tick"]),
-            px.Marks.from_json(data["marks"]),
-            data.get("last_success"),
-            data.get("last_commit"),
-            int(data.get("layout", 1 if int(data["tick"]) else 0)),
-        )
-
-    def save(self, state: RepoState) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        body = {
-            "repo": state.repo,
-            "source": state.source,
-            "tick": state.tick,
-            "marks": state.marks.to_json(),
-            "last_success": state.last_success,
-            "last_commit": state.last_commit,
-            "layout": state.layout,
-        }
-        path = self.directory / f"{_slug(state.repo)}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as f:
-            json.dump(body, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-
-    def deployed(self) -> dict[str, str]:
-        path = self.directory / "deployed.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def mark_deployed(self, space: str, dataset: str) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        done = {**self.deployed(), space: dataset}
-        tmp = self.directory / ".deployed.json.tmp"
-        tmp.write_text(json.dumps(done))
-        os.replace(tmp, self.directory / "deployed.json")
 
 
 @dataclass
@@ -210,7 +138,7 @@ class SyncEngine:
         """
         state = self.files.load(repo)
         marks = copy.deepcopy(state.marks)
-        staging = self.settings.sync_dir / "staging" / _slug(repo)
+        staging = self.settings.sync_dir / "staging" / repo_slug(repo)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
