@@ -76,7 +76,7 @@ _LAZY = {
     "Histogram": "media",
     "Html": "media",
     "Image": "media",
-    "Table": "media",
+    "Table": "media_table",
     "Artifact": "artifacts",
     "AlertLevel": "alerts",
 }
@@ -101,7 +101,8 @@ if TYPE_CHECKING:
     from .alerts import AlertLevel
     from .api import Api
     from .artifacts import Artifact
-    from .media import Array, Histogram, Html, Image, Table
+    from .media import Array, Histogram, Html, Image
+    from .media_table import Table
 
 
 #: The most recent active run (wandb.run), or None.

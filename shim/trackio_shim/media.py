@@ -1,4 +1,4 @@
-"""wandb's rich value types, with wandb's constructors: Histogram, Image, Table, Html, plus Array.
+"""wandb's rich value types, with wandb's constructors: Histogram, Image, Html, plus Array (Table: media_table.py).
 
 These objects only gather what the caller gave them; nothing heavy happens here. Problems with the content (a
 wrong image shape, a table row of the wrong length, an unsupported dtype) are reported when the value is
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import tensors as T
-from .errors import MediaError, UsageError
+from .errors import MediaError
+
+if TYPE_CHECKING:
+    from .log_prepare import Prepared, WireContext
 
 #: Largest number of histogram bins (as wandb).
 MAX_BINS = 512
@@ -30,46 +32,19 @@ _IMAGE_MAGIC = (
 )
 
 
-@dataclass
-class WireContext:
-    """Limits and the copy mode one log() call works with."""
-
-    copy: str
-    max_frame_bytes: int
-    max_array_bytes: int
-
-
-@dataclass
-class Prepared:
-    """A log() call split for the wire: values sent now, rich payloads sent now, device values staged."""
-
-    scalars: dict[str, Any] = field(default_factory=dict)
-    media: dict[str, Any] = field(default_factory=dict)
-    staged: list[T.Staged] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, key: str, staged: T.Staged, ctx: WireContext) -> None:
-        """Queue a device value, or resolve it at once when the call asked for ``copy="sync"``."""
-        if ctx.copy == "sync":
-            is_media, value = T.sync_now(staged)
-            (self.media if is_media else self.scalars)[key] = value
-        else:
-            self.staged.append(staged)
-
-
 def module_of(value: Any) -> str:
     return type(value).__module__
 
 
-def _is_ndarray(value: Any) -> bool:
+def is_ndarray(value: Any) -> bool:
     return module_of(value) == "numpy" and type(value).__name__ == "ndarray"
 
 
-def _is_pil(value: Any) -> bool:
+def is_pil(value: Any) -> bool:
     return module_of(value).startswith("PIL.") and hasattr(value, "mode") and hasattr(value, "tobytes")
 
 
-def _is_figure(value: Any) -> bool:
+def is_figure(value: Any) -> bool:
     return module_of(value).startswith("matplotlib") and hasattr(value, "canvas") and hasattr(value, "savefig")
 
 
@@ -298,12 +273,12 @@ class Image(Media):
         data = self.data
         if isinstance(data, (str, os.PathLike)):
             return self._file(os.fspath(data), ctx)
-        if _is_figure(data):
+        if is_figure(data):
             data.canvas.draw()
             import numpy as np
 
             return self._raw(np.asarray(data.canvas.buffer_rgba()), "HWC", self._base(), ctx)
-        if _is_pil(data):
+        if is_pil(data):
             image = data if data.mode in ("L", "RGB", "RGBA") else data.convert("RGBA")
             width, height = image.size
             channels = len(image.mode)
@@ -315,7 +290,7 @@ class Image(Media):
             T.check_real(data, "an image")
             layout = image_layout(tuple(data.shape), channels_first=True)
             return self._raw(T.host_dtype_source(data).to("cpu").numpy(), layout, self._base(), ctx)
-        if _is_ndarray(data):
+        if is_ndarray(data):
             return self._raw(data, image_layout(data.shape, channels_first=False), self._base(), ctx)
         raise MediaError(
             f"Image() takes a path, a numpy array, a PIL image, a tensor or a matplotlib figure, "
@@ -380,181 +355,3 @@ class Html(Media):
         if size > ctx.max_frame_bytes - _FRAME_MARGIN:
             raise MediaError(f"HTML of {size:,} bytes is over TRACKIOD_MAX_FRAME_BYTES ({ctx.max_frame_bytes:,})")
         out.media[key] = {"_type": "html", "html": self.html}
-
-
-# ------------------------------------------------------------------------------------------------ Table
-
-
-def _cell(value: Any, ctx: WireContext) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Image):
-        return value.payload(ctx)
-    if module_of(value) == "numpy" and getattr(value, "ndim", None) == 0:
-        return value.item()
-    if T.is_tensor(value) and value.numel() == 1:
-        return value.item()
-    from .run import json_friendly
-
-    return json_friendly(value)
-
-
-class Table(Media):
-    """A table, as ``wandb.Table``: ``columns`` and ``data`` (rows), or a pandas ``dataframe``. Cells hold
-    numbers, strings, None, or Images (stored as files by the daemon); other values are stored as JSON or
-    their str()."""
-
-    def __init__(
-        self,
-        columns: Sequence[Any] | None = None,
-        data: Sequence[Sequence[Any]] | None = None,
-        rows: Sequence[Sequence[Any]] | None = None,
-        dataframe: Any = None,
-        dtype: Any = None,
-        optional: Any = True,
-        allow_mixed_types: bool = False,
-        log_mode: str | None = None,
-    ) -> None:
-        self._problem = None
-        if dataframe is not None:
-            columns = [str(c) for c in dataframe.columns]
-            data = dataframe.values.tolist()
-        data = data if data is not None else rows
-        self.data: list[list[Any]] = [list(row) for row in data] if data is not None else []
-        if columns is None:
-            width = len(self.data[0]) if self.data else 3
-            columns = ["Input", "Output", "Expected"] if width == 3 else [f"col{i}" for i in range(width)]
-        self.columns: list[str] = [str(c) for c in columns]
-        for i, row in enumerate(self.data):
-            if len(row) != len(self.columns):
-                self._problem = (
-                    f"row {i} has {len(row)} values but the table has {len(self.columns)} columns {self.columns}"
-                )
-                break
-        if len(set(self.columns)) != len(self.columns):
-            self._problem = f"column names must be unique: {self.columns}"
-
-    def add_data(self, *data: Any) -> None:
-        """Append one row, one value per column.
-
-        Raises:
-            ValueError: the row does not have one value per column.
-        """
-        if len(data) != len(self.columns):
-            raise ValueError(f"this table has {len(self.columns)} columns {self.columns}; got {len(data)} values")
-        self.data.append(list(data))
-
-    def add_column(self, name: str, data: Sequence[Any], optional: bool = False) -> None:
-        """Append a column of values, one per existing row (or the first column of an empty table).
-
-        Raises:
-            ValueError: the name is taken, or the length does not match the rows.
-        """
-        name = str(name)
-        if name in self.columns:
-            raise ValueError(f"column {name!r} already exists")
-        values = list(data)
-        if self.columns and len(values) != len(self.data):
-            raise ValueError(f"column {name!r} has {len(values)} values; the table has {len(self.data)} rows")
-        if not self.columns:
-            self.data = [[v] for v in values]
-        else:
-            for row, value in zip(self.data, values):
-                row.append(value)
-        self.columns.append(name)
-
-    def get_column(self, name: str, convert_to: str | None = None) -> Any:
-        """The values of one column, as a list (or a numpy array with ``convert_to="numpy"``).
-
-        Raises:
-            ValueError: there is no such column.
-        """
-        if name not in self.columns:
-            raise ValueError(f"no column {name!r}; the columns are {self.columns}")
-        index = self.columns.index(name)
-        values = [row[index] for row in self.data]
-        if convert_to == "numpy":
-            import numpy as np
-
-            return np.array(values)
-        return values
-
-    def get_index(self) -> list[int]:
-        return list(range(len(self.data)))
-
-    def get_dataframe(self) -> Any:
-        """The table as a pandas DataFrame.
-
-        Raises:
-            UsageError: pandas is not installed.
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise UsageError("Table.get_dataframe() needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.data, columns=self.columns)
-
-    def _wire(self, key: str, ctx: WireContext, out: Prepared) -> None:
-        if self._problem:
-            raise MediaError(self._problem)
-        rows = [[_cell(value, ctx) for value in row] for row in self.data]
-        out.media[key] = {"_type": "table", "columns": list(self.columns), "data": rows}
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __repr__(self) -> str:
-        return f"<Table {len(self.data)} rows x {len(self.columns)} columns>"
-
-
-# ------------------------------------------------------------------------------------------------ log() data
-
-
-def _auto(value: Any) -> Media | None:
-    """The Media a bare value stands for, as wandb converts them: arrays and tensors of more than 32 values
-    become Histograms, smaller ones Arrays; figures and PIL images become Images."""
-    if _is_ndarray(value) or T.is_tensor(value):
-        size = int(value.size if _is_ndarray(value) else value.numel())
-        return Histogram(value) if size > 32 else Array(value)
-    if _is_figure(value) or _is_pil(value):
-        return Image(value)
-    return None
-
-
-def prepare(data: dict[Any, Any], ctx: WireContext) -> tuple[dict[Any, Any], Prepared]:
-    """Split one log() call: the plain values (nested as given) and everything rich, keyed by flat name."""
-    out = Prepared()
-    plain = _walk(data, "", ctx, out)
-    return plain, out
-
-
-def _walk(data: dict[Any, Any], prefix: str, ctx: WireContext, out: Prepared) -> dict[Any, Any]:
-    plain: dict[Any, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            inner = _walk(value, f"{name}/", ctx, out)
-            if inner or not value:
-                plain[key] = inner
-            continue
-        try:
-            if T.is_tensor(value) and value.numel() == 1:
-                if ctx.copy == "sync":
-                    T.check_real(value, "a tensor")
-                    plain[key] = value.item()
-                else:
-                    out.staged.append(T.stage_scalar(name, value))
-                continue
-            if _is_ndarray(value) and value.size == 1 and value.dtype.kind in "biuf":
-                plain[key] = value.reshape(()).item()
-                continue
-            rich = value if isinstance(value, Media) else _auto(value)
-            if rich is None:
-                plain[key] = value
-            else:
-                rich._wire(name, ctx, out)
-        except MediaError as exc:
-            out.problems.append((name, str(exc)))
-        except Exception as exc:  # a value we could not even inspect must not cost the rest of the call
-            out.problems.append((name, f"{type(exc).__name__}: {exc}"))
-    return plain

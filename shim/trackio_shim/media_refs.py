@@ -68,7 +68,7 @@ class MediaRef(dict[str, Any]):
                 image.load()
                 return image
         if kind == "table":
-            from .media import Table
+            from .media_table import Table
 
             with self.open() as handle:
                 body = json.load(handle)

@@ -280,7 +280,7 @@ class Run:
         self, client: Client, at: int, data: dict[Any, Any], copy: str | None, context: dict[str, Any] | None
     ) -> None:
         """log() for tensors, rich values, contexts, values to salvage and oversized calls; outside the lock."""
-        from .media import WireContext, prepare
+        from .log_prepare import WireContext, prepare
 
         mode = copy or self.tensor_copy
         if mode not in ("deferred", "sync"):

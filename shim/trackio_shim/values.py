@@ -2,7 +2,7 @@
 
 msgpack packs bool, int, float, str and dicts natively, so the hot path is a single ``pack``. Only an
 unusual value reaches :func:`encode_default` (numpy scalars and 0-d arrays; tensors and rich values make the
-pack fail so that log() takes its slow path, trackio_shim.media.prepare), and only
+pack fail so that log() takes its slow path, trackio_shim.log_prepare.prepare), and only
 a value nobody can encode reaches :func:`salvage`, which drops that key, warns once, and keeps the rest.
 numpy and torch are never imported here: their values are recognised by their type's module.
 """
