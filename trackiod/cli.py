@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from trackio_shim.client import spawn_daemon
+from trackio_shim.autostart import spawn_daemon
 from trackio_shim.errors import DaemonAlreadyRunning, TrackiodError
 from trackio_shim.settings import TrackiodSettings
 

@@ -23,7 +23,8 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
-from .run import Config, DisabledRun, Run, Summary, json_friendly
+from .run import DisabledRun, Run
+from .run_config import Config, Summary, json_friendly
 from .settings import TrackiodSettings
 from .values import warn_once
 

@@ -10,14 +10,12 @@ All socket access happens under the lock, because ZeroMQ sockets are not thread-
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +25,10 @@ import zmq
 from . import protocol as P
 from .errors import DaemonUnreachable, ProtocolError, ProtocolVersionError
 from .settings import TrackiodSettings
+from .spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
 from .values import encode_default, salvage, warn_once
 
 if TYPE_CHECKING:
-    import subprocess
-
     from .tensors import DeferredCopies
 
 _LOG = P.LOG
@@ -49,34 +46,6 @@ class Reply:
         self.done = False
         self.ok = False
         self.body: Any = None
-
-
-class SpoolWriter:
-    """An append-only file of frames for one session, locked (flock) while open.
-
-    The daemon ingests a spool file only once it can take the lock itself, that is once this writer has
-    closed it or its process has died; so it never reads a file that is still growing.
-    """
-
-    def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
-        # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
-        # empty file it could take for an abandoned one.
-        partial = self.path.with_suffix(".partial")
-        self._file = open(partial, "ab", buffering=1 << 20)  # noqa: SIM115 (closed in close())
-        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
-        os.replace(partial, self.path)
-        # Serialises writes: the pump writes outside the client lock, so log() never waits on the disk.
-        self.lock = threading.Lock()
-
-    def write_many(self, frames: Iterable[bytes]) -> None:
-        self._file.writelines(frames)
-
-    def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()  # closing releases the flock
 
 
 class Client:
@@ -486,6 +455,8 @@ class Client:
             return True
         if not self.settings.autostart:
             return False
+        from .autostart import spawn_daemon
+
         proc = spawn_daemon(self.settings)
         self._last_autostart = time.monotonic()
         deadline = time.monotonic() + self.settings.autostart_timeout_s
@@ -536,6 +507,8 @@ class Client:
         if gone and pending and now - self._last_autostart > max(10.0, self.settings.autostart_timeout_s):
             self._last_autostart = now
             try:
+                from .autostart import spawn_daemon
+
                 spawn_daemon(self.settings)
             except OSError as exc:
                 warn_once("autostart", f"trackio_shim: could not restart trackiod: {exc}")
@@ -593,44 +566,6 @@ def cuda_placement() -> dict[str, Any]:
         except Exception:  # an old torch without .uuid, a broken CUDA: the NVML process list still works
             pass
     return out
-
-
-def spawn_daemon(settings: TrackiodSettings) -> subprocess.Popen[bytes] | None:
-    """Start a detached daemon for ``settings.home``. Safe to race: the daemon's own lock keeps one alive.
-
-    Returns the process, or None when another process is starting one right now. Its stderr goes to the
-    daemon's log file, so a failure to start is written down somewhere.
-
-    Raises:
-        OSError: the interpreter could not be started.
-    """
-    import subprocess  # only when a daemon is started: keeps `import trackio_shim` fast
-
-    settings.ensure_dirs()
-    lock_path = settings.home / "autostart.lock"
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return None  # another process is starting one right now
-        env = dict(os.environ)
-        env.update(settings.child_env())
-        with open(settings.log_path, "ab") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "trackiod", "start", "--foreground"],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",  # never pin the training job's working directory (it may be on a network mount)
-            )
-        threading.Thread(target=proc.wait, name="trackio_shim-reaper", daemon=True).start()
-        return proc
-    finally:
-        os.close(fd)
 
 
 _client: Client | None = None

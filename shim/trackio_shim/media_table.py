@@ -22,7 +22,7 @@ def _cell(value: Any, ctx: WireContext) -> Any:
         return value.item()
     if T.is_tensor(value) and value.numel() == 1:
         return value.item()
-    from .run import json_friendly
+    from .run_config import json_friendly
 
     return json_friendly(value)
 

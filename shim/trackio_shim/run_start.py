@@ -16,7 +16,8 @@ from . import protocol as P
 from .client import get_client
 from .errors import ProtocolVersionError, RunExistsError, RunNotFoundError, UsageError
 from .ranks import detect as detect_ranks
-from .run import Run, as_mapping, json_friendly
+from .run import Run
+from .run_config import as_mapping, json_friendly
 from .settings import TrackiodSettings
 from .terminal import announce, dashboard_url, is_silent
 from .values import warn_once

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..ranks import process_rank
-from ..run import Run, as_mapping
+from ..run import Run
+from ..run_config import as_mapping
 from ..values import warn_once
 
 STATE_VERSION = 1

@@ -1,0 +1,37 @@
+"""The shim's side of the spool: frames the daemon has not taken, appended to a locked file it ingests later."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class SpoolWriter:
+    """An append-only file of frames for one session, locked (flock) while open.
+
+    The daemon ingests a spool file only once it can take the lock itself, that is once this writer has
+    closed it or its process has died; so it never reads a file that is still growing.
+    """
+
+    def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
+        # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
+        # empty file it could take for an abandoned one.
+        partial = self.path.with_suffix(".partial")
+        self._file = open(partial, "ab", buffering=1 << 20)  # noqa: SIM115 (closed in close())
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX)
+        os.replace(partial, self.path)
+        # Serialises writes: the pump writes outside the client lock, so log() never waits on the disk.
+        self.lock = threading.Lock()
+
+    def write_many(self, frames: Iterable[bytes]) -> None:
+        self._file.writelines(frames)
+
+    def close(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()  # closing releases the flock
