@@ -38,13 +38,19 @@ def value(kind: str, step: int, meta_json: str, body: bytes | None, path: str | 
     return fields
 
 
-def read_media(
-    conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """One key's rich values as (steps, times, values), sorted by step."""
+def rows_by_step(
+    conn: apsw.Connection,
+    table: str,
+    columns: str,
+    run_id: int,
+    key_id: int,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[Any]]:
+    """One key's rows ``(step, ts, *columns)`` of ``table`` (texts, media), sorted by step, with the steps and
+    times as arrays; ``min_step``/``max_step`` inclusive."""
     rows: list[Any] = conn.execute(
-        "SELECT step, ts, kind, meta, body, path FROM media WHERE run_id=? AND key_id=? AND step BETWEEN ? AND ? "
-        "ORDER BY step",
+        f"SELECT step, ts, {columns} FROM {table} WHERE run_id=? AND key_id=? AND step BETWEEN ? AND ? ORDER BY step",
         (
             run_id,
             key_id,
@@ -52,8 +58,12 @@ def read_media(
             2**63 - 1 if max_step is None else max_step,
         ),
     ).fetchall()
-    return (
-        np.asarray([r[0] for r in rows], np.int64),
-        np.asarray([r[1] for r in rows], np.float64),
-        [value(r[2], r[0], r[3], r[4], r[5]) for r in rows],
-    )
+    return np.asarray([r[0] for r in rows], np.int64), np.asarray([r[1] for r in rows], np.float64), rows
+
+
+def read_media(
+    conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """One key's rich values as (steps, times, values), sorted by step."""
+    steps, times, rows = rows_by_step(conn, "media", "kind, meta, body, path", run_id, key_id, min_step, max_step)
+    return steps, times, [value(r[2], r[0], r[3], r[4], r[5]) for r in rows]

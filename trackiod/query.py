@@ -16,7 +16,7 @@ import numpy as np
 
 from trackio_shim.errors import TrackiodError
 
-from .media_read import media_keys, read_media
+from .media_read import media_keys, read_media, rows_by_step
 from .schema import RANK_KEY_OFFSET, configure, dict_rows, understood_version
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs", "mirrors")
@@ -139,20 +139,8 @@ def read_series(
 def read_texts(
     conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    rows: list[Any] = conn.execute(
-        "SELECT step, ts, value FROM texts WHERE run_id=? AND key_id=? AND step BETWEEN ? AND ? ORDER BY step",
-        (
-            run_id,
-            key_id,
-            -(2**63) if min_step is None else min_step,
-            2**63 - 1 if max_step is None else max_step,
-        ),
-    ).fetchall()
-    return (
-        np.asarray([r[0] for r in rows], np.int64),
-        np.asarray([r[1] for r in rows], np.float64),
-        [r[2] for r in rows],
-    )
+    steps, times, rows = rows_by_step(conn, "texts", "value", run_id, key_id, min_step, max_step)
+    return steps, times, [r[2] for r in rows]
 
 
 def _decode(value: float) -> Any:

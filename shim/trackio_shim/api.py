@@ -112,26 +112,15 @@ class ApiRun:
             wanted = None if ranks == "all" else _rank_list(ranks)
             with self._api._reader() as conn:
                 rows = list(query.rank_history(conn, self._row, keys, wanted))
-            if len(rows) > samples > 0:
-                step = (len(rows) - 1) / max(samples - 1, 1)
-                rows = [rows[round(i * step)] for i in range(samples)]
+            rows = _spread(rows, samples)
         elif context:
             rows = list(self._context_rows(context, keys, None, None))
-            if len(rows) > samples > 0:
-                step = (len(rows) - 1) / max(samples - 1, 1)
-                rows = [rows[round(i * step)] for i in range(samples)]
+            rows = _spread(rows, samples)
         else:
             media_dir = self._api.settings.media_dir
             with self._api._reader() as conn:
                 rows = [wrap_row(r, media_dir) for r in query.history(conn, self._row, keys, samples=samples)]
-        if pandas:
-            try:
-                import pandas as pd
-            except ImportError:
-                warn_once("no-pandas", "trackio_shim: pandas is not installed; history() returns a list of dicts")
-                return rows
-            return pd.DataFrame(rows)
-        return rows
+        return _as_frame(rows, pandas)
 
     def ranks(self) -> list[dict[str, Any]]:
         """The ranks of a distributed run: ``{rank, host, pid, local_rank, joined_at, exit_code, ended_at}``."""
@@ -161,14 +150,7 @@ class ApiRun:
                 agg["steps"], agg["mean"], agg["min"], agg["max"], agg["std"], agg["count"]
             )
         ]
-        if pandas:
-            try:
-                import pandas as pd
-            except ImportError:
-                warn_once("no-pandas", "trackio_shim: pandas is not installed; history() returns a list of dicts")
-                return rows
-            return pd.DataFrame(rows)
-        return rows
+        return _as_frame(rows, pandas)
 
     def energy(self, grid_g_per_kwh: float | None = None) -> dict[str, Any]:
         """GPU energy of this run: ``gpu_joules``, ``gpu_kwh``, ``gpu_hours``, ``co2eq_kg``, per-GPU figures.
@@ -368,6 +350,26 @@ class _LazyArtifact:
 
     def __repr__(self) -> str:
         return f"<Artifact {self.name}:{self.version} ({self.type})>"
+
+
+def _spread(rows: list[dict[str, Any]], samples: int) -> list[dict[str, Any]]:
+    """At most ``samples`` of ``rows``, evenly spread, first and last kept."""
+    if len(rows) > samples > 0:
+        step = (len(rows) - 1) / max(samples - 1, 1)
+        rows = [rows[round(i * step)] for i in range(samples)]
+    return rows
+
+
+def _as_frame(rows: list[dict[str, Any]], pandas: bool) -> Any:
+    """``rows`` as a pandas DataFrame when asked and pandas is installed, else as they are."""
+    if pandas:
+        try:
+            import pandas as pd
+        except ImportError:
+            warn_once("no-pandas", "trackio_shim: pandas is not installed; history() returns a list of dicts")
+            return rows
+        return pd.DataFrame(rows)
+    return rows
 
 
 def _rank_list(ranks: Any) -> list[int]:
