@@ -6,6 +6,7 @@ reads it through its query-only connections, as it does next to a running daemon
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,15 @@ from starlette.testclient import TestClient
 from trackio_shim.settings import TrackiodSettings
 
 LOOPBACK = "http://127.0.0.1:7860"
+#: Variables of a daemon that serves the dashboard on a free port and polls its store often.
+SERVING = {"TRACKIOD_DASHBOARD": "1", "TRACKIOD_DASHBOARD_PORT": "0", "TRACKIOD_DASHBOARD_POLL_INTERVAL_S": "0.5"}
+
+
+def isolated_env(home: Path, **variables: str) -> dict[str, str]:
+    """This environment without WANDB_*/TRACKIOD_* variables, with TRACKIOD_HOME=home, no autostart, ``variables``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "TRACKIOD_"))}
+    env.update(TRACKIOD_HOME=str(home), TRACKIOD_AUTOSTART="0", **variables)
+    return env
 
 
 def settings_for(home: Path, **overrides: Any) -> TrackiodSettings:
@@ -134,6 +144,21 @@ def log_rich_run(env: dict[str, str], tmp: Path) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+def store_rich_run(env: dict[str, str], tmp: Path) -> str:
+    """Start a daemon for ``env``, run RICH_RUN against it and stop it (a stop flushes the node series, which
+    reach the database in chunks); returns the run's id."""
+    from tests.conftest import DaemonProcess
+
+    daemon = DaemonProcess(env, tmp / "daemon.log")
+    daemon.start()
+    try:
+        run_id = log_rich_run(env, tmp)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.cleanup()
+    return run_id
 
 
 def fake_nvml_env(env: dict[str, str], tmp: Path) -> dict[str, str]:

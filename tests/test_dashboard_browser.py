@@ -7,7 +7,6 @@ scripts/setup.sh installs as root; without it these tests skip and say so.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, DaemonProcess, run_script, spawn_script, wait_for
+from tests.dashboard_support import SERVING, isolated_env
 
 pytestmark = pytest.mark.browser
 
@@ -75,14 +75,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     Returns (dashboard base URL, the environment to log against it, run ids by name).
     """
     tmp = tmp_path_factory.mktemp("browser")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "TRACKIOD_"))}
-    env.update(
-        TRACKIOD_HOME=str(tmp / "home"),
-        TRACKIOD_AUTOSTART="0",
-        TRACKIOD_DASHBOARD="1",
-        TRACKIOD_DASHBOARD_PORT="0",
-        TRACKIOD_DASHBOARD_POLL_INTERVAL_S="0.5",
-    )
+    env = isolated_env(tmp / "home", **SERVING)
     daemon = DaemonProcess(env, tmp / "daemon.log")
     daemon.start()
     try:

@@ -8,7 +8,6 @@ series reach the database in chunks and a stop flushes them. Screenshots go to t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ import pytest
 
 import tests.test_dashboard_browser as shared
 from tests.conftest import DaemonProcess
-from tests.dashboard_support import fake_nvml_env, log_rich_run
+from tests.dashboard_support import SERVING, fake_nvml_env, isolated_env, store_rich_run
 from tests.test_dashboard_browser import READY, shot
 
 # The Chromium fixtures of the dashboard's other browser tests, shared by registering them in this module too.
@@ -30,21 +29,10 @@ pytestmark = pytest.mark.browser
 def rich(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(dashboard base URL, run id) of a daemon serving the store RICH_RUN filled."""
     tmp = tmp_path_factory.mktemp("browser-rich")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "TRACKIOD_"))}
-    env.update(
-        TRACKIOD_HOME=str(tmp / "home"),
-        TRACKIOD_AUTOSTART="0",
-        TRACKIOD_DASHBOARD="1",
-        TRACKIOD_DASHBOARD_PORT="0",
-        TRACKIOD_DASHBOARD_POLL_INTERVAL_S="0.5",
-    )
-    env = fake_nvml_env(env, tmp)
-    daemon = DaemonProcess(env, tmp / "daemon.log")
-    daemon.start()
+    env = fake_nvml_env(isolated_env(tmp / "home", **SERVING), tmp)
+    run_id = store_rich_run(env, tmp)
+    daemon = DaemonProcess(env, tmp / "daemon2.log")
     try:
-        run_id = log_rich_run(env, tmp)
-        assert daemon.terminate() == 0
-        daemon = DaemonProcess(env, tmp / "daemon2.log")
         daemon.start()
         status = daemon.status()
         assert status is not None and status["dashboard"]

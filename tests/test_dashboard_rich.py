@@ -9,14 +9,12 @@ The app is driven by Starlette's HTTP test client over the SQLite file the daemo
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess
-from dashboard_support import client, fake_nvml_env, log_rich_run, settings_for
+from dashboard_support import client, fake_nvml_env, isolated_env, settings_for, store_rich_run
 from PIL import Image as PILImage
 
 
@@ -24,16 +22,8 @@ from PIL import Image as PILImage
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, Path]]:
     """(HTTP client, run id, home) after a real daemon stored RICH_RUN and stopped (flushing its series)."""
     tmp = tmp_path_factory.mktemp("rich")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "TRACKIOD_"))}
-    env.update(TRACKIOD_HOME=str(tmp / "home"), TRACKIOD_AUTOSTART="0", TRACKIOD_HEARTBEAT_INTERVAL_S="0.5")
-    env = fake_nvml_env(env, tmp)
-    daemon = DaemonProcess(env, tmp / "daemon.log")
-    daemon.start()
-    try:
-        run_id = log_rich_run(env, tmp)
-        assert daemon.terminate() == 0
-    finally:
-        daemon.cleanup()
+    env = fake_nvml_env(isolated_env(tmp / "home", TRACKIOD_HEARTBEAT_INTERVAL_S="0.5"), tmp)
+    run_id = store_rich_run(env, tmp)
     home = tmp / "home"
     yield client(settings_for(home)), run_id, home
 
