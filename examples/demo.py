@@ -133,7 +133,7 @@ def report(run_ids: list[str], home: str | None) -> None:
     print(f"  {prefix}{cli} runs --project {PROJECT}")
     snippet = f"import trackio_shim as wandb; print(wandb.Api().run('{best.path}').summary)"
     print(f'  {prefix}{sys.executable} -c "{snippet}"')
-    print("  (trackiod show, the dashboard, is not built yet)")
+    print(f"  {prefix}{cli} show                # the dashboard, in a browser")
 
 
 def main() -> int:

@@ -1,8 +1,8 @@
 """Reads of alerts, saved files, artifacts and metric contexts, through query-only connections.
 
-The companion of :mod:`trackiod.query` for the tables of schema version 2. Used by the CLI
+The companion of :mod:`trackiod.query` for the tables schema version 5 added. Used by the CLI
 (``trackiod alerts``, ``trackiod artifacts``), the read API (``trackio_shim.Api``), ``use_artifact()``, and
-the dashboard once it exists. Nothing here writes to the database; materialising an artifact version writes
+the dashboard. Nothing here writes to the database; materialising an artifact version writes
 files only (hard links to blobs, or copies).
 """
 
