@@ -278,6 +278,21 @@ def test_a_run_gets_no_energy_from_before_it_was_created(rig_factory: Any) -> No
     assert full > 0 and part == pytest.approx(full * 0.75, rel=1e-6)
 
 
+def test_a_shared_interval_is_split_by_the_time_each_run_existed(rig_factory: Any) -> None:
+    rig = rig_factory([gpu("GPU-shared", utilization=100)])
+    _, first_pid = rig.run("first")
+    second, second_pid = rig.run("second")
+    rig.gpus[0]["processes"] = {str(first_pid): 1e9, str(second_pid): 1e9}
+    rig.write()
+    rig.step(2.0)  # baseline
+    with rig.store.conn:  # "second" was created a quarter into the next 4 s interval
+        rig.store.update_run(second, created_at=rig.clock.now + 1.0)
+    rig.step(4.0)
+    first, later = rig.report("first")["gpu_joules"], rig.report("second")["gpu_joules"]
+    # 1 s alone, then 3 s shared: 1/4 + 3/8 of the interval's energy, and 3/8; nothing is lost.
+    assert first == pytest.approx(later * 5 / 3, rel=1e-6) and later > 0
+
+
 def test_children_of_a_training_process_count_for_its_run(rig_factory: Any) -> None:
     import subprocess
     import sys

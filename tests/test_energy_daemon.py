@@ -69,6 +69,10 @@ def test_two_runs_sharing_a_gpu_get_equal_live_energy(
     procs = [spawn_script(TRAIN.format(name=name, stop=stop), env) for name in ("a", "b")]
     try:
         wait_for(lambda: set(running_runs(env)) == {"a", "b"}, timeout=30, what="both runs to start")
+        # Two samples after both runs exist, so no interval they share began before one of them did (such an
+        # interval is split by the time each run existed, and the halves below would not be exact).
+        taken = wait_for(stopped_daemon.status)["sampling"]["samples"]
+        wait_for(lambda: (stopped_daemon.status() or {}).get("sampling", {}).get("samples", 0) >= taken + 2)
         busy["processes"] = {str(p.pid): 1.0e9 for p in procs}
         write_script(script, [busy, idle])
         # Live: the summaries fill in while both runs are still running.

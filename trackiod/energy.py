@@ -14,6 +14,7 @@ System and GPU readings are buffered per series and written as chunks to ``syste
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -234,10 +235,9 @@ class EnergyBook:
                 continue  # idle, or someone else's: it stays in the node's series only
             delta = energy_delta(prev, reading.energy_mj, power, dt, reading.values.get("power_limit_w"))
             joules, estimated = delta if delta is not None else (0.0, 0.0)
-            share = 1.0 / len(users)
+            shares = interval_shares({run_id: started.get(run_id, 0.0) for run_id in users}, ts - dt, ts)
             for run_id, via in users.items():
-                # An interval that began before the run did (a late or slow sample) counts only from its start.
-                part = share * min(1.0, max(0.0, (ts - started.get(run_id, 0.0)) / dt))
+                part = shares[run_id]
                 acc = pending.setdefault((run_id, gpu_id), [0.0, 0.0, 0.0, ts, ts])
                 acc[0] += joules * part
                 acc[1] += estimated * part
@@ -368,6 +368,22 @@ class EnergyBook:
     @property
     def buffered(self) -> bool:
         return any(times for times, _ in self._series.values())
+
+
+def interval_shares(begins: dict[int, float], start: float, end: float) -> dict[int, float]:
+    """Each run's fraction of a GPU interval ``[start, end]``: split equally among the runs that existed.
+
+    A run counts from ``begins[run]`` (its creation) on, so an interval stretched back by a late sample
+    never gives a run energy from before it existed; that part goes to the runs that did exist, or to none.
+    """
+    span = end - start
+    cuts = sorted({start, end, *(min(max(b, start), end) for b in begins.values())})
+    out = dict.fromkeys(begins, 0.0)
+    for lo, hi in itertools.pairwise(cuts):
+        present = [run for run, begin in begins.items() if begin <= lo]
+        for run in present:
+            out[run] += (hi - lo) / span / len(present)
+    return out
 
 
 def summary_items(joules: float, gpu_seconds: float, grid_g_per_kwh: float) -> dict[str, float]:
