@@ -198,17 +198,6 @@ def run_json(code: str, env: dict[str, str], *args: str, timeout: float = 300) -
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def spawn(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def rss_bytes() -> int:
     import psutil
 

@@ -150,6 +150,14 @@ def _check_all_committed(daemon: DaemonProcess, points: int) -> dict[str, Any]:
     return status
 
 
+def _timeline(reports: list[dict[str, Any]]) -> tuple[float, float, float, dict[str, float]]:
+    """Across the senders: the first log(), the last log(), the last ACK seen, and the ACK latency percentiles."""
+    first = min(r["first"] for r in reports)
+    logged = max(r["logged"] for r in reports)
+    acked = max(r["acked"] for r in reports)
+    return first, logged, acked, percentiles(np.concatenate([r["lat_ms"] for r in reports]))
+
+
 @pytest.mark.benchmark(group="ingest")
 def test_ingest_burst(benchmark: Any, daemon: DaemonProcess, env: dict[str, str], figures: Any, mode: Any) -> None:
     test = "ingest, burst"
@@ -160,11 +168,8 @@ def test_ingest_burst(benchmark: Any, daemon: DaemonProcess, env: dict[str, str]
     assert all(r["ok"] for r in reports), "a sender was not acknowledged in time"
     status = _check_all_committed(daemon, points)
 
-    first = min(r["first"] for r in reports)
-    logged = max(r["logged"] for r in reports)
-    acked = max(r["acked"] for r in reports)
+    first, logged, acked, lat = _timeline(reports)
     rate = points / (acked - first)
-    lat = percentiles(np.concatenate([r["lat_ms"] for r in reports]))
     figures.add(test, "senders x steps x keys", points, "points", note=f"{senders} x {steps:,} x {KEYS}")
     figures.add(test, "senders logging (first log -> last log)", logged - first, "s")
     figures.add(test, "first log -> last ACK seen", acked - first, "s")
@@ -196,10 +201,7 @@ def test_ingest_paced(
     assert all(r["ok"] for r in reports), "a sender was not acknowledged in time"
     status = _check_all_committed(daemon, points)
 
-    first = min(r["first"] for r in reports)
-    logged = max(r["logged"] for r in reports)
-    acked = max(r["acked"] for r in reports)
-    lat = percentiles(np.concatenate([r["lat_ms"] for r in reports]))
+    first, logged, acked, lat = _timeline(reports)
     figures.add(test, "offered rate (points / logging time)", points / (logged - first), "points/s")
     figures.add(test, "last log -> last ACK seen", (acked - logged) * 1000, "ms")
     figures.add(test, "log() -> ACK seen p50", lat["p50"], "ms", note=f"n={lat['n']}")
