@@ -59,6 +59,12 @@ SIZES: dict[str, tuple[int, int]] = {
     "page_metrics": (10, 10),
     "page_points": (10_000, 100_000),
     "page_repeats": (1, 3),
+    # peers (test_peers.py): interleaved batches x single calls (fewer for the slow trackers, see peers.calls_for);
+    # fresh processes per tracker for import / init / finish; paced steps before a kill -9
+    "peer_batches": (2, 20),
+    "peer_calls": (500, 2_000),
+    "peer_repeats": (1, 7),
+    "peer_kill_steps": (150, 600),
 }
 
 

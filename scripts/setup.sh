@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install trackiod and its development tools into ./.venv (created if missing). Idempotent: when everything
-# pyproject.toml asks for (runtime, dev, the torch CPU build and the integrations extra the tests use) is already installed, and trackiod is installed in editable mode from this
+# pyproject.toml asks for (runtime, dev, the torch CPU build, and the integrations and bench extras the tests use) is already installed, and trackiod is installed in editable mode from this
 # checkout, it changes nothing. Works from any directory. Override the interpreter with PYTHON=python3.12.
 set -euo pipefail
 
@@ -38,7 +38,7 @@ except ImportError:
 project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
 extras = project.get("optional-dependencies", {})
 wanted = list(project.get("dependencies", [])) + list(extras.get("dev", [])) + list(extras.get("torch", []))
-wanted += list(extras.get("integrations", []))
+wanted += list(extras.get("integrations", [])) + list(extras.get("bench", []))
 for spec in wanted:
     req = Requirement(spec)
     if req.marker is not None and not req.marker.evaluate():
