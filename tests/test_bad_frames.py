@@ -183,7 +183,7 @@ def _consumed(raw: bytes, sid: bytes, seq: int) -> bool:
 def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
     stopped_daemon: DaemonProcess, env: dict[str, str], shim: Any
 ) -> None:
-    """100k garbage frames and 200 huge ones from a session that owns a run, then a good client: all stored."""
+    """100k hostile frames and 200 huge ones from a session that owns a run, then a good client: all stored."""
     daemon = stopped_daemon.start(TRACKIOD_MAX_FRAME_BYTES=str(1 << 20))
     assert daemon.proc is not None
     proc = psutil.Process(daemon.proc.pid)
@@ -211,13 +211,16 @@ def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
 
         def hostile(count: int) -> None:
             nonlocal seq, sent
-            for _ in range(count):
+            for i in range(count):
                 raw = random_frame(rng, sid, seq + 1)
                 sock.send(raw)
                 seq += _consumed(raw, sid, seq + 1)
                 sent += 1
                 while sock.poll(0):  # NOTICEs and ACKs: read them so nothing queues up on either side
                     sock.recv()
+                if i % 2000 == 1999:
+                    # Paced, so this measures what ingest keeps, not ZeroMQ's receive queue (docs/robustness.md).
+                    _ping(sock, sid, timeout=60)
 
         hostile(5_000)
         wait_for(lambda: (daemon.status() or {}).get("malformed_frames", 0) > 500, timeout=60, what="garbage read")
@@ -233,7 +236,7 @@ def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
         rss_after = proc.memory_info().rss
         assert daemon.alive
         growth = rss_after - rss_before
-        assert growth < 150 << 20, f"RSS grew by {growth >> 20} MiB over 95k garbage and 200 huge frames"
+        assert growth < 100 << 20, f"RSS grew by {growth >> 20} MiB over 95k garbage and 200 huge frames"
         assert (daemon.status() or {})["malformed_frames"] >= 1000
 
         run = shim.init(project=PROJECT, id="after-garbage")
