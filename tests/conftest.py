@@ -179,3 +179,22 @@ def spawn_script(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _hypothesis_profiles() -> None:
+    """Hypothesis: "ci" (the default: few examples, no deadline on 2 shared cores) and "deep" for long local runs.
+
+    Pick one with HYPOTHESIS_PROFILE=deep; the example database lives in .hypothesis/ (gitignored).
+    """
+    try:
+        from hypothesis import settings
+        from hypothesis.database import DirectoryBasedExampleDatabase
+    except ImportError:  # only the dev extra has it
+        return
+    database = DirectoryBasedExampleDatabase(str(ROOT / ".hypothesis" / "examples"))
+    settings.register_profile("ci", max_examples=40, deadline=None, database=database)
+    settings.register_profile("deep", max_examples=2000, deadline=None, database=database)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_hypothesis_profiles()

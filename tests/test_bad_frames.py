@@ -1,19 +1,28 @@
-"""Malformed frames from a raw ZeroMQ socket: counted, never stored, and the daemon serves everyone else on."""
+"""Malformed frames from a raw ZeroMQ socket: counted, never stored, and the daemon serves everyone else on.
+
+The in-process properties (all or nothing per frame, every field of every kind) are in tests/test_fuzz_frames.py;
+here a real daemon process gets garbage from raw DEALER sockets, and the standalone scripts/fuzz_frames.py does
+the same for as long as asked.
+"""
 
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import msgpack
+import psutil
 import pytest
 import zmq
 from conftest import DaemonProcess, wait_for
+from hostile_frames import H, deep_frame, huge_header, random_frame
 from test_reliability import KEYS, PROJECT, assert_complete, report_of, start_training
 
 from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
 
 MAX_FRAME = 65_536
 
@@ -52,6 +61,13 @@ def bad_frames() -> list[tuple[str, bytes]]:
         ("run params are a list", _pack(P.RUN_START, sid(16), 1, 1, ["project", "p"])),
         ("config items are a string", _pack(P.CONFIG, sid(16), 1, 1, "lr=0.1")),
         ("ping without a version", _pack(P.PING, sid(16))),
+        ("ping with an unhashable version", _pack(P.PING, sid(16), [1])),
+        ("resync to a string", _pack(P.RESYNC, sid(16), "x")),
+        ("sequence number beyond int64", _pack(P.LOG, sid(16), 2**64 - 1, 1, 0, 1.0, {"x": 1.0})),
+        ("step beyond int64", _pack(P.LOG, sid(16), 1, 1, 2**64 - 1, 1.0, {"x": 1.0})),
+        ("timestamp NaN", _pack(P.LOG, sid(16), 1, 1, 0, float("nan"), {"x": "text"})),
+        ("unknown summary aggregate", _pack(P.DEFINE_METRIC, sid(16), 1, 1, {"name": "x", "summary": ["m,n"]})),
+        ("summary with a bytes map key", _pack(P.SUMMARY, sid(16), 1, 1, {"best": {b"k": 1}})),
     ]
 
 
@@ -130,3 +146,131 @@ def test_malformed_frames_are_counted_and_dropped_while_others_are_served(
     tables = _stored_tables(daemon.home)
     assert tables.pop("chunks") > 0
     assert tables == {"projects": 1, "runs": 2, "keys": KEYS, "run_keys": 2 * KEYS, "texts": 0, "session_runs": 2}
+
+
+def _dealer(ctx: zmq.Context[Any], daemon: DaemonProcess, sid: bytes | None = None) -> zmq.Socket[Any]:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    if sid is not None:
+        sock.setsockopt(zmq.ROUTING_ID, sid)
+    sock.connect(daemon.settings().endpoint)
+    return sock
+
+
+def _ping(sock: zmq.Socket[Any], sid: bytes, timeout: float = 10) -> bool:
+    """Ping until a PONG comes back (a dropped connection reconnects on its own, losing what was in flight)."""
+
+    def answered() -> bool:
+        sock.send(_pack(P.PING, sid, P.PROTOCOL_VERSION))
+        while sock.poll(100):
+            if P.decode_daemon(sock.recv())[0] == P.PONG:
+                return True
+        return False
+
+    return bool(wait_for(answered, timeout=timeout, what="a PONG"))
+
+
+def _consumed(raw: bytes, sid: bytes, seq: int) -> bool:
+    """Whether the daemon takes ``raw`` as the session's sequenced frame ``seq`` (a flipped byte may change it)."""
+    try:
+        kind, frame_sid, frame_seq, _ = P.decode_client(raw)
+    except ProtocolError:
+        return False
+    return frame_sid == sid and kind in P.SEQUENCED_KINDS and frame_seq == seq
+
+
+@pytest.mark.slow
+def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
+    stopped_daemon: DaemonProcess, env: dict[str, str], shim: Any
+) -> None:
+    """100k hostile frames and 200 huge ones from a session that owns a run, then a good client: all stored."""
+    daemon = stopped_daemon.start(TRACKIOD_MAX_FRAME_BYTES=str(1 << 20))
+    assert daemon.proc is not None
+    proc = psutil.Process(daemon.proc.pid)
+    ctx = zmq.Context()
+    sid, seq = os.urandom(16), 0
+    rng = random.Random(8)
+    try:
+        sock = _dealer(ctx, daemon, sid)
+        sock.setsockopt(zmq.RCVHWM, 0)
+        for kind, *fields in ((P.SESSION, {"version": 1, "pid": 1}), (P.RUN_START, H, {"project": PROJECT, "id": "h"})):
+            seq += 1
+            sock.send(_pack(kind, sid, seq, *fields))
+        # The killers found by the fuzzers, now sent from a session whose run exists (so they reach the store).
+        killers = [
+            (P.DEFINE_METRIC, H, {"name": "x", "summary": ["bogus"]}),
+            (P.DEFINE_METRIC, H, {"name": "x", "summary": 5.0}),
+            (P.SUMMARY, H, {"best": {b"bytes": 1}}),
+            (P.LOG, H, 2**64 - 1, 1.0, {"x": 1.0}),
+            (P.LOG, H, 1, float("nan"), {"x": "text"}),
+        ]
+        for kind, *fields in killers:
+            seq += 1
+            sock.send(_pack(kind, sid, seq, *fields))
+        sent = 0
+
+        def hostile(count: int) -> None:
+            nonlocal seq, sent
+            for i in range(count):
+                raw = random_frame(rng, sid, seq + 1)
+                sock.send(raw)
+                seq += _consumed(raw, sid, seq + 1)
+                sent += 1
+                while sock.poll(0):  # NOTICEs and ACKs: read them so nothing queues up on either side
+                    sock.recv()
+                if i % 2000 == 1999:
+                    # Paced, so this measures what ingest keeps, not ZeroMQ's receive queue (docs/robustness.md).
+                    _ping(sock, sid, timeout=60)
+
+        hostile(5_000)
+        wait_for(lambda: (daemon.status() or {}).get("malformed_frames", 0) > 500, timeout=60, what="garbage read")
+        rss_before = proc.memory_info().rss
+        hostile(95_000)
+        for levels in (900, 1020):  # just under the decoder's limit, encoded by hand
+            seq += 1
+            sock.send(deep_frame(P.CONFIG, sid, seq, levels))
+        big = _dealer(ctx, daemon)  # over max_frame_bytes but under ZeroMQ's limit: counted and dropped
+        for i in range(200):
+            big.send(huge_header(rng) if i % 2 else b"\x00" * ((1 << 20) + 1 + i))
+        _ping(sock, sid, timeout=120)  # everything before the PING has been read
+        rss_after = proc.memory_info().rss
+        assert daemon.alive
+        growth = rss_after - rss_before
+        assert growth < 100 << 20, f"RSS grew by {growth >> 20} MiB over 95k garbage and 200 huge frames"
+        assert (daemon.status() or {})["malformed_frames"] >= 1000
+
+        run = shim.init(project=PROJECT, id="after-garbage")
+        for step in range(2000):
+            run.log({f"k{k}": step * 10 + k for k in range(KEYS)})
+        run.finish()
+        assert_complete("after-garbage", 2000)
+        assert daemon.alive
+    finally:
+        ctx.destroy(linger=0)
+
+
+@pytest.mark.slow
+def test_a_message_over_zeromq_s_limit_drops_only_that_connection(stopped_daemon: DaemonProcess) -> None:
+    """MAXMSGSIZE is 4 x max_frame_bytes: beyond it ZeroMQ drops the peer before the daemon allocates the frame."""
+    daemon = stopped_daemon.start(TRACKIOD_MAX_FRAME_BYTES=str(MAX_FRAME))
+    ctx = zmq.Context()
+    try:
+        bystander_sid, sender_sid = os.urandom(16), os.urandom(16)
+        bystander = _dealer(ctx, daemon, bystander_sid)
+        sender = _dealer(ctx, daemon, sender_sid)
+        assert _ping(bystander, bystander_sid) and _ping(sender, sender_sid)
+        malformed_before = malformed(daemon)
+        for size in (4 * MAX_FRAME + 1, 64 * MAX_FRAME):
+            sender.send(b"\x00" * size)
+            assert _ping(bystander, bystander_sid), "the daemon stopped serving other clients"
+        assert daemon.alive
+        # ZeroMQ refused both before the daemon saw them; the sender reconnects by itself and is served again.
+        assert malformed(daemon) == malformed_before
+        assert _ping(sender, sender_sid, timeout=20)
+        # Just under the limit the frame reaches the daemon, which counts it as over max_frame_bytes.
+        sender.send(b"\x00" * (4 * MAX_FRAME - 64))
+        wait_for(lambda: malformed(daemon) == malformed_before + 1, timeout=10, what="the frame under the limit")
+        log_text = daemon.log_path.read_text(errors="replace")
+        assert "over max_frame_bytes" in log_text
+    finally:
+        ctx.destroy(linger=0)

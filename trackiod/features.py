@@ -18,6 +18,7 @@ from trackio_shim.settings import TrackiodSettings
 from .alerts import AlertBook, Notifier
 from .artifacts import ArtifactBook
 from .files import FileKeeper
+from .frame_guard import is_step, is_time
 from .workers import Outbox, Worker
 
 log = logging.getLogger("trackiod.features")
@@ -79,8 +80,8 @@ class Features:
         store = ingest.store
         if kind == P.LOG_CONTEXT:
             step, ts, data, context = fields[1:]
-            if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(data, dict):
-                raise ValueError("LOG_CONTEXT needs an int step, a numeric timestamp and a dict of values")
+            if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
+                raise ValueError("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
             body = canonical_context(context)
             rank = ingest.runs.ranks.get((sid, handle))
             if rank is not None:

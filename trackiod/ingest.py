@@ -24,11 +24,15 @@ from trackio_shim.errors import ProtocolError
 
 from .batch import Batch, Columns
 from .features import KINDS as FEATURE_KINDS
+from .frame_guard import FrameGuard, caused_by_input, check_metric_spec, check_plain, is_step, is_time
 from .media import MediaWriter
 from .runs import RunBook
 from .store import Store
 
 log = logging.getLogger("trackiod.ingest")
+
+#: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
+_UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
 
 #: ``send(sid, message)``: deliver a daemon -> client message to a session (dropped if it is gone).
 Send = Callable[[bytes, tuple[Any, ...]], None]
@@ -128,16 +132,26 @@ class Ingest:
         self._touched.add(sid)
         if self.journal is not None and kind != P.FORWARD:
             self.journal.append(P.pack([kind, sid, seq, *fields]))
+        # All or nothing: a frame that fails halfway leaves no trace (LOG kinds check before they change anything).
+        guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self)
         try:
             self._apply(kind, sid, seq, fields, live)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as exc:
-            self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {exc}", sid)
+        except Exception as exc:
+            if guard is not None:
+                guard.undo()
+            if not caused_by_input(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, RecursionError)) else str(exc)
+            self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {reason}", sid)
+        else:
+            if guard is not None:
+                guard.release()
 
     def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         if kind == P.LOG:
             handle, step, ts, data = fields
-            if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(data, dict):
-                raise ValueError("LOG needs an int step, a numeric timestamp and a dict of values")
+            if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
+                raise ValueError("LOG needs an int64 step, a finite timestamp and a dict of values")
             run_id = self.runs.run_for(sid, handle)
             if run_id is not None:
                 rank = self.runs.ranks.get((sid, handle)) if self.runs.ranks else None
@@ -148,8 +162,8 @@ class Ingest:
                 self.counters.points += len(data)
         elif kind == P.MEDIA:
             handle, step, ts, items = fields
-            if type(step) is not int or not isinstance(ts, (int, float)) or not isinstance(items, dict):
-                raise ValueError("MEDIA needs an int step, a numeric timestamp and a map of values")
+            if not is_step(step) or not is_time(ts) or not isinstance(items, dict):
+                raise ValueError("MEDIA needs an int64 step, a finite timestamp and a map of values")
             run_id = self.runs.run_for(sid, handle)
             rank = self.runs.ranks.get((sid, handle))
             if rank is not None:  # rich values of rank r > 0 are kept under "rank<r>/<key>" (docs/ranks.md)
@@ -180,11 +194,13 @@ class Ingest:
                 self.commit()  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))
         elif kind == P.CONFIG:
-            self.runs.config(sid, fields[0], _as_dict(fields[1]))
+            self.runs.config(sid, fields[0], _as_dict(fields[1], "config"))
         elif kind == P.SUMMARY:
-            self.runs.summary(sid, fields[0], _as_dict(fields[1]))
+            self.runs.summary(sid, fields[0], _as_dict(fields[1], "summary"))
         elif kind == P.DEFINE_METRIC:
-            self.runs.define_metric(sid, fields[0], _as_dict(fields[1]))
+            spec = _as_dict(fields[1], "DEFINE_METRIC spec")
+            check_metric_spec(spec)
+            self.runs.define_metric(sid, fields[0], spec)
         elif kind == P.RUN_FINISH:
             self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
         elif kind == P.FORWARD:
@@ -228,6 +244,12 @@ class Ingest:
     # ------------------------------------------------------------------ control messages
     def _control(self, kind: int, sid: bytes, fields: list[Any]) -> None:
         self.last_seen[sid] = time.time()
+        try:
+            self._answer_control(kind, sid, fields)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            self._malformed(f"{P.KIND_NAMES[kind]} from session {sid.hex()[:8]}: {exc}", sid)
+
+    def _answer_control(self, kind: int, sid: bytes, fields: list[Any]) -> None:
         if kind == P.PING:
             if fields[0] not in P.SUPPORTED_VERSIONS:
                 self.send(sid, (P.REFUSE, _unsupported_version(fields[0])))
@@ -236,7 +258,9 @@ class Ingest:
         elif kind == P.SPOOL_READY:
             self.spool_hook(sid)
         elif kind == P.RESYNC:
-            first = int(fields[0])
+            first = fields[0]
+            if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
+                raise ValueError(f"RESYNC needs a sequence number from 1 to {P.MAX_SEQ}, got {first!r}")
             if first - 1 > self.accepted.get(sid, 0):
                 log.error(
                     "session %s says frames before %d are gone; %d frames were lost",
@@ -343,10 +367,14 @@ class Ingest:
             self._nack(sid, self.committed.get(sid, 0) + 1)
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    """A config, summary or spec map with string keys whose values can be stored as JSON (ValueError if not)."""
     if not isinstance(value, dict):
-        raise ValueError(f"expected a dict, got {type(value).__name__}")
-    return {str(k): v for k, v in value.items()}
+        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
+    items = {str(k): v for k, v in value.items()}
+    for key, item in items.items():
+        check_plain(item, f"{what} key {key[:80]!r}")
+    return items
 
 
 def as_json(value: Any) -> str:

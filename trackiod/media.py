@@ -68,7 +68,7 @@ class MediaWriter:
                 continue
             try:
                 kind, meta, body, path, files = self._encode(run_id, name, step, payload)
-            except (Rejected, ValueError, TypeError, KeyError, OverflowError) as exc:
+            except (Rejected, ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
                 rejects.append((name, str(exc)))
                 continue
             except OSError as exc:  # disk full, permissions: this value is lost, the rest of the call is not

@@ -102,6 +102,9 @@ KIND_NAMES = {
     if name.isupper() and isinstance(value, int) and not name.startswith(("PROTOCOL", "SESSION_ID"))
 }
 
+#: Largest sequence number (SQLite's INTEGER); beyond it a frame is malformed, not a watermark to store.
+MAX_SEQ = 2**63 - 1
+
 
 def pack(message: tuple[Any, ...] | list[Any]) -> bytes:
     """Encode one message. Hot paths keep their own ``msgpack.Packer`` instead."""
@@ -128,7 +131,8 @@ def unpack(raw: bytes, max_len: int | None = None) -> Any:
             max_ext_len=limit,
         )
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError(f"undecodable frame ({type(exc).__name__}: {exc})") from None
+        detail = str(exc) or ("nested too deeply" if isinstance(exc, msgpack.StackError) else "no detail")
+        raise ProtocolError(f"undecodable frame ({type(exc).__name__}: {detail})") from None
 
 
 def decode_client(raw: bytes) -> tuple[int, bytes, int, list[Any]]:
@@ -156,8 +160,8 @@ def check_client(msg: Any) -> tuple[int, bytes, int, list[Any]]:
         if len(msg) != 3 + _ARITY[kind]:
             raise ProtocolError(f"{KIND_NAMES[kind]}: expected {3 + _ARITY[kind]} elements, got {len(msg)}")
         seq = msg[2]
-        if type(seq) is not int or seq < 1:
-            raise ProtocolError(f"{KIND_NAMES[kind]}: sequence number must be a positive int, got {seq!r}")
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            raise ProtocolError(f"{KIND_NAMES[kind]}: sequence number must be a positive int below 2**63, got {seq!r}")
         return kind, sid, seq, msg[3:]
     if len(msg) != 2 + _ARITY[kind]:
         raise ProtocolError(f"{KIND_NAMES[kind]}: expected {2 + _ARITY[kind]} elements, got {len(msg)}")
