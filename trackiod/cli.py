@@ -20,6 +20,8 @@ from trackio_shim.settings import TrackiodSettings
 
 from . import __version__, cli_data, cli_energy, control
 from .dashboard import cli as dashboard_cli
+from .integrity import recovery_line
+from .stall import status_line as stall_line
 
 
 def _settings(args: argparse.Namespace) -> TrackiodSettings:
@@ -80,6 +82,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             )
             if status.get("dashboard"):
                 print(f"  dashboard: {status['dashboard']}")
+            if status.get("database_recovered"):
+                print(f"trackiod: warning: {recovery_line(status['database_recovered'])}", file=sys.stderr)
             return 0
     print(
         f"trackiod: the daemon did not come up within {settings.autostart_timeout_s:.0f}s; see {settings.log_path}",
@@ -158,6 +162,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
         ),
         ("last error", status["last_error"] or "none"),
+        ("writes", stall_line(status.get("writes"))),
+        *([("recovered", recovery_line(status["database_recovered"]))] if status.get("database_recovered") else []),
         ("sampling", _sampling_line(status.get("sampling") or {})),
         *cli_data.sync_lines(status["sync"]),
         ("dashboard", status.get("dashboard") or "not served (trackiod show, or start --dashboard)"),

@@ -29,6 +29,7 @@ from .daemon_status import answer_query, daemon_status
 from .energy import EnergyBook
 from .features import Features
 from .ingest import Ingest
+from .integrity import ensure_usable
 from .mirrors.hub import MirrorHub
 from .nvml import make_provider
 from .sampler import Sampler
@@ -81,6 +82,7 @@ class Daemon:
         """
         self.settings.ensure_dirs()
         self._acquire_lock()
+        self.recovery = ensure_usable(self.settings.db_path, self.settings.media_dir, self.settings.integrity_check)
         self.store = Store(self.settings.db_path)
         self.ctx = zmq.Context(io_threads=1)
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -313,7 +315,7 @@ class Daemon:
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
             ):
                 ingest.commit()
-            if self.features.outbox:
+            if self.features.outbox and not ingest.stall.active:
                 self.features.drain(ingest)
             if now >= next_maintenance:
                 next_maintenance = now + settings.maintenance_interval_s
@@ -362,6 +364,8 @@ class Daemon:
 
     def _maintenance(self) -> None:
         try:
+            if not self.ingest.may_write():  # the disk is full: nothing is written until a retry (stall.py)
+                return
             self.spool.ingest()
             ingest = self.ingest
             ingest.commit()

@@ -85,6 +85,8 @@ def daemon_status(daemon: Daemon) -> dict[str, Any]:
         "spooled_frames_ingested": daemon.spool.frames,
         "spool_files_pending": len(spool_files(daemon.settings.spool_dir)),
         "last_error": counters.last_error,
+        "writes": daemon.ingest.stall.status(),
+        "database_recovered": daemon.recovery.as_dict() if daemon.recovery else None,
         "sampling": _sampling_status(daemon.sampler),
         "sync": daemon.sync.status(),
         "dashboard": daemon.dashboard_url,

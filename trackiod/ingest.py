@@ -27,6 +27,7 @@ from .features import KINDS as FEATURE_KINDS
 from .frame_guard import FrameGuard, caused_by_input, check_metric_spec, check_plain, is_step, is_time
 from .media import MediaWriter
 from .runs import RunBook
+from .stall import WriteStall, is_storage_error, notice_text, probe_write
 from .store import Store
 
 log = logging.getLogger("trackiod.ingest")
@@ -74,6 +75,7 @@ class Ingest:
         self.runs = RunBook(store, handles, self.notice)
         self.batch = Batch()
         self.counters = Counters()
+        self.stall = WriteStall(store.path)
         self.host = os.uname().nodename
         self._in_txn = False
         self._touched: set[bytes] = set()
@@ -112,6 +114,9 @@ class Ingest:
 
     # ------------------------------------------------------------------ sequenced messages
     def _sequenced(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        if self.stall.active:  # the disk is full: not taken, not acknowledged; resent after the retry
+            self._refuse(sid)
+            return
         expected = self.accepted.get(sid, 0) + 1
         if seq > expected and live:
             self.spool_hook(sid)  # the missing frames may be waiting in a spool file
@@ -137,9 +142,16 @@ class Ingest:
         try:
             self._apply(kind, sid, seq, fields, live)
         except Exception as exc:
+            if is_storage_error(exc) and self._in_txn:
+                # The disk refused a write inside the batch: the whole batch, this frame included, is rolled
+                # back and waits for space (trackiod.stall); the rollback resets what the frame's guard holds.
+                touched, self._touched = self._touched | {sid}, set()
+                self._in_txn = False
+                self._rollback(touched, exc)
+                return
             if guard is not None:
                 guard.undo()
-            if not caused_by_input(exc):
+            if not caused_by_input(exc) or is_storage_error(exc):
                 raise
             reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, RecursionError)) else str(exc)
             self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {reason}", sid)
@@ -190,8 +202,7 @@ class Ingest:
                 ok, body = self.runs.start(sid, int(handle), dict(params))
             except ValueError as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
                 ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
-            if live and params.get("req") is not None:
-                self.commit()  # the answer promises a committed run
+            if live and params.get("req") is not None and self.commit():  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))
         elif kind == P.CONFIG:
             self.runs.config(sid, fields[0], _as_dict(fields[1], "config"))
@@ -302,6 +313,8 @@ class Ingest:
     def commit(self) -> bool:
         """Write the batch, commit, and acknowledge every session it covered; False if it was rolled back."""
         if not self._in_txn:
+            if self.stall.active:
+                return False
             self._ack_dups()
             return True
         started = time.perf_counter()
@@ -327,6 +340,9 @@ class Ingest:
             if self.journal:
                 self.journal = []
         self.counters.note_commit((time.perf_counter() - started) * 1000)
+        if self.stall.since is not None and self.stall.cleared() is not None:
+            for sid in touched:
+                self.send(sid, (P.NOTICE, "info", f"trackiod writes to {self.store.path} again; nothing was lost"))
         if self.features is not None:
             self.features.committed()
         events, self.runs.events = self.runs.events, []
@@ -350,9 +366,15 @@ class Ingest:
         self._dups.clear()
 
     def _rollback(self, touched: set[bytes], exc: Exception) -> None:
-        """Undo a failed batch: forget everything uncommitted and ask its senders to resend."""
-        self.counters.last_error = f"commit failed: {exc}"
-        log.error("commit failed, batch rolled back (its senders will resend): %s", exc)
+        """Undo a failed batch: forget everything uncommitted and ask its senders to resend.
+
+        A storage error (disk full, I/O) stalls writes instead (trackiod.stall): the senders are asked to
+        resend only at the next retry, so they keep their frames instead of resending into a full disk.
+        """
+        storage = is_storage_error(exc)
+        self.counters.last_error = f"{'write stalled' if storage else 'commit failed'}: {exc}"
+        if not storage:
+            log.error("commit failed, batch rolled back (its senders will resend): %s", exc)
         try:
             self.store.conn.execute("ROLLBACK")
         except apsw.Error:
@@ -363,8 +385,40 @@ class Ingest:
             self.features.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
+        if storage:
+            self.stall.enter(exc)
+            for sid in touched:
+                self._refuse(sid)
+            return
         for sid in touched:
             self._nack(sid, self.committed.get(sid, 0) + 1)
+
+    def _refuse(self, sid: bytes) -> None:
+        """A session's frame was not taken during a stall: tell it once per stall, NACK it at the retry."""
+        if sid not in self.stall.waiting:
+            self.stall.waiting.add(sid)
+            self.send(sid, (P.NOTICE, "warning", notice_text(self.store.path, self.stall.cause)))
+
+    def may_write(self) -> bool:
+        """False while writes are stalled and no retry is due; a due retry probes, then asks for resends."""
+        if not self.stall.active:
+            return True
+        if not self.stall.due():
+            return False
+        try:
+            probe_write(self.store.conn)
+        except apsw.Error as exc:
+            if not is_storage_error(exc):
+                raise
+            self.stall.enter(exc)
+            return False
+        waiting = self.stall.retrying()
+        if not waiting:
+            self.stall.cleared()
+        for sid in waiting:
+            self._last_nack.pop(sid, None)
+            self._nack(sid, self.committed.get(sid, 0) + 1)
+        return True
 
 
 def _as_dict(value: Any, what: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .batch import check_key
+from .stall import NO_SPACE_ERRNOS
 from .store import Store
 
 log = logging.getLogger("trackiod.media")
@@ -71,7 +72,9 @@ class MediaWriter:
             except (Rejected, ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
                 rejects.append((name, str(exc)))
                 continue
-            except OSError as exc:  # disk full, permissions: this value is lost, the rest of the call is not
+            except OSError as exc:  # permissions: this value is lost, the rest of the call is not
+                if exc.errno in NO_SPACE_ERRNOS:
+                    raise  # disk full: the whole batch waits for space instead (trackiod.stall)
                 log.error("could not write media file for key %r: %s", name, exc)
                 rejects.append((name, f"the daemon could not write its file ({exc.strerror or exc})"))
                 continue

@@ -74,7 +74,10 @@ class Store(RankRows):
 
     def checkpoint(self) -> None:
         """Copy committed WAL pages into the database without waiting on readers (PASSIVE)."""
-        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except (apsw.FullError, apsw.IOError) as exc:  # the WAL keeps them; commits report a full disk
+            log.debug("checkpoint deferred: %s", exc)
 
     def transaction(self) -> apsw.Connection:
         """``with store.transaction():`` commits on success and rolls back on error."""

@@ -69,6 +69,7 @@ class Client:
         self.acked = 0
         self._spool: SpoolWriter | None = None
         self._spooled_paths: list[Path] = []
+        self._spool_retry_at = 0.0  # after a spool write failed (disk full): no new spool file before this
         self.spooled_frames = 0
         self._boot_id: bytes | None = None
         self.last_heard = 0.0
@@ -295,9 +296,10 @@ class Client:
             if to_spool is None:
                 return
             writer, frames = to_spool
+            first = self.seq + 1 - len(frames)
             writer.lock.acquire()  # before the client lock is released, so batches reach the file in order
         try:
-            writer.write_many(frames)
+            writer.write_many(frames, first)
         finally:
             writer.lock.release()
 
@@ -309,15 +311,19 @@ class Client:
             self._last_ping = now
             self._control((P.PING, P.PROTOCOL_VERSION))
         if self._spool is not None:
+            if self._spool.error is not None:
+                self._unspool()
+                return None
             if self.last_heard > self._spool_since:
                 self._end_spool()
                 return None
             return self._spool, self._take_for_spool()
         if self.hold:
             self._send_backlog()
-        if self._bytes > self.settings.buffer_bytes:
+        if self._bytes > self.settings.buffer_bytes and now >= self._spool_retry_at:
             self._begin_spool()
-            assert self._spool is not None
+            if self._spool is None:
+                return None
             return self._spool, self._take_for_spool()
         return None
 
@@ -341,7 +347,11 @@ class Client:
             self.hold = False
 
     def _begin_spool(self) -> None:
-        self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+        try:
+            self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+        except OSError as exc:
+            self._spool_failed(exc)
+            return
         self._spool_since = time.monotonic()
         self.hold = True
         warn_once(
@@ -360,27 +370,79 @@ class Client:
         self._sent = self.seq
         return frames
 
-    def _end_spool(self) -> None:
+    def _end_spool(self) -> bool:
+        """Close the spool file and tell the daemon; False if it could not be written (frames kept in memory)."""
         assert self._spool is not None
         frames = self._take_for_spool()
         with self._spool.lock:  # waits for the pump's batch in flight, so the file keeps seq order
-            self._spool.write_many(frames)
-            self._spool.close()
+            self._spool.write_many(frames, self.seq + 1 - len(frames))
+            if self._spool.error is None:
+                try:
+                    self._spool.close()
+                except OSError as exc:
+                    self._spool.error = exc  # its frames may not be on disk: keep them (resends are deduped)
+                    self._spool.failed.append((self.seq + 1 - len(frames), frames))
+        if self._spool.error is not None:
+            self._unspool()
+            return False
         self._spooled_paths.append(self._spool.path)
         self._control((P.SPOOL_READY, str(self._spool.path)))
         self._spool = None
         self.hold = False
+        return True
+
+    def _unspool(self) -> None:
+        """The spool could not be written (disk full): take its unwritten frames back into memory.
+
+        The frames before the failed batch are in the file (whole frames before any tear), the rest go back in
+        front of the buffer, so nothing is lost while this process lives; the daemon drops duplicates.
+        """
+        spool = self._spool
+        assert spool is not None
+        with spool.lock:
+            batches, spool.failed = sorted(spool.failed, key=lambda b: b[0]), []
+            spool.abandon()
+        frames = [frame for _, batch in batches for frame in batch]
+        first = batches[0][0] if batches else self._base
+        skip = max(0, min(len(frames), self.acked + 1 - first))  # acknowledged meanwhile: not needed
+        frames, first = frames[skip:], first + skip
+        if frames and first + len(frames) == self._base:
+            self._unacked = frames + self._unacked[self._head :]
+            self._head, self._base = 0, first
+            self._bytes += sum(map(len, frames))
+            self.spooled_frames -= len(frames)
+        self._sent = self._base - 1
+        self.hold = True
+        if batches and batches[0][0] > spool.first_seq:
+            self._spooled_paths.append(spool.path)  # it holds the frames before the failed batch
+        else:
+            with contextlib.suppress(OSError):
+                spool.path.unlink()  # nothing in it: give its space back
+        self._spool = None
+        self._spool_failed(spool.error)
+
+    def _spool_failed(self, exc: OSError | None) -> None:
+        self._spool_retry_at = time.monotonic() + 5.0
+        reason = exc.strerror if exc is not None and exc.strerror else str(exc)
+        warn_once(
+            ("spool-failed", reason),
+            f"trackio_shim: cannot write to the spool in {self.settings.spool_dir} ({reason}); keeping the data "
+            "in this process's memory until trackiod or the disk has room",
+        )
 
     def spill_locked(self) -> Path | None:
         """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
         if self._spool is None:
             if len(self._unacked) == self._head:
                 return None
-            self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+            try:
+                self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+            except OSError as exc:
+                self._spool_failed(exc)
+                return None
             self._spool_since = time.monotonic()
         path = self._spool.path
-        self._end_spool()
-        return path
+        return path if self._end_spool() else None
 
     # ------------------------------------------------------------------ waiting
     def wait_acked(self, seq: int, timeout: float) -> bool:
@@ -540,6 +602,12 @@ class Client:
         with self.lock:
             if self.seq > self.acked or self._spool is not None:
                 self.spill_locked()
+            if len(self._unacked) > self._head:
+                warn_once(
+                    "lost-at-exit",
+                    f"trackio_shim: {len(self._unacked) - self._head} messages could neither be delivered nor "
+                    f"spooled to {self.settings.spool_dir} (is the disk full?); they are lost with this process",
+                )
             self._closed = True
             self._wake.set()
         self._pump.join(timeout=1.0)

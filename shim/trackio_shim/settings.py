@@ -89,6 +89,7 @@ class TrackiodSettings:
     batch_max_points: int = 250_000
     maintenance_interval_s: float = 1.0
     drain_timeout_s: float = 20.0
+    integrity_check: str = "quick"
     log_level: str = "INFO"
     sample_interval_s: float = 2.0
     nvml: str = "auto"
@@ -247,6 +248,8 @@ class TrackiodSettings:
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         _check_sampling(values)
+        if values.get("integrity_check", "quick") not in ("quick", "full", "off"):
+            raise SettingsError(f"TRACKIOD_INTEGRITY_CHECK={values['integrity_check']!r}: use quick, full or off")
         copy_mode = values.get("tensor_copy", "deferred")
         if copy_mode not in ("deferred", "sync"):
             raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -19,6 +18,7 @@ class SpoolWriter:
     def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
+        self.first_seq = first_seq
         # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
         # empty file it could take for an abandoned one.
         partial = self.path.with_suffix(".partial")
@@ -27,9 +27,28 @@ class SpoolWriter:
         os.replace(partial, self.path)
         # Serialises writes: the pump writes outside the client lock, so log() never waits on the disk.
         self.lock = threading.Lock()
+        #: The first write error (disk full); from then on batches are kept in ``failed`` instead of written,
+        #: for the client to take back into memory (a file with a torn frame must not grow past it).
+        self.error: OSError | None = None
+        self.failed: list[tuple[int, list[bytes]]] = []
 
-    def write_many(self, frames: Iterable[bytes]) -> None:
-        self._file.writelines(frames)
+    def write_many(self, frames: list[bytes], first_seq: int) -> None:
+        """Append frames ``first_seq``, ... (caller holds :attr:`lock`); flushed, so a full disk shows here."""
+        if self.error is None:
+            try:
+                self._file.writelines(frames)
+                self._file.flush()
+                return
+            except OSError as exc:
+                self.error = exc
+        self.failed.append((first_seq, frames))
+
+    def abandon(self) -> None:
+        """Close after a write error, releasing the lock; the daemon reads the whole frames before the tear."""
+        try:
+            self._file.close()
+        except OSError:
+            pass  # the unwritten tail stays in memory at the client
 
     def close(self) -> None:
         self._file.flush()

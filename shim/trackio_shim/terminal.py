@@ -68,7 +68,7 @@ def farewell(run: Run, info: dict[str, Any] | None, stats: dict[str, Any] | None
         state = str(info.get("state") or state)
     if stats is not None:
         unacked = stats["seq"] - stats["acked"]
-        if stats["spool_files"]:
+        if stats["spool_files"] and unacked > 0:
             parts.append(f"{unacked:,} messages spooled to {stats['spool_files'][-1]} (stored when trackiod runs)")
         elif unacked > 0:
             parts.append(f"{unacked:,} messages not yet acknowledged")
