@@ -2,8 +2,8 @@
 
 Connecting to a Unix socket needs write permission on the socket file, and ZeroMQ creates that file in
 ``bind()`` with the process umask: under umask 000 it would be 0777, connectable by anyone who can reach the
-directory. So the bind runs under umask 077 (the file is born 0600, with no window in which it is wider) and the
-mode is checked afterwards anyway. The directory around it was checked by ``TrackiodSettings.ensure_dirs``.
+directory. So the bind runs under umask 077 (the file is born owner-only, with no window in which it is wider),
+then is set to 0600 and checked. The directory around it was checked by ``TrackiodSettings.ensure_dirs``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,7 @@ def bind_private(sock: Any, endpoint: str) -> None:
             sock.bind(endpoint)
         finally:
             os.umask(previous)
+    os.chmod(path, SOCKET_MODE)  # 0700 from the umask; the execute bit means nothing on a socket
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:  # a file system that ignores the umask: tighten, and refuse if that does not hold
-        os.chmod(path, SOCKET_MODE)
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise AccessError(f"the socket {path} stays mode {mode:04o} after chmod 600; use another runtime directory")
+    if mode & 0o077:  # a file system that ignores modes
+        raise AccessError(f"the socket {path} stays mode {mode:04o} after chmod 600; use another runtime directory")
