@@ -109,9 +109,9 @@ def worker(index: int, deadline: float, rate: float, out: Path) -> int:
         if spent > worst:
             worst = spent
         step += 1
-    t0 = time.monotonic()
+    finish_started = time.monotonic()
     run.finish()
-    finish_s = time.monotonic() - t0
+    finish_s = time.monotonic() - finish_started
     client = current_client()
     stats = client.stats() if client is not None else {}
     result = {
@@ -139,9 +139,7 @@ class Soak:
         self.home = self.base / "home"
         self.out = Path(args.out).absolute()
         self.out.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("TRACKIOD_", "WANDB_")) or k == "TRACKIOD_LOG_LEVEL"
-        }
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACKIOD_", "WANDB_"))}
         self.env.update(
             TRACKIOD_HOME=str(self.home),
             TRACKIOD_AUTOSTART="1",
@@ -215,7 +213,8 @@ class Soak:
                 self.wait_for_restart(now)
                 next_kill = time.time() + self.rng.uniform(args.kill_min, args.kill_max)
             if now >= next_report:
-                print(f"soak: t={now - self.t0:.0f}s kills={len(self.kills)} daemon_rss={self.daemon_rss[-1][1]}", flush=True)
+                rss = self.daemon_rss[-1][1]
+                print(f"soak: t={now - self.t0:.0f}s kills={len(self.kills)} daemon_rss={rss} MiB", flush=True)
                 next_report = now + 30
             self.reap()
             time.sleep(1.0)
@@ -255,12 +254,13 @@ class Soak:
             out = {}
             for run in query.list_runs(conn, PROJECT):
                 for key, (key_id, _, _) in query.run_keys(conn, run["id"]).items():
-                    (raw,) = conn.execute(
+                    row: Any = conn.execute(
                         "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE run_id=? AND key_id=?", (run["id"], key_id)
                     ).fetchone()
+                    raw = row[0]
                     steps = query.read_series(conn, run["id"], key_id, with_times=False)[0]
                     lo, hi = (int(steps[0]), int(steps[-1])) if len(steps) else (-1, -1)
-                    out[(run["run_key"], key)] = (int(raw), int(len(steps)), lo, hi)
+                    out[(run["run_key"], key)] = (int(raw), len(steps), lo, hi)
             return out
         finally:
             conn.close()
@@ -290,7 +290,9 @@ class Soak:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
-    def report(self, per_worker: list[dict[str, Any]], stored: dict[tuple[str, str], Any], drain_s: float) -> dict[str, Any]:
+    def report(
+        self, per_worker: list[dict[str, Any]], stored: dict[tuple[str, str], Any], drain_s: float
+    ) -> dict[str, Any]:
         args = self.args
         hist: dict[int, int] = {}
         for w in per_worker:
@@ -310,10 +312,11 @@ class Soak:
         stored_total = sum(v[0] for v in stored.values())
         client_peak = [max((r for _, r in w["rss_mib"] if r is not None), default=0.0) for w in per_worker]
         daemon_values = [r for _, r in self.daemon_rss if r is not None]
+        memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         seconds = max(w["seconds"] for w in per_worker)
         result = {
             "date": time.strftime("%Y-%m-%d %H:%M"),
-            "machine": f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB",
+            "machine": f"{os.cpu_count()} cores, {memory_gib:.0f} GiB",
             "params": {
                 "procs": args.procs,
                 "duration_s": args.duration,
@@ -383,10 +386,12 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| every point stored exactly once | {verdict} |",
             f"| throughput (all processes) | {r['points_per_s']:,.0f} points/s |",
             f"| daemon kills (kill -9) | {len(r['kills'])} at {r['kills']} s |",
-            f"| restarts by the shims' autostart / by the script | {r['restarts_by_shim']} / {r['restarts_by_script']} |",
+            f"| restarts by the shims' autostart / by this script | {r['restarts_by_shim']} / "
+            f"{r['restarts_by_script']} |",
             f"| downtime per kill, mean / max | {r['downtime_s']['mean']:.1f} / {r['downtime_s']['max']:.1f} s |",
             f"| frames spooled to disk by the shims | {r['spooled_frames']:,} |",
-            f"| catch-up after the last step | {r['drain_after_end_s']:.1f} s (slowest finish() {r['finish_s_max']:.1f} s) |",
+            f"| catch-up after the last step | {r['drain_after_end_s']:.1f} s "
+            f"(slowest finish() {r['finish_s_max']:.1f} s) |",
             f"| run.log() latency p50 / p99 / p99.9 / max | {lat['p50']:.1f} / {lat['p99']:.1f} / {lat['p999']:.1f} / "
             f"{lat['max']:,.0f} µs ({lat['calls']:,} calls) |",
             f"| daemon RSS first / peak / last | {d['first']:.0f} / {d['peak']:.0f} / {d['last']:.0f} MiB |",
