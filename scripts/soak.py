@@ -85,13 +85,14 @@ def worker(index: int, deadline: float, rate: float, out: Path) -> int:
     hist: dict[int, int] = {}
     rss: list[tuple[float, float | None]] = []
     started = time.time()
+    stop_path = os.environ["SOAK_STOP"]
     step = 0
     next_sample = time.monotonic()
     worst = 0
     while True:
         if step % 256 == 0:
             now = time.monotonic()
-            if time.time() >= deadline:
+            if time.time() >= deadline or os.path.exists(stop_path):
                 break
             if now >= next_sample:
                 rss.append((round(time.time() - started, 1), _rss_mib()))
@@ -155,16 +156,34 @@ class Soak:
         self.daemon_rss: list[tuple[float, float | None]] = []
         self.t0 = time.time()
         self._script_daemons: list[subprocess.Popen[bytes]] = []
+        self.killed_at: float | None = None
+        self.serving_gaps: list[float] = []
+        self.stopped_early = ""
 
     def daemon_pid(self) -> int | None:
+        """The live daemon process of this data directory, serving or still starting (it writes daemon.json
+        only once it serves, after taking in the spool files, which after a kill can take a while)."""
+        marker = f"TRACKIOD_HOME={self.home}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if b"trackiod\0start" not in (entry / "cmdline").read_bytes():
+                    continue
+                if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                    continue
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+            except OSError:
+                continue
+            return int(entry.name)
+        return None
+
+    def serving_pid(self) -> int | None:
         try:
-            pid = int(json.loads((self.home / "daemon.json").read_text())["pid"])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            return int(json.loads((self.home / "daemon.json").read_text())["pid"])
         except (OSError, ValueError, KeyError):
             return None
-        if b"trackiod" not in cmdline or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return None
-        return pid
 
     def start_daemon(self) -> None:
         log = open(self.home / "soak-daemon.log", "ab")  # noqa: SIM115 - the child keeps it
@@ -196,20 +215,31 @@ class Soak:
         workers = [
             subprocess.Popen(
                 [sys.executable, __file__, "--worker", str(i), "--deadline", str(deadline), "--rate", str(args.rate)],
-                env={**self.env, "SOAK_OUT": str(results / f"w{i}.json")},
+                env={**self.env, "SOAK_OUT": str(results / f"w{i}.json"), "SOAK_STOP": str(self.base / "stop")},
             )
             for i in range(args.procs)
         ]
         print(f"soak: {args.procs} processes for {args.duration:.0f}s; data in {self.base}", flush=True)
         next_kill = time.time() + self.rng.uniform(args.kill_min, args.kill_max) if args.kill_max > 0 else float("inf")
         next_report = time.time() + 30
+        stop = self.base / "stop"
         while any(w.poll() is None for w in workers):
             now = time.time()
+            if not self.stopped_early and shutil.disk_usage(self.base).free < args.min_free_gib * 2**30:
+                stop.touch()  # the workers end their loops at the next check
+                self.stopped_early = f"free disk space under {args.min_free_gib} GiB at t={now - self.t0:.0f}s"
+                print(f"soak: stopping early: {self.stopped_early}", flush=True)
             pid = self.daemon_pid()
+            if self.killed_at is not None and pid is not None and self.serving_pid() == pid:
+                self.serving_gaps.append(now - self.killed_at)
+                self.killed_at = None
             self.daemon_rss.append((round(now - self.t0, 1), _rss_mib(pid) if pid else None))
             if now >= next_kill and now < deadline - 5 and pid is not None:
                 os.kill(pid, signal.SIGKILL)
                 self.kills.append(round(now - self.t0, 1))
+                if self.killed_at is not None:
+                    self.serving_gaps.append(now - self.killed_at)  # killed again before it served: counts so far
+                self.killed_at = now
                 self.wait_for_restart(now)
                 next_kill = time.time() + self.rng.uniform(args.kill_min, args.kill_max)
             if now >= next_report:
@@ -338,6 +368,11 @@ class Soak:
                 "mean": sum(self.downtimes) / len(self.downtimes) if self.downtimes else 0.0,
                 "max": max(self.downtimes, default=0.0),
             },
+            "kill_to_serving_s": {
+                "mean": sum(self.serving_gaps) / len(self.serving_gaps) if self.serving_gaps else 0.0,
+                "max": max(self.serving_gaps, default=0.0),
+            },
+            "stopped_early": self.stopped_early,
             "drain_after_end_s": drain_s,
             "spooled_frames": sum(w["spooled_frames"] for w in per_worker),
             "finish_s_max": max(w["finish_s"] for w in per_worker),
@@ -388,7 +423,10 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| daemon kills (kill -9) | {len(r['kills'])} at {r['kills']} s |",
             f"| restarts by the shims' autostart / by this script | {r['restarts_by_shim']} / "
             f"{r['restarts_by_script']} |",
-            f"| downtime per kill, mean / max | {r['downtime_s']['mean']:.1f} / {r['downtime_s']['max']:.1f} s |",
+            f"| kill to restarted process, mean / max | {r['downtime_s']['mean']:.1f} / "
+            f"{r['downtime_s']['max']:.1f} s |",
+            f"| kill to serving again (spool taken in first), mean / max | {r['kill_to_serving_s']['mean']:.1f} / "
+            f"{r['kill_to_serving_s']['max']:.1f} s |",
             f"| frames spooled to disk by the shims | {r['spooled_frames']:,} |",
             f"| catch-up after the last step | {r['drain_after_end_s']:.1f} s "
             f"(slowest finish() {r['finish_s_max']:.1f} s) |",
@@ -396,6 +434,7 @@ def _markdown(r: dict[str, Any]) -> str:
             f"{lat['max']:,.0f} µs ({lat['calls']:,} calls) |",
             f"| daemon RSS first / peak / last | {d['first']:.0f} / {d['peak']:.0f} / {d['last']:.0f} MiB |",
             f"| client RSS peak (min..max over processes) | {min(peaks):.0f}..{max(peaks):.0f} MiB |",
+            f"| stopped early | {r['stopped_early'] or 'no'} |",
             "",
         ]
     )
@@ -410,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-max", type=float, default=120, help="longest; 0 = never kill (default 120)")
     parser.add_argument("--restart-grace", type=float, default=30, help="s to wait for a shim to restart it")
     parser.add_argument("--drain-timeout", type=float, default=600, help="s to wait for the data after the end")
+    parser.add_argument("--min-free-gib", type=float, default=5, help="stop logging below this free disk space")
     parser.add_argument("--seed", type=int, default=1, help="seeds the kill times")
     parser.add_argument("--out", default="soak-results", help="folder for soak.json and soak.md")
     parser.add_argument("--tmp", default="/tmp", help="where the data directory goes (short path)")
