@@ -122,7 +122,7 @@ class Listener:
         if not authorized.exists() or not authorized.read_bytes().split():
             raise DaemonError(
                 f"a TCP listener needs authorised forwarder keys and {authorized} lists none; "
-                "run `trackiod keys --authorize KEY` with each forwarding node's public key"
+                "run `trackiod keys --authorize=KEY` with each forwarding node's public key"
             )
         self.auth = ThreadAuthenticator(ctx)
         self.auth.start()
@@ -180,7 +180,7 @@ class Forwarder:
         public, secret = _node_keys(settings.keys_dir, "forwarder")
         head_key = settings.keys_dir / "head.public"
         if not head_key.exists():
-            raise DaemonError(f"forwarding needs the head's public key: run `trackiod keys --head KEY` ({head_key})")
+            raise DaemonError(f"forwarding needs the head's public key: run `trackiod keys --head=KEY` ({head_key})")
         self.store = store
         self.window = settings.forward_window
         self.sid = self._session_id()
