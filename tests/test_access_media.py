@@ -7,6 +7,7 @@ and every file the daemon wrote is inside ``TRACKIOD_HOME/media``, under a folde
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,13 @@ def test_media_under_path_shaped_keys_is_written_inside_the_media_folder(
     assert len(written) == 2 * len(PATH_KEYS)
     assert all(media_dir in p.resolve().parents for p in written), [p for p in written if media_dir not in p.parents]
     assert not Path("/etc/evil").exists()
+
+
+def test_project_names_and_run_ids_that_would_leave_their_folders_are_refused(daemon: Any, shim: Any) -> None:
+    """They name folders (files/<project>/<run id>/ for run.save()): '..' there would lead out of the data dir."""
+    for params in ({"project": ".."}, {"project": "."}, {"project": "p", "id": ".."}, {"project": "p", "id": "a\0b"}):
+        with pytest.raises(shim.UsageError, match=re.escape("cannot be '.', '..'")):
+            shim.init(**params)
+    run = shim.init(project="..p", id="..r")  # dots inside a name are fine
+    run.finish()
+    assert (run.project, run.id) == ("..p", "..r")
