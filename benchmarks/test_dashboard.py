@@ -67,7 +67,7 @@ def _timed(fn: Any, repeats: int) -> list[float]:
 def _write_runs(home: Path, project: str, runs: int, keys: int, points: int) -> float:
     from trackiod.store import Store
 
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
     started = time.perf_counter()
     rng = np.random.default_rng(0)
@@ -139,7 +139,7 @@ def _write_table(home: Path, runs: int) -> None:
     """``runs`` runs with a realistic config (12 keys, one nested) and summary (8 keys)."""
     from trackiod.store import Store
 
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
     with store.transaction():
         for r in range(runs):

@@ -48,7 +48,7 @@ def fill(
     """Write ``runs`` finished runs of ``points`` steps per key; returns their ids (run_key), oldest first."""
     from trackiod.store import Store
 
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
     ids = []
     try:

@@ -82,7 +82,7 @@ def test_errors_are_one_clear_line(env: dict[str, str]) -> None:
 
 def test_a_database_from_a_newer_trackiod_is_refused_clearly(env: dict[str, str]) -> None:
     home = Path(env["TRACKIOD_HOME"])
-    home.mkdir(parents=True)
+    home.mkdir(mode=0o700, parents=True)  # private, as trackiod makes it (docs/security.md)
     conn = apsw.Connection(str(home / "trackiod.db"))
     conn.execute("PRAGMA user_version=999")
     conn.close()

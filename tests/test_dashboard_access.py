@@ -97,8 +97,23 @@ def test_static_refuses_traversal(home: Path, path: str) -> None:
     assert "import " not in resp.text
 
 
-@pytest.mark.parametrize("path", ["../trackiod.db", "%2e%2e/trackiod.db", "proj/../../trackiod.db", "link/secret"])
+MEDIA_ESCAPES = [
+    "../trackiod.db",
+    "%2e%2e/trackiod.db",
+    "%2E%2E%2Ftrackiod.db",
+    "%252e%252e/trackiod.db",
+    "proj/../../trackiod.db",
+    "proj/run0/%2e%2e/%2e%2e/%2e%2e/trackiod.db",
+    "..%5ctrackiod.db",
+    "%2ftmp",
+    "link/secret",
+    "proj/run0/evil.png",
+]
+
+
+@pytest.mark.parametrize("path", MEDIA_ESCAPES)
 def test_media_refuses_traversal_and_links_out(home: Path, tmp_path: Path, path: str) -> None:
+    """Raw, percent-encoded and double-encoded ``..``, a linked folder and a linked file all stay inside."""
     media = home / "media" / "proj" / "run0"
     media.mkdir(parents=True)
     (media / "img.png").write_bytes(b"\x89PNG fake")
@@ -106,6 +121,7 @@ def test_media_refuses_traversal_and_links_out(home: Path, tmp_path: Path, path:
     outside.mkdir()
     (outside / "secret").write_text("secret")
     os.symlink(outside, home / "media" / "link")
+    os.symlink(outside / "secret", media / "evil.png")
     c = client(settings_for(home))
     assert c.get("/media/proj/run0/img.png").content == b"\x89PNG fake", "a file inside the media root is served"
     resp = c.get(f"/media/{path}")
@@ -120,6 +136,17 @@ def test_static_files_are_served(home: Path) -> None:
 
 
 # ---------------------------------------------------------------------- real servers
+def test_dashboard_binds_loopback_without_a_token_by_default(home: Path) -> None:
+    """The promise's first half: with no settings given, only this machine can reach the dashboard."""
+    from trackiod.dashboard.app import DashboardServer
+
+    server = DashboardServer(settings_for(home), port=0)
+    try:
+        assert server.sock.getsockname()[0] == "127.0.0.1" and server.token == ""
+    finally:
+        server.sock.close()
+
+
 def test_non_loopback_bind_generates_and_requires_a_token(home: Path) -> None:
     from trackiod.dashboard.app import DashboardServer
 

@@ -29,8 +29,11 @@ def _free_port() -> int:
 
 
 def _keys(env: dict[str, str], *flags: str) -> str:
+    # --flag=KEY, as docs/forwarding.md says: about one Z85 key in 85 begins with '-', which argparse would
+    # take for an option if given as a separate word.
+    joined = [f"{flag}={value}" for flag, value in zip(flags[::2], flags[1::2])]
     out = subprocess.run(
-        [sys.executable, "-m", "trackiod", "keys", *flags], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-m", "trackiod", "keys", *joined], env=env, capture_output=True, text=True, check=True
     ).stdout
     return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("public key: "))
 

@@ -30,6 +30,7 @@ from .energy import EnergyBook
 from .features import Features
 from .ingest import Ingest
 from .integrity import ensure_usable
+from .ipc_access import bind_private
 from .mirrors.hub import MirrorHub
 from .nvml import make_provider
 from .sampler import Sampler
@@ -157,7 +158,10 @@ class Daemon:
                 "training processes talk only to their node's daemon over ipc://; for several nodes, forward this "
                 "daemon to a head with --forward and let the head --listen (docs/forwarding.md)"
             )
-        sock.bind(endpoint)
+        if endpoint.startswith("ipc://"):
+            bind_private(sock, endpoint)
+        else:
+            sock.bind(endpoint)
 
     def _start_network(self) -> None:
         """The head's CURVE listener and/or this node's forwarder (docs/forwarding.md); both refuse without keys."""

@@ -36,7 +36,7 @@ RESEND_AFTER_S = 2.0
 # ----------------------------------------------------------------------------- keys
 def write_keys(keys_dir: Path) -> tuple[bytes, bool]:
     """This node's CURVE key pair under ``keys_dir`` (created with 0600 if missing); returns (public, created)."""
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_keys_dir(keys_dir)
     public, secret = keys_dir / "node.public", keys_dir / "node.secret"
     if public.exists() and secret.exists():
         return public.read_bytes().strip(), False
@@ -46,6 +46,12 @@ def write_keys(keys_dir: Path) -> tuple[bytes, bool]:
         with os.fdopen(fd, "wb") as out:
             out.write(value + b"\n")
     return pub, True
+
+
+def _make_keys_dir(keys_dir: Path) -> None:
+    # The data directory too, when `trackiod keys` runs first: private, or the daemon would refuse it later.
+    keys_dir.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    keys_dir.mkdir(mode=0o700, exist_ok=True)
 
 
 def _check_key(key: str, what: str) -> bytes:
@@ -69,7 +75,7 @@ def authorize(keys_dir: Path, key: str) -> None:
 def set_head_key(keys_dir: Path, key: str) -> None:
     """Remember the head's public key, which this node's forwarder checks the head against."""
     raw = _check_key(key, "head key")
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _make_keys_dir(keys_dir)
     fd = os.open(keys_dir / "head.public", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(raw + b"\n")
@@ -116,7 +122,7 @@ class Listener:
         if not authorized.exists() or not authorized.read_bytes().split():
             raise DaemonError(
                 f"a TCP listener needs authorised forwarder keys and {authorized} lists none; "
-                "run `trackiod keys --authorize KEY` with each forwarding node's public key"
+                "run `trackiod keys --authorize=KEY` with each forwarding node's public key"
             )
         self.auth = ThreadAuthenticator(ctx)
         self.auth.start()
@@ -174,7 +180,7 @@ class Forwarder:
         public, secret = _node_keys(settings.keys_dir, "forwarder")
         head_key = settings.keys_dir / "head.public"
         if not head_key.exists():
-            raise DaemonError(f"forwarding needs the head's public key: run `trackiod keys --head KEY` ({head_key})")
+            raise DaemonError(f"forwarding needs the head's public key: run `trackiod keys --head=KEY` ({head_key})")
         self.store = store
         self.window = settings.forward_window
         self.sid = self._session_id()

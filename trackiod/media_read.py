@@ -13,6 +13,9 @@ from typing import Any
 import apsw
 import numpy as np
 
+#: The (table, columns) pairs rows_by_step reads: query.read_texts and read_media below.
+_READABLE = {("texts", "value"), ("media", "kind, meta, body, path")}
+
 
 def media_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, int]]:
     """``{name: (key_id, kind, count)}`` for every key with rich values in a run (kind of its latest value)."""
@@ -49,6 +52,8 @@ def rows_by_step(
 ) -> tuple[np.ndarray, np.ndarray, list[Any]]:
     """One key's rows ``(step, ts, *columns)`` of ``table`` (texts, media), sorted by step, with the steps and
     times as arrays; ``min_step``/``max_step`` inclusive."""
+    if (table, columns) not in _READABLE:  # both go into the SQL text: only the pairs this module knows
+        raise ValueError(f"rows_by_step: cannot read {columns!r} from {table!r}")
     rows: list[Any] = conn.execute(
         f"SELECT step, ts, {columns} FROM {table} WHERE run_id=? AND key_id=? AND step BETWEEN ? AND ? ORDER BY step",
         (

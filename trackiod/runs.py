@@ -35,6 +35,9 @@ def _text(value: Any, field: str, default: str | None = None) -> str | None:
         return default
     if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or ("/" in value and field != "name"):
         raise ValueError(f"{field} must be a string of at most {MAX_NAME_CHARS} characters without '/'")
+    if field != "name" and (value in (".", "..") or "\x00" in value):
+        # Project names and run ids are folder names under files/ and runs/: '..' would lead out of them.
+        raise ValueError(f"{field} {value!r} cannot be '.', '..' or contain NUL characters")
     return value
 
 

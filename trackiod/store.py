@@ -40,7 +40,7 @@ class Tail:
 
 def open_writer(path: Path) -> apsw.Connection:
     """Open (creating and migrating) the database for writing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory: private (docs/security.md)
     conn = apsw.Connection(str(path))
     configure(conn)
     # The default checkpoint every 1,000 pages fired on almost every commit and cost ~30% of ingest; the
@@ -62,6 +62,7 @@ class Store(RankRows):
         self._rank_keys: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], Tail] = {}
         self._run_key_kinds: dict[tuple[int, int], str] = {}
+        self._run_columns: frozenset[str] | None = None
         row = self.conn.execute("SELECT MAX(rev) FROM texts").fetchone()
         self._text_rev = int(row[0] or 0) if row else 0
 
@@ -267,6 +268,12 @@ class Store(RankRows):
         return list(json.loads(row[0])) if row else []
 
     def update_run(self, run_id: int, **columns: Any) -> None:
+        """Set columns of one run; the column names must be the runs table's own (they go into the SQL text)."""
+        if self._run_columns is None:
+            self._run_columns = frozenset(row[1] for row in self.conn.execute("PRAGMA table_info(runs)"))
+        unknown = set(columns) - self._run_columns
+        if unknown:
+            raise ValueError(f"update_run: {', '.join(sorted(unknown))} is not a column of runs")
         assignments = ", ".join(f"{name}=?" for name in columns)
         self.conn.execute(f"UPDATE runs SET {assignments} WHERE id=?", (*columns.values(), run_id))
 

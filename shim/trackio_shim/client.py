@@ -23,7 +23,7 @@ import msgpack
 import zmq
 
 from . import protocol as P
-from .errors import DaemonUnreachable, ProtocolError, ProtocolVersionError
+from .errors import AccessError, DaemonUnreachable, ProtocolError, ProtocolVersionError
 from .settings import TrackiodSettings
 from .spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
 from .values import encode_default, salvage, warn_once
@@ -81,6 +81,8 @@ class Client:
         self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
         self._max_frame = settings.max_frame_bytes
         self._pack = self.packer.pack
+        # Before connecting: a socket directory that others can write in may hold their socket, not trackiod's.
+        settings.ensure_socket_dir()
         self._ctx = zmq.Context(io_threads=1)
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.ROUTING_ID, self.sid)
@@ -551,6 +553,14 @@ class Client:
             return False
         if endpoint == self.endpoint:
             return False
+        if endpoint.startswith("ipc://"):
+            from .access import require_socket_dir
+
+            try:
+                require_socket_dir(Path(endpoint[6:]).parent)
+            except (OSError, AccessError) as exc:
+                warn_once("state-endpoint", f"trackio_shim: not following the daemon to {endpoint}: {exc}")
+                return False
         with self.lock:
             self._sock.disconnect(self.endpoint)
             self._sock.connect(endpoint)
@@ -572,7 +582,7 @@ class Client:
                 from .autostart import spawn_daemon
 
                 spawn_daemon(self.settings)
-            except OSError as exc:
+            except (OSError, AccessError) as exc:
                 warn_once("autostart", f"trackio_shim: could not restart trackiod: {exc}")
 
     def stats(self) -> dict[str, Any]:

@@ -32,6 +32,10 @@ class SettingsError(TrackiodError):
     """A setting (CLI flag or ``TRACKIOD_*`` variable) has a value that cannot be used."""
 
 
+class AccessError(SettingsError):
+    """A data or socket directory is open to other users or belongs to one; the text names it and the fix."""
+
+
 class ProtocolError(TrackiodError):
     """A frame could not be decoded or does not follow the wire protocol."""
 

@@ -300,24 +300,41 @@ class TrackiodSettings:
         )
 
     def ensure_dirs(self) -> None:
-        """Create the data, spool and private socket directories (new ones, and the socket's, mode 0700).
+        """Create the data, spool and socket directories (mode 0700 when new) and check that they are private.
 
-        Only directories trackiod owns are tightened: the socket directory and, in the default layout, its
-        ``trackiod-UID`` parent; never a directory the user pointed TRACKIOD_RUNTIME_DIR into.
+        Raises:
+            AccessError: the data directory is open to group/others or someone else's, or the socket directory
+                is (see :mod:`trackio_shim.access`; docs/security.md).
         """
+        from .access import require_private_dir
+
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.endpoint.startswith("ipc://"):
-            ours = [self.runtime_dir]
-            if self.runtime_dir.parent.name == f"trackiod-{os.getuid()}":
-                ours.insert(0, self.runtime_dir.parent)
-            for directory in ours:
-                directory.mkdir(mode=0o700, exist_ok=True, parents=True)
-                st = directory.stat()
-                if st.st_uid != os.getuid():
-                    raise SettingsError(f"{directory} belongs to another user; set TRACKIOD_RUNTIME_DIR")
-                if st.st_mode & 0o077:
-                    os.chmod(directory, 0o700)
+        require_private_dir(self.home, "data directory", "TRACKIOD_HOME")
+        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+        self.ensure_socket_dir()
+
+    def ensure_socket_dir(self) -> None:
+        """Make sure the ipc socket's directory is this user's and closed to writers (the shim, before connecting).
+
+        The directories trackiod names itself (the socket directory and, in the default layout, its
+        ``trackiod-UID`` parent) are created 0700 or tightened; a directory the user chose (TRACKIOD_RUNTIME_DIR,
+        an ipc TRACKIOD_ENDPOINT) is created 0700 when missing and otherwise only checked, never changed.
+
+        Raises:
+            AccessError: the socket directory belongs to another user or others may write in it.
+        """
+        if not self.endpoint.startswith("ipc://"):
+            return
+        from .access import make_own_dir, require_socket_dir
+
+        socket_dir = Path(self.endpoint[6:]).parent
+        named_by_us = self.runtime_dir.parent.name == f"trackiod-{os.getuid()}"
+        if named_by_us and socket_dir == self.runtime_dir:
+            make_own_dir(self.runtime_dir.parent)
+            make_own_dir(self.runtime_dir)
+        else:
+            socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        require_socket_dir(socket_dir)
 
     def child_env(self) -> dict[str, str]:
         """The ``TRACKIOD_*`` variables that reproduce these settings in a daemon we spawn."""

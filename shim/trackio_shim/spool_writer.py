@@ -16,7 +16,8 @@ class SpoolWriter:
     """
 
     def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory, when it is new
+        directory.mkdir(mode=0o700, exist_ok=True)
         self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
         self.first_seq = first_seq
         # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
