@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install trackiod and its development tools into ./.venv (created if missing). Idempotent: when everything
-# pyproject.toml asks for (runtime, dev, the torch CPU build, and the integrations and bench extras the tests use) is already installed, and trackiod is installed in editable mode from this
-# checkout, it changes nothing. Works from any directory. Override the interpreter with PYTHON=python3.12.
+# pyproject.toml asks for (runtime, dev, the torch CPU build, and the integrations and bench extras the tests
+# use) is already installed, and trackiod is installed in editable mode from this checkout, it changes nothing.
+# Works from any directory. Override the interpreter with PYTHON=python3.12.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,7 +83,8 @@ install_chromium
 if satisfied; then
     echo "setup: $VENV is up to date"
 else
-    echo "setup: installing trackiod (editable) with its dev dependencies, torch (CPU) and the integrations' frameworks into $VENV"
-    "$PY" -m pip install --quiet -e "$ROOT[dev,torch,integrations]"
+    echo "setup: installing trackiod (editable) with its dev dependencies, torch (CPU), the integrations' frameworks" \
+        "and the peer trackers of the benchmarks into $VENV"
+    "$PY" -m pip install --quiet -e "$ROOT[dev,torch,integrations,bench]"
     echo "setup: done"
 fi
