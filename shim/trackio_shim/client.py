@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import sys
 import threading
@@ -23,7 +22,9 @@ import msgpack
 import zmq
 
 from . import protocol as P
-from .errors import AccessError, DaemonUnreachable, ProtocolError, ProtocolVersionError
+from .client_discovery import DiscoveryMixin
+from .client_spool import SpoolMixin
+from .errors import DaemonUnreachable, ProtocolError
 from .settings import TrackiodSettings
 from .spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
 from .values import encode_default, salvage, warn_once
@@ -48,8 +49,12 @@ class Reply:
         self.body: Any = None
 
 
-class Client:
-    """One session with the daemon; shared by every run in the process."""
+class Client(SpoolMixin, DiscoveryMixin):
+    """One session with the daemon; shared by every run in the process.
+
+    Spool handling is in :mod:`trackio_shim.client_spool`, finding the daemon in
+    :mod:`trackio_shim.client_discovery`.
+    """
 
     def __init__(self, settings: TrackiodSettings) -> None:
         self.settings = settings
@@ -348,104 +353,6 @@ class Client:
         if last == len(frames):
             self.hold = False
 
-    def _begin_spool(self) -> None:
-        try:
-            self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
-        except OSError as exc:
-            self._spool_failed(exc)
-            return
-        self._spool_since = time.monotonic()
-        self.hold = True
-        warn_once(
-            "spooling",
-            f"trackio_shim: trackiod has not taken data for a while; spooling to {self.settings.spool_dir} "
-            "(nothing is lost; the daemon ingests it when it is back)",
-        )
-
-    def _take_for_spool(self) -> list[bytes]:
-        """Hand every buffered frame over to the spool: from here on they count as sent."""
-        frames = self._unacked[self._head :]
-        self._unacked, self._head = [], 0
-        self.spooled_frames += len(frames)
-        self._bytes = 0
-        self._base = self.seq + 1
-        self._sent = self.seq
-        return frames
-
-    def _end_spool(self) -> bool:
-        """Close the spool file and tell the daemon; False if it could not be written (frames kept in memory)."""
-        assert self._spool is not None
-        frames = self._take_for_spool()
-        with self._spool.lock:  # waits for the pump's batch in flight, so the file keeps seq order
-            self._spool.write_many(frames, self.seq + 1 - len(frames))
-            if self._spool.error is None:
-                try:
-                    self._spool.close()
-                except OSError as exc:
-                    self._spool.error = exc  # its frames may not be on disk: keep them (resends are deduped)
-                    self._spool.failed.append((self.seq + 1 - len(frames), frames))
-        if self._spool.error is not None:
-            self._unspool()
-            return False
-        self._spooled_paths.append(self._spool.path)
-        self._control((P.SPOOL_READY, str(self._spool.path)))
-        self._spool = None
-        self.hold = False
-        return True
-
-    def _unspool(self) -> None:
-        """The spool could not be written (disk full): take its unwritten frames back into memory.
-
-        The frames before the failed batch are in the file (whole frames before any tear), the rest go back in
-        front of the buffer, so nothing is lost while this process lives; the daemon drops duplicates.
-        """
-        spool = self._spool
-        assert spool is not None
-        with spool.lock:
-            batches, spool.failed = sorted(spool.failed, key=lambda b: b[0]), []
-            spool.abandon()
-        frames = [frame for _, batch in batches for frame in batch]
-        first = batches[0][0] if batches else self._base
-        skip = max(0, min(len(frames), self.acked + 1 - first))  # acknowledged meanwhile: not needed
-        frames, first = frames[skip:], first + skip
-        if frames and first + len(frames) == self._base:
-            self._unacked = frames + self._unacked[self._head :]
-            self._head, self._base = 0, first
-            self._bytes += sum(map(len, frames))
-            self.spooled_frames -= len(frames)
-        self._sent = self._base - 1
-        self.hold = True
-        if batches and batches[0][0] > spool.first_seq:
-            self._spooled_paths.append(spool.path)  # it holds the frames before the failed batch
-        else:
-            with contextlib.suppress(OSError):
-                spool.path.unlink()  # nothing in it: give its space back
-        self._spool = None
-        self._spool_failed(spool.error)
-
-    def _spool_failed(self, exc: OSError | None) -> None:
-        self._spool_retry_at = time.monotonic() + 5.0
-        reason = exc.strerror if exc is not None and exc.strerror else str(exc)
-        warn_once(
-            ("spool-failed", reason),
-            f"trackio_shim: cannot write to the spool in {self.settings.spool_dir} ({reason}); keeping the data "
-            "in this process's memory until trackiod or the disk has room",
-        )
-
-    def spill_locked(self) -> Path | None:
-        """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
-        if self._spool is None:
-            if len(self._unacked) == self._head:
-                return None
-            try:
-                self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
-            except OSError as exc:
-                self._spool_failed(exc)
-                return None
-            self._spool_since = time.monotonic()
-        path = self._spool.path
-        return path if self._end_spool() else None
-
     # ------------------------------------------------------------------ waiting
     def wait_acked(self, seq: int, timeout: float) -> bool:
         """Wait until ``seq`` is acknowledged, at most ``timeout`` seconds (less if the daemon is silent)."""
@@ -491,99 +398,6 @@ class Client:
             with self.lock:
                 self._replies.pop(req_id, None)
         return reply
-
-    def ping(self, timeout: float) -> bool:
-        """Ping the daemon and wait for its answer; True when one answered within ``timeout`` seconds."""
-        before = self.last_heard
-        deadline = time.monotonic() + timeout
-        with self.lock:
-            self._control((P.PING, P.PROTOCOL_VERSION))
-        while time.monotonic() < deadline:
-            with self.lock:
-                self._drain_locked()
-                if self.refused:
-                    raise ProtocolVersionError(
-                        f"trackiod at {self.settings.endpoint} cannot serve this shim: {self.refused}"
-                    )
-                if self.last_heard > before:
-                    return True
-                with contextlib.suppress(zmq.ZMQError):
-                    self._sock.poll(5)
-                    if not self._sock.poll(0):
-                        self._control((P.PING, P.PROTOCOL_VERSION))
-        return False
-
-    def ensure_daemon(self) -> bool:
-        """Make sure a daemon answers, starting one when allowed; False when none could be reached."""
-        if self.ping(0.25) or self._follow_state_file():
-            return True
-        if not self.settings.autostart:
-            return False
-        from .autostart import spawn_daemon
-
-        proc = spawn_daemon(self.settings)
-        self._last_autostart = time.monotonic()
-        deadline = time.monotonic() + self.settings.autostart_timeout_s
-        while time.monotonic() < deadline:
-            if self.ping(0.2):
-                return True
-            if proc is not None and proc.poll() is not None:
-                # It exited: another daemon holds this data directory (maybe on another endpoint), or it
-                # failed to start; its log says which.
-                if self._follow_state_file():
-                    return True
-                if proc.returncode != 0:
-                    warn_once(
-                        "autostart-failed", f"trackio_shim: trackiod failed to start; see {self.settings.log_path}"
-                    )
-                    return False
-                proc = None
-        return False
-
-    def _follow_state_file(self) -> bool:
-        """Reach the daemon that owns our data directory when it listens somewhere else than we computed.
-
-        That happens when it was started with another environment (say, with XDG_RUNTIME_DIR set).
-        """
-        try:
-            state = json.loads(self.settings.state_path.read_text())
-            endpoint = str(state["endpoint"])
-            os.kill(int(state["pid"]), 0)
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
-        if endpoint == self.endpoint:
-            return False
-        if endpoint.startswith("ipc://"):
-            from .access import require_socket_dir
-
-            try:
-                require_socket_dir(Path(endpoint[6:]).parent)
-            except (OSError, AccessError) as exc:
-                warn_once("state-endpoint", f"trackio_shim: not following the daemon to {endpoint}: {exc}")
-                return False
-        with self.lock:
-            self._sock.disconnect(self.endpoint)
-            self._sock.connect(endpoint)
-            self.endpoint = endpoint
-        return self.ping(1.0)
-
-    def _maybe_autostart(self) -> None:
-        if not self.settings.autostart or self._closed:
-            return
-        now = time.monotonic()
-        quiet = now - self.last_heard if self.last_heard else 0.0
-        # Only when we have heard a daemon before and it has gone quiet with data pending: a daemon that was
-        # killed mid-run is brought back, so the run goes on without anyone's intervention.
-        pending = self.seq > self.acked
-        gone = bool(self.last_heard) and quiet > 3 * self.settings.heartbeat_interval_s
-        if gone and pending and now - self._last_autostart > max(10.0, self.settings.autostart_timeout_s):
-            self._last_autostart = now
-            try:
-                from .autostart import spawn_daemon
-
-                spawn_daemon(self.settings)
-            except (OSError, AccessError) as exc:
-                warn_once("autostart", f"trackio_shim: could not restart trackiod: {exc}")
 
     def stats(self) -> dict[str, Any]:
         """Counters for finish()'s summary line and for tests."""
