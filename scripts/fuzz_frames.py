@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import psutil  # noqa: E402
 import zmq  # noqa: E402
-from hostile_frames import H, IngestRig, pack, random_frame  # noqa: E402
+from hostile_frames import H, IngestRig, consumed, pack, random_frame  # noqa: E402
 
 from trackio_shim import protocol as P  # noqa: E402
 from trackio_shim.errors import ProtocolError  # noqa: E402
@@ -62,14 +62,6 @@ def _save_crash(args: argparse.Namespace, index: int, raw: bytes, text: str) -> 
     path.write_bytes(raw)
     path.with_suffix(".txt").write_text(text)
     print(f"CRASH at frame {index} (seed {args.seed}); frame saved to {path}", file=sys.stderr)
-
-
-def _consumed(raw: bytes, sid: bytes, seq: int) -> bool:
-    try:
-        kind, frame_sid, frame_seq, _ = P.decode_client(raw)
-    except ProtocolError:
-        return False
-    return frame_sid == sid and kind in P.SEQUENCED_KINDS and frame_seq == seq
 
 
 def fuzz_daemon(args: argparse.Namespace) -> int:
@@ -114,7 +106,7 @@ def fuzz_daemon(args: argparse.Namespace) -> int:
                 else:
                     raw = random_frame(rng, sid, seq + 1)
                 sock.send(raw)
-                seq += len(raw) <= max_frame and _consumed(raw, sid, seq + 1)
+                seq += len(raw) <= max_frame and consumed(raw, sid, seq + 1)
                 count += 1
                 while sock.poll(0):
                     sock.recv()

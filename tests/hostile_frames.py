@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
 
 #: Per-kind field lists of a well-formed sequenced frame (after [kind, sid, seq]); ``H`` is the run handle.
 H = 1
@@ -175,6 +176,15 @@ def huge_header(rng: random.Random) -> bytes:
     n = rng.choice([2**32 - 1, 2**31, 10**9, 65_536])
     header = rng.choice([b"\xdb", b"\xc6", b"\xdd", b"\xdf"])  # str32, bin32, array32, map32
     return b"\x97\x03" + header + n.to_bytes(4, "big") + os.urandom(rng.randrange(0, 16))
+
+
+def consumed(raw: bytes, sid: bytes, seq: int) -> bool:
+    """Whether the daemon takes ``raw`` as the session's sequenced frame ``seq`` (a flipped byte may change it)."""
+    try:
+        kind, frame_sid, frame_seq, _ = P.decode_client(raw)
+    except ProtocolError:
+        return False
+    return frame_sid == sid and kind in P.SEQUENCED_KINDS and frame_seq == seq
 
 
 def random_frame(rng: random.Random, sid: bytes, seq: int) -> bytes:

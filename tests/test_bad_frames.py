@@ -18,11 +18,10 @@ import psutil
 import pytest
 import zmq
 from conftest import DaemonProcess, wait_for
-from hostile_frames import H, deep_frame, huge_header, random_frame
+from hostile_frames import H, consumed, deep_frame, huge_header, random_frame
 from test_reliability import KEYS, PROJECT, assert_complete, report_of, start_training
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import ProtocolError
 
 MAX_FRAME = 65_536
 
@@ -170,15 +169,6 @@ def _ping(sock: zmq.Socket[Any], sid: bytes, timeout: float = 10) -> bool:
     return bool(wait_for(answered, timeout=timeout, what="a PONG"))
 
 
-def _consumed(raw: bytes, sid: bytes, seq: int) -> bool:
-    """Whether the daemon takes ``raw`` as the session's sequenced frame ``seq`` (a flipped byte may change it)."""
-    try:
-        kind, frame_sid, frame_seq, _ = P.decode_client(raw)
-    except ProtocolError:
-        return False
-    return frame_sid == sid and kind in P.SEQUENCED_KINDS and frame_seq == seq
-
-
 @pytest.mark.slow
 def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
     stopped_daemon: DaemonProcess, env: dict[str, str], shim: Any
@@ -214,7 +204,7 @@ def test_hostile_stream_from_a_run_keeps_the_daemon_up_bounded_and_serving(
             for i in range(count):
                 raw = random_frame(rng, sid, seq + 1)
                 sock.send(raw)
-                seq += _consumed(raw, sid, seq + 1)
+                seq += consumed(raw, sid, seq + 1)
                 sent += 1
                 while sock.poll(0):  # NOTICEs and ACKs: read them so nothing queues up on either side
                     sock.recv()
