@@ -105,6 +105,7 @@ class Batch:
         self._arrival = 0
 
     def add(self, run_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
+        # The hot path (every plain LOG frame): :meth:`_add_to`'s body inline, saving a call per frame.
         keys = tuple(data)
         group = self.groups.get((run_id, keys))
         if group is None:
@@ -119,32 +120,25 @@ class Batch:
 
     def add_context(self, run_id: int, context_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
         """Like :meth:`add`, for a LOG_CONTEXT frame: its series are ``(key, context)`` pairs."""
-        keys = tuple(data)
-        group = self.groups.get((run_id, keys, context_id))
-        if group is None:
-            group = self.groups[(run_id, keys, context_id)] = Group()
-        self._arrival += 1
-        group.arrivals.append(self._arrival)
-        group.steps.append(step)
-        group.times.append(ts)
-        group.rows.append(tuple(data.values()))
-        self.points += len(keys)
-        self.frames += 1
+        self._add_to((run_id, tuple(data), context_id), step, ts, data)
 
     def add_rank(
         self, run_id: int, rank: int, step: int, ts: float, data: dict[Any, Any], context_id: int | None = None
     ) -> None:
         """Like :meth:`add` (or :meth:`add_context`) for a frame from rank ``rank`` > 0 of a distributed run."""
-        keys = tuple(data)
-        group = self.groups.get((run_id, keys, context_id, rank))
+        self._add_to((run_id, tuple(data), context_id, rank), step, ts, data)
+
+    def _add_to(self, group_key: tuple[Any, ...], step: int, ts: float, data: dict[Any, Any]) -> None:
+        """Append one frame's row to the group ``group_key`` (run, keys[, context[, rank]])."""
+        group = self.groups.get(group_key)
         if group is None:
-            group = self.groups[(run_id, keys, context_id, rank)] = Group()
+            group = self.groups[group_key] = Group()
         self._arrival += 1
         group.arrivals.append(self._arrival)
         group.steps.append(step)
         group.times.append(ts)
         group.rows.append(tuple(data.values()))
-        self.points += len(keys)
+        self.points += len(data)
         self.frames += 1
 
     def __bool__(self) -> bool:
