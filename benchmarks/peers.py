@@ -200,7 +200,7 @@ def _sqlite_steps(path: Path, query: str, *params: str) -> set[int]:
 
 def _shim_steps(env: dict[str, str], run_id: str) -> set[int]:
     from trackio_shim.settings import TrackiodSettings
-    from trackiod import query
+    from trackiod.read import series as query
 
     settings = TrackiodSettings.load(environ=env)
     if not settings.db_path.exists():

@@ -6,7 +6,7 @@
 - a page of runs x metrics x points ready in headless Chromium: <= 2 s (see docs/benchmarks.md for the size
   measured on 2 cores).
 
-Databases are written with the daemon's writer (``trackiod.store.Store``) straight into a temporary home.
+Databases are written with the daemon's writer (``trackiod.store.writer.Store``) straight into a temporary home.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def _timed(fn: Any, repeats: int) -> list[float]:
 
 
 def _write_runs(home: Path, project: str, runs: int, keys: int, points: int) -> float:
-    from trackiod.store import Store
+    from trackiod.store.writer import Store
 
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
@@ -93,7 +93,7 @@ def _write_runs(home: Path, project: str, runs: int, keys: int, points: int) -> 
 @pytest.mark.benchmark(group="dashboard")
 def test_chart_request_1m_points(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
     from trackiod.dashboard.reads import Readers
-    from trackiod.query import read_series
+    from trackiod.read.series import read_series
 
     test = "dashboard: one chart"
     points = mode.size("chart_points")
@@ -126,7 +126,7 @@ def test_chart_request_1m_points(benchmark: Any, tmp_path: Path, figures: Any, m
 
 
 def _series(home: Path) -> np.ndarray:
-    from trackiod.query import open_reader, read_series
+    from trackiod.read.series import open_reader, read_series
 
     conn = open_reader(home / "trackiod.db")
     try:
@@ -137,7 +137,7 @@ def _series(home: Path) -> np.ndarray:
 
 def _write_table(home: Path, runs: int) -> None:
     """``runs`` runs with a realistic config (12 keys, one nested) and summary (8 keys)."""
-    from trackiod.store import Store
+    from trackiod.store.writer import Store
 
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
@@ -158,7 +158,7 @@ def _write_table(home: Path, runs: int) -> None:
 
 @pytest.mark.benchmark(group="dashboard")
 def test_runs_table_10k(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.query import list_runs, open_reader
+    from trackiod.read.series import list_runs, open_reader
 
     test = "dashboard: runs table"
     runs = mode.size("table_runs")

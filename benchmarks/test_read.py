@@ -1,4 +1,4 @@
-"""Reading one 1M-point series through the store (``trackiod.query.read_series``); budget <= 100 ms.
+"""Reading one 1M-point series through the store (``trackiod.read.series.read_series``); budget <= 100 ms.
 
 The database is built the way the daemon builds it: ``Store.write_series`` in batches (sealed 1,024-point
 chunks plus a tail that is re-folded as it grows), for four keys of one run written interleaved, so the
@@ -23,7 +23,7 @@ BATCH = 25_000  # points per write_series call: about one daemon commit of 10-ke
 
 
 def _build(path: Path, points: int) -> tuple[int, int, float]:
-    from trackiod.store import Store
+    from trackiod.store.writer import Store
 
     store = Store(path)
     started = time.perf_counter()
@@ -44,7 +44,7 @@ def _build(path: Path, points: int) -> tuple[int, int, float]:
 
 @pytest.mark.benchmark(group="read")
 def test_read_series_1m(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.query import open_reader, read_series
+    from trackiod.read.series import open_reader, read_series
 
     test = "read one series"
     points = mode.size("read_points")

@@ -38,11 +38,11 @@ def _cpu_per_call(fn: Any, repeats: int) -> float:
 
 @pytest.mark.benchmark(group="sampling")
 def test_sampling_cost(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.energy import EnergyBook
-    from trackiod.nvml_fake import ScriptedNvml
-    from trackiod.runs import RunBook
-    from trackiod.sampler import Sampler
-    from trackiod.store import Store
+    from trackiod.ingest.runs import RunBook
+    from trackiod.sampling.energy import EnergyBook
+    from trackiod.sampling.sampler import Sampler
+    from trackiod.store.writer import Store
+    from trackiod.testing.fake_nvml import ScriptedNvml
 
     test = "sampling"
     repeats = mode.size("sampling_samples")

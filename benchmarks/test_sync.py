@@ -21,7 +21,7 @@ BATCH = 25_000
 
 
 def _append(path: Path, start: int, stop: int) -> None:
-    from trackiod.store import Store
+    from trackiod.store.writer import Store
 
     store = Store(path)
     with store.transaction():
@@ -40,8 +40,8 @@ def _append(path: Path, start: int, stop: int) -> None:
 
 def test_sync_pass(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
     from trackio_shim.settings import TrackiodSettings
-    from trackiod.hub import FolderHub
-    from trackiod.sync import SyncEngine
+    from trackiod.sync.engine import SyncEngine
+    from trackiod.sync.hub import FolderHub
 
     test = "sync pass"
     points = mode.size("sync_points")

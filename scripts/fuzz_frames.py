@@ -173,7 +173,7 @@ def _ping(sock: Any, sid: bytes, timeout: float) -> bool:
 
 
 def _stored_value(home: Path, key: str, timeout: float = 30) -> float | None:
-    from trackiod import query
+    from trackiod.read import series as query
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

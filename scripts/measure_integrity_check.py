@@ -20,7 +20,7 @@ from pathlib import Path
 import apsw
 import numpy as np
 
-from trackiod.store import Store
+from trackiod.store.writer import Store
 
 
 def build(path: Path, runs: int, keys: int, steps: int) -> None:

@@ -77,7 +77,7 @@ def _rss_mib(pid: int | str = "self") -> float | None:
 # ----------------------------------------------------------------------------- the worker (one training process)
 def worker(index: int, deadline: float, rate: float, out: Path) -> int:
     import trackio_shim as wandb
-    from trackio_shim.client import current_client
+    from trackio_shim.session.client import current_client
 
     run = wandb.init(project=PROJECT, id=f"w{index}", config={"worker": index, "rate": rate})
     log = run.log
@@ -276,7 +276,7 @@ class Soak:
 
     def stored_counts(self) -> dict[tuple[str, str], tuple[int, int, int, int]]:
         """Per (run, key): raw points stored, distinct steps, lowest and highest step."""
-        from trackiod import query
+        from trackiod.read import series as query
 
         db = self.home / "trackiod.db"
         conn = query.open_reader(db)

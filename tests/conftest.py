@@ -64,7 +64,7 @@ class DaemonProcess:
         return self
 
     def status(self) -> dict[str, Any] | None:
-        from trackiod import control
+        from trackiod.daemon import control
 
         answer = control.request(self.settings(), "status", timeout=0.3)
         return answer[1] if answer else None
@@ -140,7 +140,7 @@ def stopped_daemon(env: dict[str, str], tmp_path: Path) -> Iterator[DaemonProces
 def shim(env: dict[str, str]) -> Iterator[Any]:
     """trackio_shim used in this process, reset afterwards (runs finished, session closed)."""
     import trackio_shim
-    from trackio_shim import client as client_module
+    from trackio_shim.session import client as client_module
 
     try:
         yield trackio_shim

@@ -1,6 +1,6 @@
 """Helpers for the dashboard tests: a store filled the way the daemon fills it, and an HTTP client on the app.
 
-Data is written through the daemon's own writer (``trackiod.store.Store``) into a real SQLite file; the app
+Data is written through the daemon's own writer (``trackiod.store.writer.Store``) into a real SQLite file; the app
 reads it through its query-only connections, as it does next to a running daemon.
 """
 
@@ -46,7 +46,7 @@ def fill(
     config: dict[str, Any] | None = None,
 ) -> list[str]:
     """Write ``runs`` finished runs of ``points`` steps per key; returns their ids (run_key), oldest first."""
-    from trackiod.store import Store
+    from trackiod.store.writer import Store
 
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")

@@ -216,9 +216,9 @@ class IngestRig:
 
     def __init__(self, home: Path) -> None:
         from trackio_shim.settings import TrackiodSettings
-        from trackiod.features import Features
-        from trackiod.ingest import Ingest
-        from trackiod.store import Store
+        from trackiod.attachments.dispatch import Features
+        from trackiod.ingest.ingest import Ingest
+        from trackiod.store.writer import Store
 
         settings = TrackiodSettings.load(environ={"TRACKIOD_HOME": str(home)})
         settings.ensure_dirs()
@@ -243,7 +243,7 @@ class IngestRig:
 
     def series(self, key: str) -> list[float]:
         """The values of one numeric series of the rig's run, in step order."""
-        from trackiod import query
+        from trackiod.read import series as query
 
         entry = query.run_keys(self.store.conn, self.run_id).get(key)
         return [] if entry is None else list(query.read_series(self.store.conn, self.run_id, entry[0])[2])

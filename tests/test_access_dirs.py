@@ -19,7 +19,7 @@ import pytest
 from conftest import DaemonProcess, run_script, wait_for
 
 from trackio_shim.settings import TrackiodSettings
-from trackiod import control
+from trackiod.daemon import control
 
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root (chown)")

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from trackiod.media import slug
+from trackiod.ingest.media import slug
 
 PATH_KEYS = [
     "../../../escape",

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import DaemonProcess, run_script, wait_for
 
-from trackiod.alerts import payload, webhook_format
+from trackiod.attachments.alerts import payload, webhook_format
 
 
 class Webhook:

@@ -76,7 +76,7 @@ def malformed(daemon: DaemonProcess) -> int | None:
 
 
 def _stored_tables(home: Path) -> dict[str, int]:
-    from trackiod import query
+    from trackiod.read import series as query
 
     conn = query.open_reader(home / "trackiod.db")
     try:

@@ -1,7 +1,7 @@
 """Export (parquet, csv, jsonl), CSV and TensorBoard import, and the Space that ``trackiod deploy`` generates.
 
 All real: a daemon process, runs logged through the shim, event files written by torch's TensorBoard writer,
-CSV files on disk. The Space's push goes to the folder-backed fake Hub (trackiod.hub.FolderHub), because the
+CSV files on disk. The Space's push goes to the folder-backed fake Hub (trackiod.sync.hub.FolderHub), because the
 Hugging Face Hub cannot be reached from the test machines.
 """
 
@@ -22,10 +22,10 @@ import pytest
 from conftest import DaemonProcess, run_script
 
 from trackio_shim.errors import ProjectExistsError, UsageError
-from trackiod import query
 from trackiod.cli import main as cli
-from trackiod.deploy import space_files
-from trackiod.hub import FolderHub
+from trackiod.read import series as query
+from trackiod.sync.deploy import space_files
+from trackiod.sync.hub import FolderHub
 
 LOG_SOME = """
 import trackio_shim as wandb

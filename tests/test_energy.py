@@ -1,9 +1,9 @@
 """GPU energy attribution and sampling, in process, against a real SQLite store.
 
-NVML is FAKED here, because no GPU is here: trackiod.nvml_fake.ScriptedNvml stands in for it behind the
+NVML is FAKED here, because no GPU is here: trackiod.testing.fake_nvml.ScriptedNvml stands in for it behind the
 same small interface the real pynvml provider implements. Its counters advance with the scripted load, on a
 clock the tests move by hand, so the expected joules are exact. Everything else is real: the Sampler (and
-psutil), the EnergyBook, the schema and its migration, the readers in trackiod.energy_report.
+psutil), the EnergyBook, the schema and its migration, the readers in trackiod.read.energy.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 from trackio_shim.errors import UsageError
-from trackiod import energy_report, query
-from trackiod.energy import EnergyBook, _GpuState, declared_gpus, energy_delta
-from trackiod.nvml import GpuIdentity
-from trackiod.nvml_fake import ScriptedNvml
-from trackiod.runs import RunBook
-from trackiod.sampler import Sampler
-from trackiod.store import Store
+from trackiod.ingest.runs import RunBook
+from trackiod.read import energy as energy_report
+from trackiod.read import series as query
+from trackiod.sampling.energy import EnergyBook, _GpuState, declared_gpus, energy_delta
+from trackiod.sampling.nvml import GpuIdentity
+from trackiod.sampling.sampler import Sampler
+from trackiod.store.writer import Store
+from trackiod.testing.fake_nvml import ScriptedNvml
 
 HOST = "testhost"
 
@@ -332,7 +333,7 @@ def test_no_driver_means_cpu_only_with_one_clear_line(tmp_path: Path, caplog: py
 
 
 def test_real_pynvml_without_a_driver_is_unavailable_not_an_error() -> None:
-    from trackiod.nvml import NvmlUnavailable, PynvmlProvider
+    from trackiod.sampling.nvml import NvmlUnavailable, PynvmlProvider
 
     provider = PynvmlProvider()
     try:

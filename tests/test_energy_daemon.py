@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 from conftest import DaemonProcess, spawn_script, wait_for
 
-from trackiod import energy_report, query
+from trackiod.read import energy as energy_report
+from trackiod.read import series as query
 
 FAST = {"TRACKIOD_SAMPLE_INTERVAL_S": "0.2", "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2"}
 
@@ -47,7 +48,7 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def running_runs(env: dict[str, str]) -> dict[str, dict[str, Any]]:
-    from trackio_shim.api import Api
+    from trackio_shim.sdk.api import Api
 
     try:
         return {r.name: r.summary for r in Api(overrides={"home": env["TRACKIOD_HOME"]}).runs("energy")}

@@ -21,8 +21,8 @@ import pytest
 from conftest import DaemonProcess, wait_for
 from test_reliability import assert_complete, report_of, start_training
 
-from trackiod.integrity import ensure_usable, find_problem
-from trackiod.store import Store
+from trackiod.daemon.integrity import ensure_usable, find_problem
+from trackiod.store.writer import Store
 
 
 def integrity_ok(db: Path) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import DaemonProcess, spawn_script, wait_for
 
-from trackiod import query
+from trackiod.read import series as query
 
 STEPS = 3000
 

@@ -39,8 +39,8 @@ def _gpu_or_skip() -> None:
 
 def test_real_nvml_readings_are_plausible() -> None:
     _gpu_or_skip()
-    from trackiod.nvml import PynvmlProvider
-    from trackiod.sampler import Sampler
+    from trackiod.sampling.nvml import PynvmlProvider
+    from trackiod.sampling.sampler import Sampler
 
     sampler = Sampler(2.0, PynvmlProvider())
     sampler.open()

@@ -20,7 +20,7 @@ pytestmark = [
     ),
 ]
 
-from trackio_shim.client import current_client  # noqa: E402
+from trackio_shim.session.client import current_client  # noqa: E402
 
 
 def _rows(shim: Any, run: Any) -> list[dict[str, Any]]:

@@ -17,8 +17,8 @@ from conftest import run_script, wait_for
 from PIL import Image as PILImage
 
 from trackio_shim import protocol as P
-from trackio_shim.client import current_client
-from trackiod.media import slug
+from trackio_shim.session.client import current_client
+from trackiod.ingest.media import slug
 
 
 def _api_run(shim: Any, run: Any) -> Any:

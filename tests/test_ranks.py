@@ -21,7 +21,7 @@ from conftest import DaemonProcess, run_script, spawn_script, wait_for
 from trackio_shim import Api
 from trackio_shim.errors import UsageError
 from trackio_shim.integrations._base import process_rank
-from trackio_shim.ranks import detect
+from trackio_shim.sdk.ranks import detect
 
 STEPS = 20
 WORLD = 4

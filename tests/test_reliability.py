@@ -20,7 +20,7 @@ import pytest
 from conftest import DaemonProcess, spawn_script, wait_for
 
 from trackio_shim import protocol as P
-from trackiod.spool import read_frames
+from trackiod.ingest.spool import read_frames
 
 PROJECT = "rel"
 KEYS = 10
@@ -99,7 +99,7 @@ def report_of(proc: subprocess.Popen[str], timeout: float = 120, returncode: int
 def raw_points(run_id: str) -> dict[str, np.ndarray] | None:
     """Every stored (step, value) of a run, straight from the chunk blobs: ``{key: array of [step, value]}``."""
     from trackio_shim import Api
-    from trackiod import query
+    from trackiod.read import series as query
 
     api = Api()
     if not api.settings.db_path.exists():
@@ -336,7 +336,7 @@ def _daemons_for(home: Path) -> list[psutil.Process]:
 @pytest.mark.slow
 def test_autostart_race_leaves_exactly_one_daemon(env: dict[str, str]) -> None:
     from trackio_shim.settings import TrackiodSettings
-    from trackiod import control
+    from trackiod.daemon import control
 
     home = Path(env["TRACKIOD_HOME"])
     auto = {**env, "TRACKIOD_AUTOSTART": "1"}

@@ -1,7 +1,7 @@
 """Hub sync: what is committed, the watermark across failures and restarts, pauses, and the pull round trip.
 
 The Hugging Face Hub cannot be reached from the test machines, so it is FAKED here, and only here: daemons
-run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.hub.FolderHub. It applies the real
+run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.sync.hub.FolderHub. It applies the real
 huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a local folder and fails on
 demand (transient, in-doubt, 401/403). Everything else is real: daemon processes, ZeroMQ, SQLite, Parquet.
 """
@@ -21,9 +21,9 @@ from conftest import DaemonProcess, run_script, wait_for
 
 from trackio_shim.errors import HubAuthError, HubTransientError, SettingsError
 from trackio_shim.settings import TrackiodSettings
-from trackiod import query
 from trackiod.cli import main as cli
-from trackiod.hub import FolderHub, classify
+from trackiod.read import series as query
+from trackiod.sync.hub import FolderHub, classify
 
 REPO = "me/runs"
 
@@ -330,8 +330,8 @@ def test_hub_setting_is_checked() -> None:
 def test_migration_from_version_1_numbers_existing_texts(tmp_path: Path) -> None:
     import apsw
 
-    from trackiod import schema
-    from trackiod.store import Store
+    from trackiod.store import schema
+    from trackiod.store.writer import Store
 
     path = tmp_path / "v1.db"
     conn = apsw.Connection(str(path))

@@ -1,7 +1,7 @@
 """Hub sync of media, run energy, node series and artifacts: what is committed, watermarks, retries, pull.
 
 Two things are FAKED here, because the real ones cannot run on the test machines, and nothing else:
-- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e. trackiod.hub.FolderHub,
+- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e. trackiod.sync.hub.FolderHub,
   which applies the real huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a
   folder and fails on demand (``transient``, ``in_doubt``);
 - NVML: the daemon runs with ``TRACKIOD_NVML=fake:<script.json>`` (trackiod/nvml_fake.py), one scripted GPU
@@ -23,17 +23,15 @@ from conftest import DaemonProcess, run_script, wait_for
 
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
-from trackiod import catalog, energy_report, media_read, query
 from trackiod.cli import main as cli
-from trackiod.hub import FolderHub
-from trackiod.parquet_extras import (
-    ENERGY_SCHEMA,
-    MEDIA_SCHEMA,
-    SYSTEM_SCHEMA,
-    VERSIONS_SCHEMA,
-)
-from trackiod.pull_extras import read_kind
-from trackiod.sync import SyncEngine
+from trackiod.read import catalog
+from trackiod.read import energy as energy_report
+from trackiod.read import media as media_read
+from trackiod.read import series as query
+from trackiod.sync.engine import SyncEngine
+from trackiod.sync.hub import FolderHub
+from trackiod.sync.layout_kinds import ENERGY_SCHEMA, MEDIA_SCHEMA, SYSTEM_SCHEMA, VERSIONS_SCHEMA
+from trackiod.sync.pull_kinds import read_kind
 
 REPO = "me/kinds"
 FAST = {"TRACKIOD_SAMPLE_INTERVAL_S": "0.2", "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2"}

@@ -17,8 +17,8 @@ from conftest import wait_for
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
 
-from trackio_shim import tensors as T  # noqa: E402
-from trackio_shim.client import current_client  # noqa: E402
+from trackio_shim.media import tensors as T  # noqa: E402
+from trackio_shim.session.client import current_client  # noqa: E402
 
 
 class SlowMarker:
@@ -55,7 +55,7 @@ def _history(shim: Any, run: Any) -> list[dict[str, Any]]:
 
 
 def _series_times(shim: Any, run: Any, key: str) -> list[float]:
-    from trackiod import query
+    from trackiod.read import series as query
 
     api_run = shim.Api().run(f"{run.project}/{run.id}")
     conn = query.open_reader(shim.Api().settings.db_path)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from conftest import DaemonProcess, run_script
 
+from trackio_shim.sdk.terminal import dashboard_url
 from trackio_shim.settings import TrackiodSettings
-from trackio_shim.terminal import dashboard_url
-from trackiod.progress import Progress
+from trackiod.cli.progress import Progress
 
 _SCRIPT = """
 import trackio_shim as wandb

@@ -22,14 +22,14 @@ import pytest
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError, SettingsError
+from trackio_shim.session.encoding import encode_default, salvage
 from trackio_shim.settings import TrackiodSettings
-from trackio_shim.values import encode_default, salvage
-from trackiod import query
-from trackiod.batch import MAX_DEPTH, Batch, check_key
-from trackiod.runs import RunBook
-from trackiod.schema import CHUNK_POINTS, SCHEMA_VERSION
-from trackiod.store import Store
-from trackiod.summary import RunSummary
+from trackiod.ingest.batch import MAX_DEPTH, Batch, check_key
+from trackiod.ingest.runs import RunBook
+from trackiod.ingest.summary import RunSummary
+from trackiod.read import series as query
+from trackiod.store.schema import CHUNK_POINTS, SCHEMA_VERSION
+from trackiod.store.writer import Store
 
 SID = bytes(range(16))
 

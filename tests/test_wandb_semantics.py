@@ -508,7 +508,7 @@ def test_reinit_create_new_runs_concurrently(daemon: DaemonProcess, shim: Any) -
 
 
 def test_mode_disabled_is_a_cheap_no_op_without_a_daemon(env: dict[str, str], shim: Any) -> None:
-    from trackio_shim import client as client_module
+    from trackio_shim.session import client as client_module
 
     home = Path(env["TRACKIOD_HOME"])
     run = shim.init(project="p", mode="disabled", config={"lr": 0.1})
@@ -531,7 +531,7 @@ def test_mode_disabled_is_a_cheap_no_op_without_a_daemon(env: dict[str, str], sh
 
 
 def test_mode_disabled_from_environment(env: dict[str, str], shim: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trackio_shim import client as client_module
+    from trackio_shim.session import client as client_module
 
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run = shim.init(project="p")
@@ -911,7 +911,7 @@ def test_numpy_step_and_timestamps(daemon: DaemonProcess, shim: Any) -> None:
 def test_history_without_pandas_returns_dicts_with_a_warning(
     daemon: DaemonProcess, shim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trackio_shim import values
+    from trackio_shim.session import encoding as values
 
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails, as where it is not installed
     monkeypatch.setattr(values, "_warned", set())

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from trackio_shim.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     ConfigError,
@@ -23,10 +23,10 @@ from .errors import (
     TrackiodError,
     UsageError,
 )
-from .run import DisabledRun, Run
-from .run_config import Config, Summary, json_friendly
-from .settings import TrackiodSettings
-from .values import warn_once
+from trackio_shim.sdk.run_config import Config, Summary, json_friendly
+from trackio_shim.sdk.wandb_run import DisabledRun, Run
+from trackio_shim.session.encoding import warn_once
+from trackio_shim.settings import TrackiodSettings
 
 __version__ = "0.1.0"
 __all__ = [
@@ -72,14 +72,14 @@ Error = TrackiodError
 #: Public names whose modules load on first use (PEP 562), so that `import trackio_shim` stays light
 #: (tests/test_import_light.py, benchmarks/test_startup.py): name -> the submodule defining it.
 _LAZY = {
-    "Api": "api",
+    "Api": "sdk.api",
     "Array": "media",
     "Histogram": "media",
     "Html": "media",
     "Image": "media",
-    "Table": "media_table",
-    "Artifact": "artifacts",
-    "AlertLevel": "alerts",
+    "Table": "media.table",
+    "Artifact": "sdk.artifacts",
+    "AlertLevel": "sdk.alerts",
 }
 
 
@@ -99,11 +99,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .alerts import AlertLevel
-    from .api import Api
-    from .artifacts import Artifact
-    from .media import Array, Histogram, Html, Image
-    from .media_table import Table
+    from trackio_shim.media import Array, Histogram, Html, Image
+    from trackio_shim.media.table import Table
+    from trackio_shim.sdk.alerts import AlertLevel
+    from trackio_shim.sdk.api import Api
+    from trackio_shim.sdk.artifacts import Artifact
 
 
 #: The most recent active run (wandb.run), or None.
@@ -163,7 +163,7 @@ def init(
         RunExistsError: ``resume="never"`` and the daemon already has a run with this ``id``.
         ProtocolVersionError: the daemon cannot serve this shim's protocol version.
     """
-    from . import run_start  # on first use: import trackio_shim stays light
+    from trackio_shim.sdk import run_start  # on first use: import trackio_shim stays light
 
     unknown = sorted(set(kwargs) - run_start.INIT_KEYWORDS)
     if unknown:
@@ -240,7 +240,7 @@ def log(
 
 def flush() -> None:
     """Wait for every deferred tensor copy of this process and hand the values over (a device sync)."""
-    from .client import current_client
+    from trackio_shim.session.client import current_client
 
     client = current_client()
     if client is not None:
@@ -321,7 +321,7 @@ def _finish_at_exit() -> None:
             leftover.finish(exit_code=_exit_code or 0)
         except Exception as exc:  # at exit, report and go on; never hang or raise
             warn_once("atexit", f"trackio_shim: could not finish run {leftover.id} at exit: {exc}")
-    from .client import current_client
+    from trackio_shim.session.client import current_client
 
     client = current_client()
     if client is not None:
@@ -341,7 +341,7 @@ def show(
     open a browser where there is a display); an address other than loopback gets a token, printed in the URL.
     """
     # Imported here: the dashboard (Starlette, uvicorn) is never loaded by training processes that do not ask.
-    from trackiod.dashboard.cli import serve
+    from trackiod.cli.show import serve
 
     settings = TrackiodSettings.load(dashboard_host=host, dashboard_port=port)
     serve(settings, project, open_browser)
@@ -361,7 +361,7 @@ def import_csv(
         UsageError: the file has no ``step`` column or a bad value (the text names the line), or ``project``
             already exists and ``force`` is False.
     """
-    from trackiod.importers import import_csv as _import_csv
+    from trackio_shim.sdk.importers import import_csv as _import_csv
 
     return _import_csv(csv_path, project, name=name, space_id=space_id, dataset_id=dataset_id, force=force)
 
@@ -380,7 +380,7 @@ def import_tf_events(
         UsageError: no event files, the tensorboard package is missing, or ``project`` already exists and
             ``force`` is False.
     """
-    from trackiod.importers import import_tf_events as _import_tf_events
+    from trackio_shim.sdk.importers import import_tf_events as _import_tf_events
 
     return _import_tf_events(log_dir, project, name=name, space_id=space_id, dataset_id=dataset_id, force=force)
 

@@ -12,7 +12,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import AccessError
+from trackio_shim.errors import AccessError
 
 #: Bits that let group or others in at all (read, write or search): a data directory must have none.
 OPEN_TO_OTHERS = 0o077

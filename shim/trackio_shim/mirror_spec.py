@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
-from .errors import UsageError
+from trackio_shim.errors import UsageError
 
 #: kind -> what its target means (shown in error messages).
 MIRROR_KINDS = {

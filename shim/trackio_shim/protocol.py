@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import ProtocolError
+from trackio_shim.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 #: Versions this build of the daemon can ingest.

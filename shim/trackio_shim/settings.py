@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError, UsageError
+from trackio_shim.errors import SettingsError, UsageError
 
 # Unix domain socket paths are limited to 108 bytes on Linux (104 on macOS); keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -215,7 +215,7 @@ class TrackiodSettings:
     @property
     def mirror_specs(self) -> list[Any]:
         """The daemon-wide mirrors (TRACKIOD_MIRRORS) as parsed specs; docs/mirrors.md."""
-        from .mirror_spec import parse_mirrors
+        from trackio_shim.mirror_spec import parse_mirrors
 
         return list(parse_mirrors(self.mirrors, "TRACKIOD_MIRRORS"))
 
@@ -275,7 +275,7 @@ class TrackiodSettings:
                 f"TRACKIOD_WEBHOOK_FORMAT={values['webhook_format']!r} is not one of auto, slack, discord, json"
             )
         if values.get("mirrors"):
-            from .mirror_spec import parse_mirrors
+            from trackio_shim.mirror_spec import parse_mirrors
 
             try:
                 parse_mirrors(values["mirrors"], "TRACKIOD_MIRRORS")
@@ -306,7 +306,7 @@ class TrackiodSettings:
             AccessError: the data directory is open to group/others or someone else's, or the socket directory
                 is (see :mod:`trackio_shim.access`; docs/security.md).
         """
-        from .access import require_private_dir
+        from trackio_shim.access import require_private_dir
 
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         require_private_dir(self.home, "data directory", "TRACKIOD_HOME")
@@ -325,7 +325,7 @@ class TrackiodSettings:
         """
         if not self.endpoint.startswith("ipc://"):
             return
-        from .access import make_own_dir, require_socket_dir
+        from trackio_shim.access import make_own_dir, require_socket_dir
 
         socket_dir = Path(self.endpoint[6:]).parent
         named_by_us = self.runtime_dir.parent.name == f"trackiod-{os.getuid()}"

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from trackio_shim.settings import TrackiodSettings
-
-from .. import catalog, energy_report, query
-from . import reads, richvalues, system
-from .downsample import MAX_WIDTH, align
+from trackiod.dashboard import reads, richvalues, system
+from trackiod.dashboard.downsample import MAX_WIDTH, align
+from trackiod.read import catalog
+from trackiod.read import energy as energy_report
+from trackiod.read import series as query
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
 MAX_RUNS_PER_CHART = 500
@@ -112,7 +113,7 @@ class Api:
 
     # ------------------------------------------------------------------ endpoints
     def info(self, request: Request) -> Response:
-        from .. import __version__
+        from trackiod import __version__
 
         return _json(
             {

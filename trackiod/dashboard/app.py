@@ -29,9 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
-
-from . import reads
-from .api import Api
+from trackiod.dashboard import reads
+from trackiod.dashboard.api import Api
 
 log = logging.getLogger("trackiod.dashboard")
 

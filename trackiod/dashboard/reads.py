@@ -1,6 +1,6 @@
 """The dashboard's reads: one query-only connection per server thread, and the queries behind the JSON API.
 
-Everything goes through :func:`trackiod.query.open_reader` (``PRAGMA query_only``, WAL), so the dashboard
+Everything goes through :func:`trackiod.read.series.open_reader` (``PRAGMA query_only``, WAL), so the dashboard
 never writes and never blocks the daemon's writer. Run rows are sent as JSON arrays with the stored config and
 summary JSON spliced in as they are: decoding and re-encoding 10,000 configs would cost more than the query.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import numpy as np
 
-from .. import query
+from trackiod.read import series as query
 
 #: The columns of a run row in ``/api/runs``, in order (config and summary last, as JSON objects).
 RUN_COLUMNS = (

@@ -1,6 +1,6 @@
 """The run page's reads of rich values (images, tables, histograms, HTML, arrays) and of alerts and artifacts.
 
-Rows come from the ``media`` table through :mod:`trackiod.media_read`; files (images, HTML, tables) stay where
+Rows come from the ``media`` table through :mod:`trackiod.read.media`; files (images, HTML, tables) stay where
 the daemon wrote them under ``TRACKIOD_HOME/media`` and the browser loads them through ``/media/PATH``. Only a
 table's page of rows is read here, from its ``.table.json``. Histograms come back both as logged (for a step
 slider) and as one heatmap over steps, every step's counts spread onto shared bin edges.
@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import numpy as np
 
-from ..media_read import media_keys, read_media
+from trackiod.read.media import media_keys, read_media
 
 #: Steps of one histogram key sent at most (evenly spaced, always with the first and the last).
 MAX_HISTOGRAM_STEPS = 200

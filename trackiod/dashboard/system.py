@@ -16,10 +16,10 @@ from typing import Any
 import apsw
 import numpy as np
 
-from ..energy_report import run_energy, system_keys, system_series
-from ..query import _RUN_SELECT, _run_dict
-from ..schema import dict_rows
-from .downsample import align
+from trackiod.dashboard.downsample import align
+from trackiod.read.energy import run_energy, system_keys, system_series
+from trackiod.read.series import _RUN_SELECT, _run_dict
+from trackiod.store.schema import dict_rows
 
 #: Node series the panel draws, in this order, with their section and unit; ``N`` stands for a GPU index.
 PANEL_SERIES: tuple[tuple[str, str, str], ...] = (

@@ -14,8 +14,7 @@ import os
 from typing import Any
 
 from trackio_shim.errors import MirrorError
-
-from .base import Mirror, MirrorBatch
+from trackiod.mirrors.base import Mirror, MirrorBatch
 
 HEADER = ("step", "timestamp", "key", "value")
 

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import Mirror, MirrorBatch, flat_config, import_sdk
+from trackiod.mirrors.base import Mirror, MirrorBatch, flat_config, import_sdk
 
 _BATCH = 1000
 _PARAM_CHARS = 6000

@@ -12,8 +12,7 @@ import time
 from typing import Any
 
 from trackio_shim.errors import MirrorError
-
-from .base import Mirror, MirrorBatch, import_sdk
+from trackiod.mirrors.base import Mirror, MirrorBatch, import_sdk
 
 
 class TensorBoardMirror(Mirror):

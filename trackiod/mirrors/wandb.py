@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import Mirror, MirrorBatch, import_sdk
+from trackiod.mirrors.base import Mirror, MirrorBatch, import_sdk
 
 _EXIT_CODES = {"finished": 0, "failed": 1, "crashed": 1}
 

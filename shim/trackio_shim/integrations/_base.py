@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import UsageError
-from ..ranks import process_rank
-from ..run import Run
-from ..run_config import as_mapping
-from ..values import warn_once
+from trackio_shim.errors import UsageError
+from trackio_shim.sdk.ranks import process_rank
+from trackio_shim.sdk.run_config import as_mapping
+from trackio_shim.sdk.wandb_run import Run
+from trackio_shim.session.encoding import warn_once
 
 STATE_VERSION = 1
 
@@ -56,7 +56,7 @@ class TrackedRun:
         return self._run
 
     def _start(self) -> Run:
-        from .. import _active, init
+        from trackio_shim import _active, init
 
         restore, self._restore = self._restore, None
         active = _active[-1] if _active else None

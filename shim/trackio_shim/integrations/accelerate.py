@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from accelerate.tracking import GeneralTracker
 
-from ._base import TrackedRun, process_rank
+from trackio_shim.integrations._base import TrackedRun, process_rank
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from trackio_shim.sdk.wandb_run import Run
 
 
 def _is_main_process() -> bool:

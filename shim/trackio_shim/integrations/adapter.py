@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..run import Run
-from ._base import TrackedRun
+from trackio_shim.integrations._base import TrackedRun
+from trackio_shim.sdk.wandb_run import Run
 
 
 class TrackiodLogger:

@@ -18,8 +18,8 @@ except ImportError:  # the unified "lightning" package
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
     from lightning.pytorch.utilities.rank_zero import rank_zero_only  # type: ignore[no-redef]
 
-from ..run import Run
-from ._base import TrackedRun
+from trackio_shim.integrations._base import TrackedRun
+from trackio_shim.sdk.wandb_run import Run
 
 
 def _is_rank_zero() -> bool:

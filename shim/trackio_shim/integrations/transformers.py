@@ -15,7 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ._base import TrackedRun
+from trackio_shim.integrations._base import TrackedRun
 
 STATE_FILE = "trackiod_run.json"
 _PREFIXES = (("eval_", "eval/"), ("test_", "test/"))

@@ -1,0 +1,1 @@
+"""The wandb-shaped surface: Run, config and summary, run start, alerts, files, artifacts, Api."""

@@ -1,0 +1,327 @@
+"""What init() does before and while it starts a run: its arguments and environment resolved into the run's
+parameters, and the RUN_START exchange with the daemon.
+
+Imported by the first init(), not by ``import trackio_shim`` (whose time is budgeted).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolVersionError, RunExistsError, RunNotFoundError, UsageError
+from trackio_shim.sdk.ranks import detect as detect_ranks
+from trackio_shim.sdk.run_config import as_mapping, json_friendly
+from trackio_shim.sdk.terminal import announce, dashboard_url, is_silent
+from trackio_shim.sdk.wandb_run import Run
+from trackio_shim.session.client import get_client
+from trackio_shim.session.encoding import warn_once
+from trackio_shim.settings import TrackiodSettings
+
+#: Every keyword init() accepts in **kwargs (wandb's and ours); others are warned about and ignored.
+INIT_KEYWORDS = {
+    "project",
+    "name",
+    "id",
+    "config",
+    "resume",
+    "dir",
+    "mode",
+    "tags",
+    "notes",
+    "group",
+    "job_type",
+    "reinit",
+    "settings",
+    "space_id",
+    "dataset_id",
+    "entity",
+    "allow_val_change",
+    "config_exclude_keys",
+    "config_include_keys",
+    "anonymous",
+    "force",
+    "save_code",
+    "sync_tensorboard",
+    "monitor_gym",
+    "tensorboard",
+    "resume_from",
+    "fork_from",
+    "magic",
+    "tensor_copy",
+    "rank",
+    "world_size",
+    "ranks",
+}
+_ADJECTIVES = (
+    "amber",
+    "brave",
+    "calm",
+    "dapper",
+    "eager",
+    "fancy",
+    "gentle",
+    "hardy",
+    "icy",
+    "jolly",
+    "keen",
+    "lively",
+    "misty",
+    "noble",
+    "olive",
+    "proud",
+    "quiet",
+    "rapid",
+    "silver",
+    "tidy",
+    "upbeat",
+    "vivid",
+    "warm",
+    "zesty",
+)
+_NOUNS = (
+    "aurora",
+    "breeze",
+    "cedar",
+    "delta",
+    "ember",
+    "fjord",
+    "glade",
+    "harbor",
+    "island",
+    "jade",
+    "kestrel",
+    "lagoon",
+    "meadow",
+    "nebula",
+    "orchid",
+    "pine",
+    "quartz",
+    "river",
+    "sparrow",
+    "tundra",
+    "valley",
+    "wave",
+)
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def new_run_id() -> str:
+    rng = random.SystemRandom()
+    return "".join(rng.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def new_run_name() -> str:
+    rng = random.SystemRandom()
+    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randint(1, 9999)}"
+
+
+#: Handles name this process's runs on the wire (RUN_START and later messages); unique per process.
+_handles = iter(range(1, 1 << 62))
+
+
+def run_params(
+    project: str,
+    name: str | None = None,
+    id: str | None = None,
+    resume: str = "never",
+    tags: list[str] | None = None,
+    notes: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    mode: str = "online",
+    space_id: str | None = None,
+    dataset_id: str | None = None,
+) -> dict[str, Any]:
+    """The parameters of a RUN_START, as init() and the importers send them."""
+    return {
+        "project": project,
+        "id": id,
+        "name": name,
+        "resume": resume,
+        "tags": tags or [],
+        "notes": notes,
+        "group": group,
+        "job_type": job_type,
+        "mode": mode,
+        "space_id": space_id,
+        "dataset_id": dataset_id,
+    }
+
+
+def resolve(
+    project: str | None,
+    name: str | None,
+    id: str | None,
+    config: Any,
+    resume: str | bool | None,
+    mode: str | None,
+    tags: Any,
+    notes: str | None,
+    group: str | None,
+    job_type: str | None,
+    space_id: str | None,
+    dataset_id: str | None,
+    mirror: Any,
+    kwargs: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """init()'s arguments over the TRACKIOD_*/WANDB_* environment: the run's parameters and its config.
+
+    Raises:
+        UsageError: an unknown mode, resume policy, rank policy or mirror, or a bad rank or world size.
+    """
+    mode = (mode or env("TRACKIOD_MODE", "WANDB_MODE") or "online").lower()
+    if mode in ("run", "shared"):
+        mode = "online"
+    if mode == "dryrun":
+        mode = "offline"
+    if mode not in ("online", "offline", "disabled"):
+        raise UsageError(f"init(mode={mode!r}): use 'online', 'offline' or 'disabled'")
+    resume_policy = _resume_policy(resume if resume is not None else env("TRACKIOD_RESUME", "WANDB_RESUME"))
+    tag_source = tags if tags is not None else env("TRACKIOD_TAGS", "WANDB_TAGS")
+    if isinstance(tag_source, str):
+        tag_source = [t.strip() for t in tag_source.split(",") if t.strip()]
+    params = run_params(
+        project=project or env("TRACKIOD_PROJECT", "WANDB_PROJECT") or "uncategorized",
+        id=id or env("TRACKIOD_RUN_ID", "WANDB_RUN_ID"),
+        name=name or env("TRACKIOD_NAME", "WANDB_NAME"),
+        resume=resume_policy,
+        tags=[str(t) for t in (tag_source or [])],
+        notes=notes or env("TRACKIOD_NOTES", "WANDB_NOTES"),
+        group=group or env("TRACKIOD_RUN_GROUP", "WANDB_RUN_GROUP"),
+        job_type=job_type or env("TRACKIOD_JOB_TYPE", "WANDB_JOB_TYPE"),
+        mode=mode,
+        space_id=space_id,
+        dataset_id=dataset_id,
+    )
+    params["mirror"] = _mirror_specs(mirror)
+    cfg = as_mapping(config, "init(config=...)")
+    for key in kwargs.get("config_exclude_keys") or ():
+        cfg.pop(key, None)
+    if kwargs.get("config_include_keys"):
+        cfg = {k: v for k, v in cfg.items() if k in kwargs["config_include_keys"]}
+    place = detect_ranks(kwargs.get("rank"), kwargs.get("world_size"))
+    if kwargs.get("ranks") is not None:
+        _rank_policy(kwargs["ranks"])  # a bad value is an error on every rank, not only on ranks > 0
+    if place.distributed:
+        params.update(rank=place.rank, world_size=place.world_size, local_rank=place.local_rank)
+        params["job_key"] = place.job_key
+        if mode != "disabled" and place.rank > 0 and _rank_policy(kwargs.get("ranks")) == "zero":
+            params["mode"] = "disabled"  # the rank-0-only behaviour of other trackers
+    return params, cfg
+
+
+def _rank_policy(ranks: Any) -> str:
+    if ranks is None:
+        return TrackiodSettings.load().ranks
+    if ranks not in ("all", "zero"):
+        raise UsageError(f"init(ranks={ranks!r}): use 'all' (every rank logs) or 'zero' (rank 0 only)")
+    return str(ranks)
+
+
+def _mirror_specs(mirror: Any) -> list[str]:
+    if mirror is None:
+        return []
+    from trackio_shim.mirror_spec import parse_mirrors  # lazily: most runs name no mirror, and import time is budgeted
+
+    return [str(spec) for spec in parse_mirrors(mirror, "init(mirror=...)")]
+
+
+def reinit_mode(reinit: bool | str | None) -> str:
+    """init(reinit=...) as one of "return_previous", "finish_previous" or "create_new"."""
+    if reinit is True:
+        return "finish_previous"
+    if reinit in (None, False, "default", "return_previous"):
+        return "return_previous"
+    if reinit in ("finish_previous", "create_new"):
+        return str(reinit)
+    raise UsageError(f"init(reinit={reinit!r}): use 'return_previous', 'finish_previous' or 'create_new'")
+
+
+def _resume_policy(resume: str | bool | None) -> str:
+    if resume in (None, False, "never", "", "false"):
+        return "never"
+    if resume in (True, "allow", "auto", "true"):
+        return "allow"
+    if resume == "must":
+        return "must"
+    raise UsageError(f"init(resume={resume!r}): use 'never', 'allow' or 'must'")
+
+
+def start_run(
+    params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_change: bool, started: float | None = None
+) -> Run:
+    """Start (or resume) a run with the daemon, or locally when none answers (delivered later), and return it.
+
+    Raises:
+        RunNotFoundError, RunExistsError, ProtocolVersionError, UsageError: the daemon refused the run.
+    """
+    settings = TrackiodSettings.load()
+    client = get_client(settings)
+    reachable = client.ensure_daemon()
+    if not reachable:
+        warn_once(
+            "daemon-unreachable",
+            f"trackio_shim: no trackiod answered at {settings.endpoint}; logging continues into memory and "
+            f"then {settings.spool_dir}, and is delivered when a daemon starts (`trackiod start`)",
+        )
+    # A rank of a job leaves the id to the daemon, which gives every rank of the job the same run.
+    if params["id"] is None and params["resume"] == "never" and not params.get("job_key"):
+        params["id"] = new_run_id()
+    handle = next(_handles)
+    # Chosen here, so a run started while no daemon answers has the same id and name locally and when
+    # the daemon finally creates it from the buffer or the spool.
+    default_id, default_name = new_run_id(), new_run_name()
+    start = dict(
+        params,
+        config=json_friendly(cfg),
+        default_id=default_id,
+        default_name=default_name,
+        started=time.time() if started is None else started,
+        req=None,
+    )
+    reply = client.request(
+        (P.RUN_START, handle, start), timeout=settings.init_timeout_s if reachable else 0.0, sequenced=True
+    )
+    info: dict[str, Any] = {}
+    if reply.done and not reply.ok:
+        body = reply.body if isinstance(reply.body, dict) else {}
+        message = str(body.get("message", body))
+        error = body.get("error")
+        if error == "not_found":
+            raise RunNotFoundError(message)
+        if error == "exists":
+            raise RunExistsError(message)
+        if error == "refused":
+            raise ProtocolVersionError(message)
+        raise UsageError(message)
+    if reply.done:
+        info = reply.body
+        if info.get("config_conflicts"):
+            warn_once(("config-conflict", info["config_conflicts"]), f"trackiod: {info['config_conflicts']}")
+    elif reachable:
+        warn_once("init-slow", "trackio_shim: trackiod did not confirm the run in time; logging continues")
+    params["id"] = info.get("id") or params["id"] or default_id
+    params["name"] = info.get("name") or params["name"] or default_name
+    base = Path(dir) / "trackiod" if dir else settings.home / "runs"
+    new_run = Run(client, handle, params, base / params["project"] / params["id"], allow_val_change)
+    new_run.resumed = bool(info.get("resumed"))
+    new_run._step = int(info.get("step") or 0)
+    new_run.config._items.update(info.get("config") or json_friendly(cfg))
+    new_run._silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
+    new_run._dashboard_url = dashboard_url(settings)
+    if not new_run._silent:
+        announce(new_run, new_run.url)
+    return new_run

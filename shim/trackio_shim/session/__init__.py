@@ -1,0 +1,1 @@
+"""The transport: the ZeroMQ client, its unacknowledged buffer, spool, discovery, autostart."""

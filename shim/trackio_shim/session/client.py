@@ -1,0 +1,492 @@
+"""The per-process session: one DEALER socket, the unacknowledged-frame buffer, the spool and the pump.
+
+Hot path: a caller holding :attr:`Client.lock` packs a frame, appends it to the buffer and hands it to
+ZeroMQ with NOBLOCK. Nothing on that path waits for the daemon. A background *pump* thread, taking the same
+lock for a few microseconds every ``pump_interval_s``, reads acknowledgements, resends after reconnects,
+spills to the spool when the buffer outgrows ``buffer_bytes``, pings, and restarts a vanished daemon.
+All socket access happens under the lock, because ZeroMQ sockets are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+import zmq
+
+from trackio_shim import protocol as P
+from trackio_shim.errors import DaemonUnreachable, ProtocolError
+from trackio_shim.session.discovery import DiscoveryMixin
+from trackio_shim.session.encoding import encode_default, salvage, warn_once
+from trackio_shim.session.spool import SpoolMixin
+from trackio_shim.session.spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
+from trackio_shim.settings import TrackiodSettings
+
+if TYPE_CHECKING:
+    from trackio_shim.media.tensors import DeferredCopies
+
+_LOG = P.LOG
+_RESEND_BATCH = 4096
+_NOBLOCK = zmq.NOBLOCK
+_now = time.time
+
+
+class Reply:
+    """A pending answer to a request (a RUN_START or a QUERY), filled in by whoever drains the socket."""
+
+    __slots__ = ("body", "done", "ok")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.ok = False
+        self.body: Any = None
+
+
+class Client(SpoolMixin, DiscoveryMixin):
+    """One session with the daemon; shared by every run in the process.
+
+    Spool handling is in :mod:`trackio_shim.session.spool`, finding the daemon in
+    :mod:`trackio_shim.session.discovery`.
+    """
+
+    def __init__(self, settings: TrackiodSettings) -> None:
+        self.settings = settings
+        self._created_at = time.monotonic()
+        self.sid = os.urandom(P.SESSION_ID_BYTES)
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
+        self.seq = 0
+        # Unacknowledged frames are _unacked[_head:], with seqs _base, _base + 1, ... An ACK only moves _head
+        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up.
+        self._unacked: list[bytes] = []
+        self._head = 0
+        self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
+        self._bytes = 0
+        self._sent = 0  # highest seq handed to ZeroMQ
+        self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
+        self.acked = 0
+        self._spool: SpoolWriter | None = None
+        self._spooled_paths: list[Path] = []
+        self._spool_retry_at = 0.0  # after a spool write failed (disk full): no new spool file before this
+        self.spooled_frames = 0
+        self._boot_id: bytes | None = None
+        self.last_heard = 0.0
+        self._last_ping = 0.0
+        self._last_autostart = 0.0
+        self.refused: str | None = None
+        self._replies: dict[int, Reply] = {}
+        self._req_ids = itertools.count(1)
+        self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
+        self._max_frame = settings.max_frame_bytes
+        self._pack = self.packer.pack
+        # Before connecting: a socket directory that others can write in may hold their socket, not trackiod's.
+        settings.ensure_socket_dir()
+        self._ctx = zmq.Context(io_threads=1)
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.ROUTING_ID, self.sid)
+        # IMMEDIATE: with no live connection, send raises Again instead of queueing into a pipe that a
+        # dead daemon would take with it; our own buffer is the only queue that matters.
+        self._sock.setsockopt(zmq.IMMEDIATE, 1)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 10_000)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.setsockopt(zmq.RECONNECT_IVL, 50)
+        self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        self.endpoint = settings.endpoint
+        self._sock.connect(settings.endpoint)
+        self._send = self._sock.send
+        self._closed = False
+        self._wake = threading.Event()
+        self._deferred: DeferredCopies | None = None
+        info = {
+            "version": P.PROTOCOL_VERSION,
+            "pid": self.pid,
+            "host": os.uname().nodename,
+            "started": time.time(),
+            "argv": list(sys.argv[:16]),
+            "python": sys.version.split()[0],
+            "cuda": cuda_placement(),
+        }
+        self.emit((P.SESSION, info))
+        self._pump = threading.Thread(target=self._pump_loop, name="trackio_shim-pump", daemon=True)
+        self._pump.start()
+
+    # ------------------------------------------------------------------ sending
+    def emit(self, fields: tuple[Any, ...]) -> int:
+        """Send one sequenced message ``(kind, *rest)``; returns its sequence number (0 if not sendable)."""
+        with self.lock:
+            return self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
+
+    def log_locked(self, handle: int, step: int, data: dict[Any, Any]) -> bool:
+        """log()'s hot path (caller holds :attr:`lock`): one pack, one append, one NOBLOCK send.
+
+        The enqueue below repeats :meth:`emit_locked` on purpose: a method call is 5% of the budget here.
+        Returns False, having sent nothing, for anything unusual (a tensor, a rich value, a value to salvage,
+        an oversized frame): the caller then takes the slow path (Run._log_slow) outside the lock.
+        """
+        seq = self.seq + 1
+        try:
+            frame = self._pack((_LOG, self.sid, seq, handle, step, _now(), data))
+        except Exception:
+            return False
+        if len(frame) > self._max_frame:
+            return False
+        self.seq = seq
+        self._unacked.append(frame)
+        self._bytes += len(frame)
+        if not self.hold:
+            try:
+                self._send(frame, _NOBLOCK)
+                self._sent = seq
+            except zmq.ZMQError:
+                self.hold = True
+        return True
+
+    def deferred(self) -> DeferredCopies:
+        """The queue of deferred device-to-host copies, created when the first tensor is logged."""
+        if self._deferred is None:
+            from trackio_shim.media.tensors import DeferredCopies
+
+            self._deferred = DeferredCopies(self.settings.max_inflight_copies, self._emit_resolved)
+        return self._deferred
+
+    def drain_deferred(self) -> None:
+        """Wait for every deferred copy in flight and send the values (flush, finish, exit)."""
+        if self._deferred is not None:
+            self._deferred.drain()
+
+    def _emit_resolved(self, handle: int, step: int, ts: float, scalars: dict[str, Any], media: dict[str, Any]) -> None:
+        with self.lock:
+            if scalars:
+                self.emit_locked([_LOG, self.sid, 0, handle, step, ts, scalars])
+            if media:
+                self.emit_locked([P.MEDIA, self.sid, 0, handle, step, ts, media])
+
+    def emit_locked(self, message: list[Any]) -> int:
+        """Send ``[kind, sid, <seq slot>, *fields]``, filling in the seq; the caller holds :attr:`lock`.
+
+        The general path for every sequenced message, and log()'s fallback when a value needs salvaging.
+        Returns the seq (0 if nothing sendable was left).
+        """
+        seq = message[2] = self.seq + 1
+        try:
+            frame = self.packer.pack(message)
+        except Exception:
+            frame = salvage(self.packer, message, self._max_frame)
+            if frame is None:
+                return 0
+        if len(frame) > self._max_frame:
+            frame = salvage(self.packer, message, self._max_frame)
+            if frame is None:
+                return 0
+        self.seq = seq
+        self._unacked.append(frame)
+        self._bytes += len(frame)
+        if not self.hold:
+            try:
+                self._sock.send(frame, zmq.NOBLOCK)
+                self._sent = seq
+            except zmq.ZMQError:
+                self.hold = True  # Again (no peer, or high-water mark): the pump takes over
+        return seq
+
+    def _control(self, fields: tuple[Any, ...]) -> bool:
+        try:
+            self._sock.send(self.packer.pack((fields[0], self.sid, *fields[1:])), zmq.NOBLOCK)
+            return True
+        except zmq.ZMQError:
+            return False
+
+    # ------------------------------------------------------------------ receiving
+    def _drain_locked(self) -> None:
+        while True:
+            try:
+                raw = self._sock.recv(zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return
+            try:
+                msg = P.decode_daemon(raw)
+                self._handle(msg)
+            except (ProtocolError, IndexError, TypeError, ValueError):
+                warn_once("bad-daemon-frame", "trackio_shim: ignored a malformed message from trackiod")
+
+    def _handle(self, msg: list[Any]) -> None:
+        kind = msg[0]
+        self.last_heard = time.monotonic()
+        if kind == P.ACK:
+            self._ack(int(msg[1]))
+        elif kind == P.PONG:
+            boot_id, committed = msg[1], int(msg[2])
+            if boot_id != self._boot_id:
+                # A new daemon (first contact or a restart): whatever was sent may have died with the
+                # old one, so resend everything unacknowledged; the daemon drops what it already has.
+                self._boot_id = boot_id
+                self._sent = self._base - 1
+                self.hold = True
+            self._ack(committed)
+        elif kind == P.NACK:
+            self._nack(int(msg[1]))
+        elif kind == P.REPLY:
+            reply = self._replies.pop(int(msg[1]), None)
+            if reply is not None:
+                reply.ok, reply.body, reply.done = bool(msg[2]), msg[3], True
+        elif kind == P.NOTICE:
+            warn_once(("notice", msg[2]), f"trackiod: {msg[2]}")
+        elif kind == P.REFUSE:
+            self.refused = self.refused or str(msg[1])  # the first reason is the one init() reports
+            warn_once("refused", f"trackiod refused this session: {self.refused}")
+            for reply in self._replies.values():
+                reply.ok, reply.body, reply.done = False, {"error": "refused", "message": self.refused}, True
+            self._replies.clear()
+
+    def _ack(self, seq: int) -> None:
+        if seq <= self.acked:
+            return
+        self.acked = seq
+        count = min(seq - self._base + 1, len(self._unacked) - self._head)
+        if count > 0:
+            end = self._head + count
+            self._bytes -= sum(map(len, self._unacked[self._head : end]))
+            self._head, self._base = end, self._base + count
+            if end >= 4096 and 2 * end >= len(self._unacked):
+                del self._unacked[:end]
+                self._head = 0
+        if self._base <= seq:  # acknowledged frames that had been spooled
+            self._base = seq + 1
+        self._sent = max(self._sent, self._base - 1)
+
+    def _nack(self, expected: int) -> None:
+        if expected >= self._base:
+            self._sent = min(self._sent, expected - 1)
+            self.hold = True
+        elif self._spooled_paths:
+            for path in self._spooled_paths:
+                self._control((P.SPOOL_READY, str(path)))
+        else:
+            # The daemon wants frames we no longer hold (it lost committed data); tell it to move on.
+            self._control((P.RESYNC, self._base))
+
+    # ------------------------------------------------------------------ the pump
+    def _pump_loop(self) -> None:
+        while not self._closed:
+            # Back sooner while a resend is under way (it goes out in batches), else every pump interval.
+            backlog = self.hold and self._spool is None and self.last_heard
+            self._wake.wait(0.002 if backlog else self.settings.pump_interval_s)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                if self._deferred is not None:
+                    self._deferred.poll()  # copies finished since the last log(): send them
+                self.service()
+                self._maybe_autostart()
+            except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
+                warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
+
+    def service(self) -> None:
+        """One round of background work: read replies, ping, resend, spool.
+
+        Takes :attr:`lock` for the socket and buffer work only; frames bound for the spool are written after
+        releasing it, so log() never waits on the disk.
+        """
+        with self.lock:
+            if self._closed:
+                return
+            to_spool = self._service_locked()
+            if to_spool is None:
+                return
+            writer, frames = to_spool
+            first = self.seq + 1 - len(frames)
+            writer.lock.acquire()  # before the client lock is released, so batches reach the file in order
+        try:
+            writer.write_many(frames, first)
+        finally:
+            writer.lock.release()
+
+    def _service_locked(self) -> tuple[SpoolWriter, list[bytes]] | None:
+        """:meth:`service`'s work under :attr:`lock`; returns frames to append to the spool, if any."""
+        self._drain_locked()
+        now = time.monotonic()
+        if now - self._last_ping >= self.settings.heartbeat_interval_s:
+            self._last_ping = now
+            self._control((P.PING, P.PROTOCOL_VERSION))
+        if self._spool is not None:
+            if self._spool.error is not None:
+                self._unspool()
+                return None
+            if self.last_heard > self._spool_since:
+                self._end_spool()
+                return None
+            return self._spool, self._take_for_spool()
+        if self.hold:
+            self._send_backlog()
+        if self._bytes > self.settings.buffer_bytes and now >= self._spool_retry_at:
+            self._begin_spool()
+            if self._spool is None:
+                return None
+            return self._spool, self._take_for_spool()
+        return None
+
+    def _send_backlog(self) -> None:
+        start = self._sent + 1 - self._base
+        if start < 0:
+            start = 0
+            self._sent = self._base - 1
+        frames = self._unacked
+        first = self._head + start
+        # At most _RESEND_BATCH per round, so a long backlog after an outage is resent over several pump
+        # rounds (~200k frames/s) instead of holding log() up for tens of milliseconds in one.
+        last = min(len(frames), first + _RESEND_BATCH)
+        for i in range(first, last):
+            try:
+                self._sock.send(frames[i], zmq.NOBLOCK)
+            except zmq.ZMQError:
+                return
+            self._sent += 1
+        if last == len(frames):
+            self.hold = False
+
+    # ------------------------------------------------------------------ waiting
+    def wait_acked(self, seq: int, timeout: float) -> bool:
+        """Wait until ``seq`` is acknowledged, at most ``timeout`` seconds (less if the daemon is silent)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.service()
+            with self.lock:
+                if self.acked >= seq:
+                    return True
+                if not self.last_heard:
+                    return False  # no daemon has ever answered this session: nothing to wait for
+                now = time.monotonic()
+                silent_for = now - (self.last_heard or self._created_at)
+                if now >= deadline or silent_for > max(1.0, 2 * self.settings.heartbeat_interval_s):
+                    return False
+                self._last_ping = 0.0 if silent_for > 0.5 else self._last_ping
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.poll(5)
+
+    def request(self, fields: tuple[Any, ...], timeout: float, sequenced: bool) -> Reply:
+        """Send a message that expects a REPLY and wait for it, at most ``timeout`` seconds.
+
+        ``fields`` holds a placeholder for the request id: the last field's ``"req"`` entry for a sequenced
+        message (RUN_START's params), or the second element of a QUERY.
+        """
+        reply = Reply()
+        req_id = next(self._req_ids)
+        with self.lock:
+            self._replies[req_id] = reply
+            if sequenced:
+                fields[-1]["req"] = req_id
+                self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
+            else:
+                self._control((fields[0], req_id, *fields[2:]))
+        deadline = time.monotonic() + timeout
+        while not reply.done and time.monotonic() < deadline:
+            self.service()
+            with self.lock:
+                if not reply.done:
+                    with contextlib.suppress(zmq.ZMQError):
+                        self._sock.poll(2)
+        if not reply.done:
+            with self.lock:
+                self._replies.pop(req_id, None)
+        return reply
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for finish()'s summary line and for tests."""
+        with self.lock:
+            return {
+                "seq": self.seq,
+                "acked": self.acked,
+                "buffered_frames": len(self._unacked) - self._head,
+                "buffered_bytes": self._bytes,
+                "spooled_frames": self.spooled_frames,
+                "spool_files": [str(p) for p in self._spooled_paths],
+                "connected": self._boot_id is not None,
+            }
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait (bounded) for acknowledgements, spool whatever is left, and tear the socket down."""
+        if self._closed:
+            return
+        try:
+            self.drain_deferred()
+        except Exception as exc:  # a device error at exit must not stop the rest from being delivered
+            warn_once("drain-at-exit", f"trackio_shim: deferred tensor values could not be read: {exc!r}")
+        wait = self.settings.finish_timeout_s if timeout is None else timeout
+        if self.seq > self.acked and wait > 0:
+            self.wait_acked(self.seq, wait)
+        with self.lock:
+            if self.seq > self.acked or self._spool is not None:
+                self.spill_locked()
+            if len(self._unacked) > self._head:
+                warn_once(
+                    "lost-at-exit",
+                    f"trackio_shim: {len(self._unacked) - self._head} messages could neither be delivered nor "
+                    f"spooled to {self.settings.spool_dir} (is the disk full?); they are lost with this process",
+                )
+            self._closed = True
+            self._wake.set()
+        self._pump.join(timeout=1.0)
+        with self.lock:
+            self._sock.close(linger=0)
+        self._ctx.term()
+
+
+def cuda_placement() -> dict[str, Any]:
+    """Which GPUs this process may use, for the daemon's energy attribution (docs/protocol.md, SESSION).
+
+    Never imports torch: its current device is reported only when the caller already initialised CUDA.
+    """
+    rank = os.environ.get("LOCAL_RANK", "")
+    out: dict[str, Any] = {
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "local_rank": int(rank) if rank.isdigit() else None,
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_initialized():
+                out["device_uuid"] = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+        except Exception:  # an old torch without .uuid, a broken CUDA: the NVML process list still works
+            pass
+    return out
+
+
+_client: Client | None = None
+_client_lock = threading.Lock()
+
+
+def get_client(settings: TrackiodSettings) -> Client:
+    """The process's client, created on first use (and again in a forked child)."""
+    global _client
+    with _client_lock:
+        if _client is None or _client.pid != os.getpid() or _client._closed:
+            _client = Client(settings)
+        return _client
+
+
+def current_client() -> Client | None:
+    """The live client of this process, if any (never creates one)."""
+    return _client if _client is not None and _client.pid == os.getpid() else None
+
+
+def _forget_after_fork() -> None:
+    global _client
+    _client = None  # a ZeroMQ context must not cross fork(); the child makes its own session
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+def require_daemon(client: Client) -> None:
+    """Raise :class:`DaemonUnreachable` when no daemon answers (for calls that need an answer)."""
+    if not client.ping(1.0):
+        raise DaemonUnreachable(f"no trackiod answered at {client.settings.endpoint}; run `trackiod start`")

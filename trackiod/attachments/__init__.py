@@ -1,0 +1,1 @@
+"""What a run hands over besides metrics: alerts, files, artifacts."""

@@ -1,0 +1,129 @@
+"""``trackiod energy`` and ``trackiod card``: GPU energy per run, and the model-card YAML."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from trackio_shim.settings import TrackiodSettings
+from trackiod.read import energy as energy_report
+from trackiod.read import series as query
+
+
+def _open(settings: TrackiodSettings) -> Any:
+    try:
+        return query.open_reader(settings.db_path)
+    except FileNotFoundError as exc:
+        print(f"trackiod: {exc}", file=sys.stderr)
+        return None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _gpus(report: dict[str, Any]) -> str:
+    if not report["gpus"]:
+        return "-"
+    return ",".join(str(g["index"]) for g in report["gpus"])
+
+
+def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    conn = _open(settings)
+    if conn is None:
+        return 1
+    try:
+        if args.run:
+            reports = [energy_report.run_energy(conn, energy_report.find_run(conn, args.run), args.grid_intensity)]
+        else:
+            reports = energy_report.energy_reports(conn, args.project, args.grid_intensity)
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(reports if not args.run else reports[0], indent=2))
+        return 0
+    if not reports:
+        print("no runs" + (f" in project {args.project!r}" if args.project else ""))
+        return 0
+    header = ("project", "id", "name", "state", "duration", "GPUs", "GPU-hours", "kWh", "kg CO2eq")
+    table = [header]
+    for r in reports:
+        recorded = r["recorded"]
+        table.append(
+            (
+                r["project"],
+                r["id"],
+                r["name"],
+                r["state"],
+                _duration(r["duration_s"]),
+                _gpus(r),
+                f"{r['gpu_hours']:.3f}" if recorded else "-",
+                f"{r['gpu_kwh']:.4f}" if recorded else "-",
+                f"{r['co2eq_kg']:.4f}" if recorded and r["co2eq_kg"] is not None else "-",
+            )
+        )
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if args.run and reports[0]["recorded"]:
+        r = reports[0]
+        print()
+        for g in r["gpus"]:
+            print(
+                f"GPU {g['index']} {g['name']} ({g['uuid']}, {g['host']}): {g['joules'] / 3.6e6:.4f} kWh, "
+                f"{g['gpu_hours']:.3f} GPU-hours, seen by {' and '.join(g['seen_by'])}"
+            )
+        print(
+            f"grid intensity {r['grid_g_per_kwh']:g} gCO2eq/kWh; "
+            f"{r['estimated_fraction']:.0%} of the energy from power readings"
+        )
+    elif any(not r["recorded"] for r in reports):
+        print("\n'-': no GPU energy recorded for the run (no GPU seen in use, or no NVML on its node)")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    conn = _open(settings)
+    if conn is None:
+        return 1
+    try:
+        run = energy_report.find_run(conn, args.run)
+        report = energy_report.run_energy(conn, run, args.grid_intensity)
+    finally:
+        conn.close()
+    training_type = args.training_type or run["config"].get("training_type")
+    if training_type not in energy_report.TRAINING_TYPES:
+        training_type = energy_report.DEFAULT_TRAINING_TYPE
+        print(
+            f"trackiod: training_type defaults to {training_type}; pass --training-type fine-tuning if it was one",
+            file=sys.stderr,
+        )
+    location = args.location or report["location"] or settings.location
+    if not location:
+        print("trackiod: geographical_location is unknown; pass --location or set TRACKIOD_LOCATION", file=sys.stderr)
+    print(energy_report.card_yaml(report, training_type, location), end="")
+    return 0
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``energy`` and ``card`` on the main parser's subcommands."""
+    energy = sub.add_parser("energy", parents=[common], help="GPU energy and emissions per run")
+    energy.add_argument("run", nargs="?", help="one run: project/id (or an id unique across projects)")
+    energy.add_argument("--project", help="only this project's runs")
+    energy.add_argument("--grid-intensity", type=float, help="gCO2eq/kWh instead of the one recorded with each run")
+    energy.add_argument("--json", action="store_true")
+    energy.set_defaults(func=cmd_energy)
+    card = sub.add_parser("card", parents=[common], help="the co2_eq_emissions YAML for a Hugging Face model card")
+    card.add_argument("run", help="project/id (or an id unique across projects)")
+    card.add_argument(
+        "--training-type", choices=energy_report.TRAINING_TYPES, help="default: config's, else pre-training"
+    )
+    card.add_argument("--location", help="geographical_location (default: TRACKIOD_LOCATION when the run was recorded)")
+    card.add_argument("--grid-intensity", type=float, help="gCO2eq/kWh instead of the one recorded with the run")
+    card.set_defaults(func=cmd_card)

@@ -1,0 +1,1 @@
+"""One daemon process: lock, sockets, services, queries, forwarding, shutdown."""

@@ -1,0 +1,442 @@
+"""Frames in, transactions out: dedupe by session watermark, run lifecycle, batching, acknowledgements.
+
+One :class:`Ingest` lives in the daemon's single writer thread. A batch is one SQLite transaction, opened at
+the first frame after a commit; run lifecycle messages run their SQL at once inside it, points wait in a
+:class:`~trackiod.ingest.batch.Batch` and are written column-wise at :meth:`Ingest.commit`. The watermark of every
+session in the batch is written in the same transaction, so acknowledged means committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import apsw
+import psutil
+
+from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
+from trackiod.attachments.dispatch import KINDS as FEATURE_KINDS
+from trackiod.ingest.batch import Batch, Columns
+from trackiod.ingest.guard import FrameGuard, caused_by_input, check_metric_spec, check_plain, is_step, is_time
+from trackiod.ingest.media import MediaWriter
+from trackiod.ingest.runs import RunBook
+from trackiod.ingest.stall import WriteStall, is_storage_error, notice_text, probe_write
+from trackiod.store.writer import Store
+
+log = logging.getLogger("trackiod.ingest")
+
+#: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
+_UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
+
+#: ``send(sid, message)``: deliver a daemon -> client message to a session (dropped if it is gone).
+Send = Callable[[bytes, tuple[Any, ...]], None]
+
+
+class Counters:
+    """Figures for ``trackiod status``."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.points = 0
+        self.duplicates = 0
+        self.malformed = 0
+        self.nacks = 0
+        self.commits = 0
+        self.commit_ms: list[float] = []
+        self.spool_frames = 0
+        self.last_error: str | None = None
+
+    def note_commit(self, ms: float) -> None:
+        self.commits += 1
+        self.commit_ms.append(ms)
+        if len(self.commit_ms) > 2048:
+            del self.commit_ms[:1024]
+
+
+class Ingest:
+    """Applies decoded client messages to the store; see the module docstring."""
+
+    def __init__(
+        self, store: Store, send: Send, spool_hook: Callable[[bytes], None], media_root: Path | None = None
+    ) -> None:
+        self.store = store
+        self.media = MediaWriter(store, media_root or store.path.parent / "media")
+        self.send = send
+        self.spool_hook = spool_hook  # ingest this session's spool files now (called on a gap)
+        self.committed, handles = store.load_sessions()
+        self.accepted = dict(self.committed)
+        self.runs = RunBook(store, handles, self.notice)
+        self.batch = Batch()
+        self.counters = Counters()
+        self.stall = WriteStall(store.path)
+        self.host = os.uname().nodename
+        self._in_txn = False
+        self._touched: set[bytes] = set()
+        self._dups: set[bytes] = set()
+        self._last_nack: dict[bytes, tuple[int, float]] = {}
+        self.opened_at = 0.0
+        self.last_seen: dict[bytes, float] = {}
+        self.runs.last_seen = self.last_seen
+
+    # ------------------------------------------------------------------ entry points
+    def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
+        """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
+        try:
+            kind, sid, seq, fields = P.decode_client(raw)
+        except ProtocolError as exc:
+            self._malformed(str(exc))
+            return
+        if sid != routing_id:  # a peer may only speak for its own session
+            self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
+            return
+        self.handle(kind, sid, seq, fields, live=True)
+
+    def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        """Apply one decoded message (``live`` False for spool files, which get no replies)."""
+        self.counters.frames += 1
+        if kind in P.CONTROL_KINDS:
+            self._control(kind, sid, fields)
+        else:
+            self._sequenced(kind, sid, seq, fields, live)
+
+    def notice(self, sid: bytes | None, text: str, level: str = "warning") -> None:
+        """Tell a session something went wrong with what it sent (the shim warns once per text)."""
+        log.warning("%s%s", f"session {sid.hex()[:8]}: " if sid else "", text)
+        if sid is not None:
+            self.send(sid, (P.NOTICE, level, text))
+
+    # ------------------------------------------------------------------ sequenced messages
+    def _sequenced(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        if self.stall.active:  # the disk is full: not taken, not acknowledged; resent after the retry
+            self._refuse(sid)
+            return
+        expected = self.accepted.get(sid, 0) + 1
+        if seq > expected and live:
+            self.spool_hook(sid)  # the missing frames may be waiting in a spool file
+            expected = self.accepted.get(sid, 0) + 1
+        if seq < expected:
+            self.counters.duplicates += 1
+            self._dups.add(sid)
+            return
+        if seq > expected:
+            if live:
+                self._nack(sid, expected)
+                return
+            log.warning("session %s: frames %d..%d are missing from its spool", sid.hex()[:8], expected, seq - 1)
+        self.begin()
+        # Consumed before it is applied: a frame that fails validation must not block the session, and a
+        # RUN_START that commits at once must carry its own watermark into that commit.
+        self.accepted[sid] = seq
+        self._touched.add(sid)
+        if self.journal is not None and kind != P.FORWARD:
+            self.journal.append(P.pack([kind, sid, seq, *fields]))
+        # All or nothing: a frame that fails halfway leaves no trace (LOG kinds check before they change anything).
+        guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self)
+        try:
+            self._apply(kind, sid, seq, fields, live)
+        except Exception as exc:
+            if is_storage_error(exc) and self._in_txn:
+                # The disk refused a write inside the batch: the whole batch, this frame included, is rolled
+                # back and waits for space (trackiod.ingest.stall); the rollback resets what the frame's guard holds.
+                touched, self._touched = self._touched | {sid}, set()
+                self._in_txn = False
+                self._rollback(touched, exc)
+                return
+            if guard is not None:
+                guard.undo()
+            if not caused_by_input(exc) or is_storage_error(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, RecursionError)) else str(exc)
+            self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {reason}", sid)
+        else:
+            if guard is not None:
+                guard.release()
+
+    def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+        if kind == P.LOG:
+            handle, step, ts, data = fields
+            if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
+                raise ValueError("LOG needs an int64 step, a finite timestamp and a dict of values")
+            run_id = self.runs.run_for(sid, handle)
+            if run_id is not None:
+                rank = self.runs.ranks.get((sid, handle)) if self.runs.ranks else None
+                if rank is None:
+                    self.batch.add(run_id, step, float(ts), data)
+                else:
+                    self.batch.add_rank(run_id, rank, step, float(ts), data)
+                self.counters.points += len(data)
+        elif kind == P.MEDIA:
+            handle, step, ts, items = fields
+            if not is_step(step) or not is_time(ts) or not isinstance(items, dict):
+                raise ValueError("MEDIA needs an int64 step, a finite timestamp and a map of values")
+            run_id = self.runs.run_for(sid, handle)
+            rank = self.runs.ranks.get((sid, handle))
+            if rank is not None:  # rich values of rank r > 0 are kept under "rank<r>/<key>" (docs/ranks.md)
+                items = {f"rank{rank}/{key}": value for key, value in items.items()}
+            if run_id is not None:
+                rejects = self.media.add(run_id, step, float(ts), items)
+                for key, reason in rejects:
+                    self.notice(sid, f"key {key!r}: {reason}; the rest of the call was kept")
+                if len(rejects) < len(items):
+                    self.runs.saw_step(run_id, step)
+                self.counters.points += len(items) - len(rejects)
+        elif kind == P.SESSION:
+            (info,) = fields
+            if not isinstance(info, dict) or info.get("version") not in P.SUPPORTED_VERSIONS:
+                reason = _unsupported_version(info.get("version") if isinstance(info, dict) else None)
+                log.warning("refused session %s: %s", sid.hex()[:8], reason)
+                if live:
+                    self.send(sid, (P.REFUSE, reason))
+                return
+            self.store.save_session(sid, info, self._proc_started(info))
+        elif kind == P.RUN_START:
+            handle, params = fields
+            try:
+                ok, body = self.runs.start(sid, int(handle), dict(params))
+            except ValueError as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
+                ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
+            if live and params.get("req") is not None and self.commit():  # the answer promises a committed run
+                self.send(sid, (P.REPLY, params["req"], ok, body))
+        elif kind == P.CONFIG:
+            self.runs.config(sid, fields[0], _as_dict(fields[1], "config"))
+        elif kind == P.SUMMARY:
+            self.runs.summary(sid, fields[0], _as_dict(fields[1], "summary"))
+        elif kind == P.DEFINE_METRIC:
+            spec = _as_dict(fields[1], "DEFINE_METRIC spec")
+            check_metric_spec(spec)
+            self.runs.define_metric(sid, fields[0], spec)
+        elif kind == P.RUN_FINISH:
+            self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+        elif kind == P.FORWARD:
+            try:
+                inner = P.decode_client(fields[0]) if isinstance(fields[0], bytes) else None
+            except ProtocolError as exc:
+                raise ValueError(f"forwarded frame: {exc}") from None
+            if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
+                raise ValueError("FORWARD must carry one sequenced frame")
+            self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
+        elif kind in FEATURE_KINDS and self.features is not None:
+            self.features.apply(self, kind, sid, fields)
+
+    def _proc_started(self, info: dict[str, Any]) -> float | None:
+        """The process's start time, to tell it apart from a later process reusing its pid."""
+        if info.get("host") != self.host or not isinstance(info.get("pid"), int):
+            return None
+        try:
+            created = float(psutil.Process(info["pid"]).create_time())
+        except (psutil.Error, ValueError, OverflowError):
+            return None
+        return created if created <= float(info.get("started", 0)) + 1.0 else None
+
+    def _nack(self, sid: bytes, expected: int) -> None:
+        last = self._last_nack.get(sid)
+        now = time.monotonic()
+        if last is not None and last[0] == expected and now - last[1] < 0.5:
+            return
+        self._last_nack[sid] = (expected, now)
+        self.counters.nacks += 1
+        self.send(sid, (P.NACK, expected))
+
+    def _malformed(self, reason: str, sid: bytes | None = None) -> None:
+        self.counters.malformed += 1
+        self.counters.last_error = reason
+        if self.counters.malformed <= 100 or self.counters.malformed % 1000 == 0:
+            log.warning("dropped a malformed frame (%d so far): %s", self.counters.malformed, reason)
+        if sid is not None:
+            self.send(sid, (P.NOTICE, "warning", f"a message was rejected: {reason}"))
+
+    # ------------------------------------------------------------------ control messages
+    def _control(self, kind: int, sid: bytes, fields: list[Any]) -> None:
+        self.last_seen[sid] = time.time()
+        try:
+            self._answer_control(kind, sid, fields)
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            self._malformed(f"{P.KIND_NAMES[kind]} from session {sid.hex()[:8]}: {exc}", sid)
+
+    def _answer_control(self, kind: int, sid: bytes, fields: list[Any]) -> None:
+        if kind == P.PING:
+            if fields[0] not in P.SUPPORTED_VERSIONS:
+                self.send(sid, (P.REFUSE, _unsupported_version(fields[0])))
+                return
+            self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
+        elif kind == P.SPOOL_READY:
+            self.spool_hook(sid)
+        elif kind == P.RESYNC:
+            first = fields[0]
+            if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
+                raise ValueError(f"RESYNC needs a sequence number from 1 to {P.MAX_SEQ}, got {first!r}")
+            if first - 1 > self.accepted.get(sid, 0):
+                log.error(
+                    "session %s says frames before %d are gone; %d frames were lost",
+                    sid.hex()[:8],
+                    first,
+                    first - 1 - self.accepted.get(sid, 0),
+                )
+                self.begin()
+                self.accepted[sid] = first - 1
+                self._touched.add(sid)
+        elif kind == P.QUERY:
+            req_id, what, args = fields
+            self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
+
+    boot_id: bytes = b""
+    #: Frames of the open transaction to forward to a head daemon (None: this daemon does not forward).
+    journal: list[bytes] | None = None
+    #: Alerts, files, artifacts and context (trackiod.attachments.dispatch.Features); None in unit tests of the core.
+    features: Any = None
+    #: ``after_commit(events, columns)``: called with what each commit made durable (the mirrors' feed).
+    #: It must return at once; the daemon sets it to :meth:`trackiod.mirrors.fanout.MirrorHub.offer`.
+    after_commit: Callable[[list[tuple[str, int, Any]], Columns], None] = staticmethod(lambda *a: None)
+    query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
+    #: Called after a commit that finished a run (the daemon asks sync for a pass).
+    after_finish: Callable[[], None] = staticmethod(lambda: None)
+
+    # ------------------------------------------------------------------ transactions
+    def begin(self) -> None:
+        """Open the writer's transaction unless one is open; :meth:`commit` closes it and sends the ACKs."""
+        if not self._in_txn:
+            self.store.conn.execute("BEGIN")
+            self._in_txn = True
+            self.opened_at = time.monotonic()
+
+    @property
+    def pending(self) -> bool:
+        return self._in_txn or bool(self._dups)
+
+    def commit(self) -> bool:
+        """Write the batch, commit, and acknowledge every session it covered; False if it was rolled back."""
+        if not self._in_txn:
+            if self.stall.active:
+                return False
+            self._ack_dups()
+            return True
+        started = time.perf_counter()
+        touched, self._touched = self._touched, set()
+        finishing = self.runs.finishing
+        try:
+            columns = self.batch.columns()
+            self.runs.write_points(columns)
+            self.runs.save_dirty()
+            self.store.save_watermarks((sid, self.accepted[sid]) for sid in touched)
+            if self.journal:
+                self.store.conn.executemany(
+                    "INSERT INTO forward_journal(frame) VALUES (?)", [(f,) for f in self.journal]
+                )
+            self.store.conn.execute("COMMIT")
+            self.media.committed()
+        except apsw.Error as exc:
+            self._in_txn = False
+            self._rollback(touched, exc)
+            return False
+        finally:
+            self._in_txn = False
+            if self.journal:
+                self.journal = []
+        self.counters.note_commit((time.perf_counter() - started) * 1000)
+        if self.stall.since is not None and self.stall.cleared() is not None:
+            for sid in touched:
+                self.send(sid, (P.NOTICE, "info", f"trackiod writes to {self.store.path} again; nothing was lost"))
+        if self.features is not None:
+            self.features.committed()
+        events, self.runs.events = self.runs.events, []
+        if events or columns.series or columns.texts:
+            try:
+                self.after_commit(events, columns)
+            except Exception as exc:  # a mirror's trouble never reaches the writer
+                log.exception("handing committed data to the mirrors failed: %s", exc)
+        for sid in touched:
+            self.committed[sid] = self.accepted[sid]
+            self.send(sid, (P.ACK, self.accepted[sid]))
+        self._ack_dups()
+        if finishing:
+            self.after_finish()
+        return True
+
+    def _ack_dups(self) -> None:
+        for sid in self._dups:
+            if sid in self.committed:
+                self.send(sid, (P.ACK, self.committed[sid]))
+        self._dups.clear()
+
+    def _rollback(self, touched: set[bytes], exc: Exception) -> None:
+        """Undo a failed batch: forget everything uncommitted and ask its senders to resend.
+
+        A storage error (disk full, I/O) stalls writes instead (trackiod.ingest.stall): the senders are asked to
+        resend only at the next retry, so they keep their frames instead of resending into a full disk.
+        """
+        storage = is_storage_error(exc)
+        self.counters.last_error = f"{'write stalled' if storage else 'commit failed'}: {exc}"
+        if not storage:
+            log.error("commit failed, batch rolled back (its senders will resend): %s", exc)
+        try:
+            self.store.conn.execute("ROLLBACK")
+        except apsw.Error:
+            pass
+        self.media.rolled_back()
+        self.batch = Batch()
+        if self.features is not None:
+            self.features.rolled_back()
+        self.accepted = dict(self.committed)
+        self.runs.reset()
+        if storage:
+            self.stall.enter(exc)
+            for sid in touched:
+                self._refuse(sid)
+            return
+        for sid in touched:
+            self._nack(sid, self.committed.get(sid, 0) + 1)
+
+    def _refuse(self, sid: bytes) -> None:
+        """A session's frame was not taken during a stall: tell it once per stall, NACK it at the retry."""
+        if sid not in self.stall.waiting:
+            self.stall.waiting.add(sid)
+            self.send(sid, (P.NOTICE, "warning", notice_text(self.store.path, self.stall.cause)))
+
+    def may_write(self) -> bool:
+        """False while writes are stalled and no retry is due; a due retry probes, then asks for resends."""
+        if not self.stall.active:
+            return True
+        if not self.stall.due():
+            return False
+        try:
+            probe_write(self.store.conn)
+        except apsw.Error as exc:
+            if not is_storage_error(exc):
+                raise
+            self.stall.enter(exc)
+            return False
+        waiting = self.stall.retrying()
+        if not waiting:
+            self.stall.cleared()
+        for sid in waiting:
+            self._last_nack.pop(sid, None)
+            self._nack(sid, self.committed.get(sid, 0) + 1)
+        return True
+
+
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    """A config, summary or spec map with string keys whose values can be stored as JSON (ValueError if not)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
+    items = {str(k): v for k, v in value.items()}
+    for key, item in items.items():
+        check_plain(item, f"{what} key {key[:80]!r}")
+    return items
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, default=str, allow_nan=True)
+
+
+def _unsupported_version(version: Any) -> str:
+    """One wording for every refusal of a protocol version, so the shim's error always names both sides."""
+    return (
+        f"protocol version {version!r} is not supported by this trackiod "
+        f"(it serves {sorted(P.SUPPORTED_VERSIONS)}); install matching trackiod and trackio_shim versions"
+    )

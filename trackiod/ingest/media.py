@@ -1,0 +1,299 @@
+"""Rich values in, rows and files out: the MEDIA messages' histograms, arrays, images, tables and HTML.
+
+Runs in the ingest thread, inside the open transaction. Histograms and arrays are stored inline in the
+``media`` table; images (encoded to PNG here, not in the training process), tables (JSON) and HTML are
+written as files under ``TRACKIOD_HOME/media`` and the row holds their path. File names are built from the
+internal run id, a sanitised key and a content hash, so no key can name a path outside that folder. Files
+are written before the commit; a rollback deletes the ones it created, and files replaced by a newer value
+at the same (run, key, step) are deleted after the commit that replaced them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trackiod.ingest.batch import check_key
+from trackiod.ingest.stall import NO_SPACE_ERRNOS
+from trackiod.store.writer import Store
+
+log = logging.getLogger("trackiod.media")
+
+KINDS = ("histogram", "array", "image", "table", "html")
+ARRAY_DTYPES = frozenset(
+    {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
+)
+MAX_BINS = 512
+MAX_IMAGE_PIXELS = 1 << 26  # 64 megapixels: larger is refused before decoding
+_FILE_FORMATS = {"png": "png", "jpeg": "jpg", "gif": "gif", "webp": "webp", "bmp": "bmp"}
+_PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class Rejected(ValueError):
+    """A rich value that cannot be stored; the text says why (it reaches the sender as a NOTICE)."""
+
+
+def slug(key: str) -> str:
+    """A file-name-safe, collision-free folder name for a key: letters, digits, ``_.-`` and a hash."""
+    readable = _UNSAFE.sub("_", key)[:64].strip(".") or "key"
+    return f"{readable}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+class MediaWriter:
+    """Stores MEDIA items; see the module docstring."""
+
+    def __init__(self, store: Store, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self._created: list[Path] = []  # files this transaction created (deleted on rollback)
+        self._obsolete: list[Path] = []  # files replaced in this transaction (deleted after commit)
+        self.written = 0
+
+    def add(self, run_id: int, step: int, ts: float, items: dict[Any, Any]) -> list[tuple[str, str]]:
+        """Store every item of one MEDIA message; returns ``(key, reason)`` for each one refused."""
+        rejects: list[tuple[str, str]] = []
+        for raw_key, payload in items.items():
+            name, reason = check_key(raw_key)
+            if name is None:
+                rejects.append((str(raw_key)[:80], str(reason)))
+                continue
+            try:
+                kind, meta, body, path, files = self._encode(run_id, name, step, payload)
+            except (Rejected, ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+                rejects.append((name, str(exc)))
+                continue
+            except OSError as exc:  # permissions: this value is lost, the rest of the call is not
+                if exc.errno in NO_SPACE_ERRNOS:
+                    raise  # disk full: the whole batch waits for space instead (trackiod.ingest.stall)
+                log.error("could not write media file for key %r: %s", name, exc)
+                rejects.append((name, f"the daemon could not write its file ({exc.strerror or exc})"))
+                continue
+            self._insert(run_id, name, step, ts, kind, meta, body, path, files)
+        return rejects
+
+    # ------------------------------------------------------------------ transactions
+    def committed(self) -> None:
+        self._created.clear()
+        for path in self._obsolete:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a leftover file costs disk space, never data
+                log.warning("could not delete replaced media file %s: %s", path, exc)
+        self._obsolete.clear()
+
+    def rolled_back(self) -> None:
+        for path in self._created:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete media file %s of a rolled-back batch: %s", path, exc)
+        self._created.clear()
+        self._obsolete.clear()
+
+    def _insert(
+        self,
+        run_id: int,
+        name: str,
+        step: int,
+        ts: float,
+        kind: str,
+        meta: dict[str, Any],
+        body: bytes | None,
+        path: str | None,
+        files: list[str],
+    ) -> None:
+        conn = self.store.conn
+        key_id = self.store.key_id(name)
+        old = conn.execute(
+            "SELECT path, meta FROM media WHERE run_id=? AND key_id=? AND step=?", (run_id, key_id, step)
+        ).fetchone()
+        if files:
+            meta["files"] = files
+        conn.execute(
+            "INSERT INTO media(run_id, key_id, step, ts, kind, meta, body, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(run_id, key_id, step) DO UPDATE SET ts=excluded.ts, kind=excluded.kind, "
+            "meta=excluded.meta, body=excluded.body, path=excluded.path",
+            (run_id, key_id, step, ts, kind, json.dumps(meta, allow_nan=False), body, path),
+        )
+        if old is not None:
+            keep = {path, *files}
+            old_files = [old[0], *json.loads(old[1]).get("files", [])]
+            self._obsolete.extend(self.root / f for f in old_files if f and f not in keep)
+        self.written += 1
+
+    # ------------------------------------------------------------------ encoding
+    def _encode(
+        self, run_id: int, name: str, step: int, payload: Any
+    ) -> tuple[str, dict[str, Any], bytes | None, str | None, list[str]]:
+        if not isinstance(payload, dict):
+            raise Rejected(f"a rich value must be a map, not {type(payload).__name__}")
+        kind = payload.get("_type")
+        if kind == "histogram":
+            return kind, _histogram(payload), None, None, []
+        if kind == "array":
+            array = _array(payload)
+            return kind, {"dtype": array.dtype.name, "shape": list(array.shape)}, array.tobytes(), None, []
+        if kind == "image":
+            meta, path = self._image(run_id, name, step, payload, "")
+            return kind, meta, None, path, []
+        if kind == "html":
+            html = payload.get("html")
+            if not isinstance(html, str):
+                raise Rejected("HTML must be a string")
+            path = self._write(run_id, name, step, html.encode("utf-8"), "html")
+            return kind, {}, None, path, []
+        if kind == "table":
+            return self._table(run_id, name, step, payload)
+        raise Rejected(f"unknown rich value type {kind!r}; this trackiod stores {', '.join(KINDS)}")
+
+    def _image(
+        self, run_id: int, name: str, step: int, payload: dict[str, Any], suffix: str
+    ) -> tuple[dict[str, Any], str]:
+        from PIL import Image as PILImage
+
+        PILImage.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+        fmt = payload.get("format")
+        meta: dict[str, Any] = {}
+        if isinstance(payload.get("caption"), str):
+            meta["caption"] = payload["caption"]
+        if fmt == "raw":
+            pixels = _pixels(payload)
+            image = PILImage.fromarray(pixels)
+            mode = payload.get("mode")
+            if isinstance(mode, str) and mode in ("L", "RGB", "RGBA") and mode != image.mode:
+                image = image.convert(mode)
+            out = io.BytesIO()
+            image.save(out, format="PNG", compress_level=4)
+            data, ext = out.getvalue(), "png"
+        elif fmt in _FILE_FORMATS:
+            given = payload.get("data")
+            if not isinstance(given, bytes):
+                raise Rejected("an image file's data must be bytes")
+            data = given
+            try:
+                image = PILImage.open(io.BytesIO(data))  # reads the header only
+            except Exception as exc:
+                raise Rejected(f"not a readable {fmt} image ({exc})") from None
+            if image.format != _PIL_FORMATS[fmt]:
+                raise Rejected(f"the data is {image.format}, not {fmt}")
+            ext = _FILE_FORMATS[fmt]
+        else:
+            raise Rejected(f"unknown image format {fmt!r}")
+        meta.update(width=image.width, height=image.height, format=ext)
+        return meta, self._write(run_id, name, step, data, ext, suffix)
+
+    def _table(
+        self, run_id: int, name: str, step: int, payload: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], None, str, list[str]]:
+        columns, rows = payload.get("columns"), payload.get("data")
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise Rejected("a table's columns must be a list of strings")
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
+            raise Rejected(f"every row of a table must be a list of {len(columns)} values, one per column")
+        files: list[str] = []
+        cells: list[list[Any]] = []
+        for i, row in enumerate(rows):
+            out_row = []
+            for j, cell in enumerate(row):
+                if isinstance(cell, dict) and cell.get("_type") == "image":
+                    meta, path = self._image(run_id, name, step, cell, f"-r{i}c{j}")
+                    files.append(path)
+                    cell = {"_type": "image-file", "path": path, **meta}
+                out_row.append(_json_cell(cell))
+            cells.append(out_row)
+        body = json.dumps({"columns": columns, "data": cells}, allow_nan=True).encode()
+        path = self._write(run_id, name, step, body, "table.json")
+        return "table", {"columns": columns, "rows": len(cells)}, None, path, files
+
+    def _write(self, run_id: int, name: str, step: int, data: bytes, ext: str, suffix: str = "") -> str:
+        """Write ``data`` under the media folder, content-addressed; returns its path relative to the folder."""
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        relative = f"{int(run_id)}/{slug(name)}/{int(step)}{suffix}-{digest}.{ext}"
+        path = self.root / relative
+        root = self.root.resolve()
+        if root not in path.resolve().parents:  # cannot happen with the names above; refuse rather than trust
+            raise Rejected("refused a media path outside the media folder")
+        if not path.exists():  # same name, same content: an earlier commit (or a resend) wrote it already
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = path.with_name(f".{path.name}.partial")
+            partial.write_bytes(data)
+            os.replace(partial, path)
+            self._created.append(path)
+        return relative
+
+
+def _histogram(payload: dict[str, Any]) -> dict[str, Any]:
+    values, bins = payload.get("values"), payload.get("bins")
+    if not isinstance(values, list) or not isinstance(bins, list):
+        raise Rejected("a histogram needs lists 'values' and 'bins'")
+    if not 1 <= len(values) <= MAX_BINS or len(bins) != len(values) + 1:
+        raise Rejected(f"a histogram needs 1 to {MAX_BINS} counts and one more bin edge than counts")
+    numbers = [*values, *bins]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        raise Rejected("a histogram's counts and edges must be finite numbers")
+    return {"values": values, "bins": [float(b) for b in bins]}
+
+
+def _array(payload: dict[str, Any]) -> np.ndarray:
+    dtype, shape, data = payload.get("dtype"), payload.get("shape"), payload.get("data")
+    if dtype not in ARRAY_DTYPES:
+        raise Rejected(f"arrays of dtype {dtype!r} are not stored; use one of {', '.join(sorted(ARRAY_DTYPES))}")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or len(shape) > 32:
+        raise Rejected("an array's shape must be a list of at most 32 non-negative ints")
+    if not isinstance(data, bytes):
+        raise Rejected("an array's data must be bytes")
+    expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    if len(data) != expected:
+        raise Rejected(f"an array of shape {shape} and dtype {dtype} needs {expected} bytes, got {len(data)}")
+    return np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(shape)
+
+
+def _pixels(payload: dict[str, Any]) -> np.ndarray:
+    """A raw image payload as HxW or HxWxC uint8 (C 3 or 4), from any layout and numeric dtype."""
+    array = _array(payload)
+    layout = payload.get("layout")
+    expected = {"HW": 2, "HWC": 3, "CHW": 3}.get(layout if isinstance(layout, str) else "")
+    if expected is None or array.ndim != expected:
+        raise Rejected(f"an image of shape {list(array.shape)} does not match its layout {layout!r}")
+    if layout == "CHW":
+        array = np.transpose(array, (1, 2, 0))
+    if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
+        raise Rejected(f"an image needs 1, 3 or 4 channels, not {array.shape[2]}")
+    if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS or 0 in array.shape:
+        raise Rejected(f"an image of {array.shape[0]}x{array.shape[1]} pixels is empty or too large")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.dtype == np.bool_:
+        return np.ascontiguousarray(array.astype(np.uint8) * 255)
+    if array.dtype.kind == "f":
+        values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
+        # As wandb: floats within [0, 1] are intensities and scaled; anything else is taken as 0..255.
+        if payload.get("normalize", True) and values.size and values.min() >= 0.0 and values.max() <= 1.0:
+            values = values * 255.0
+        return np.ascontiguousarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
+    if array.dtype != np.uint8:
+        return np.ascontiguousarray(np.clip(array, 0, 255).astype(np.uint8))
+    return np.ascontiguousarray(array)
+
+
+def _json_cell(value: Any) -> Any:
+    """A table cell as JSON: containers kept, bytes and other objects as text."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _json_cell(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_cell(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)

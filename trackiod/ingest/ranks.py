@@ -1,0 +1,148 @@
+"""Ranks of a distributed job in the daemon: which run a rank joins, config written once, rank-aware finish.
+
+All of it runs on the single writer inside its open transaction, so two ranks starting at the same moment
+are resolved one after the other: the first creates the run, the next finds it. No collective operation,
+no coordination between the training processes (docs/ranks.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from trackiod.store.writer import RunRow, Store
+
+if TYPE_CHECKING:
+    from trackiod.ingest.runs import RunBook
+
+log = logging.getLogger("trackiod.ranks")
+
+MAX_WORLD_SIZE = 1 << 20
+
+
+def rank_params(params: dict[str, Any]) -> tuple[int, int, str | None] | None:
+    """``(rank, world_size, job_key)`` of a distributed RUN_START, None for a single process.
+
+    Raises:
+        ValueError: the rank or world size is not a sensible int, or the job key not a short string.
+    """
+    rank, world = params.get("rank"), params.get("world_size")
+    if rank is None and world is None:
+        return None
+    if type(rank) is not int or type(world) is not int or not 0 <= rank < world <= MAX_WORLD_SIZE:
+        raise ValueError(f"rank {rank!r} and world_size {world!r} must be ints with 0 <= rank < world_size")
+    job = params.get("job_key")
+    if job is not None and (not isinstance(job, str) or not job or len(job) > 256):
+        raise ValueError("job_key must be a string of 1 to 256 characters")
+    return rank, world, job
+
+
+def find_joinable(store: Store, project: str, run_key: str | None, name: str | None, job: str | None) -> RunRow | None:
+    """The running run this rank belongs to: by explicit id, else by job key (and name); None: start one."""
+    if run_key:
+        row = store.find_run(project, run_key, None)
+        return row if row is not None and row["state"] == "running" else None
+    if job:
+        return store.find_job_run(project, job, name)
+    return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    return bool(json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str))
+
+
+def merge_config(
+    stored: dict[str, Any], incoming: dict[str, Any], may_change: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """Config written once: new keys are added; a key set differently before is kept as it is.
+
+    ``may_change`` (rank 0 updating its own run after it started) lets changed values through. Returns the
+    merged config and the keys whose values disagree.
+    """
+    merged = dict(stored)
+    conflicts = []
+    for key, value in incoming.items():
+        if key in stored and not _same(stored[key], value):
+            conflicts.append(key)
+            if not may_change:
+                continue
+        merged[key] = value
+    return merged, conflicts
+
+
+def conflict_text(conflicts: list[str], rank: int, stored: dict[str, Any], incoming: dict[str, Any]) -> str:
+    """The warning a rank gets for config keys that disagree with the run's, naming each key."""
+    shown = ", ".join(
+        f"{key!r} (rank {rank} has {_short(incoming[key])}, the run keeps {_short(stored[key])})"
+        for key in conflicts[:10]
+    )
+    more = f" and {len(conflicts) - 10} more" if len(conflicts) > 10 else ""
+    return f"config disagrees between ranks: {shown}{more}; the config is written once, rank 0's values win"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def final_state(store: Store, run_id: int, exit_code: int) -> tuple[str, int]:
+    """The run's state once its last process finished: failed if any rank failed or never finished."""
+    codes = store.rank_exit_codes(run_id)
+    bad = [code for code in codes if code != 0]
+    if not bad and exit_code == 0:
+        return "finished", 0
+    first = next((code for code in bad if code is not None), None)
+    return "failed", exit_code if exit_code != 0 else (first if first is not None else 1)
+
+
+def join_run(
+    book: RunBook,
+    sid: bytes,
+    handle: int,
+    params: dict[str, Any],
+    row: RunRow,
+    rank: int,
+    world: int,
+    pid: int | None,
+    host: str | None,
+) -> dict[str, Any]:
+    """Attach a rank to its job's running run; its config only adds keys (written once)."""
+    run_id = row["id"]
+    stored = json.loads(row["config"])
+    incoming = params["config"] if isinstance(params.get("config"), dict) else {}
+    earlier = book.store.rank_configs(run_id)
+    if rank == 0:  # rank 0's config is the run's; ranks that joined before it and disagree are told now
+        merged = {**stored, **incoming}
+        conflicts: list[str] = []
+        for other, other_sid, other_config in earlier:
+            differ = merge_config(merged, other_config, may_change=False)[1]
+            if other > 0 and differ:
+                book.notice(other_sid, conflict_text(differ, other, merged, other_config))
+    else:  # before rank 0 joins, a rank only adds keys; after, it is told where it disagrees
+        merged, conflicts = merge_config(stored, incoming, may_change=False)
+        if not any(other == 0 for other, _, _ in earlier):
+            conflicts = []
+    pids = json.loads(row["pids"])
+    if pid and pid not in pids:
+        pids.append(pid)
+    book.store.update_run(
+        run_id,
+        config=json.dumps(merged, default=str),
+        pids=json.dumps(pids),
+        world_size=max(world, row["world_size"] or 1),
+        updated_at=time.time(),
+    )
+    if len(merged) > len(stored):
+        book.events.append(("config", run_id, {k: v for k, v in merged.items() if k not in stored}))
+    book.store.attach(sid, handle, run_id)
+    book.handles[(sid, handle)] = run_id
+    book.add_rank(sid, handle, run_id, rank, pid, host, params, incoming)
+    body = {"id": row["run_key"], "name": row["name"], "resumed": False, "step": 0, "config": merged}
+    body.update(rank=rank, joined=True)
+    if conflicts:
+        body["config_conflicts"] = conflict_text(conflicts, rank, stored, incoming)
+        log.warning("run %s, %s", row["run_key"], body["config_conflicts"])
+    log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
+    return body

@@ -1,0 +1,386 @@
+"""Run lifecycle in the daemon: start and resume, config, summaries, finish, crash detection.
+
+Every method runs inside the ingest thread's open transaction; nothing here commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psutil
+
+from trackiod.ingest import ranks as R
+from trackiod.ingest.batch import Columns
+from trackiod.ingest.summary import RunSummary
+from trackiod.store.writer import Store
+
+log = logging.getLogger("trackiod.runs")
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+MAX_NAME_CHARS = 256
+
+
+def new_run_id() -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+def _text(value: Any, field: str, default: str | None = None) -> str | None:
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or ("/" in value and field != "name"):
+        raise ValueError(f"{field} must be a string of at most {MAX_NAME_CHARS} characters without '/'")
+    if field != "name" and (value in (".", "..") or "\x00" in value):
+        # Project names and run ids are folder names under files/ and runs/: '..' would lead out of them.
+        raise ValueError(f"{field} {value!r} cannot be '.', '..' or contain NUL characters")
+    return value
+
+
+class RunBook:
+    """Which run each (session, handle) logs to, and each run's summary; see the module docstring."""
+
+    def __init__(
+        self, store: Store, handles: dict[tuple[bytes, int], int], notice: Callable[[bytes | None, str], None]
+    ) -> None:
+        self.store = store
+        self.handles = handles
+        self.notice = notice
+        self.rejected: dict[tuple[bytes, int], dict[str, Any]] = {}
+        self.summaries: dict[int, RunSummary] = {}
+        self.dirty: set[int] = set()
+        self.last_steps: dict[int, int] = {}
+        self.run_sids: dict[int, bytes] = {}
+        #: The rank of each (session, handle) that logs as rank > 0 of a distributed run (rank 0 is absent).
+        self.ranks: dict[tuple[bytes, int], int] = store.load_ranks()
+        self._finished: set[int] = set()
+        self._told: set[tuple[int, str, str]] = set()
+        self._unknown: set[tuple[bytes, Any]] = set()
+        #: Set by the ingest: when a session was last heard from, and how long until a remote one counts as gone.
+        self.last_seen: dict[bytes, float] = {}
+        self.heartbeat_timeout_s = 120.0
+        #: Lifecycle events of the open transaction, handed to the mirrors after it commits.
+        self.events: list[tuple[str, int, Any]] = []
+
+    # ------------------------------------------------------------------ lookups
+    def run_for(self, sid: bytes, handle: Any) -> int | None:
+        """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""
+        run_id = self.handles.get((sid, handle))
+        if run_id is None:
+            params = self.rejected.pop((sid, handle), None)
+            if params is not None:
+                params["resume"] = "allow"
+                params["id"] = f"{params.get('id') or new_run_id()}-{new_run_id()[:4]}"
+                self.start(sid, handle, params)
+                self.notice(
+                    sid,
+                    f"init() was refused but the run logged anyway; its data went to new run "
+                    f"{params.get('project')}/{params['id']}",
+                )
+                run_id = self.handles.get((sid, handle))
+            else:
+                if (sid, handle) not in self._unknown and len(self._unknown) < 10_000:
+                    self._unknown.add((sid, handle))
+                    self.notice(sid, f"data for unknown run handle {handle!r} was dropped (no init() was received)")
+                return None
+        if run_id is not None:
+            self.run_sids[run_id] = sid
+        return run_id
+
+    def _summary(self, run_id: int) -> RunSummary:
+        summary = self.summaries.get(run_id)
+        if summary is None:
+            row = self.store.run(run_id)
+            state = json.loads(row["summary_state"]) if row else {}
+            defs = json.loads(row["metric_defs"]) if row else []
+            summary = self.summaries[run_id] = RunSummary.from_state(state, defs)
+        return summary
+
+    def summary_view(self, sid: bytes, handle: Any) -> dict[str, Any] | None:
+        run_id = self.handles.get((sid, handle))
+        return None if run_id is None else self._summary(run_id).view()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, sid: bytes, handle: int, params: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        """Create or resume the run ``params`` describe and attach the handle to it."""
+        project = _text(params.get("project"), "project", "uncategorized")
+        assert project is not None
+        run_key = _text(params.get("id"), "id")
+        name = _text(params.get("name"), "name")
+        policy = params.get("resume") or "never"
+        distributed = R.rank_params(params)
+        session = self.store.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
+        pid, host = session if session else (None, None)
+        if distributed is not None:
+            joinable = R.find_joinable(self.store, project, run_key, name, distributed[2])
+            if joinable is not None:
+                return True, R.join_run(self, sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
+        existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
+        if existing is not None and policy == "never":
+            self.rejected[(sid, handle)] = params
+            return False, {
+                "error": "exists",
+                "message": f"run {project}/{run_key} already exists; pass "
+                "resume='allow' (or 'must') to resume it, or use another id",
+            }
+        if existing is None and policy == "must":
+            self.rejected[(sid, handle)] = params
+            return False, {
+                "error": "not_found",
+                "message": f"resume='must' but project {project!r} has no "
+                f"run {'id ' + repr(run_key) if run_key else 'named ' + repr(name)}",
+            }
+        config: dict[str, Any] = params["config"] if isinstance(params.get("config"), dict) else {}
+        if existing is not None:
+            run_id = existing["id"]
+            merged = {**json.loads(existing["config"]), **config}
+            self.store.reopen_run(run_id, params, merged, pid)
+            self.summaries.pop(run_id, None)
+            step = existing["last_step"] + 1 if existing["last_step"] is not None else 0
+            body = {
+                "id": existing["run_key"],
+                "name": existing["name"],
+                "resumed": True,
+                "step": step,
+                "config": merged,
+            }
+        else:
+            run_key = run_key or _text(params.get("default_id"), "id") or new_run_id()
+            name = name or _text(params.get("default_name"), "name") or run_key
+            row = self.store.create_run(project, run_key, name, params, config, host, pid)
+            run_id = row["id"]
+            body = {"id": run_key, "name": name, "resumed": False, "step": 0, "config": config}
+        self.store.attach(sid, handle, run_id)
+        self.handles[(sid, handle)] = run_id
+        if distributed is not None:
+            rank, world, job = distributed
+            self.store.conn.execute("DELETE FROM run_ranks WHERE run_id=?", (run_id,))  # a new job's ranks
+            self.store.update_run(run_id, job_key=job, world_size=world)
+            self.add_rank(sid, handle, run_id, rank, pid, host, params, config)
+            body["rank"] = rank
+            if job is None and not params.get("id"):
+                self.notice(
+                    sid,
+                    f"rank {rank} of {world} has no job key and no run id, so it cannot join the other ranks' run; "
+                    "pass the same init(id=...) on every rank or set TRACKIOD_JOB_ID (docs/ranks.md)",
+                )
+        self.events.append(
+            (
+                "start",
+                run_id,
+                {
+                    "project": project,
+                    "run_key": body["id"],
+                    "name": body["name"],
+                    "config": body["config"],
+                    "mirrors": self.store.run_mirrors(run_id),
+                },
+            )
+        )
+        log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
+        return True, body
+
+    def add_rank(
+        self,
+        sid: bytes,
+        handle: int,
+        run_id: int,
+        rank: int,
+        pid: int | None,
+        host: str | None,
+        params: dict[str, Any],
+        config: dict[str, Any],
+    ) -> None:
+        """Record ``sid`` as rank ``rank`` of ``run_id``; ranks > 0 log into series of their own."""
+        self.store.join_rank(run_id, rank, sid, host, pid, params.get("local_rank"), config)
+        if rank > 0:
+            self.ranks[(sid, handle)] = rank
+
+    def config(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        row = self.store.run(run_id) if run_id is not None else None
+        if run_id is not None and row is not None:
+            rank = self.ranks.get((sid, handle))
+            stored = json.loads(row["config"])
+            merged, conflicts = R.merge_config(stored, items, may_change=rank is None)
+            if conflicts and rank is not None:
+                self.notice(sid, R.conflict_text(conflicts, rank, stored, items))
+            self.store.update_run(run_id, config=json.dumps(merged, default=str), updated_at=time.time())
+            self.events.append(("config", run_id, items))
+
+    def summary(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is not None:
+            self._summary(run_id).set_explicit(items)
+            self.dirty.add(run_id)
+
+    def set_system_summary(self, run_id: int, items: dict[str, Any]) -> None:
+        """Summary values the daemon computes itself (energy/*), written with the next commit."""
+        self._summary(run_id).set_explicit(items)
+        self.dirty.add(run_id)
+
+    def define_metric(self, sid: bytes, handle: Any, spec: dict[str, Any]) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is None or not isinstance(spec.get("name"), str):
+            return
+        summary = self._summary(run_id)
+        summary.define(spec)
+        self.store.update_run(run_id, metric_defs=json.dumps(summary.defs, default=str))
+        self.dirty.add(run_id)
+
+    def finish(self, sid: bytes, handle: Any, exit_code: int, ended_at: float) -> None:
+        run_id = self.run_for(sid, handle)
+        if run_id is None:
+            return
+        self.store.detach(sid, handle)
+        self.store.finish_rank(run_id, sid, exit_code, ended_at)
+        self.ranks.pop((sid, handle), None)
+        host, now = os.uname().nodename, time.time()
+        others = [
+            s
+            for s in self.store.run_sessions(run_id)
+            if s[0] != sid and not s[1] and _alive(s, host, now, self.heartbeat_timeout_s, self.last_seen)
+        ]
+        if others:
+            return  # other live processes still log to this run (a dead one, e.g. before a restore, does not)
+        state, exit_code = R.final_state(self.store, run_id, exit_code)
+        self.store.update_run(run_id, state=state, exit_code=exit_code, ended_at=ended_at, updated_at=time.time())
+        self._finished.add(run_id)
+        self.events.append(("finish", run_id, state))
+        log.info("run %d %s (exit code %d)", run_id, state, exit_code)
+
+    def find_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
+        """Running runs none of whose processes is alive (read-only; see :meth:`mark_crashed`)."""
+        host = os.uname().nodename
+        crashed = []
+        for row in self.store.active_runs():
+            sessions = [s for s in self.store.run_sessions(row["id"]) if not s[1]]
+            if not any(_alive(s, host, now, heartbeat_timeout, last_seen) for s in sessions):
+                crashed.append(row["id"])
+        return crashed
+
+    def mark_crashed(self, run_ids: list[int], now: float) -> None:
+        for run_id in run_ids:
+            self.store.update_run(run_id, state="crashed", ended_at=now, updated_at=now)
+            self.events.append(("finish", run_id, "crashed"))
+            log.warning("run %d marked crashed: none of its processes is alive", run_id)
+
+    # ------------------------------------------------------------------ points and summaries
+    def write_points(self, columns: Columns) -> None:
+        counts: dict[tuple[int, int], tuple[str, int, int]] = {}
+        for (run_id, name), parts in columns.series.items():
+            steps, times, vals = parts.merged()
+            key_id = self.store.key_id(name)
+            self.store.write_series(run_id, key_id, steps, times, vals)
+            if key_id > 0:  # series with a context have no summary entry (their key's summary is context-free)
+                self._summary(run_id).add_numeric(name, vals)
+            counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
+            self._saw_step(run_id, int(steps.max()))
+        rows = []
+        for run_id, name, step, ts, value in columns.texts:
+            key_id = self.store.key_id(name)
+            rows.append((run_id, key_id, step, ts, value))
+            if key_id > 0:
+                self._summary(run_id).add_text(name, value)
+            _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
+            counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
+            self._saw_step(run_id, step)
+        self._write_rank_points(columns, counts, rows)
+        if rows:
+            self.store.write_texts(rows)
+        if counts:
+            self.store.count_keys(counts)
+        for run_id, key, reason in columns.rejects:
+            if (run_id, key, reason) not in self._told and len(self._told) < 100_000:
+                self._told.add((run_id, key, reason))
+                self.notice(self.run_sids.get(run_id), f"key {key!r}: {reason}; the rest of the call was kept")
+
+    def _write_rank_points(
+        self, columns: Columns, counts: dict[tuple[int, int], tuple[str, int, int]], rows: list[Any]
+    ) -> None:
+        """Series of ranks > 0: their own key ids, no summary (the run's summary is rank 0's, as wandb's)."""
+        for (run_id, name, rank), parts in columns.rank_series.items():
+            steps, times, vals = parts.merged()
+            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
+            self.store.write_series(run_id, key_id, steps, times, vals)
+            counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
+            self._saw_step(run_id, int(steps.max()))
+        for run_id, name, step, ts, value, rank in columns.rank_texts:
+            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
+            rows.append((run_id, key_id, step, ts, value))
+            _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
+            counts[(run_id, key_id)] = ("text", n + 1, step)
+            self._saw_step(run_id, step)
+
+    def saw_step(self, run_id: int, step: int) -> None:
+        """Note that ``run_id`` has data at ``step`` (its last_step is saved at the next commit)."""
+        self._saw_step(run_id, step)
+
+    def _saw_step(self, run_id: int, step: int) -> None:
+        previous = self.last_steps.get(run_id)
+        self.last_steps[run_id] = step if previous is None else max(previous, step)
+        self.dirty.add(run_id)
+
+    def save_dirty(self) -> None:
+        now = time.time()
+        for run_id in self.dirty:
+            summary = self._summary(run_id)
+            columns: dict[str, Any] = {
+                "summary": json.dumps(summary.view(), default=str),
+                "summary_state": json.dumps(summary.state(), default=str),
+                "updated_at": now,
+            }
+            if run_id in self.last_steps:
+                row = self.store.run(run_id)
+                previous = row["last_step"] if row and row["last_step"] is not None else -1
+                columns["last_step"] = max(previous, int(self.last_steps[run_id]))
+            self.store.update_run(run_id, **columns)
+            self.store.conn.execute(
+                "UPDATE runs SET state='running', ended_at=NULL WHERE id=? AND state='crashed'", (run_id,)
+            )
+        self.dirty.clear()
+        self.last_steps.clear()
+        for run_id in self._finished:
+            self.store.forget_tails(run_id)
+            self.summaries.pop(run_id, None)
+        self._finished.clear()
+
+    @property
+    def finishing(self) -> bool:
+        """Whether the open transaction finishes a run (sync then pushes it soon after the commit)."""
+        return bool(self._finished)
+
+    def reset(self) -> None:
+        """Forget uncommitted state after a rollback; everything is re-read from the database."""
+        _, self.handles = self.store.load_sessions()
+        self.ranks = self.store.load_ranks()
+        self.store._tails.clear()
+        self.store.forget_names()
+        self.summaries.clear()
+        self.dirty.clear()
+        self.last_steps.clear()
+        self._finished.clear()
+        self.events.clear()
+
+
+def _alive(
+    session: tuple[bytes, int, int, str | None, float | None, float],
+    host: str,
+    now: float,
+    heartbeat_timeout: float,
+    last_seen: dict[bytes, float],
+) -> bool:
+    sid, _, pid, session_host, proc_started, stored_seen = session
+    if session_host == host and pid:
+        if proc_started is None:
+            return False
+        try:
+            proc = psutil.Process(pid)
+            return bool(abs(proc.create_time() - proc_started) < 0.5 and proc.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+    return now - max(last_seen.get(sid, 0.0), stored_seen or 0.0) < heartbeat_timeout

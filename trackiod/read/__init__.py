@@ -1,0 +1,1 @@
+"""Query-only access to the database: runs, series, media, energy, attachments. No writes."""

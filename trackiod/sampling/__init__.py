@@ -1,0 +1,1 @@
+"""Node readings (NVML, psutil) on their own thread, and energy attributed to runs."""

@@ -1,0 +1,1 @@
+"""The database: schema and migrations, the chunked series codec, the single writer."""

@@ -1,0 +1,81 @@
+"""The writer's rows for distributed runs: which session is which rank of a run (``run_ranks``), and finding
+the running run a rank of a job joins (docs/ranks.md). Mixed into :class:`trackiod.store.writer.Store`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import apsw
+
+from trackiod.store.schema import dict_rows
+
+if TYPE_CHECKING:
+    from trackiod.store.writer import RunRow
+
+
+class RankRows:
+    """Writes and reads of ``run_ranks``; needs the Store's connection and :meth:`project_id`."""
+
+    conn: apsw.Connection
+
+    def project_id(self, name: str) -> int:
+        raise NotImplementedError  # Store's, which caches project ids
+
+    def load_ranks(self) -> dict[tuple[bytes, int], int]:
+        """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks``."""
+        return {
+            (bytes(sid), handle): rank
+            for sid, handle, rank in self.conn.execute(
+                "SELECT sr.sid, sr.handle, rr.rank FROM session_runs sr "
+                "JOIN run_ranks rr ON rr.run_id = sr.run_id AND rr.sid = sr.sid WHERE rr.rank > 0"
+            )
+        }
+
+    def join_rank(
+        self, run_id: int, rank: int, sid: bytes, host: str | None, pid: int | None, local: Any, config: dict[str, Any]
+    ) -> None:
+        """Record that ``sid`` is rank ``rank`` of ``run_id`` (a restarted rank replaces its predecessor)."""
+        self.conn.execute(
+            "INSERT OR REPLACE INTO run_ranks(run_id, rank, sid, host, pid, local_rank, config, joined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                rank,
+                sid,
+                host,
+                pid,
+                local if type(local) is int else None,
+                json.dumps(config, default=str),
+                time.time(),
+            ),
+        )
+
+    def rank_configs(self, run_id: int) -> list[tuple[int, bytes, dict[str, Any]]]:
+        """(rank, session, config passed at init) of each rank of a distributed run."""
+        return [
+            (rank, bytes(sid), json.loads(config))
+            for rank, sid, config in self.conn.execute(
+                "SELECT rank, sid, config FROM run_ranks WHERE run_id=? ORDER BY rank", (run_id,)
+            )
+        ]
+
+    def finish_rank(self, run_id: int, sid: bytes, exit_code: int, ended_at: float) -> None:
+        self.conn.execute(
+            "UPDATE run_ranks SET exit_code=?, ended_at=? WHERE run_id=? AND sid=?", (exit_code, ended_at, run_id, sid)
+        )
+
+    def rank_exit_codes(self, run_id: int) -> list[int | None]:
+        """Each rank's exit code (None: it never finished) of a distributed run; empty for other runs."""
+        return [r[0] for r in self.conn.execute("SELECT exit_code FROM run_ranks WHERE run_id=?", (run_id,))]
+
+    def find_job_run(self, project: str, job_key: str, name: str | None) -> RunRow | None:
+        """The running run of job ``job_key`` in ``project`` (with that name, if given): where a rank joins."""
+        sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND state='running'"
+        args: tuple[Any, ...] = (self.project_id(project), job_key)
+        if name:
+            sql, args = sql + " AND name=?", (*args, name)
+        rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 1", args)
+        return rows[0] if rows else None

@@ -1,0 +1,1 @@
+"""Data leaving and entering the node: the Parquet layout, export, the Hub, pull, deploy."""

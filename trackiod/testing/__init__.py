@@ -1,0 +1,1 @@
+"""Test doubles selectable by settings (NVML, the Hub). Only factories import these."""
