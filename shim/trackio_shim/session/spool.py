@@ -19,7 +19,7 @@ from trackio_shim.settings import TrackiodSettings
 
 
 class SpoolMixin:
-    """Spool files for :class:`~trackio_shim.session.client.Client`: begin, hand frames over, close, or take them back."""
+    """Spool files for :class:`~trackio_shim.session.client.Client`: begin, hand over, close, take back."""
 
     settings: TrackiodSettings
     sid: bytes
