@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything (scripts/setup.sh), then run every check: ruff lint, ruff format, mypy, the test suite
+# Install everything (scripts/setup.sh), then run every check: ruff lint, ruff format, mypy, the import contracts
+# (import-linter), the built wheel in a clean venv (scripts/check_wheel.sh), the test suite
 # (all markers; GPU tests skip themselves without a GPU) and the benchmark suite in quick mode
 # (--benchmark-disable: each benchmark runs once, untimed). Exits non-zero if any step fails; runs them all
 # either way and prints a summary. Works from any directory.
@@ -40,6 +41,11 @@ pytest_benchmarks() {
 step "ruff check" "$BIN/ruff" check .
 step "ruff format" "$BIN/ruff" format --check .
 step "mypy" "$BIN/mypy" shim/trackio_shim trackiod
+# The architecture as a contract: layers, the shim's one seam to the daemon, no test double in production, no
+# import cycle (pyproject.toml [tool.importlinter], docs/architecture.md).
+step "import contracts" "$BIN/lint-imports"
+# The wheel a user's `pip install` builds, installed into a clean venv and driven from outside the checkout.
+step "wheel" "$ROOT/scripts/check_wheel.sh"
 # Exit code 5 (no tests collected) is a failure here, like any other non-zero code.
 step "pytest tests" "$BIN/python" -m pytest tests
 if compgen -G "benchmarks/test_*.py" >/dev/null || compgen -G "benchmarks/*_test.py" >/dev/null; then
