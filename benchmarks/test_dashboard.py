@@ -126,7 +126,8 @@ def test_chart_request_1m_points(benchmark: Any, tmp_path: Path, figures: Any, m
 
 
 def _series(home: Path) -> np.ndarray:
-    from trackiod.read.series import open_reader, read_series
+    from trackiod.read.connection import open_reader
+    from trackiod.read.series import read_series
 
     conn = open_reader(home / "trackiod.db")
     try:
@@ -158,7 +159,8 @@ def _write_table(home: Path, runs: int) -> None:
 
 @pytest.mark.benchmark(group="dashboard")
 def test_runs_table_10k(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.read.series import list_runs, open_reader
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import list_runs
 
     test = "dashboard: runs table"
     runs = mode.size("table_runs")

@@ -23,7 +23,8 @@ from conftest import DaemonProcess, run_script
 
 from trackio_shim.errors import ProjectExistsError, UsageError
 from trackiod.cli import main as cli
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import history, list_runs
 from trackiod.sync.deploy import space_files
 from trackiod.sync.hub import FolderHub
 
@@ -39,11 +40,11 @@ wandb.finish()
 
 
 def runs_of(daemon: DaemonProcess, project: str) -> list[dict[str, Any]]:
-    conn = query.open_reader(daemon.settings().db_path)
+    conn = open_reader(daemon.settings().db_path)
     try:
-        runs = query.list_runs(conn, project)
+        runs = list_runs(conn, project)
         for run in runs:
-            run["history"] = list(query.history(conn, run))
+            run["history"] = list(history(conn, run))
         return sorted(runs, key=lambda r: r["name"])
     finally:
         conn.close()
@@ -73,10 +74,10 @@ def test_export_csv_jsonl_parquet(daemon: DaemonProcess, env: dict[str, str], tm
     np.testing.assert_array_equal(loss["value"].to_numpy(), [h["loss"] for h in history])
     # The export is in the sync layout, so pull restores it into another data directory.
     assert cli(["pull", str(tmp_path / "p"), "--home", str(tmp_path / "restored")]) == 0
-    conn = query.open_reader(tmp_path / "restored" / "trackiod.db")
+    conn = open_reader(tmp_path / "restored" / "trackiod.db")
     try:
-        (back,) = query.list_runs(conn, "exp")
-        assert list(query.history(conn, back)) == history
+        (back,) = list_runs(conn, "exp")
+        assert list(history(conn, back)) == history
     finally:
         conn.close()
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from trackio_shim.errors import HubAuthError
 from trackio_shim.settings import TrackiodSettings
-from trackiod.read.series import open_reader
+from trackiod.read.connection import open_reader
 from trackiod.sync import layout as px
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
 from trackiod.sync.layout_kinds import Collector, write_extras

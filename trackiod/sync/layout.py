@@ -22,7 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trackiod.read import series as query
+from trackiod.read.runs import history, list_runs, run_keys
+from trackiod.store.codec import decode_floats, decode_steps
 
 #: Version of the file layout; written to ``trackiod.json`` at the dataset's root. Version 2 added media,
 #: energy, node series and artifacts (new folders only: a version 1 dataset reads as a version 2 one without them).
@@ -158,7 +159,7 @@ def run_record(run: dict[str, Any]) -> dict[str, Any]:
 def runs_with_state(conn: apsw.Connection) -> list[dict[str, Any]]:
     """Every run (query.list_runs) with its internal ``summary_state`` kept, for sync and export."""
     states: dict[Any, Any] = {row[0]: row[1] for row in conn.execute("SELECT id, summary_state FROM runs")}
-    runs = query.list_runs(conn)
+    runs = list_runs(conn)
     for run in runs:
         run["summary_state"] = states.get(run["id"], "{}")
     return runs
@@ -181,9 +182,9 @@ def _series_delta(conn: apsw.Connection, run_id: int, key_id: int, done: int) ->
     if not parts:
         empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float64)
         return empty_i, empty_f, empty_f, empty_i
-    steps_out = np.concatenate([np.frombuffer(p[0], "<i8")[p[3] :] for p in parts])
-    times_out = np.concatenate([np.frombuffer(p[1], "<f8")[p[3] :] for p in parts])
-    vals_out = np.concatenate([np.frombuffer(p[2], "<f8")[p[3] :] for p in parts])
+    steps_out = np.concatenate([decode_steps(p[0])[p[3] :] for p in parts])
+    times_out = np.concatenate([decode_floats(p[1])[p[3] :] for p in parts])
+    vals_out = np.concatenate([decode_floats(p[2])[p[3] :] for p in parts])
     seq = np.arange(first, first + steps_out.size, dtype=np.int64)
     return steps_out, times_out, vals_out, seq
 
@@ -344,13 +345,13 @@ def _replace_into(path: Path) -> Path:
 
 def _write_history(conn: apsw.Connection, run: dict[str, Any], fmt: str, path: Path) -> None:
     """A run's history, one row per step (as ``scan_history``): CSV with ``step,timestamp,<keys>``, or JSONL."""
-    keys = list(query.run_keys(conn, run["id"]))
+    keys = list(run_keys(conn, run["id"]))
     tmp = _replace_into(path)
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f) if fmt == "csv" else None
         if writer is not None:
             writer.writerow(["step", "timestamp", *keys])
-        for row in query.history(conn, run):
+        for row in history(conn, run):
             if writer is not None:
                 writer.writerow([row["_step"], row["_timestamp"], *(_csv_cell(row.get(k)) for k in keys)])
             else:
