@@ -1,8 +1,8 @@
 """The dashboard's speed targets (issue 6), over real HTTP to a real uvicorn server and, for the page, a browser.
 
-- one chart request for a 1M-point series, reduced to 1,000 pixels: <= 50 ms (floor: ``query.read_series`` of
+- one chart request for a 1M-point series, reduced to 1,000 pixels: <= 50 ms (floor: ``read_series`` of
   the same series through the dashboard's kind of connection, in the same run, reported as a ratio);
-- the runs table of 10,000 runs (``/api/runs``): <= 300 ms (peer: ``query.list_runs``, the CLI's reader);
+- the runs table of 10,000 runs (``/api/runs``): <= 300 ms (peer: ``list_runs``, the CLI's reader);
 - a page of runs x metrics x points ready in headless Chromium: <= 2 s (see docs/benchmarks.md for the size
   measured on 2 cores).
 

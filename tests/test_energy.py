@@ -22,7 +22,7 @@ from trackiod.read.connection import open_reader
 from trackiod.read.energy import run_energy, system_keys, system_series
 from trackiod.read.runs import find_run
 from trackiod.sampling.energy import EnergyBook, _GpuState, declared_gpus, energy_delta
-from trackiod.sampling.nvml import GpuIdentity
+from trackiod.sampling.gpu import GpuIdentity
 from trackiod.sampling.sampler import Sampler
 from trackiod.store.writer import Store
 from trackiod.testing.fake_nvml import ScriptedNvml
@@ -335,7 +335,8 @@ def test_no_driver_means_cpu_only_with_one_clear_line(tmp_path: Path, caplog: py
 
 
 def test_real_pynvml_without_a_driver_is_unavailable_not_an_error() -> None:
-    from trackiod.sampling.nvml import NvmlUnavailable, PynvmlProvider
+    from trackiod.sampling.gpu import NvmlUnavailable
+    from trackiod.sampling.nvml import PynvmlProvider
 
     provider = PynvmlProvider()
     try:

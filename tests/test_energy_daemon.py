@@ -1,7 +1,7 @@
 """Energy end to end: a real daemon, real training processes, real CLI, read back from the real SQLite file.
 
 NVML is FAKED (no GPU is here): the daemon runs with ``TRACKIOD_NVML=fake:<script>``, the scripted stand-in
-in trackiod/nvml_fake.py, and the test rewrites the script to put the training processes' pids on a GPU,
+in trackiod/testing/fake_nvml.py, and the test rewrites the script to put the training processes' pids on a GPU,
 as NVML's process list would. psutil, the sampler thread, the writer, the shim and the CLI are all real.
 """
 

@@ -1,7 +1,7 @@
 """Hub sync: what is committed, the watermark across failures and restarts, pauses, and the pull round trip.
 
 The Hugging Face Hub cannot be reached from the test machines, so it is FAKED here, and only here: daemons
-run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.sync.hub.FolderHub. It applies the real
+run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.testing.folder_hub.FolderHub. It applies the real
 huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a local folder and fails on
 demand (transient, in-doubt, 401/403). Everything else is real: daemon processes, ZeroMQ, SQLite, Parquet.
 """
@@ -23,9 +23,10 @@ from trackio_shim.errors import HubAuthError, HubTransientError, SettingsError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli import main as cli
 from trackiod.read.connection import open_reader
-from trackiod.read.runs import history, list_runs, run_keys
+from trackiod.read.runs import history_rows, list_runs, run_keys
 from trackiod.read.series import read_series, read_texts
-from trackiod.sync.hub import FolderHub, classify
+from trackiod.sync.hub import classify
+from trackiod.testing.folder_hub import FolderHub
 
 REPO = "me/runs"
 
@@ -272,7 +273,7 @@ def test_pull_round_trip_is_exact(
                 assert a[column] == b[column], column
             assert a["created_at"] == b["created_at"] and a["ended_at"] == b["ended_at"]
             # JSON spells NaN and inf, so histories with them compare exactly.
-            assert json.dumps(list(history(source, a))) == json.dumps(list(history(target, b)))
+            assert json.dumps(list(history_rows(source, a))) == json.dumps(list(history_rows(target, b)))
             for key in run_keys(source, a["id"]):
                 sa = read_series(source, a["id"], run_keys(source, a["id"])[key][0])
                 sb = read_series(target, b["id"], run_keys(target, b["id"])[key][0])

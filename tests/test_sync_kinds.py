@@ -1,10 +1,10 @@
 """Hub sync of media, run energy, node series and artifacts: what is committed, watermarks, retries, pull.
 
 Two things are FAKED here, because the real ones cannot run on the test machines, and nothing else:
-- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e. trackiod.sync.hub.FolderHub,
-  which applies the real huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a
-  folder and fails on demand (``transient``, ``in_doubt``);
-- NVML: the daemon runs with ``TRACKIOD_NVML=fake:<script.json>`` (trackiod/nvml_fake.py), one scripted GPU
+- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e.
+  trackiod.testing.folder_hub.FolderHub, which applies the real huggingface_hub ``CommitOperationAdd`` /
+  ``CommitOperationDelete`` objects to a folder and fails on demand (``transient``, ``in_doubt``);
+- NVML: the daemon runs with ``TRACKIOD_NVML=fake:<script.json>`` (trackiod/testing/fake_nvml.py), one scripted GPU
   that the training process declares through ``CUDA_VISIBLE_DEVICES=0``.
 The daemon, its sampler and writer, the shim, SQLite, Parquet and the files on disk are real.
 """
@@ -30,9 +30,9 @@ from trackiod.read.energy import run_energy, system_keys, system_series
 from trackiod.read.media import media_keys, read_media
 from trackiod.read.runs import list_runs
 from trackiod.sync.engine import SyncEngine
-from trackiod.sync.hub import FolderHub
 from trackiod.sync.layout_kinds import ENERGY_SCHEMA, MEDIA_SCHEMA, SYSTEM_SCHEMA, VERSIONS_SCHEMA
 from trackiod.sync.pull_kinds import read_kind
+from trackiod.testing.folder_hub import FolderHub
 
 REPO = "me/kinds"
 FAST = {"TRACKIOD_SAMPLE_INTERVAL_S": "0.2", "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2"}

@@ -28,7 +28,7 @@ from trackiod.ingest.batch import MAX_DEPTH, Batch, check_key
 from trackiod.ingest.runs import RunBook
 from trackiod.ingest.summary import RunSummary
 from trackiod.read.connection import open_reader
-from trackiod.read.runs import get_run, history
+from trackiod.read.runs import get_run, history_rows
 from trackiod.read.series import read_series, read_texts
 from trackiod.store.codec import CHUNK_POINTS
 from trackiod.store.schema import SCHEMA_VERSION
@@ -548,13 +548,13 @@ def test_batch_to_store_to_history_round_trip(tmp_path: Path) -> None:
     assert row is not None
     assert (row["config"], row["tags"], row["last_step"]) == ({"lr": 0.1}, ["t"], 4)
     assert row["summary"] == {"loss": 42, "tag": "s4", "nest/a": 4}  # the last value logged, whatever its step
-    rows = list(history(reader, row))
-    assert [h["_step"] for h in rows] == [0, 1, 2, 3, 4]
-    assert rows[2] == {"_step": 2, "loss": 42, "tag": "s2", "nest/a": 2, "_timestamp": 200.0, "_runtime": 0.0}
-    assert rows[4]["loss"] == 0.2 and rows[4]["_timestamp"] == 104.0
-    assert [h["_step"] for h in history(reader, row, keys=["tag"], min_step=1, max_step=3)] == [1, 2, 3]
-    assert [h["_step"] for h in history(reader, row, samples=3)] == [0, 2, 4]
-    assert list(history(reader, row, keys=["nope"])) == []
+    history = list(history_rows(reader, row))
+    assert [h["_step"] for h in history] == [0, 1, 2, 3, 4]
+    assert history[2] == {"_step": 2, "loss": 42, "tag": "s2", "nest/a": 2, "_timestamp": 200.0, "_runtime": 0.0}
+    assert history[4]["loss"] == 0.2 and history[4]["_timestamp"] == 104.0
+    assert [h["_step"] for h in history_rows(reader, row, keys=["tag"], min_step=1, max_step=3)] == [1, 2, 3]
+    assert [h["_step"] for h in history_rows(reader, row, samples=3)] == [0, 2, 4]
+    assert list(history_rows(reader, row, keys=["nope"])) == []
     reader.close()
     store.close()
 

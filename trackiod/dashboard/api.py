@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
-from trackiod.dashboard.downsample import MAX_WIDTH, align
+from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.read.alerts import list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
@@ -237,9 +237,9 @@ class Api:
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":
             return _binary(header, grid, columns)
-        header["x"] = _nulls(grid)
+        header["x"] = json_values(grid)
         for entry, column in zip(meta, columns):
-            entry["y"] = _nulls(column)
+            entry["y"] = json_values(column)
         return Response(json.dumps(header, allow_nan=False), media_type="application/json")
 
     def system(self, request: Request) -> Response:
@@ -324,14 +324,6 @@ class Api:
 
 def _ascending(x: np.ndarray) -> bool:
     return x.size < 2 or bool(np.all(x[1:] >= x[:-1]))
-
-
-def _nulls(values: np.ndarray) -> list[Any]:
-    out: list[Any] = values.tolist()
-    nan = np.flatnonzero(np.isnan(values))
-    for i in nan.tolist():
-        out[i] = None
-    return out
 
 
 def _binary(header: dict[str, Any], grid: np.ndarray, columns: list[np.ndarray]) -> Response:

@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import numpy as np
 
-from trackiod.dashboard.downsample import align
+from trackiod.dashboard.downsample import align, json_values
 from trackiod.read.energy import run_energy, system_keys, system_series
 
 #: Node series the panel draws, in this order, with their section and unit; ``N`` stands for a GPU index.
@@ -150,9 +150,9 @@ def system_panel(conn: apsw.Connection, runs: list[dict[str, Any]], width: int) 
                 "section": section,
                 "unit": unit,
                 "reduced": reduced,
-                "x": _nulls(grid),
+                "x": json_values(grid),
                 "series": [
-                    {"run": run["run_key"], "host": run["host"], "points": int(s[0].size), "y": _nulls(col)}
+                    {"run": run["run_key"], "host": run["host"], "points": int(s[0].size), "y": json_values(col)}
                     for (run, s), col in zip(present, columns)
                 ],
             }
@@ -163,10 +163,3 @@ def system_panel(conn: apsw.Connection, runs: list[dict[str, Any]], width: int) 
         if report["recorded"]:
             energy[run["run_key"]] = report
     return {"available": available, "width": width, "charts": charts, "energy": energy}
-
-
-def _nulls(values: np.ndarray) -> list[Any]:
-    out: list[Any] = values.tolist()
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        out[i] = None
-    return out

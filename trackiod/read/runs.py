@@ -123,7 +123,7 @@ def runs_by_key(conn: apsw.Connection, project: str, wanted: list[str]) -> list[
     return out
 
 
-def history(
+def history_rows(
     conn: apsw.Connection,
     run: dict[str, Any],
     keys: list[str] | None = None,

@@ -83,7 +83,7 @@ def _local_run(store: Store, project: str | None, run_key: str | None) -> int | 
     return None if row is None else int(row[0])
 
 
-def restore(store: Store, home: Path, root: Path, run_ids: dict[tuple[str, str], int]) -> dict[str, int]:
+def restore_kinds(store: Store, home: Path, root: Path, run_ids: dict[tuple[str, str], int]) -> dict[str, int]:
     """Restore media and energy of the runs in ``run_ids``, every node series and artifact; returns counts."""
     counts = {"media": _media(store, home / "media", root, run_ids)}
     _nodes(store, root)

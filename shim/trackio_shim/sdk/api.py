@@ -59,7 +59,7 @@ class ApiRun:
         inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end). With
         ``context``, the rows of the series logged with exactly that context instead of the context-free ones.
         """
-        from trackiod.read.runs import history
+        from trackiod.read.runs import history_rows
 
         if context:
             yield from self._context_rows(context, keys, min_step, max_step)
@@ -70,7 +70,7 @@ class ApiRun:
         last = None if max_step is None else max_step - 1
         media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            for row in history(conn, self._row, keys, min_step, last):
+            for row in history_rows(conn, self._row, keys, min_step, last):
                 yield wrap_row(row, media_dir)
 
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
@@ -105,7 +105,7 @@ class ApiRun:
         """
         from trackio_shim.media.refs import wrap_row
         from trackiod.read.ranks import rank_history
-        from trackiod.read.runs import history
+        from trackiod.read.runs import history_rows
 
         if ranks is not None:
             wanted = None if ranks == "all" else _rank_list(ranks)
@@ -118,7 +118,7 @@ class ApiRun:
         else:
             media_dir = self._api.settings.media_dir
             with self._api._reader() as conn:
-                rows = [wrap_row(r, media_dir) for r in history(conn, self._row, keys, samples=samples)]
+                rows = [wrap_row(r, media_dir) for r in history_rows(conn, self._row, keys, samples=samples)]
         return _as_frame(rows, pandas)
 
     def ranks(self) -> list[dict[str, Any]]:
