@@ -71,7 +71,7 @@ def read_texts(
 
 
 def logged_value(value: float) -> Any:
-    """A stored float as the value logged: an int when it is a whole number an int64 holds exactly (as JSON would)."""
+    """A stored float as it was most likely logged: an int when it is whole and below 2**53 (exact as a float)."""
     return int(value) if value.is_integer() and abs(value) < 2**53 else value
 
 
