@@ -200,14 +200,15 @@ def _sqlite_steps(path: Path, query: str, *params: str) -> set[int]:
 
 def _shim_steps(env: dict[str, str], run_id: str) -> set[int]:
     from trackio_shim.settings import TrackiodSettings
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import get_run
 
     settings = TrackiodSettings.load(environ=env)
     if not settings.db_path.exists():
         return set()
-    conn = query.open_reader(settings.db_path)
+    conn = open_reader(settings.db_path)
     try:
-        run = query.get_run(conn, PROJECT, run_id)
+        run = get_run(conn, PROJECT, run_id)
         if run is None:
             return set()
         rows = conn.execute(

@@ -1,8 +1,8 @@
 """The dashboard's speed targets (issue 6), over real HTTP to a real uvicorn server and, for the page, a browser.
 
-- one chart request for a 1M-point series, reduced to 1,000 pixels: <= 50 ms (floor: ``query.read_series`` of
+- one chart request for a 1M-point series, reduced to 1,000 pixels: <= 50 ms (floor: ``read_series`` of
   the same series through the dashboard's kind of connection, in the same run, reported as a ratio);
-- the runs table of 10,000 runs (``/api/runs``): <= 300 ms (peer: ``query.list_runs``, the CLI's reader);
+- the runs table of 10,000 runs (``/api/runs``): <= 300 ms (peer: ``list_runs``, the CLI's reader);
 - a page of runs x metrics x points ready in headless Chromium: <= 2 s (see docs/benchmarks.md for the size
   measured on 2 cores).
 
@@ -126,7 +126,8 @@ def test_chart_request_1m_points(benchmark: Any, tmp_path: Path, figures: Any, m
 
 
 def _series(home: Path) -> np.ndarray:
-    from trackiod.read.series import open_reader, read_series
+    from trackiod.read.connection import open_reader
+    from trackiod.read.series import read_series
 
     conn = open_reader(home / "trackiod.db")
     try:
@@ -158,7 +159,8 @@ def _write_table(home: Path, runs: int) -> None:
 
 @pytest.mark.benchmark(group="dashboard")
 def test_runs_table_10k(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.read.series import list_runs, open_reader
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import list_runs
 
     test = "dashboard: runs table"
     runs = mode.size("table_runs")

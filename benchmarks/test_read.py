@@ -44,7 +44,8 @@ def _build(path: Path, points: int) -> tuple[int, int, float]:
 
 @pytest.mark.benchmark(group="read")
 def test_read_series_1m(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.read.series import open_reader, read_series
+    from trackiod.read.connection import open_reader
+    from trackiod.read.series import read_series
 
     test = "read one series"
     points = mode.size("read_points")

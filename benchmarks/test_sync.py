@@ -41,7 +41,7 @@ def _append(path: Path, start: int, stop: int) -> None:
 def test_sync_pass(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
     from trackio_shim.settings import TrackiodSettings
     from trackiod.sync.engine import SyncEngine
-    from trackiod.sync.hub import FolderHub
+    from trackiod.testing.folder_hub import FolderHub
 
     test = "sync pass"
     points = mode.size("sync_points")

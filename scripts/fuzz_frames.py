@@ -173,17 +173,18 @@ def _ping(sock: Any, sid: bytes, timeout: float) -> bool:
 
 
 def _stored_value(home: Path, key: str, timeout: float = 30) -> float | None:
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
+    from trackiod.read.series import read_series
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        conn = query.open_reader(home / "trackiod.db")
+        conn = open_reader(home / "trackiod.db")
         try:
             row = conn.execute(
                 "SELECT rk.run_id, k.id FROM run_keys rk JOIN keys k ON k.id = rk.key_id WHERE k.name=?", (key,)
             ).fetchone()
             if row is not None:
-                values = query.read_series(conn, row[0], row[1])[2]
+                values = read_series(conn, row[0], row[1])[2]
                 return float(values[-1])
         finally:
             conn.close()

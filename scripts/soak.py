@@ -276,19 +276,21 @@ class Soak:
 
     def stored_counts(self) -> dict[tuple[str, str], tuple[int, int, int, int]]:
         """Per (run, key): raw points stored, distinct steps, lowest and highest step."""
-        from trackiod.read import series as query
+        from trackiod.read.connection import open_reader
+        from trackiod.read.runs import list_runs, run_keys
+        from trackiod.read.series import read_series
 
         db = self.home / "trackiod.db"
-        conn = query.open_reader(db)
+        conn = open_reader(db)
         try:
             out = {}
-            for run in query.list_runs(conn, PROJECT):
-                for key, (key_id, _, _) in query.run_keys(conn, run["id"]).items():
+            for run in list_runs(conn, PROJECT):
+                for key, (key_id, _, _) in run_keys(conn, run["id"]).items():
                     row: Any = conn.execute(
                         "SELECT COALESCE(SUM(n), 0) FROM chunks WHERE run_id=? AND key_id=?", (run["id"], key_id)
                     ).fetchone()
                     raw = row[0]
-                    steps = query.read_series(conn, run["id"], key_id, with_times=False)[0]
+                    steps = read_series(conn, run["id"], key_id, with_times=False)[0]
                     lo, hi = (int(steps[0]), int(steps[-1])) if len(steps) else (-1, -1)
                     out[(run["run_key"], key)] = (int(raw), len(steps), lo, hi)
             return out

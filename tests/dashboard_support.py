@@ -162,7 +162,7 @@ def store_rich_run(env: dict[str, str], tmp: Path) -> str:
 
 
 def fake_nvml_env(env: dict[str, str], tmp: Path) -> dict[str, str]:
-    """``env`` with the test-only scripted NVML (trackiod/nvml_fake.py: no GPU here) and fast sampling."""
+    """``env`` with the test-only scripted NVML (trackiod/testing/fake_nvml.py: no GPU here) and fast sampling."""
     import json
 
     script = tmp / "nvml.json"

@@ -243,10 +243,11 @@ class IngestRig:
 
     def series(self, key: str) -> list[float]:
         """The values of one numeric series of the rig's run, in step order."""
-        from trackiod.read import series as query
+        from trackiod.read.runs import run_keys
+        from trackiod.read.series import read_series
 
-        entry = query.run_keys(self.store.conn, self.run_id).get(key)
-        return [] if entry is None else list(query.read_series(self.store.conn, self.run_id, entry[0])[2])
+        entry = run_keys(self.store.conn, self.run_id).get(key)
+        return [] if entry is None else list(read_series(self.store.conn, self.run_id, entry[0])[2])
 
     def notices(self) -> list[str]:
         return [str(message[2]) for _, message in self.sent if message[0] == P.NOTICE]

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from conftest import ROOT, DaemonProcess
 
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import list_runs, run_keys
+from trackiod.read.series import read_series, read_texts
 
 SOURCE_ROOTS = ("trackiod", "shim")
 SQL_METHODS = {"execute": 0, "executemany": 0, "executescript": 0}
@@ -349,19 +351,19 @@ def test_injection_shaped_names_round_trip_intact(daemon: DaemonProcess, shim: A
     for step in range(3):
         run.log({**{f"loss {n}": float(step + i) for i, n in enumerate(NASTY)}, "note": NASTY[step]}, step=step)
     run.finish()
-    conn = query.open_reader(daemon.home / "trackiod.db")
+    conn = open_reader(daemon.home / "trackiod.db")
     try:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"runs", "projects", "chunks", "keys", "texts"} <= tables
-        (stored,) = query.list_runs(conn, project)
+        (stored,) = list_runs(conn, project)
         assert (stored["project"], stored["run_key"], stored["name"]) == (project, "r'1;--", NASTY[0])
         assert stored["config"] == {n: n for n in NASTY}
         assert stored["tags"] == NASTY[:2]
-        keys = query.run_keys(conn, stored["id"])
+        keys = run_keys(conn, stored["id"])
         for i, n in enumerate(NASTY):
-            steps, _, values = query.read_series(conn, stored["id"], keys[f"loss {n}"][0])
+            steps, _, values = read_series(conn, stored["id"], keys[f"loss {n}"][0])
             assert list(steps) == [0, 1, 2] and list(values) == [float(i), float(i + 1), float(i + 2)]
-        assert query.read_texts(conn, stored["id"], keys["note"][0])[2] == NASTY[:3]
+        assert read_texts(conn, stored["id"], keys["note"][0])[2] == NASTY[:3]
         assert [row[0] for row in conn.execute("SELECT COUNT(*) FROM runs")] == [1]
     finally:
         conn.close()

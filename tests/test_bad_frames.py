@@ -76,9 +76,9 @@ def malformed(daemon: DaemonProcess) -> int | None:
 
 
 def _stored_tables(home: Path) -> dict[str, int]:
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
 
-    conn = query.open_reader(home / "trackiod.db")
+    conn = open_reader(home / "trackiod.db")
     try:
         return {
             table: int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])

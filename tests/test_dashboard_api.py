@@ -52,7 +52,7 @@ def test_projects_and_runs_table(home: Path) -> None:
 def test_runs_table_built_by_sqlite_matches_the_python_path(home: Path) -> None:
     """Without NaN anywhere SQLite writes the rows; the answer must equal the Python writer's, newest first."""
     from trackiod.dashboard import reads
-    from trackiod.read.series import open_reader
+    from trackiod.read.connection import open_reader
 
     ids = fill(home, runs=4, config={"nested": {"list": [1, 2.5, "x"]}, "unicode": "é"})
     conn = open_reader(home / "trackiod.db")

@@ -2,7 +2,7 @@
 
 A real daemon serves the dashboard and stores what a real training script logged (tests/dashboard_support.py
 RICH_RUN). NVML is FAKED (no GPU here): the daemon samples two scripted GPUs (``TRACKIOD_NVML=fake:...``,
-trackiod/nvml_fake.py); everything else is real. The daemon is restarted once after logging, because node
+trackiod/testing/fake_nvml.py); everything else is real. The daemon is restarted once after logging, because node
 series reach the database in chunks and a stop flushes them. Screenshots go to test-output/screenshots/.
 """
 

@@ -2,7 +2,7 @@
 
 A real daemon stores what a real training script logs through the shim (images, a table, histograms, HTML, an
 array, a context series, an alert, artifacts); its sampler stores the node's series. NVML is FAKED (no GPU
-here): the daemon runs with ``TRACKIOD_NVML=fake:<script>`` (trackiod/nvml_fake.py), two scripted GPUs, and
+here): the daemon runs with ``TRACKIOD_NVML=fake:<script>`` (trackiod/testing/fake_nvml.py), two scripted GPUs, and
 the script declares GPU 0 with CUDA_VISIBLE_DEVICES=0. psutil, the sampler, the writer and the app are real.
 The app is driven by Starlette's HTTP test client over the SQLite file the daemon wrote.
 """

@@ -1,8 +1,8 @@
 """Export (parquet, csv, jsonl), CSV and TensorBoard import, and the Space that ``trackiod deploy`` generates.
 
 All real: a daemon process, runs logged through the shim, event files written by torch's TensorBoard writer,
-CSV files on disk. The Space's push goes to the folder-backed fake Hub (trackiod.sync.hub.FolderHub), because the
-Hugging Face Hub cannot be reached from the test machines.
+CSV files on disk. The Space's push goes to the folder-backed fake Hub (trackiod.testing.folder_hub.FolderHub),
+because the Hugging Face Hub cannot be reached from the test machines.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from conftest import DaemonProcess, run_script
 
 from trackio_shim.errors import ProjectExistsError, UsageError
 from trackiod.cli import main as cli
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import history_rows, list_runs
 from trackiod.sync.deploy import space_files
-from trackiod.sync.hub import FolderHub
+from trackiod.testing.folder_hub import FolderHub
 
 LOG_SOME = """
 import trackio_shim as wandb
@@ -39,11 +40,11 @@ wandb.finish()
 
 
 def runs_of(daemon: DaemonProcess, project: str) -> list[dict[str, Any]]:
-    conn = query.open_reader(daemon.settings().db_path)
+    conn = open_reader(daemon.settings().db_path)
     try:
-        runs = query.list_runs(conn, project)
+        runs = list_runs(conn, project)
         for run in runs:
-            run["history"] = list(query.history(conn, run))
+            run["history"] = list(history_rows(conn, run))
         return sorted(runs, key=lambda r: r["name"])
     finally:
         conn.close()
@@ -73,10 +74,10 @@ def test_export_csv_jsonl_parquet(daemon: DaemonProcess, env: dict[str, str], tm
     np.testing.assert_array_equal(loss["value"].to_numpy(), [h["loss"] for h in history])
     # The export is in the sync layout, so pull restores it into another data directory.
     assert cli(["pull", str(tmp_path / "p"), "--home", str(tmp_path / "restored")]) == 0
-    conn = query.open_reader(tmp_path / "restored" / "trackiod.db")
+    conn = open_reader(tmp_path / "restored" / "trackiod.db")
     try:
-        (back,) = query.list_runs(conn, "exp")
-        assert list(query.history(conn, back)) == history
+        (back,) = list_runs(conn, "exp")
+        assert list(history_rows(conn, back)) == history
     finally:
         conn.close()
 

@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from trackio_shim.errors import UsageError
+from trackiod.cli.energy import card_yaml
 from trackiod.ingest.runs import RunBook
-from trackiod.read import energy as energy_report
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.energy import run_energy, system_keys, system_series
+from trackiod.read.runs import find_run
 from trackiod.sampling.energy import EnergyBook, _GpuState, declared_gpus, energy_delta
-from trackiod.sampling.nvml import GpuIdentity
+from trackiod.sampling.gpu import GpuIdentity
 from trackiod.sampling.sampler import Sampler
 from trackiod.store.writer import Store
 from trackiod.testing.fake_nvml import ScriptedNvml
@@ -96,9 +98,9 @@ class Rig:
             self.runbook.save_dirty()
 
     def report(self, name: str) -> dict[str, Any]:
-        conn = query.open_reader(self.store.path)
+        conn = open_reader(self.store.path)
         try:
-            return energy_report.run_energy(conn, energy_report.find_run(conn, f"p/{name}"))
+            return run_energy(conn, find_run(conn, f"p/{name}"))
         finally:
             conn.close()
 
@@ -333,7 +335,8 @@ def test_no_driver_means_cpu_only_with_one_clear_line(tmp_path: Path, caplog: py
 
 
 def test_real_pynvml_without_a_driver_is_unavailable_not_an_error() -> None:
-    from trackiod.sampling.nvml import NvmlUnavailable, PynvmlProvider
+    from trackiod.sampling.gpu import NvmlUnavailable
+    from trackiod.sampling.nvml import PynvmlProvider
 
     provider = PynvmlProvider()
     try:
@@ -379,13 +382,13 @@ def test_system_series_are_stored_per_node_and_read_back_by_time(rig_factory: An
     rig.step(6.0, samples=3)
     with rig.store.conn:
         rig.book.flush_series(rig.clock.now, force=True)
-    conn = query.open_reader(rig.store.path)
+    conn = open_reader(rig.store.path)
     try:
-        keys = energy_report.system_keys(conn)[HOST]
+        keys = system_keys(conn)[HOST]
         assert {"cpu.percent", "memory.used_bytes", "gpu.0.power_w", "gpu.0.utilization_pct"} <= set(keys)
-        times, values = energy_report.system_series(conn, HOST, "gpu.0.power_w")
+        times, values = system_series(conn, HOST, "gpu.0.power_w")
         assert times.tolist() == [1002.0, 1004.0, 1006.0, 1008.0] and set(values.tolist()) == {400.0}
-        times, _ = energy_report.system_series(conn, HOST, "gpu.0.power_w", start=1003.0, end=1006.0)
+        times, _ = system_series(conn, HOST, "gpu.0.power_w", start=1003.0, end=1006.0)
         assert times.tolist() == [1004.0, 1006.0]
         gpus = conn.execute("SELECT uuid, idx, name, power_limit_w FROM gpus").fetchall()
         assert gpus == [("GPU-s", 0, "Fake A100", 400.0)]
@@ -401,7 +404,7 @@ def test_card_yaml_is_the_hub_block_in_grams(rig_factory: Any) -> None:
     rig.step(2.0)
     rig.step(9.0, samples=3)
     report = rig.report("card")
-    text = energy_report.card_yaml(report, "fine-tuning", "Quebec, Canada")
+    text = card_yaml(report, "fine-tuning", "Quebec, Canada")
     lines = text.splitlines()
     assert lines[0] == "co2_eq_emissions:"
     fields = dict(line.strip().split(": ", 1) for line in lines[1:])
@@ -412,4 +415,4 @@ def test_card_yaml_is_the_hub_block_in_grams(rig_factory: Any) -> None:
     assert "NVML energy counters" in json.loads(fields["source"])
     rig.run("cpu-only")
     with pytest.raises(UsageError, match="no GPU energy recorded"):
-        energy_report.card_yaml(rig.report("cpu-only"), "pre-training", "")
+        card_yaml(rig.report("cpu-only"), "pre-training", "")

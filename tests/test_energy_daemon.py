@@ -1,7 +1,7 @@
 """Energy end to end: a real daemon, real training processes, real CLI, read back from the real SQLite file.
 
 NVML is FAKED (no GPU is here): the daemon runs with ``TRACKIOD_NVML=fake:<script>``, the scripted stand-in
-in trackiod/nvml_fake.py, and the test rewrites the script to put the training processes' pids on a GPU,
+in trackiod/testing/fake_nvml.py, and the test rewrites the script to put the training processes' pids on a GPU,
 as NVML's process list would. psutil, the sampler thread, the writer, the shim and the CLI are all real.
 """
 
@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from conftest import DaemonProcess, spawn_script, wait_for
 
-from trackiod.read import energy as energy_report
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.energy import system_keys, system_series
+from trackiod.read.runs import find_run
 
 FAST = {"TRACKIOD_SAMPLE_INTERVAL_S": "0.2", "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2"}
 
@@ -116,15 +117,15 @@ def test_two_runs_sharing_a_gpu_get_equal_live_energy(
     assert cli(env, "energy", "nope").returncode == 2  # one clear line for an unknown run
     assert stopped_daemon.terminate() == 0
     # System series are stored per node with timestamps (flushed at shutdown).
-    conn = query.open_reader(Path(env["TRACKIOD_HOME"]) / "trackiod.db")
+    conn = open_reader(Path(env["TRACKIOD_HOME"]) / "trackiod.db")
     try:
-        keys = energy_report.system_keys(conn)[os.uname().nodename]
+        keys = system_keys(conn)[os.uname().nodename]
         assert {"cpu.percent", "memory.used_bytes", "gpu.0.power_w", "gpu.1.power_w", "gpu.0.processes"} <= set(keys)
         assert f"proc.{procs[0].pid}.rss_bytes" in keys and f"proc.{procs[1].pid}.cpu_percent" in keys
-        times, power = energy_report.system_series(conn, os.uname().nodename, "gpu.1.power_w")
+        times, power = system_series(conn, os.uname().nodename, "gpu.1.power_w")
         assert times.size > 5 and set(power.tolist()) == {60.0}
-        run_a = energy_report.find_run(conn, f"energy/{a['id']}")
-        t, rss = energy_report.system_series(
+        run_a = find_run(conn, f"energy/{a['id']}")
+        t, rss = system_series(
             conn, os.uname().nodename, f"proc.{procs[0].pid}.rss_bytes", run_a["created_at"], run_a["ended_at"]
         )
         assert t.size > 0 and rss.min() > 10e6  # a Python process with zmq loaded
@@ -148,9 +149,9 @@ def test_without_nvml_the_daemon_samples_the_cpu_and_says_so_once(
     assert stopped_daemon.terminate() == 0
     log = (Path(env["TRACKIOD_HOME"]) / "trackiod.log").read_text()
     assert log.count("no NVML") == 1 and "CPU and system only" in log
-    conn = query.open_reader(Path(env["TRACKIOD_HOME"]) / "trackiod.db")
+    conn = open_reader(Path(env["TRACKIOD_HOME"]) / "trackiod.db")
     try:
-        keys = energy_report.system_keys(conn)[os.uname().nodename]
+        keys = system_keys(conn)[os.uname().nodename]
         assert "cpu.percent" in keys and not any(k.startswith("gpu.") for k in keys)
     finally:
         conn.close()

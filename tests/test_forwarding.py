@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import DaemonProcess, spawn_script, wait_for
 
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import get_run, list_runs, run_keys
+from trackiod.read.series import read_series
 
 STEPS = 3000
 
@@ -46,15 +48,15 @@ def _head_points(head_home: Path, project: str) -> list[float]:
     db = head_home / "trackiod.db"
     if not db.exists():
         return []
-    conn = query.open_reader(db)
+    conn = open_reader(db)
     try:
-        runs = query.list_runs(conn, project)
+        runs = list_runs(conn, project)
         if not runs:
             return []
-        keys = query.run_keys(conn, runs[0]["id"])
+        keys = run_keys(conn, runs[0]["id"])
         if "x" not in keys:
             return []
-        return [float(v) for v in query.read_series(conn, runs[0]["id"], keys["x"][0])[2]]
+        return [float(v) for v in read_series(conn, runs[0]["id"], keys["x"][0])[2]]
     finally:
         conn.close()
 
@@ -136,11 +138,11 @@ def test_forwarding_survives_kill9_of_the_forwarder(head_and_node, env: dict[str
     wait_for(lambda: len(_head_points(head.home, "fwd")) >= STEPS, timeout=60, what="every point forwarded to the head")
     points = _head_points(head.home, "fwd")
     assert points == [float(s) for s in range(STEPS)]  # nothing lost, nothing twice, in order
-    conn = query.open_reader(head.home / "trackiod.db")
+    conn = open_reader(head.home / "trackiod.db")
     try:
-        (run,) = query.list_runs(conn, "fwd")
+        (run,) = list_runs(conn, "fwd")
         assert run["config"] == {"lr": 0.5}
-        wait_for(lambda: query.get_run(conn, "fwd", "r1")["state"] == "finished", what="the head's run to finish")
+        wait_for(lambda: get_run(conn, "fwd", "r1")["state"] == "finished", what="the head's run to finish")
     finally:
         conn.close()
     status = node.status()

@@ -99,14 +99,15 @@ def report_of(proc: subprocess.Popen[str], timeout: float = 120, returncode: int
 def raw_points(run_id: str) -> dict[str, np.ndarray] | None:
     """Every stored (step, value) of a run, straight from the chunk blobs: ``{key: array of [step, value]}``."""
     from trackio_shim import Api
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import get_run
 
     api = Api()
     if not api.settings.db_path.exists():
         return None
-    conn = query.open_reader(api.settings.db_path)
+    conn = open_reader(api.settings.db_path)
     try:
-        row = query.get_run(conn, PROJECT, run_id)
+        row = get_run(conn, PROJECT, run_id)
         if row is None:
             return None
         out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}

@@ -1,7 +1,7 @@
 """Hub sync: what is committed, the watermark across failures and restarts, pauses, and the pull round trip.
 
 The Hugging Face Hub cannot be reached from the test machines, so it is FAKED here, and only here: daemons
-run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.sync.hub.FolderHub. It applies the real
+run with ``TRACKIOD_HUB=folder:<tmp>``, which selects trackiod.testing.folder_hub.FolderHub. It applies the real
 huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a local folder and fails on
 demand (transient, in-doubt, 401/403). Everything else is real: daemon processes, ZeroMQ, SQLite, Parquet.
 """
@@ -22,8 +22,11 @@ from conftest import DaemonProcess, run_script, wait_for
 from trackio_shim.errors import HubAuthError, HubTransientError, SettingsError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli import main as cli
-from trackiod.read import series as query
-from trackiod.sync.hub import FolderHub, classify
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import history_rows, list_runs, run_keys
+from trackiod.read.series import read_series, read_texts
+from trackiod.sync.hub import classify
+from trackiod.testing.folder_hub import FolderHub
 
 REPO = "me/runs"
 
@@ -92,16 +95,16 @@ def wait_commits(hub: FolderHub, count: int, timeout: float = 20) -> None:
 def assert_dataset_equals_database(root: Path, db: Path) -> None:
     """Every series and text of the database, and each run's row, as the dataset holds them."""
     points, texts, runs = read_kind(root, "points"), read_kind(root, "texts"), read_kind(root, "runs").to_pylist()
-    conn = query.open_reader(db)
+    conn = open_reader(db)
     try:
-        db_runs = query.list_runs(conn)
+        db_runs = list_runs(conn)
         assert sorted(r["run_id"] for r in runs) == sorted(r["run_key"] for r in db_runs)
         for run in db_runs:
             row = next(r for r in runs if r["run_id"] == run["run_key"])
             assert json.loads(row["config"]) == run["config"]
             assert json.loads(row["summary"]) == run["summary"]
             assert (row["state"], row["name"], row["last_step"]) == (run["state"], run["name"], run["last_step"])
-            for key, (key_id, _, _) in query.run_keys(conn, run["id"]).items():
+            for key, (key_id, _, _) in run_keys(conn, run["id"]).items():
                 mine = points.filter(pc.and_(pc.equal(points["run_id"], run["run_key"]), pc.equal(points["key"], key)))
                 logged = conn.execute(
                     "SELECT SUM(n) FROM chunks WHERE run_id=? AND key_id=?", (run["id"], key_id)
@@ -114,10 +117,10 @@ def assert_dataset_equals_database(root: Path, db: Path) -> None:
                 last = {}
                 for s, v in zip(steps.tolist(), vals.tolist()):
                     last[s] = v
-                db_steps, _, db_vals = query.read_series(conn, run["id"], key_id)
+                db_steps, _, db_vals = read_series(conn, run["id"], key_id)
                 assert sorted(last) == db_steps.tolist()
                 np.testing.assert_array_equal(np.array([last[s] for s in sorted(last)]), db_vals)
-                t_steps, _, t_vals = query.read_texts(conn, run["id"], key_id)
+                t_steps, _, t_vals = read_texts(conn, run["id"], key_id)
                 mine_t = texts.filter(pc.and_(pc.equal(texts["run_id"], run["run_key"]), pc.equal(texts["key"], key)))
                 latest = {r["step"]: r["value"] for r in mine_t.sort_by("seq").to_pylist()}
                 assert sorted(latest) == t_steps.tolist()
@@ -262,18 +265,18 @@ def test_pull_round_trip_is_exact(
     other = tmp_path / "pulled"
     assert cli(["pull", REPO, "--home", str(other)]) == 0
     assert "restored 2 run(s)" in capsys.readouterr().out
-    source, target = query.open_reader(syncing.settings().db_path), query.open_reader(other / "trackiod.db")
+    source, target = open_reader(syncing.settings().db_path), open_reader(other / "trackiod.db")
     try:
         by_key = lambda runs: sorted(runs, key=lambda r: r["run_key"])  # noqa: E731
-        for a, b in zip(by_key(query.list_runs(source)), by_key(query.list_runs(target))):
+        for a, b in zip(by_key(list_runs(source)), by_key(list_runs(target))):
             for column in ("run_key", "name", "state", "config", "summary", "tags", "metric_defs", "last_step"):
                 assert a[column] == b[column], column
             assert a["created_at"] == b["created_at"] and a["ended_at"] == b["ended_at"]
             # JSON spells NaN and inf, so histories with them compare exactly.
-            assert json.dumps(list(query.history(source, a))) == json.dumps(list(query.history(target, b)))
-            for key in query.run_keys(source, a["id"]):
-                sa = query.read_series(source, a["id"], query.run_keys(source, a["id"])[key][0])
-                sb = query.read_series(target, b["id"], query.run_keys(target, b["id"])[key][0])
+            assert json.dumps(list(history_rows(source, a))) == json.dumps(list(history_rows(target, b)))
+            for key in run_keys(source, a["id"]):
+                sa = read_series(source, a["id"], run_keys(source, a["id"])[key][0])
+                sb = read_series(target, b["id"], run_keys(target, b["id"])[key][0])
                 for x, y in zip(sa, sb):
                     np.testing.assert_array_equal(x, y)
     finally:

@@ -1,10 +1,10 @@
 """Hub sync of media, run energy, node series and artifacts: what is committed, watermarks, retries, pull.
 
 Two things are FAKED here, because the real ones cannot run on the test machines, and nothing else:
-- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e. trackiod.sync.hub.FolderHub,
-  which applies the real huggingface_hub ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a
-  folder and fails on demand (``transient``, ``in_doubt``);
-- NVML: the daemon runs with ``TRACKIOD_NVML=fake:<script.json>`` (trackiod/nvml_fake.py), one scripted GPU
+- the Hugging Face Hub: daemons and the CLI run with ``TRACKIOD_HUB=folder:<tmp>``, i.e.
+  trackiod.testing.folder_hub.FolderHub, which applies the real huggingface_hub ``CommitOperationAdd`` /
+  ``CommitOperationDelete`` objects to a folder and fails on demand (``transient``, ``in_doubt``);
+- NVML: the daemon runs with ``TRACKIOD_NVML=fake:<script.json>`` (trackiod/testing/fake_nvml.py), one scripted GPU
   that the training process declares through ``CUDA_VISIBLE_DEVICES=0``.
 The daemon, its sampler and writer, the shim, SQLite, Parquet and the files on disk are real.
 """
@@ -24,14 +24,15 @@ from conftest import DaemonProcess, run_script, wait_for
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli import main as cli
-from trackiod.read import catalog
-from trackiod.read import energy as energy_report
-from trackiod.read import media as media_read
-from trackiod.read import series as query
+from trackiod.read.artifacts import list_artifacts, materialise, resolve
+from trackiod.read.connection import open_reader
+from trackiod.read.energy import run_energy, system_keys, system_series
+from trackiod.read.media import media_keys, read_media
+from trackiod.read.runs import list_runs
 from trackiod.sync.engine import SyncEngine
-from trackiod.sync.hub import FolderHub
 from trackiod.sync.layout_kinds import ENERGY_SCHEMA, MEDIA_SCHEMA, SYSTEM_SCHEMA, VERSIONS_SCHEMA
 from trackiod.sync.pull_kinds import read_kind
+from trackiod.testing.folder_hub import FolderHub
 
 REPO = "me/kinds"
 FAST = {"TRACKIOD_SAMPLE_INTERVAL_S": "0.2", "TRACKIOD_MAINTENANCE_INTERVAL_S": "0.2"}
@@ -103,16 +104,16 @@ def rows_by(table: Any, *columns: str) -> dict[tuple[Any, ...], dict[str, Any]]:
 
 def assert_kinds_equal_database(root: Path, home: Path) -> None:
     """Media (rows and file bytes), energy, node series inside each run's lifetime and artifacts, as stored."""
-    conn = query.open_reader(home / "trackiod.db")
+    conn = open_reader(home / "trackiod.db")
     try:
-        runs = query.list_runs(conn)
+        runs = list_runs(conn)
         media = read_kind(root, "media", MEDIA_SCHEMA)
         seqs = media["seq"].to_pylist()
         assert len(seqs) == len(set(seqs))  # no row twice, retries included
         synced = rows_by(media, "project", "run_id", "key", "step")
         expected = 0
         for run in runs:
-            for key, (key_id, _, _) in media_read.media_keys(conn, run["id"]).items():
+            for key, (key_id, _, _) in media_keys(conn, run["id"]).items():
                 for row in conn.execute(
                     "SELECT step, ts, kind, meta, body, path FROM media WHERE run_id=? AND key_id=?",
                     (run["id"], key_id),
@@ -126,7 +127,7 @@ def assert_kinds_equal_database(root: Path, home: Path) -> None:
         assert len(synced) == expected > 0
 
         energy = rows_by(read_kind(root, "energy", ENERGY_SCHEMA), "project", "run_id", "gpu_uuid")
-        reports = [energy_report.run_energy(conn, run) for run in runs]
+        reports = [run_energy(conn, run) for run in runs]
         assert sum(len(r["gpus"]) for r in reports) == len(energy) > 0
         for report in reports:
             for gpu in report["gpus"]:
@@ -144,8 +145,8 @@ def assert_kinds_equal_database(root: Path, home: Path) -> None:
         for r in system:
             by_series.setdefault((r["host"], r["key"]), []).append((r["timestamp"], r["value"]))
         for run in runs:
-            for key in energy_report.system_keys(conn, run["host"]).get(run["host"], []):
-                times, vals = energy_report.system_series(conn, run["host"], key, run["created_at"], run["ended_at"])
+            for key in system_keys(conn, run["host"]).get(run["host"], []):
+                times, vals = system_series(conn, run["host"], key, run["created_at"], run["ended_at"])
                 mine = sorted(
                     p for p in by_series.get((run["host"], key), []) if run["created_at"] <= p[0] <= run["ended_at"]
                 )
@@ -153,10 +154,10 @@ def assert_kinds_equal_database(root: Path, home: Path) -> None:
         assert any(k.startswith("gpu.0.") for _, k in by_series)
 
         versions = rows_by(read_kind(root, "artifacts/versions", VERSIONS_SCHEMA), "project", "name", "version")
-        stored = catalog.list_artifacts(conn)
+        stored = list_artifacts(conn)
         assert sorted(versions) == sorted((v["project"], v["name"], v["version"]) for v in stored)
         for v in stored:
-            full = catalog.resolve(conn, v["project"], v["name"], f"v{v['version']}")
+            full = resolve(conn, v["project"], v["name"], f"v{v['version']}")
             got = versions[(v["project"], v["name"], v["version"])]
             assert (got["digest"], got["producer_run_id"], json.loads(got["metadata"])) == (
                 full["digest"],
@@ -221,45 +222,45 @@ def test_media_energy_node_series_and_artifacts_sync_then_pull_exactly(
 
 
 def assert_pulled_equals(source_home: Path, target_home: Path) -> None:
-    a, b = query.open_reader(source_home / "trackiod.db"), query.open_reader(target_home / "trackiod.db")
+    a, b = open_reader(source_home / "trackiod.db"), open_reader(target_home / "trackiod.db")
     try:
         by_key = lambda runs: sorted(runs, key=lambda r: r["run_key"])  # noqa: E731
-        runs_a, runs_b = by_key(query.list_runs(a)), by_key(query.list_runs(b))
+        runs_a, runs_b = by_key(list_runs(a)), by_key(list_runs(b))
         assert [r["run_key"] for r in runs_a] == [r["run_key"] for r in runs_b]
         for run_a, run_b in zip(runs_a, runs_b):
-            assert media_read.media_keys(a, run_a["id"]).keys() == media_read.media_keys(b, run_b["id"]).keys()
-            for key, (key_a, _, _) in media_read.media_keys(a, run_a["id"]).items():
-                key_b = media_read.media_keys(b, run_b["id"])[key][0]
-                sa, ta, va = media_read.read_media(a, run_a["id"], key_a)
-                sb, tb, vb = media_read.read_media(b, run_b["id"], key_b)
+            assert media_keys(a, run_a["id"]).keys() == media_keys(b, run_b["id"]).keys()
+            for key, (key_a, _, _) in media_keys(a, run_a["id"]).items():
+                key_b = media_keys(b, run_b["id"])[key][0]
+                sa, ta, va = read_media(a, run_a["id"], key_a)
+                sb, tb, vb = read_media(b, run_b["id"], key_b)
                 assert sa.tolist() == sb.tolist() and ta.tolist() == tb.tolist() and va == vb
                 for value in va:
                     if "path" in value:
                         assert (target_home / "media" / value["path"]).read_bytes() == (
                             source_home / "media" / value["path"]
                         ).read_bytes()
-            ea, eb = energy_report.run_energy(a, run_a), energy_report.run_energy(b, run_b)
+            ea, eb = run_energy(a, run_a), run_energy(b, run_b)
             assert ea["gpus"] and {k: v for k, v in ea.items() if k != "duration_s"} == {
                 k: v for k, v in eb.items() if k != "duration_s"
             }
             host = run_a["host"]
-            for key in energy_report.system_keys(a, host)[host]:
+            for key in system_keys(a, host)[host]:
                 window = (run_a["created_at"], run_a["ended_at"])
-                xa, ya = energy_report.system_series(a, host, key, *window)
-                xb, yb = energy_report.system_series(b, host, key, *window)
+                xa, ya = system_series(a, host, key, *window)
+                xb, yb = system_series(b, host, key, *window)
                 np.testing.assert_array_equal(xa, xb)
                 np.testing.assert_array_equal(ya, yb)
         cells = [f for (meta,) in b.execute("SELECT meta FROM media") for f in json.loads(meta).get("files", [])]
         assert cells  # the table's image cell
         for path in cells:
             assert (target_home / "media" / path).read_bytes() == (source_home / "media" / path).read_bytes()
-        arts_a, arts_b = catalog.list_artifacts(a), catalog.list_artifacts(b)
+        arts_a, arts_b = list_artifacts(a), list_artifacts(b)
         strip = lambda rows: [{k: v for k, v in r.items() if k != "version_id"} for r in rows]  # noqa: E731
         assert strip(arts_a) == strip(arts_b) and arts_a
         settings = TrackiodSettings.load(environ={"TRACKIOD_HOME": str(target_home)})
         for v in arts_b:
-            version = catalog.resolve(b, v["project"], v["name"], f"v{v['version']}")
-            out = catalog.materialise(version, settings.blobs_dir, target_home / "check" / f"v{v['version']}")
+            version = resolve(b, v["project"], v["name"], f"v{v['version']}")
+            out = materialise(version, settings.blobs_dir, target_home / "check" / f"v{v['version']}")
             for entry in version["entries"]:
                 assert sha256(out / entry["name"]) == entry["sha256"]
     finally:

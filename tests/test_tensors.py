@@ -55,13 +55,15 @@ def _history(shim: Any, run: Any) -> list[dict[str, Any]]:
 
 
 def _series_times(shim: Any, run: Any, key: str) -> list[float]:
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import run_keys
+    from trackiod.read.series import read_series
 
     api_run = shim.Api().run(f"{run.project}/{run.id}")
-    conn = query.open_reader(shim.Api().settings.db_path)
+    conn = open_reader(shim.Api().settings.db_path)
     try:
-        key_id = query.run_keys(conn, api_run._row["id"])[key][0]
-        return query.read_series(conn, api_run._row["id"], key_id)[1].tolist()
+        key_id = run_keys(conn, api_run._row["id"])[key][0]
+        return read_series(conn, api_run._row["id"], key_id)[1].tolist()
     finally:
         conn.close()
 

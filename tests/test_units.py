@@ -27,8 +27,11 @@ from trackio_shim.settings import TrackiodSettings
 from trackiod.ingest.batch import MAX_DEPTH, Batch, check_key
 from trackiod.ingest.runs import RunBook
 from trackiod.ingest.summary import RunSummary
-from trackiod.read import series as query
-from trackiod.store.schema import CHUNK_POINTS, SCHEMA_VERSION
+from trackiod.read.connection import open_reader
+from trackiod.read.runs import get_run, history_rows
+from trackiod.read.series import read_series, read_texts
+from trackiod.store.codec import CHUNK_POINTS
+from trackiod.store.schema import SCHEMA_VERSION
 from trackiod.store.writer import Store
 
 SID = bytes(range(16))
@@ -467,12 +470,12 @@ def test_store_seals_chunks_across_many_small_writes(tmp_path: Path) -> None:
     assert sizes.count(CHUNK_POINTS) == 2
     assert sum(sizes) == 3000  # every point exactly once: tail chunks are replaced when sealed
     assert all(n < CHUNK_POINTS for n in sizes if n != CHUNK_POINTS)
-    reader = query.open_reader(tmp_path / "t.db")
-    steps, times, vals = query.read_series(reader, run_id, key_id)
+    reader = open_reader(tmp_path / "t.db")
+    steps, times, vals = read_series(reader, run_id, key_id)
     assert steps.tolist() == list(range(3000))
     assert vals.tolist() == [float(i) for i in range(3000)]
     assert times.tolist() == [1000.0 + i for i in range(3000)]
-    steps, _, vals = query.read_series(reader, run_id, key_id, min_step=1020, max_step=1030)
+    steps, _, vals = read_series(reader, run_id, key_id, min_step=1020, max_step=1030)
     assert steps.tolist() == list(range(1020, 1031)) and vals.tolist() == [float(i) for i in range(1020, 1031)]
     reader.close()
     store.close()
@@ -495,8 +498,8 @@ def test_store_reloads_the_tail_after_reopening(tmp_path: Path) -> None:
     store.forget_tails(run_id)  # a finished run's tail is forgotten and re-read on resume
     _write(store, run_id, key_id, range(1100, 1110))
     assert sum(_chunk_sizes(store, run_id, key_id)) == 1110
-    reader = query.open_reader(path)
-    steps, _, vals = query.read_series(reader, run_id, key_id)
+    reader = open_reader(path)
+    steps, _, vals = read_series(reader, run_id, key_id)
     assert steps.tolist() == list(range(1110)) and vals.tolist() == [float(i) for i in range(1110)]
     reader.close()
     store.close()
@@ -513,11 +516,11 @@ def test_store_later_value_for_a_step_wins(tmp_path: Path) -> None:
     with store.conn:
         store.write_texts([(run_id, text_key, 3, 1.0, "old"), (run_id, text_key, 4, 1.0, "four")])
         store.write_texts([(run_id, text_key, 3, 2.0, "new")])
-    reader = query.open_reader(tmp_path / "t.db")
-    steps, _, vals = query.read_series(reader, run_id, key_id)
+    reader = open_reader(tmp_path / "t.db")
+    steps, _, vals = read_series(reader, run_id, key_id)
     assert steps.tolist() == list(range(1100))
     assert vals[5] == 5.75 and vals[1050] == 1050.5 and vals[6] == 6.0
-    text_steps, _, texts = query.read_texts(reader, run_id, text_key)
+    text_steps, _, texts = read_texts(reader, run_id, text_key)
     assert text_steps.tolist() == [3, 4] and texts == ["new", "four"]
     reader.close()
     store.close()
@@ -538,24 +541,24 @@ def test_batch_to_store_to_history_round_trip(tmp_path: Path) -> None:
         book.save_dirty()
     assert len(notices) == 1 and "'_step'" in notices[0]
 
-    reader = query.open_reader(path)
+    reader = open_reader(path)
     with pytest.raises(apsw.Error):  # readers cannot write
         reader.execute("DELETE FROM runs")
-    row = query.get_run(reader, "proj", "r1")
+    row = get_run(reader, "proj", "r1")
     assert row is not None
     assert (row["config"], row["tags"], row["last_step"]) == ({"lr": 0.1}, ["t"], 4)
     assert row["summary"] == {"loss": 42, "tag": "s4", "nest/a": 4}  # the last value logged, whatever its step
-    history = list(query.history(reader, row))
+    history = list(history_rows(reader, row))
     assert [h["_step"] for h in history] == [0, 1, 2, 3, 4]
     assert history[2] == {"_step": 2, "loss": 42, "tag": "s2", "nest/a": 2, "_timestamp": 200.0, "_runtime": 0.0}
     assert history[4]["loss"] == 0.2 and history[4]["_timestamp"] == 104.0
-    assert [h["_step"] for h in query.history(reader, row, keys=["tag"], min_step=1, max_step=3)] == [1, 2, 3]
-    assert [h["_step"] for h in query.history(reader, row, samples=3)] == [0, 2, 4]
-    assert list(query.history(reader, row, keys=["nope"])) == []
+    assert [h["_step"] for h in history_rows(reader, row, keys=["tag"], min_step=1, max_step=3)] == [1, 2, 3]
+    assert [h["_step"] for h in history_rows(reader, row, samples=3)] == [0, 2, 4]
+    assert list(history_rows(reader, row, keys=["nope"])) == []
     reader.close()
     store.close()
 
 
 def test_open_reader_needs_an_existing_database(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nothing has been logged"):
-        query.open_reader(tmp_path / "missing.db")
+        open_reader(tmp_path / "missing.db")

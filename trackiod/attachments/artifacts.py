@@ -6,7 +6,8 @@ thread hashes each file while copying it into ``blobs/<first 2 hex digits>/<sha2
 stored once); the writer then creates the version (or, when the content equals an existing version's,
 reuses that version), moves ``latest`` and the requested aliases, and records which run produced it.
 ``use_artifact()`` records which run used a version (ARTIFACT_USE). Jobs left pending by a stopped daemon
-run again at its next start. Reading and materialising versions is in :mod:`trackiod.read.catalog`.
+run again at its next start. Reading and materialising versions is in
+:mod:`trackiod.read.artifacts`; the blob files are kept by :mod:`trackiod.store.blobs`.
 """
 
 from __future__ import annotations
@@ -18,46 +19,23 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
-from trackiod.attachments.files import copy_hashed
 from trackiod.ingest.outbox import Outbox, Worker
+from trackiod.read.artifacts import VERSION_ALIAS
+from trackiod.store.blobs import store_blob
 
 log = logging.getLogger("trackiod.artifacts")
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ALIAS_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-VERSION_ALIAS = re.compile(r"^v\d+$")
 
 
 def entry_name_ok(name: str) -> bool:
     """A file's name inside an artifact: relative, '/'-separated, no '..' or empty parts."""
     parts = name.split("/")
     return bool(name) and not name.startswith("/") and all(p not in ("", ".", "..") for p in parts)
-
-
-def blob_path(blobs_dir: Path, sha256: str) -> Path:
-    return blobs_dir / sha256[:2] / sha256
-
-
-def store_blob(blobs_dir: Path, source: str) -> tuple[str, int]:
-    """Copy ``source`` into the blob store under its sha256 (once per content); returns ``(sha256, size)``."""
-    tmp_dir = blobs_dir / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        sha, size = copy_hashed(source, tmp)
-        final = blob_path(blobs_dir, sha)
-        if final.exists():
-            return sha, size  # deduplicated: this content is already stored
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)  # materialised versions hard-link blobs: keep them from being edited in place
-        os.replace(tmp, final)
-        return sha, size
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def manifest_digest(entries: list[tuple[str, str, int]]) -> str:

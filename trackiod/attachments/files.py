@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import glob
-import hashlib
 import logging
 import os
 import time
@@ -24,11 +23,11 @@ from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
 from trackiod.ingest.outbox import Outbox, Worker
+from trackiod.store.blobs import copy_hashed
 
 log = logging.getLogger("trackiod.files")
 
 POLICIES = ("live", "now", "end")
-_COPY_CHUNK = 1 << 20
 
 
 @dataclass
@@ -41,24 +40,6 @@ class Watch:
     base: str
     policy: str
     dest: Path
-
-
-def copy_hashed(source: str | os.PathLike[str], dest: Path) -> tuple[str, int]:
-    """Copy ``source`` to ``dest`` atomically (temp file, then rename); returns ``(sha256, size)``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(source, "rb") as src, open(tmp, "wb") as out:
-            while chunk := src.read(_COPY_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest.hexdigest(), size
 
 
 class FileKeeper:

@@ -209,16 +209,17 @@ def _mirror_rows(hub: dict[str, Any]) -> list[tuple[str, Any]]:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import list_runs
 
     settings = _settings(args)
     try:
-        conn = query.open_reader(settings.db_path)
+        conn = open_reader(settings.db_path)
     except FileNotFoundError as exc:
         print(f"trackiod: {exc}", file=sys.stderr)
         return 1
     try:
-        runs = query.list_runs(conn, args.project)
+        runs = list_runs(conn, args.project)
     finally:
         conn.close()
     if args.json:

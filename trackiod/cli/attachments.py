@@ -18,10 +18,10 @@ from trackiod.cli.progress import Progress
 
 
 def _reader(settings: TrackiodSettings) -> Any:
-    from trackiod.read import series as query
+    from trackiod.read.connection import open_reader
 
     try:
-        return query.open_reader(settings.db_path)
+        return open_reader(settings.db_path)
     except FileNotFoundError as exc:
         raise TrackiodError(str(exc)) from None
 
@@ -37,11 +37,11 @@ def _when(ts: float | None) -> str:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read import catalog
+    from trackiod.read.alerts import list_alerts
 
     conn = _reader(settings)
     try:
-        alerts = catalog.list_alerts(conn, args.project, args.run, limit=args.limit)
+        alerts = list_alerts(conn, args.project, args.run, limit=args.limit)
     finally:
         conn.close()
     if args.json:
@@ -61,11 +61,11 @@ def cmd_alerts(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_artifacts_ls(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read import catalog
+    from trackiod.read.artifacts import list_artifacts
 
     conn = _reader(settings)
     try:
-        versions = catalog.list_artifacts(conn, args.project)
+        versions = list_artifacts(conn, args.project)
     finally:
         conn.close()
     if args.json:
@@ -96,27 +96,27 @@ def cmd_artifacts_ls(args: argparse.Namespace, settings: TrackiodSettings) -> in
 
 
 def cmd_artifacts_get(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read import catalog
+    from trackiod.read.artifacts import export, materialise, parse_ref, projects_with_artifact, resolve
 
     conn = _reader(settings)
     try:
         default = args.project
         if default is None and "/" not in args.ref.partition(":")[0]:
             # No project given: the one project that has an artifact of this name, if there is just one.
-            owners = catalog.projects_with_artifact(conn, args.ref.partition(":")[0])
+            owners = projects_with_artifact(conn, args.ref.partition(":")[0])
             if len(owners) > 1:
                 raise TrackiodError(f"projects {', '.join(owners)} all have {args.ref!r}; pass --project")
             default = owners[0] if owners else None
-        project, name, alias = catalog.parse_ref(args.ref, default)
-        version = catalog.resolve(conn, project, name, alias)
+        project, name, alias = parse_ref(args.ref, default)
+        version = resolve(conn, project, name, alias)
     finally:
         conn.close()
     with Progress(f"{project}/{name}:v{version['version']}", total=version["size"] or None, unit="B") as bar:
         if args.dest:
-            path = catalog.export(version, settings.blobs_dir, Path(args.dest), bar.update)
+            path = export(version, settings.blobs_dir, Path(args.dest), bar.update)
         else:
             dest = settings.artifacts_dir / project / name / f"v{version['version']}"
-            path = catalog.materialise(version, settings.blobs_dir, dest, bar.update)
+            path = materialise(version, settings.blobs_dir, dest, bar.update)
     print(path)
     return 0
 

@@ -116,8 +116,8 @@ def _sync_here(settings: TrackiodSettings, as_json: bool) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from trackiod.read.series import open_reader
-    from trackiod.sync.layout import export
+    from trackiod.read.connection import open_reader
+    from trackiod.sync.export import export
 
     settings = _settings(args)
     try:

@@ -7,14 +7,20 @@ import json
 import sys
 from typing import Any
 
+from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
-from trackiod.read import energy as energy_report
-from trackiod.read import series as query
+from trackiod import __version__
+from trackiod.read.connection import open_reader
+from trackiod.read.energy import energy_reports, run_energy
+from trackiod.read.runs import find_run
+
+DEFAULT_TRAINING_TYPE = "pre-training"
+TRAINING_TYPES = ("pre-training", "fine-tuning")
 
 
 def _open(settings: TrackiodSettings) -> Any:
     try:
-        return query.open_reader(settings.db_path)
+        return open_reader(settings.db_path)
     except FileNotFoundError as exc:
         print(f"trackiod: {exc}", file=sys.stderr)
         return None
@@ -34,15 +40,54 @@ def _gpus(report: dict[str, Any]) -> str:
     return ",".join(str(g["index"]) for g in report["gpus"])
 
 
+def hardware_used(report: dict[str, Any]) -> str:
+    """``"2 x NVIDIA A100-SXM4-80GB (12.5 GPU-hours)"``: GPU models, counts and GPU-hours."""
+    counts: dict[str, int] = {}
+    for gpu in report["gpus"]:
+        counts[gpu["name"]] = counts.get(gpu["name"], 0) + 1
+    models = ", ".join(f"{n} x {name}" for name, n in counts.items())
+    return f"{models} ({report['gpu_hours']:.3g} GPU-hours)"
+
+
+def card_yaml(report: dict[str, Any], training_type: str, location: str) -> str:
+    """The ``co2_eq_emissions`` block of a Hugging Face model card (emissions in grams, as the Hub expects).
+
+    Raises:
+        UsageError: the run has no GPU energy recorded, or ``training_type`` is not one the Hub knows.
+    """
+    if not report["recorded"]:
+        raise UsageError(
+            f"run {report['project']}/{report['id']} has no GPU energy recorded (no GPU was seen in use by it); "
+            "there is nothing to put in a model card"
+        )
+    if training_type not in TRAINING_TYPES:
+        raise UsageError(f"training type {training_type!r} must be one of {', '.join(TRAINING_TYPES)}")
+    grams = report["co2eq_kg"] * 1000
+    method = "NVML energy counters" if report["estimated_fraction"] < 0.5 else "NVML power readings"
+    source = (
+        f"trackiod {__version__}: {method}, {report['gpu_kwh']:.4g} kWh of GPU energy, "
+        f"grid intensity {report['grid_g_per_kwh']:g} gCO2eq/kWh"
+    )
+    lines = [
+        "co2_eq_emissions:",
+        f"  emissions: {grams:.6g}",
+        f"  source: {json.dumps(source)}",
+        f"  training_type: {json.dumps(training_type)}",
+        f"  geographical_location: {json.dumps(location or 'unknown')}",
+        f"  hardware_used: {json.dumps(hardware_used(report))}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     conn = _open(settings)
     if conn is None:
         return 1
     try:
         if args.run:
-            reports = [energy_report.run_energy(conn, energy_report.find_run(conn, args.run), args.grid_intensity)]
+            reports = [run_energy(conn, find_run(conn, args.run), args.grid_intensity)]
         else:
-            reports = energy_report.energy_reports(conn, args.project, args.grid_intensity)
+            reports = energy_reports(conn, args.project, args.grid_intensity)
     finally:
         conn.close()
     if args.json:
@@ -93,13 +138,13 @@ def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     if conn is None:
         return 1
     try:
-        run = energy_report.find_run(conn, args.run)
-        report = energy_report.run_energy(conn, run, args.grid_intensity)
+        run = find_run(conn, args.run)
+        report = run_energy(conn, run, args.grid_intensity)
     finally:
         conn.close()
     training_type = args.training_type or run["config"].get("training_type")
-    if training_type not in energy_report.TRAINING_TYPES:
-        training_type = energy_report.DEFAULT_TRAINING_TYPE
+    if training_type not in TRAINING_TYPES:
+        training_type = DEFAULT_TRAINING_TYPE
         print(
             f"trackiod: training_type defaults to {training_type}; pass --training-type fine-tuning if it was one",
             file=sys.stderr,
@@ -107,7 +152,7 @@ def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     location = args.location or report["location"] or settings.location
     if not location:
         print("trackiod: geographical_location is unknown; pass --location or set TRACKIOD_LOCATION", file=sys.stderr)
-    print(energy_report.card_yaml(report, training_type, location), end="")
+    print(card_yaml(report, training_type, location), end="")
     return 0
 
 
@@ -121,9 +166,7 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     energy.set_defaults(func=cmd_energy)
     card = sub.add_parser("card", parents=[common], help="the co2_eq_emissions YAML for a Hugging Face model card")
     card.add_argument("run", help="project/id (or an id unique across projects)")
-    card.add_argument(
-        "--training-type", choices=energy_report.TRAINING_TYPES, help="default: config's, else pre-training"
-    )
+    card.add_argument("--training-type", choices=TRAINING_TYPES, help="default: config's, else pre-training")
     card.add_argument("--location", help="geographical_location (default: TRACKIOD_LOCATION when the run was recorded)")
     card.add_argument("--grid-intensity", type=float, help="gCO2eq/kWh instead of the one recorded with the run")
     card.set_defaults(func=cmd_card)

@@ -32,10 +32,10 @@ from trackiod.ingest.ingest import Ingest
 from trackiod.ingest.spool import SpoolIngester, spool_files
 from trackiod.mirrors.fanout import MirrorHub
 from trackiod.sampling.energy import EnergyBook
-from trackiod.sampling.nvml import make_provider
+from trackiod.sampling.providers import make_provider
 from trackiod.sampling.sampler import Sampler
 from trackiod.store.writer import Store
-from trackiod.sync.engine import FINISH_DELAY_S, SyncWorker
+from trackiod.sync.worker import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
 

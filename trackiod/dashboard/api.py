@@ -19,10 +19,12 @@ from starlette.responses import JSONResponse, Response
 
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
-from trackiod.dashboard.downsample import MAX_WIDTH, align
-from trackiod.read import catalog
-from trackiod.read import energy as energy_report
-from trackiod.read import series as query
+from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
+from trackiod.read.alerts import list_alerts
+from trackiod.read.contexts import run_contexts
+from trackiod.read.energy import run_energy
+from trackiod.read.files import list_files
+from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
 MAX_RUNS_PER_CHART = 500
@@ -129,15 +131,10 @@ class Api:
         conn = self.readers.get()
         if conn is None:
             return _json({"projects": []})
-        rows = query.list_projects(conn)
-        running: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]
-                "SELECT p.name, COUNT(*) FROM runs r JOIN projects p ON p.id = r.project_id "
-                "WHERE r.state='running' GROUP BY p.id"
-            ).fetchall()
-        )
+        rows = list_projects(conn)
+        running = running_runs(conn)
         for row in rows:
-            row["running"] = int(running.get(row["name"], 0))
+            row["running"] = running.get(row["name"], 0)
         return _json({"projects": rows})
 
     def runs(self, request: Request) -> Response:
@@ -153,26 +150,23 @@ class Api:
     def run(self, request: Request) -> Response:
         project, run_key = _need(request, "project"), _need(request, "run")
         conn = self.readers.get()
-        run = query.get_run(conn, project, run_key) if conn is not None else None
+        run = get_run(conn, project, run_key) if conn is not None else None
         if run is None or conn is None:
             return _json({"error": f"no run {run_key!r} in project {project!r}"}, 404)
         run_id = run["id"]
-        keys = query.run_keys(conn, run_id)
+        keys = run_keys(conn, run_id)
         run["keys"] = [{"key": k, "kind": kind, "points": n} for k, (_, kind, n) in keys.items()]
         run["id"] = run.pop("run_key")
         run["group"] = run.pop("group_name")
         run.pop("project_id", None)
-        report = energy_report.run_energy(conn, {**run, "id": run_id, "project": project, "run_key": run["id"]})
+        report = run_energy(conn, {**run, "id": run_id, "project": project, "run_key": run["id"]})
         run["energy"] = report if report["recorded"] else None
         run["contexts"] = [
-            {"key": c["key"], "context": c["context"], "points": c["points"]}
-            for c in catalog.run_contexts(conn, run_id)
+            {"key": c["key"], "context": c["context"], "points": c["points"]} for c in run_contexts(conn, run_id)
         ]
         run["files"] = [
             {k: f[k] for k in ("name", "size", "sha256", "policy", "updated_at")}
-            for f in catalog.list_files(
-                conn, self.settings.files_dir, {"id": run_id, "project": project, "run_key": run["id"]}
-            )
+            for f in list_files(conn, self.settings.files_dir, {"id": run_id, "project": project, "run_key": run["id"]})
         ]
         return Response(json.dumps(run, default=str, allow_nan=False), media_type="application/json")
 
@@ -243,9 +237,9 @@ class Api:
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":
             return _binary(header, grid, columns)
-        header["x"] = _nulls(grid)
+        header["x"] = json_values(grid)
         for entry, column in zip(meta, columns):
-            entry["y"] = _nulls(column)
+            entry["y"] = json_values(column)
         return Response(json.dumps(header, allow_nan=False), media_type="application/json")
 
     def system(self, request: Request) -> Response:
@@ -258,7 +252,7 @@ class Api:
         conn = self.readers.get()
         if conn is None:
             return _json({"available": False, "width": width, "charts": [], "energy": {}})
-        runs = system.runs_by_key(conn, project, wanted)
+        runs = runs_by_key(conn, project, wanted)
         return _json(system.system_panel(conn, runs, width))
 
     def media(self, request: Request) -> Response:
@@ -291,7 +285,7 @@ class Api:
         if conn is None:
             return _json({"alerts": []})
         run = request.query_params.get("run") or None
-        return _json({"alerts": catalog.list_alerts(conn, project, run, limit)})
+        return _json({"alerts": list_alerts(conn, project, run, limit)})
 
     def artifacts(self, request: Request) -> Response:
         """Artifact versions a run produced and used."""
@@ -309,7 +303,7 @@ class Api:
         """The connection and the run named by ``project`` and ``run``; NotFound if there is none."""
         project, run_key = _need(request, "project"), _need(request, "run")
         conn = self.readers.get()
-        run = query.get_run(conn, project, run_key) if conn is not None else None
+        run = get_run(conn, project, run_key) if conn is not None else None
         if run is None:
             raise NotFound(f"no run {run_key!r} in project {project!r}")
         return conn, run
@@ -330,14 +324,6 @@ class Api:
 
 def _ascending(x: np.ndarray) -> bool:
     return x.size < 2 or bool(np.all(x[1:] >= x[:-1]))
-
-
-def _nulls(values: np.ndarray) -> list[Any]:
-    out: list[Any] = values.tolist()
-    nan = np.flatnonzero(np.isnan(values))
-    for i in nan.tolist():
-        out[i] = None
-    return out
 
 
 def _binary(header: dict[str, Any], grid: np.ndarray, columns: list[np.ndarray]) -> Response:

@@ -13,10 +13,20 @@ sent exactly instead (:func:`align_exact`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 #: Widest chart the server will reduce for; wider requests are clamped (a 4K screen is 3,840 pixels).
 MAX_WIDTH = 4096
+
+
+def json_values(values: np.ndarray) -> list[Any]:
+    """``values`` as a JSON-ready list with gaps as null: NaN, and infinities, which JSON cannot carry either."""
+    out: list[Any] = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        out[i] = None
+    return out
 
 
 def finite(y: np.ndarray) -> np.ndarray:

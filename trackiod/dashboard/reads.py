@@ -1,6 +1,6 @@
 """The dashboard's reads: one query-only connection per server thread, and the queries behind the JSON API.
 
-Everything goes through :func:`trackiod.read.series.open_reader` (``PRAGMA query_only``, WAL), so the dashboard
+Everything goes through :func:`trackiod.read.connection.open_reader` (``PRAGMA query_only``, WAL), so the dashboard
 never writes and never blocks the daemon's writer. Run rows are sent as JSON arrays with the stored config and
 summary JSON spliced in as they are: decoding and re-encoding 10,000 configs would cost more than the query.
 """
@@ -16,7 +16,8 @@ from typing import Any
 import apsw
 import numpy as np
 
-from trackiod.read import series as query
+from trackiod.read.connection import open_reader
+from trackiod.read.series import read_series
 
 #: The columns of a run row in ``/api/runs``, in order (config and summary last, as JSON objects).
 RUN_COLUMNS = (
@@ -60,7 +61,7 @@ class Readers:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = query.open_reader(self.db_path)
+                conn = open_reader(self.db_path)
             except FileNotFoundError:
                 return None
             # Read chunk blobs straight from a memory map of the file (SQLite clamps this to its compiled-in
@@ -236,7 +237,7 @@ def series_xy(
         return empty
     lo = None if after is None else after + 1
     timed = xaxis in ("time", "relative")
-    steps, times, vals = query.read_series(conn, run["id"], kid, min_step=lo, with_times=timed)
+    steps, times, vals = read_series(conn, run["id"], kid, min_step=lo, with_times=timed)
     if xaxis == "step":
         return steps, steps, vals  # int64 x: the reduction searches it without a float copy
     if xaxis == "time":
@@ -246,7 +247,7 @@ def series_xy(
     xid = key_id(conn, xaxis)
     if xid is None or not steps.size:
         return empty
-    x_steps, _, x_vals = query.read_series(conn, run["id"], xid, min_step=lo, with_times=False)
+    x_steps, _, x_vals = read_series(conn, run["id"], xid, min_step=lo, with_times=False)
     common, mine, theirs = np.intersect1d(steps, x_steps, assume_unique=True, return_indices=True)
     x, y = x_vals[theirs], vals[mine]
     order = np.argsort(x, kind="stable")

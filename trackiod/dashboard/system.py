@@ -16,10 +16,8 @@ from typing import Any
 import apsw
 import numpy as np
 
-from trackiod.dashboard.downsample import align
+from trackiod.dashboard.downsample import align, json_values
 from trackiod.read.energy import run_energy, system_keys, system_series
-from trackiod.read.series import _RUN_SELECT, _run_dict
-from trackiod.store.schema import dict_rows
 
 #: Node series the panel draws, in this order, with their section and unit; ``N`` stands for a GPU index.
 PANEL_SERIES: tuple[tuple[str, str, str], ...] = (
@@ -57,27 +55,6 @@ _META = {name: (section, unit) for name, section, unit in PANEL_SERIES}
 def _sort_key(key: str) -> tuple[int, int, str]:
     match = _GPU_KEY.match(key)
     return (_ORDER.get(_pattern(key), len(_ORDER)), int(match.group(1)) if match else -1, key)
-
-
-def runs_by_key(conn: apsw.Connection, project: str, wanted: list[str]) -> list[dict[str, Any]]:
-    """The runs of ``project`` named by id (or name, newest first), in the order asked, without repeats."""
-    if not wanted:
-        return []
-    marks = ",".join("?" * len(wanted))
-    rows = [
-        _run_dict(r)
-        for r in dict_rows(
-            conn,
-            f"{_RUN_SELECT} WHERE p.name=? AND (r.run_key IN ({marks}) OR r.name IN ({marks})) ORDER BY r.id DESC",
-            (project, *wanted, *wanted),
-        )
-    ]
-    out: list[dict[str, Any]] = []
-    for ref in wanted:
-        run = next((r for r in rows if r["run_key"] == ref), None) or next((r for r in rows if r["name"] == ref), None)
-        if run is not None and run not in out:
-            out.append(run)
-    return out
 
 
 def _window(run: dict[str, Any], now: float) -> tuple[float, float]:
@@ -173,9 +150,9 @@ def system_panel(conn: apsw.Connection, runs: list[dict[str, Any]], width: int) 
                 "section": section,
                 "unit": unit,
                 "reduced": reduced,
-                "x": _nulls(grid),
+                "x": json_values(grid),
                 "series": [
-                    {"run": run["run_key"], "host": run["host"], "points": int(s[0].size), "y": _nulls(col)}
+                    {"run": run["run_key"], "host": run["host"], "points": int(s[0].size), "y": json_values(col)}
                     for (run, s), col in zip(present, columns)
                 ],
             }
@@ -186,10 +163,3 @@ def system_panel(conn: apsw.Connection, runs: list[dict[str, Any]], width: int) 
         if report["recorded"]:
             energy[run["run_key"]] = report
     return {"available": available, "width": width, "charts": charts, "energy": energy}
-
-
-def _nulls(values: np.ndarray) -> list[Any]:
-    out: list[Any] = values.tolist()
-    for i in np.flatnonzero(~np.isfinite(values)).tolist():
-        out[i] = None
-    return out

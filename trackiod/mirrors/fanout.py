@@ -293,11 +293,11 @@ class MirrorHub:
         return slots
 
     def _read_run(self, run_id: int) -> dict[str, Any] | None:
-        from trackiod.read import series as query
+        from trackiod.read.connection import open_reader
 
         try:
             if self._reader is None:
-                self._reader = query.open_reader(self.db_path)
+                self._reader = open_reader(self.db_path)
             row = self._reader.execute(
                 "SELECT p.name, r.run_key, r.name, r.config, r.mirrors FROM runs r "
                 "JOIN projects p ON p.id = r.project_id WHERE r.id=?",

@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 import numpy as np
 
-#: The (table, columns) pairs rows_by_step reads: query.read_texts and read_media below.
+#: The (table, columns) pairs rows_by_step reads: trackiod.read.series.read_texts and read_media below.
 _READABLE = {("texts", "value"), ("media", "kind, meta, body, path")}
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from trackiod.ingest.runs import RunBook
 from trackiod.sampling.sampler import GpuReading, Sample
+from trackiod.store.codec import encode_floats
 from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.energy")
@@ -345,7 +346,7 @@ class EnergyBook:
             if not times:
                 continue
             if force or len(times) >= SERIES_CHUNK_POINTS or now - times[0] >= SERIES_FLUSH_S:
-                t = np.asarray(times, "<f8")
+                t = np.asarray(times, np.float64)
                 rows.append(
                     (
                         self._node_id,
@@ -353,8 +354,8 @@ class EnergyBook:
                         t.size,
                         float(t.min()),
                         float(t.max()),
-                        t.tobytes(),
-                        np.asarray(vals, "<f8").tobytes(),
+                        encode_floats(t),
+                        encode_floats(vals),
                     )
                 )
                 del self._series[key]

@@ -1,81 +1,15 @@
-"""The one small interface to NVML the sampler uses, and the real provider on top of pynvml.
+"""The real GPU provider: NVML through pynvml (nvidia-ml-py), behind :class:`~trackiod.sampling.gpu.NvmlProvider`.
 
-A provider answers :meth:`NvmlProvider.read` for one GPU and one field at a time, so the sampler can guard
-each field on its own: a field a GPU does not support costs that field, not the sample. Errors are sorted
-into three kinds the sampler understands: :class:`FieldUnsupported` (stop asking this GPU for this field),
-:class:`GpuLost` (the GPU is gone for now) and anything else (a transient failure of that field).
-
-``TRACKIOD_NVML`` picks the provider (docs/settings.md): ``auto`` (pynvml), ``off``, or, for tests only,
-``fake:<script.json>`` (trackiod.testing.fake_nvml).
+pynvml is imported when the provider opens, so a node without it (or without a driver) samples the CPU only.
+NVML's error codes are sorted here into the interface's kinds: NOT_SUPPORTED is :class:`FieldUnsupported`,
+GPU_IS_LOST and NOT_FOUND are :class:`GpuLost`, anything else is a transient failure of that field.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from typing import Any
 
-log = logging.getLogger("trackiod.nvml")
-
-#: What :meth:`NvmlProvider.read` can be asked, and what it returns.
-FIELDS = (
-    "utilization",  # (gpu %, memory-controller %)
-    "memory",  # (used bytes, total bytes)
-    "power",  # watts, current draw
-    "power_limit",  # watts, the enforced limit
-    "temperature",  # degrees Celsius (GPU die)
-    "clocks",  # (SM MHz, memory MHz)
-    "throttle_reasons",  # NVML's clock throttle / clocks-event bitmask
-    "energy",  # millijoules since the driver loaded (unsigned 64-bit counter)
-    "processes",  # {pid: used GPU memory in bytes, or None when NVML does not say}
-)
-
-
-class NvmlUnavailable(Exception):
-    """NVML cannot be used at all: no library, no driver, or no GPU."""
-
-
-class FieldUnsupported(Exception):
-    """This GPU does not support this field; asking again will not help."""
-
-
-class GpuLost(Exception):
-    """The GPU stopped answering (fell off the bus, was reset, or was removed)."""
-
-
-@dataclass(frozen=True)
-class GpuIdentity:
-    """One physical GPU as NVML enumerates it."""
-
-    index: int
-    uuid: str
-    name: str
-
-
-class NvmlProvider:
-    """Access to NVML for the sampler. Subclasses implement every method."""
-
-    description = "nvml"
-
-    def open(self) -> list[GpuIdentity]:
-        """Initialise NVML and list the GPUs.
-
-        Raises:
-            NvmlUnavailable: NVML cannot be used here (the sampler then samples the CPU only).
-        """
-        raise NotImplementedError
-
-    def read(self, index: int, field: str) -> Any:
-        """One field of one GPU (see :data:`FIELDS`).
-
-        Raises:
-            FieldUnsupported: the GPU does not support the field.
-            GpuLost: the GPU no longer answers.
-        """
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release NVML."""
+from trackiod.sampling.gpu import FieldUnsupported, GpuIdentity, GpuLost, NvmlProvider, NvmlUnavailable
 
 
 class PynvmlProvider(NvmlProvider):
@@ -186,20 +120,3 @@ def _name(nv: Any, handle: Any) -> str:
         return _text(nv.nvmlDeviceGetName(handle))
     except Exception:
         return "unknown NVIDIA GPU"
-
-
-def make_provider(spec: str) -> NvmlProvider | None:
-    """The provider ``TRACKIOD_NVML`` names: ``auto``, ``off`` (None), or ``fake:<path>`` (tests only).
-
-    Raises:
-        ValueError: the value is none of those.
-    """
-    if spec == "off":
-        return None
-    if spec == "auto":
-        return PynvmlProvider()
-    if spec.startswith("fake:") and len(spec) > 5:
-        from trackiod.testing.fake_nvml import ScriptedNvml
-
-        return ScriptedNvml(spec[5:])
-    raise ValueError(f"TRACKIOD_NVML={spec!r} is not one of auto, off, fake:<script.json>")

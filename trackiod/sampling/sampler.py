@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from trackiod.sampling.nvml import FieldUnsupported, GpuIdentity, GpuLost, NvmlProvider, NvmlUnavailable
+from trackiod.sampling.gpu import FieldUnsupported, GpuIdentity, GpuLost, NvmlProvider, NvmlUnavailable
 
 log = logging.getLogger("trackiod.sampler")
 

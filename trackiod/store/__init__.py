@@ -1,1 +1,1 @@
-"""The database: schema and migrations, the chunked series codec, the single writer."""
+"""The database and the files beside it: schema and migrations, the chunk codec, the blob store, the single writer."""

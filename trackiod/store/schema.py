@@ -15,9 +15,6 @@ from trackio_shim.errors import TrackiodError
 
 log = logging.getLogger("trackiod.schema")
 
-#: Points per sealed chunk of a series (docs/storage.md, "Series").
-CHUNK_POINTS = 1024
-
 _V1 = """
 CREATE TABLE projects(
     id INTEGER PRIMARY KEY,

@@ -1,7 +1,7 @@
 """The single writer of the SQLite database (apsw, WAL).
 
 Only the daemon's ingest thread holds a :class:`Store`; everyone else reads through read-only connections
-(trackiod.read.series), so "database is locked" cannot happen. Series are stored as chunks of packed arrays; the
+(trackiod.read.connection), so "database is locked" cannot happen. Series are stored as chunks of packed arrays; the
 open tail of each series is written as small chunks and folded into sealed 1,024-point chunks as it grows
 (docs/storage.md explains the layout and why).
 """
@@ -20,8 +20,9 @@ import apsw
 import numpy as np
 
 from trackiod.ingest.batch import split_context_name
+from trackiod.store.codec import CHUNK_POINTS, decode_floats, decode_steps, encode_floats, encode_steps
 from trackiod.store.ranks import RankRows
-from trackiod.store.schema import CHUNK_POINTS, RANK_KEY_OFFSET, configure, dict_rows, migrate
+from trackiod.store.schema import RANK_KEY_OFFSET, configure, dict_rows, migrate
 
 log = logging.getLogger("trackiod.store")
 
@@ -326,9 +327,9 @@ class Store(RankRows):
                 int(steps.size),
                 int(steps.min()),
                 int(steps.max()),
-                steps.astype("<i8").tobytes(),
-                times.astype("<f8").tobytes(),
-                vals.astype("<f8").tobytes(),
+                encode_steps(steps),
+                encode_floats(times),
+                encode_floats(vals),
             ),
         )
         return int(self.conn.last_insert_rowid())
@@ -349,9 +350,9 @@ class Store(RankRows):
             parts.append((chunk_id, steps, times, vals))
         for chunk_id, steps, times, vals in reversed(parts):
             tail.ids.append(chunk_id)
-            tail.steps = np.concatenate((tail.steps, np.frombuffer(steps, "<i8")))
-            tail.times = np.concatenate((tail.times, np.frombuffer(times, "<f8")))
-            tail.vals = np.concatenate((tail.vals, np.frombuffer(vals, "<f8")))
+            tail.steps = np.concatenate((tail.steps, decode_steps(steps)))
+            tail.times = np.concatenate((tail.times, decode_floats(times)))
+            tail.vals = np.concatenate((tail.vals, decode_floats(vals)))
         self._tails[(run_id, key_id)] = tail
         return tail
 

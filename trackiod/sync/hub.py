@@ -1,23 +1,19 @@
-"""The small interface sync, pull and deploy use to talk to the Hugging Face Hub, and its two implementations.
+"""The small interface sync, pull and deploy use to talk to the Hugging Face Hub, and the real implementation.
 
-:class:`HfHub` is the real one: a thin layer over ``huggingface_hub.HfApi`` whose token comes from
-huggingface_hub's usual places (``HF_TOKEN``, a cached ``hf auth login``). Every failure is sorted into
+:class:`HfHub` is a thin layer over ``huggingface_hub.HfApi`` whose token comes from huggingface_hub's usual
+places (``HF_TOKEN``, a cached ``hf auth login``). Every failure is sorted into
 :class:`~trackio_shim.errors.HubAuthError` (401/403: sync pauses for that repository) or
 :class:`~trackio_shim.errors.HubTransientError` (anything that may pass: retried with backoff).
 
-:class:`FolderHub` applies the same ``CommitOperationAdd`` / ``CommitOperationDelete`` objects to a local
-folder. It exists because the Hub cannot be reached from the test machines: the tests, and daemons they start
-with ``TRACKIOD_HUB=folder:/path``, use it instead of the network. It can be told to fail (see
-:meth:`FolderHub.inject`).
+``TRACKIOD_HUB=folder:/path`` selects a Hub kept in a local folder instead (tests only: the Hub cannot be
+reached from the test machines); :func:`make_hub` imports it by name from :data:`HUBS`, so no production
+module imports the test double.
 """
 
 from __future__ import annotations
 
-import json
+import importlib
 import logging
-import os
-import shutil
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -100,126 +96,16 @@ class HfHub:
         return Path(str(path))
 
 
-# ---------------------------------------------------------------------------------------------- the fake Hub
-class FolderHub:
-    """A Hub kept in a local folder, for tests (the real Hub cannot be reached from here).
-
-    ``root/<repo_type>s/<repo_id>/`` holds each repository's files; ``root/commits.jsonl`` records each commit
-    (repo, message, paths) so tests can count them. Failures are injected through ``root/faults.json``, a
-    JSON list consumed one entry per call (so a daemon in another process can be told to fail, too):
-    ``"transient"`` (fail before applying), ``"in_doubt"`` (apply, then fail as a lost response would),
-    ``"401"``, ``"403"``.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self._lock = threading.Lock()
-
-    def repo_dir(self, repo_id: str, repo_type: str = "dataset") -> Path:
-        return self.root / f"{repo_type}s" / repo_id
-
-    def inject(self, *faults: str) -> None:
-        """Queue failures for the next calls (see the class docstring)."""
-        path = self.root / "faults.json"
-        self.root.mkdir(parents=True, exist_ok=True)
-        queued = json.loads(path.read_text()) if path.exists() else []
-        _write_atomic(path, json.dumps([*queued, *faults]).encode())
-
-    def commits(self, repo_id: str | None = None) -> list[dict[str, Any]]:
-        path = self.root / "commits.jsonl"
-        if not path.exists():
-            return []
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line]
-        return [r for r in rows if repo_id is None or r["repo"] == repo_id]
-
-    def _next_fault(self, what: str) -> str | None:
-        path = self.root / "faults.json"
-        if not path.exists():
-            return None
-        queued = json.loads(path.read_text() or "[]")
-        if not queued:
-            return None
-        fault = str(queued.pop(0))
-        _write_atomic(path, json.dumps(queued).encode())
-        if fault in ("401", "403"):
-            raise HubAuthError(
-                f"{what}: the Hub refused the token ({fault}: injected by the test); set HF_TOKEN or run "
-                "`hf auth login` with a token that can write there, then `trackiod sync --now`"
-            )
-        if fault == "transient":
-            raise HubTransientError(f"{what}: ConnectError: injected by the test")
-        return fault
-
-    def ensure_repo(self, repo_id: str, repo_type: str, private: bool, space_sdk: str | None = None) -> None:
-        with self._lock:
-            self.repo_dir(repo_id, repo_type).mkdir(parents=True, exist_ok=True)
-
-    def commit(self, repo_id: str, repo_type: str, operations: Sequence[Operation], message: str) -> str:
-        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
-
-        with self._lock:
-            fault = self._next_fault(f"committing to {repo_type} {repo_id}")
-            base = self.repo_dir(repo_id, repo_type)
-            if not base.is_dir():
-                raise HubAuthError(f"committing to {repo_type} {repo_id}: repository not found (404)")
-            paths = []
-            for op in operations:
-                target = _inside(base, op.path_in_repo)
-                if isinstance(op, CommitOperationAdd):
-                    source = op.path_or_fileobj
-                    if isinstance(source, (str, Path)):
-                        data = Path(source).read_bytes()
-                    elif isinstance(source, bytes):
-                        data = source
-                    else:
-                        source.seek(0)
-                        data = source.read()
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _write_atomic(target, data)
-                elif isinstance(op, CommitOperationDelete):
-                    if target.is_dir():
-                        shutil.rmtree(target)
-                    else:
-                        target.unlink(missing_ok=True)
-                else:
-                    raise TypeError(f"not a commit operation: {op!r}")
-                paths.append(op.path_in_repo)
-            oid = os.urandom(20).hex()
-            with open(self.root / "commits.jsonl", "a") as f:
-                record = {"repo": repo_id, "type": repo_type, "oid": oid, "message": message, "paths": paths}
-                f.write(json.dumps(record) + "\n")
-            if fault == "in_doubt":
-                raise HubTransientError(f"committing to {repo_type} {repo_id}: ReadTimeout: injected after applying")
-            return oid
-
-    def download(self, repo_id: str, repo_type: str, local_dir: Path) -> Path:
-        with self._lock:
-            self._next_fault(f"downloading {repo_type} {repo_id}")
-            base = self.repo_dir(repo_id, repo_type)
-            if not base.is_dir():
-                raise HubAuthError(f"downloading {repo_type} {repo_id}: repository not found (404)")
-            shutil.copytree(base, local_dir, dirs_exist_ok=True)
-            return Path(local_dir)
-
-
-def _inside(base: Path, path_in_repo: str) -> Path:
-    target = (base / path_in_repo).resolve()
-    if not str(target).startswith(str(base.resolve()) + os.sep):
-        raise ValueError(f"path {path_in_repo!r} leaves the repository")
-    return target
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+#: ``TRACKIOD_HUB=<name>:<path>`` -> "module:class" of a Hub kept elsewhere than huggingface.co, constructed with
+#: the path; imported only when selected. Only the tests' folder Hub today.
+HUBS = {"folder": "trackiod.testing.folder_hub:FolderHub"}
 
 
 def make_hub(settings: TrackiodSettings) -> Hub:
-    """The Hub these settings select: the real one, or ``TRACKIOD_HUB=folder:/path`` (tests only)."""
-    if settings.hub.startswith("folder:"):
-        return FolderHub(Path(settings.hub[len("folder:") :]).expanduser())
+    """The Hub these settings select: the real one, or one of :data:`HUBS` (``TRACKIOD_HUB=folder:/path``)."""
+    name, colon, where = settings.hub.partition(":")
+    if colon and name in HUBS:
+        module_name, _, class_name = HUBS[name].partition(":")
+        hub: Hub = getattr(importlib.import_module(module_name), class_name)(Path(where).expanduser())
+        return hub
     return HfHub()

@@ -1,4 +1,4 @@
-"""The open Parquet layout (docs/sync.md): what changed since a watermark, as files; and ``trackiod export``.
+"""The open Parquet layout (docs/sync.md): runs, points and texts changed since a watermark, as files.
 
 Everything here reads through a query-only connection inside one read transaction, so what is exported is
 one consistent snapshot of the database while the daemon keeps writing. A series' chunks, read in id order,
@@ -9,7 +9,6 @@ per series, plus the highest text revision (``texts.rev``) exported, plus each r
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from trackiod.read import series as query
+from trackiod.read.runs import list_runs
+from trackiod.store.codec import decode_floats, decode_steps
 
 #: Version of the file layout; written to ``trackiod.json`` at the dataset's root. Version 2 added media,
 #: energy, node series and artifacts (new folders only: a version 1 dataset reads as a version 2 one without them).
@@ -129,7 +129,7 @@ class RunDelta:
 
 
 def run_record(run: dict[str, Any]) -> dict[str, Any]:
-    """A ``runs`` row (query.list_runs shape, plus ``summary_state``) as a row of RUNS_SCHEMA."""
+    """A ``runs`` row (read.runs.list_runs shape, plus ``summary_state``) as a row of RUNS_SCHEMA."""
     return {
         "project": run["project"],
         "run_id": run["run_key"],
@@ -156,9 +156,9 @@ def run_record(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def runs_with_state(conn: apsw.Connection) -> list[dict[str, Any]]:
-    """Every run (query.list_runs) with its internal ``summary_state`` kept, for sync and export."""
+    """Every run (read.runs.list_runs) with its internal ``summary_state`` kept, for sync and export."""
     states: dict[Any, Any] = {row[0]: row[1] for row in conn.execute("SELECT id, summary_state FROM runs")}
-    runs = query.list_runs(conn)
+    runs = list_runs(conn)
     for run in runs:
         run["summary_state"] = states.get(run["id"], "{}")
     return runs
@@ -181,9 +181,9 @@ def _series_delta(conn: apsw.Connection, run_id: int, key_id: int, done: int) ->
     if not parts:
         empty_i, empty_f = np.empty(0, np.int64), np.empty(0, np.float64)
         return empty_i, empty_f, empty_f, empty_i
-    steps_out = np.concatenate([np.frombuffer(p[0], "<i8")[p[3] :] for p in parts])
-    times_out = np.concatenate([np.frombuffer(p[1], "<f8")[p[3] :] for p in parts])
-    vals_out = np.concatenate([np.frombuffer(p[2], "<f8")[p[3] :] for p in parts])
+    steps_out = np.concatenate([decode_steps(p[0])[p[3] :] for p in parts])
+    times_out = np.concatenate([decode_floats(p[1])[p[3] :] for p in parts])
+    vals_out = np.concatenate([decode_floats(p[2])[p[3] :] for p in parts])
     seq = np.arange(first, first + steps_out.size, dtype=np.int64)
     return steps_out, times_out, vals_out, seq
 
@@ -287,97 +287,3 @@ def layout_marker() -> bytes:
     from trackiod import __version__
 
     return json.dumps({"layout_version": LAYOUT_VERSION, "written_by": f"trackiod {__version__}"}, indent=1).encode()
-
-
-# ---------------------------------------------------------------------------------------------- export
-def export(
-    conn: apsw.Connection, project: str, run_key: str | None, fmt: str, out: Path, home: Path | None = None
-) -> list[Path]:
-    """``trackiod export``: one project (or run) as Parquet (the dataset layout), CSV or JSON lines.
-
-    Parquet carries everything sync does (with ``home``, the data directory: media files, node series, energy,
-    artifacts and their blobs); CSV and JSON lines carry the runs and their scalar and text histories.
-
-    Raises:
-        FileNotFoundError: no such project or run.
-        ValueError: an unknown format.
-    """
-    if fmt not in ("parquet", "csv", "jsonl"):
-        raise ValueError(f"unknown format {fmt!r}; use parquet, csv or jsonl")
-    conn.execute("BEGIN")
-    try:
-        runs = [r for r in runs_with_state(conn) if r["project"] == project and run_key in (None, r["run_key"])]
-        if not runs:
-            what = f"run {run_key!r} in project {project!r}" if run_key else f"project {project!r}"
-            raise FileNotFoundError(f"no {what}; `trackiod runs` lists what there is")
-        if fmt == "parquet":
-            marks = Marks()
-            deltas = collect(conn, runs, marks, force=True)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "trackiod.json").write_bytes(layout_marker())
-            names = write_deltas(deltas, out, "export", 0)
-            if home is not None:
-                from trackiod.sync.layout_kinds import Collector, write_extras
-
-                extras = Collector(conn, home, out, marks, link=False).collect(runs, runs)
-                names += write_extras(extras, out, "export", 0)
-            return [out / p for p in names]
-        single = run_key is not None and out.suffix == f".{fmt}"
-        written = []
-        for run in runs:
-            path = out if single else out / segment(project) / f"{segment(run['run_key'])}.{fmt}"
-            _write_history(conn, run, fmt, path)
-            written.append(path)
-        if not single:
-            path = out / segment(project) / f"runs.{fmt}"
-            _write_runs(runs, fmt, path)
-            written.append(path)
-        return written
-    finally:
-        conn.execute("COMMIT")
-
-
-def _replace_into(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _write_history(conn: apsw.Connection, run: dict[str, Any], fmt: str, path: Path) -> None:
-    """A run's history, one row per step (as ``scan_history``): CSV with ``step,timestamp,<keys>``, or JSONL."""
-    keys = list(query.run_keys(conn, run["id"]))
-    tmp = _replace_into(path)
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f) if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(["step", "timestamp", *keys])
-        for row in query.history(conn, run):
-            if writer is not None:
-                writer.writerow([row["_step"], row["_timestamp"], *(_csv_cell(row.get(k)) for k in keys)])
-            else:
-                record = {"step": row["_step"], "timestamp": row["_timestamp"]}
-                record.update({k: row[k] for k in keys if k in row})
-                f.write(json.dumps(record, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def _csv_cell(value: Any) -> Any:
-    return "" if value is None else value
-
-
-def _write_runs(runs: list[dict[str, Any]], fmt: str, path: Path) -> None:
-    records = [run_record(r) for r in runs]
-    for record in records:
-        record.pop("summary_state")
-    tmp = _replace_into(path)
-    with open(tmp, "w", newline="") as f:
-        if fmt == "csv":
-            writer = csv.DictWriter(f, fieldnames=list(records[0]))
-            writer.writeheader()
-            for record in records:
-                writer.writerow({**record, "tags": json.dumps(record["tags"])})
-        else:
-            for record in records:
-                for column in ("config", "summary", "metric_defs"):
-                    record[column] = json.loads(record[column])
-                f.write(json.dumps(record, default=str) + "\n")
-    os.replace(tmp, path)

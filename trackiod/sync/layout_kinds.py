@@ -24,6 +24,8 @@ import apsw
 import numpy as np
 import pyarrow as pa
 
+from trackiod.store.blobs import blob_path
+from trackiod.store.codec import decode_floats
 from trackiod.sync.layout import Marks, segment, write_atomic
 
 log = logging.getLogger("trackiod.sync")
@@ -266,7 +268,7 @@ class Collector:
                 live = [(a, b) for a, b in spans if a <= ts_max and b >= ts_min]
                 if not live:
                     continue
-                t, v = np.frombuffer(times, "<f8"), np.frombuffer(vals, "<f8")
+                t, v = decode_floats(times), decode_floats(vals)
                 keep = np.zeros(t.size, bool)
                 for a, b in live:
                     keep |= (t >= a) & (t <= b)
@@ -336,7 +338,7 @@ class Collector:
                 sha = entry["sha256"]
                 if sha in uploaded:
                     continue
-                if self._place(self.blobs_dir / sha[:2] / sha, blob_file(sha)):
+                if self._place(blob_path(self.blobs_dir, sha), blob_file(sha)):
                     self.extras.blobs += 1
                 else:
                     log.warning(

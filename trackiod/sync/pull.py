@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 from trackio_shim.errors import DaemonError, UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.store.writer import Store
-from trackiod.sync import pull_kinds as pull_extras
 from trackiod.sync.hub import make_hub
 from trackiod.sync.layout import LAYOUT_VERSION, POINTS_SCHEMA, RUNS_SCHEMA, TEXTS_SCHEMA
+from trackiod.sync.pull_kinds import restore_kinds
 
 log = logging.getLogger("trackiod.pull")
 
@@ -135,7 +135,7 @@ def _restore(
                 store.count_keys({(run_id, k): v for k, v in key_counts.items()})
             restored.append(f"{run['project']}/{run['run_id']}")
             run_ids[(run["project"], run["run_id"])] = run_id
-        counts = pull_extras.restore(store, home, root, run_ids)
+        counts = restore_kinds(store, home, root, run_ids)
     log.info("pulled %d runs (%s)", len(restored), ", ".join(f"{v} {k}" for k, v in counts.items()))
     return restored
 

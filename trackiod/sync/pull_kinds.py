@@ -7,7 +7,6 @@ commits; a file that already exists under its name has that content and is kept.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -21,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trackio_shim.errors import UsageError
-from trackiod.store.schema import CHUNK_POINTS
+from trackiod.store.blobs import blob_path, file_sha256
+from trackiod.store.codec import CHUNK_POINTS, decode_floats, encode_floats
 from trackiod.store.writer import Store
 from trackiod.sync.layout_kinds import (
     ALIASES_SCHEMA,
@@ -83,7 +83,7 @@ def _local_run(store: Store, project: str | None, run_key: str | None) -> int | 
     return None if row is None else int(row[0])
 
 
-def restore(store: Store, home: Path, root: Path, run_ids: dict[tuple[str, str], int]) -> dict[str, int]:
+def restore_kinds(store: Store, home: Path, root: Path, run_ids: dict[tuple[str, str], int]) -> dict[str, int]:
     """Restore media and energy of the runs in ``run_ids``, every node series and artifact; returns counts."""
     counts = {"media": _media(store, home / "media", root, run_ids)}
     _nodes(store, root)
@@ -214,7 +214,7 @@ def _system(store: Store, root: Path) -> int:
             vals = vals[first]
             key_id = store.key_id(key)
             have = [
-                np.frombuffer(t, "<f8")
+                decode_floats(t)
                 for (t,) in store.conn.execute(
                     "SELECT times FROM system_chunks WHERE node_id=? AND key_id=?", (node_id, key_id)
                 )
@@ -233,8 +233,8 @@ def _system(store: Store, root: Path) -> int:
                         t.size,
                         float(t[0]),
                         float(t[-1]),
-                        t.astype("<f8").tobytes(),
-                        v.astype("<f8").tobytes(),
+                        encode_floats(t),
+                        encode_floats(v),
                     ),
                 )
             written += int(times.size)
@@ -270,8 +270,8 @@ def _artifacts(store: Store, blobs_dir: Path, root: Path) -> int:
         for entry in row["entries"]:
             sha = entry["sha256"]
             source = root / blob_file(_safe(sha))
-            target = blobs_dir / sha[:2] / sha
-            if not target.exists() and source.is_file() and _sha256(source) != sha:
+            target = blob_path(blobs_dir, sha)
+            if not target.exists() and source.is_file() and file_sha256(source) != sha:
                 raise UsageError(f"{where}: the dataset's blob {sha[:12]} does not hold the content its name says")
             if _copy_in(source, target, read_only=True):
                 conn.execute(
@@ -319,11 +319,3 @@ def _artifacts(store: Store, blobs_dir: Path, root: Path) -> int:
                 (used, run_id, use["used_at"]),
             )
     return restored
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

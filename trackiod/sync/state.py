@@ -11,7 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trackiod.sync import layout as px
+from trackiod.sync.layout import Marks
 
 
 def repo_slug(repo: str) -> str:
@@ -26,7 +26,7 @@ class RepoState:
     repo: str
     source: str
     tick: int = 0
-    marks: px.Marks = field(default_factory=px.Marks)
+    marks: Marks = field(default_factory=Marks)
     last_success: float | None = None
     last_commit: str | None = None
     layout: int = 0  # the layout version the repository's trackiod.json says (0: not written yet)
@@ -48,7 +48,7 @@ class StateFiles:
             repo,
             data["source"],
             int(data["tick"]),
-            px.Marks.from_json(data["marks"]),
+            Marks.from_json(data["marks"]),
             data.get("last_success"),
             data.get("last_commit"),
             int(data.get("layout", 1 if int(data["tick"]) else 0)),

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from trackiod.sampling.nvml import FieldUnsupported, GpuIdentity, GpuLost, NvmlProvider, NvmlUnavailable
+from trackiod.sampling.gpu import FieldUnsupported, GpuIdentity, GpuLost, NvmlProvider, NvmlUnavailable
 
 
 class ScriptedNvml(NvmlProvider):

@@ -2,7 +2,7 @@
 
 ``add_file``/``add_dir`` only record paths. ``log_artifact()`` sends the manifest (names and local paths);
 the daemon hashes and stores the content (trackiod/artifacts.py). ``use_artifact()`` reads the database
-(query-only, through trackiod.read.catalog, imported on first use) and returns the path of a materialised copy
+(query-only, through trackiod.read.artifacts, imported on first use) and returns the path of a materialised copy
 under ``TRACKIOD_HOME/artifacts/<project>/<name>/v<N>``.
 """
 
@@ -113,7 +113,7 @@ class Artifact:
         """
         if self._log_id is None or self._settings is None:
             raise UsageError(f"Artifact {self.name!r} was not logged; call log_artifact() first")
-        from trackiod.read import catalog
+        from trackiod.read.artifacts import job_state, version_by_id
 
         settings = self._settings
         run = self._run
@@ -122,11 +122,11 @@ class Artifact:
         deadline = time.monotonic() + (settings.artifact_wait_s if timeout is None else timeout)
         with _reader(settings) as conn:
             while True:
-                state = catalog.job_state(conn, self._log_id)
+                state = job_state(conn, self._log_id)
                 if state is not None and state[0] == "failed":
                     raise ArtifactError(str(state[1]))
                 if state is not None and state[0] == "done" and state[2] is not None:
-                    info = catalog.version_by_id(conn, state[2])
+                    info = version_by_id(conn, state[2])
                     assert info is not None
                     self.version, self.aliases, self.digest = f"v{info['version']}", info["aliases"], info["digest"]
                     return self
@@ -171,9 +171,9 @@ class ArtifactPath(str):
         """The path of the files: this one, or copies written into ``root``."""
         if root is None:
             return str(self)
-        from trackiod.read import catalog
+        from trackiod.read.artifacts import export
 
-        return str(catalog.export(self.info, self._settings.blobs_dir, Path(root)))
+        return str(export(self.info, self._settings.blobs_dir, Path(root)))
 
 
 class _reader:
@@ -181,10 +181,10 @@ class _reader:
         self.settings = settings
 
     def __enter__(self) -> Any:
-        from trackiod.read import series as query
+        from trackiod.read.connection import open_reader
 
         try:
-            self.conn = query.open_reader(self.settings.db_path)
+            self.conn = open_reader(self.settings.db_path)
         except FileNotFoundError as exc:
             raise ArtifactNotFoundError(str(exc)) from None
         return self.conn
@@ -253,24 +253,24 @@ def use_artifact(run: Run, artifact_or_name: Any, type: str | None = None, **kwa
         UsageError: ``type`` differs from the stored artifact's type.
         ArtifactError: the version is still being stored after ``TRACKIOD_ARTIFACT_WAIT_S``.
     """
-    from trackiod.read import catalog
+    from trackiod.read.artifacts import materialise, parse_ref, pending_jobs, resolve
 
     ref = artifact_or_name.name if isinstance(artifact_or_name, Artifact) else str(artifact_or_name)
     client = run._client
     settings = client.settings if client is not None else TrackiodSettings.load()
-    project, name, alias = catalog.parse_ref(ref, run.project)
+    project, name, alias = parse_ref(ref, run.project)
     if client is not None:
         client.wait_acked(client.seq, 2.0)  # this process's own log_artifact() calls reach the daemon first
     deadline = time.monotonic() + settings.artifact_wait_s
     with _reader(settings) as conn:
-        while catalog.pending_jobs(conn, project, name) and time.monotonic() < deadline:
+        while pending_jobs(conn, project, name) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if catalog.pending_jobs(conn, project, name) and alias == "latest":
+        if pending_jobs(conn, project, name) and alias == "latest":
             raise ArtifactError(f"artifact {project}/{name} is still being stored; try again shortly")
-        info = catalog.resolve(conn, project, name, alias)
+        info = resolve(conn, project, name, alias)
     if type is not None and info["type"] != type:
         raise UsageError(f"artifact {project}/{name} has type {info['type']!r}, not {type!r}")
     dest = settings.artifacts_dir / project / name / f"v{info['version']}"
-    path = catalog.materialise(info, settings.blobs_dir, dest)
+    path = materialise(info, settings.blobs_dir, dest)
     run._send(P.ARTIFACT_USE, {"version_id": info["version_id"], "project": project, "name": name})
     return ArtifactPath(path, info, settings)

@@ -35,7 +35,8 @@ def check_project(project: str, force: bool) -> None:
     """
     if force:
         return
-    from trackiod.read.series import list_runs, open_reader
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import list_runs
 
     settings = TrackiodSettings.load()
     try:

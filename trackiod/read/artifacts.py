@@ -1,129 +1,28 @@
-"""Reads of alerts, saved files, artifacts and metric contexts, through query-only connections.
+"""Reads of artifacts: versions, aliases, lineage and pending jobs, and their files written out of the blob store.
 
-The companion of :mod:`trackiod.read.series` for the tables schema version 5 added. Used by the CLI
-(``trackiod alerts``, ``trackiod artifacts``), the read API (``trackio_shim.Api``), ``use_artifact()``, and
-the dashboard. Nothing here writes to the database; materialising an artifact version writes
-files only (hard links to blobs, or copies).
+Used by the CLI (``trackiod artifacts``), the read API (``trackio_shim.Api``), ``use_artifact()`` and the
+dashboard. Nothing here writes to the database; materialising or exporting a version writes files only (hard
+links to the read-only blobs of :mod:`trackiod.store.blobs`, or copies).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import apsw
-import numpy as np
 
 from trackio_shim.errors import ArtifactError, ArtifactNotFoundError
-from trackiod.attachments.artifacts import VERSION_ALIAS, blob_path
-from trackiod.read.series import read_series
+from trackiod.store.blobs import blob_path
 from trackiod.store.schema import dict_rows
 
-# ------------------------------------------------------------------------------------------------ alerts
-
-
-def list_alerts(
-    conn: apsw.Connection, project: str | None = None, run_key: str | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Alerts, newest first, with their run and delivery state (``status``, ``attempts``, ``last_error``)."""
-    sql = (
-        "SELECT a.id, p.name AS project, r.run_key AS run_id, r.name AS run_name, a.step, a.ts, a.title, a.text, "
-        "a.level, a.wait_duration, a.status, a.attempts, a.last_error, a.delivered_at FROM alerts a "
-        "JOIN runs r ON r.id = a.run_id JOIN projects p ON p.id = r.project_id"
-    )
-    where, args = [], []
-    if project is not None:
-        where.append("p.name=?")
-        args.append(project)
-    if run_key is not None:
-        where.append("r.run_key=?")
-        args.append(run_key)
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return dict_rows(conn, sql + " ORDER BY a.id DESC LIMIT ?", (*args, limit))
-
-
-# ------------------------------------------------------------------------------------------------ files
-
-
-def list_files(conn: apsw.Connection, files_dir: Path, run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The files save() copied for a run: name, size, sha256, copies, policy, and the local copy's path."""
-    rows = dict_rows(
-        conn,
-        "SELECT name, size, sha256, copies, policy, updated_at FROM run_files WHERE run_id=? ORDER BY name",
-        (run["id"],),
-    )
-    for row in rows:
-        row["path"] = str(files_dir / run["project"] / run["run_key"] / row["name"])
-    return rows
-
-
-# ------------------------------------------------------------------------------------------------ context
-
-
-def run_contexts(conn: apsw.Connection, run_id: int) -> list[dict[str, Any]]:
-    """Each series of a run that carries a context: ``{key, context, key_id, points}``."""
-    rows: list[Any] = conn.execute(
-        "SELECT kc.id, kc.base_name, c.body, rk.points FROM run_keys rk "
-        "JOIN key_contexts kc ON kc.id = -rk.key_id JOIN contexts c ON c.id = kc.context_id "
-        "WHERE rk.run_id=? AND rk.key_id < 0 ORDER BY kc.base_name, c.body",
-        (run_id,),
-    ).fetchall()
-    return [{"key": name, "context": json.loads(body), "key_id": -kid, "points": n} for kid, name, body, n in rows]
-
-
-def context_series(
-    conn: apsw.Connection, run_id: int, key: str, context: dict[str, Any] | None = None
-) -> list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]]:
-    """``key``'s series of a run, one per context (each a ``(steps, times, values)`` triple).
-
-    With ``context``, only the series whose context contains every item of it. The context-free series,
-    if any, comes first with context ``{}`` (when ``context`` is empty or None).
-    """
-    out: list[tuple[dict[str, Any], tuple[np.ndarray, np.ndarray, np.ndarray]]] = []
-    wanted = context or {}
-    if not wanted:
-        row = conn.execute("SELECT id FROM keys WHERE name=?", (key,)).fetchone()
-        if row is not None:
-            plain = read_series(conn, run_id, int(row[0]))
-            if plain[0].size:
-                out.append(({}, plain))
-    for series in run_contexts(conn, run_id):
-        if series["key"] == key and all(series["context"].get(k) == v for k, v in wanted.items()):
-            out.append((series["context"], read_series(conn, run_id, series["key_id"])))
-    return out
-
-
-def context_history(
-    conn: apsw.Connection, run_id: int, context: dict[str, Any], keys: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """History rows (``_step``, ``_timestamp`` and values) of the series whose context equals ``context``."""
-    body = json.dumps(context, sort_keys=True, separators=(",", ":"))
-    columns = []
-    for series in run_contexts(conn, run_id):
-        if json.dumps(series["context"], sort_keys=True, separators=(",", ":")) != body:
-            continue
-        if keys is None or series["key"] in keys:
-            columns.append((series["key"], read_series(conn, run_id, series["key_id"])))
-    if not columns:
-        return []
-    steps = np.unique(np.concatenate([c[1][0] for c in columns]))
-    rows: dict[int, dict[str, Any]] = {int(s): {"_step": int(s), "_timestamp": 0.0} for s in steps.tolist()}
-    for name, (s, t, v) in columns:
-        for step, ts, value in zip(s.tolist(), t.tolist(), v.tolist()):
-            row = rows[step]
-            row[name] = int(value) if float(value).is_integer() and abs(value) < 2**53 else value
-            row["_timestamp"] = max(row["_timestamp"], ts)
-    if keys is not None:
-        return [r for r in rows.values() if all(k in r for k in keys)]
-    return list(rows.values())
-
-
-# ------------------------------------------------------------------------------------------------ artifacts
+#: An alias of the form ``vN`` names version N; such names are never stored as aliases.
+VERSION_ALIAS = re.compile(r"^v\d+$")
 
 
 def parse_ref(ref: str, default_project: str | None) -> tuple[str, str, str]:

@@ -1,0 +1,184 @@
+"""Reads of projects and runs, and of a run's history (wandb's ``history()`` / ``scan_history()`` rows).
+
+Run rows come back as dicts with their JSON columns decoded; :func:`find_run` resolves the ``project/id``
+references the CLI takes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import apsw
+import numpy as np
+
+from trackio_shim.errors import RunNotFoundError, UsageError
+from trackiod.read.media import media_keys, read_media
+from trackiod.read.series import logged_value, merge_mixed, read_series, read_texts
+from trackiod.store.schema import dict_rows
+
+RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs", "mirrors")
+
+
+def _run_dict(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for column in RUN_JSON_COLUMNS:
+        out[column] = (
+            json.loads(out[column]) if out.get(column) else ([] if column in ("pids", "tags", "mirrors") else {})
+        )
+    out.pop("summary_state", None)
+    return out
+
+
+_RUN_SELECT = "SELECT r.*, p.name AS project FROM runs r JOIN projects p ON p.id = r.project_id"
+
+
+def list_projects(conn: apsw.Connection) -> list[dict[str, Any]]:
+    """Every project: ``{name, runs, last_update}``, by name."""
+    return dict_rows(
+        conn,
+        "SELECT p.name, COUNT(r.id) AS runs, MAX(r.updated_at) AS last_update FROM projects p "
+        "LEFT JOIN runs r ON r.project_id = p.id GROUP BY p.id ORDER BY p.name",
+    )
+
+
+def running_runs(conn: apsw.Connection) -> dict[str, int]:
+    """``{project: runs in state running}``, for the projects that have any."""
+    return {
+        str(name): int(count)
+        for name, count in conn.execute(
+            "SELECT p.name, COUNT(*) FROM runs r JOIN projects p ON p.id = r.project_id "
+            "WHERE r.state='running' GROUP BY p.id"
+        )
+    }
+
+
+def list_runs(conn: apsw.Connection, project: str | None = None) -> list[dict[str, Any]]:
+    """Runs (newest first), optionally of one project, with JSON columns decoded."""
+    if project is None:
+        rows = dict_rows(conn, f"{_RUN_SELECT} ORDER BY r.id DESC")
+    else:
+        rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? ORDER BY r.id DESC", (project,))
+    return [_run_dict(r) for r in rows]
+
+
+def get_run(conn: apsw.Connection, project: str, run_key: str) -> dict[str, Any] | None:
+    rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? AND r.run_key=?", (project, run_key))
+    return _run_dict(rows[0]) if rows else None
+
+
+def run_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, int]]:
+    """``{name: (key_id, kind, points)}`` for every key a run logged."""
+    return {
+        name: (key_id, kind, points)
+        for name, key_id, kind, points in conn.execute(
+            "SELECT k.name, k.id, rk.kind, rk.points FROM run_keys rk JOIN keys k ON k.id = rk.key_id "
+            "WHERE rk.run_id=? ORDER BY k.name",
+            (run_id,),
+        )
+    }
+
+
+def find_run(conn: apsw.Connection, ref: str) -> dict[str, Any]:
+    """A run by ``project/id`` or by a bare id that is unique across projects.
+
+    Raises:
+        RunNotFoundError: no run matches.
+        UsageError: a bare id matches runs in several projects.
+    """
+    parts = ref.split("/")
+    if len(parts) == 2 and all(parts):
+        rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? AND r.run_key=?", (parts[0], parts[1]))
+    elif len(parts) == 1 and ref:
+        rows = dict_rows(conn, f"{_RUN_SELECT} WHERE r.run_key=?", (ref,))
+    else:
+        raise UsageError(f"run {ref!r} must be 'project/run_id' or a run id")
+    if not rows:
+        raise RunNotFoundError(f"no run {ref!r}; `trackiod runs` lists them")
+    if len(rows) > 1:
+        projects = ", ".join(sorted(r["project"] for r in rows))
+        raise UsageError(f"run id {ref!r} is in several projects ({projects}); name it as 'project/{ref}'")
+    return _run_dict(rows[0])
+
+
+def runs_by_key(conn: apsw.Connection, project: str, wanted: list[str]) -> list[dict[str, Any]]:
+    """The runs of ``project`` named by id (or name, newest first), in the order asked, without repeats."""
+    if not wanted:
+        return []
+    marks = ",".join("?" * len(wanted))
+    rows = [
+        _run_dict(r)
+        for r in dict_rows(
+            conn,
+            f"{_RUN_SELECT} WHERE p.name=? AND (r.run_key IN ({marks}) OR r.name IN ({marks})) ORDER BY r.id DESC",
+            (project, *wanted, *wanted),
+        )
+    ]
+    out: list[dict[str, Any]] = []
+    for ref in wanted:
+        run = next((r for r in rows if r["run_key"] == ref), None) or next((r for r in rows if r["name"] == ref), None)
+        if run is not None and run not in out:
+            out.append(run)
+    return out
+
+
+def history_rows(
+    conn: apsw.Connection,
+    run: dict[str, Any],
+    keys: list[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+    samples: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """History rows ``{"_step", "_timestamp", "_runtime", key: value...}`` in step order.
+
+    With ``keys``, only rows where every one of those keys has a value (as wandb's scan_history). With
+    ``samples``, at most that many rows, evenly spread over the steps and including the first and last.
+    """
+    available = run_keys(conn, run["id"])
+    rich = {name: entry for name, entry in media_keys(conn, run["id"]).items() if name not in available}
+    wanted = [*available, *rich] if keys is None else [k for k in keys if k in available or k in rich]
+    if keys is not None and len(wanted) < len(keys):
+        return
+    columns: list[tuple[str, Any, Any, Any, bool]] = []
+    for name in wanted:
+        if name in rich:  # histograms, arrays, images, tables, HTML: dicts (trackiod.read.media)
+            media_steps, media_times, media_vals = read_media(conn, run["id"], rich[name][0], min_step, max_step)
+            columns.append((name, media_steps, media_times, media_vals, False))
+            continue
+        key_id, kind, _ = available[name]
+        if kind == "text":
+            steps, times, text_vals = read_texts(conn, run["id"], key_id, min_step, max_step)
+            more_steps, more_times, more_vals = read_series(conn, run["id"], key_id, min_step, max_step)
+            if more_steps.size:  # a key with numbers at some steps and text at others: one column
+                steps, times, text_vals = merge_mixed(steps, times, text_vals, more_steps, more_times, more_vals)
+            columns.append((name, steps, times, text_vals, False))
+        else:
+            steps, times, vals = read_series(conn, run["id"], key_id, min_step, max_step)
+            columns.append((name, steps, times, vals, True))
+    if not columns:
+        return
+    if keys is None:
+        all_steps = np.unique(np.concatenate([c[1] for c in columns]))
+    else:
+        all_steps = columns[0][1]
+        for column in columns[1:]:
+            all_steps = np.intersect1d(all_steps, column[1])
+    if samples is not None and all_steps.size > samples:
+        count = max(samples, 1)
+        spread = np.linspace(0, all_steps.size - 1, count) if count > 1 else np.array([all_steps.size - 1])
+        all_steps = all_steps[np.unique(spread.round().astype(np.int64))]
+    positions = [np.searchsorted(c[1], all_steps) for c in columns]
+    created = float(run["created_at"])
+    for i, step in enumerate(all_steps.tolist()):
+        row: dict[str, Any] = {"_step": step}
+        stamp = 0.0
+        for (name, steps, times, vals, numeric), pos in zip(columns, positions):
+            j = int(pos[i])
+            if j < steps.size and steps[j] == step:
+                row[name] = logged_value(float(vals[j])) if numeric else vals[j]
+                stamp = max(stamp, float(times[j]))
+        row["_timestamp"] = stamp
+        row["_runtime"] = max(0.0, stamp - created)
+        yield row
