@@ -40,7 +40,16 @@ class ProtocolError(TrackiodError):
     """A frame could not be decoded or does not follow the wire protocol."""
 
 
-class ProtocolVersionError(UsageError):
+class FrameRejected(ProtocolError):
+    """A decoded frame's content is invalid (a wrong type, an unknown value, too large): the daemon drops it,
+    counts it as malformed and tells its sender; the text says which field is wrong.
+
+    Only this (and a frame that cannot be decoded) is bad input to the daemon: any other exception while a
+    frame is applied is a daemon bug, logged with its traceback and counted as ``internal_errors``.
+    """
+
+
+class ProtocolVersionError(ProtocolError):
     """The daemon cannot serve this shim's protocol version; upgrade one so they match."""
 
 

@@ -100,6 +100,20 @@ class MediaWriter:
         self._created.clear()
         self._obsolete.clear()
 
+    def mark(self) -> object:
+        """How far the open transaction got (see trackiod.ingest.guard): files created and replaced, rows."""
+        return len(self._created), len(self._obsolete), self.written
+
+    def undo_to(self, mark: object) -> None:
+        """Delete the files created since ``mark`` and keep the ones replaced since (their rows are back)."""
+        assert isinstance(mark, tuple)
+        created, obsolete, written = mark
+        for path in self._created[created:]:
+            path.unlink(missing_ok=True)
+        del self._created[created:]
+        del self._obsolete[obsolete:]
+        self.written = written
+
     def _insert(
         self,
         run_id: int,
