@@ -112,7 +112,7 @@ class AlertBook:
         if not all(isinstance(alert.get(k) or "", str) for k in ("webhook_url", "webhook_format")):
             raise FrameRejected("ALERT webhook_url and webhook_format must be strings")
         wait = alert.get("wait_duration")
-        wait = float(wait) if is_time(wait) and wait > 0 else None
+        wait = float(wait) if isinstance(wait, (int, float)) and wait > 0 else None
         ts = float(stamp or time.time())
         step = alert.get("step") if is_int64(alert.get("step")) else None
         url = str(alert.get("webhook_url") or self.settings.webhook_url or "")
