@@ -73,7 +73,7 @@ def _write_runs(home: Path, project: str, runs: int, keys: int, points: int) -> 
     rng = np.random.default_rng(0)
     steps = np.arange(points, dtype=np.int64)
     for r in range(runs):
-        with store.transaction():
+        with store.conn:
             row = store.create_run(project, f"r{r:05d}", f"run-{r}", {}, {"lr": 1e-3 * (r + 1)}, "host", 1)
             run_id = int(row["id"])
             times = float(row["created_at"]) + steps * 0.01
@@ -142,7 +142,7 @@ def _write_table(home: Path, runs: int) -> None:
 
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(home / "trackiod.db")
-    with store.transaction():
+    with store.conn:
         for r in range(runs):
             config = {
                 "lr": 10 ** -(r % 5),

@@ -27,14 +27,14 @@ def _build(path: Path, points: int) -> tuple[int, int, float]:
 
     store = Store(path)
     started = time.perf_counter()
-    with store.transaction():
+    with store.conn:
         run_id = int(store.create_run("bench-read", "r1", "reader", {}, {}, "host", 1)["id"])
         key_ids = [store.key_id(k) for k in KEYS]
     rng = np.random.default_rng(0)
     for start in range(0, points, BATCH):
         steps = np.arange(start, min(start + BATCH, points), dtype=np.int64)
         times = 1.7e9 + steps * 0.01
-        with store.transaction():
+        with store.conn:
             for key_id in key_ids:
                 store.write_series(run_id, key_id, steps, times, rng.random(steps.size))
     elapsed = time.perf_counter() - started

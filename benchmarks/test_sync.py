@@ -24,14 +24,14 @@ def _append(path: Path, start: int, stop: int) -> None:
     from trackiod.store.writer import Store
 
     store = Store(path)
-    with store.transaction():
+    with store.conn:
         found = store.find_run("bench-sync", "r1", None)
         run_id = int(found["id"] if found else store.create_run("bench-sync", "r1", "r", {}, {}, "h", 1)["id"])
         key_ids = [store.key_id(k) for k in KEYS]
     rng = np.random.default_rng(start)
     for first in range(start, stop, BATCH):
         steps = np.arange(first, min(first + BATCH, stop), dtype=np.int64)
-        with store.transaction():
+        with store.conn:
             for key_id in key_ids:
                 store.write_series(run_id, key_id, steps, 1.7e9 + steps * 0.01, rng.random(steps.size))
             store.update_run(run_id, updated_at=time.time())

@@ -52,7 +52,7 @@ def fill(
     store = Store(home / "trackiod.db")
     ids = []
     try:
-        with store.transaction():
+        with store.conn:
             for r in range(runs):
                 run_key = f"run{r}"
                 cfg = {"lr": 0.1 * (r + 1), "model": {"depth": 4}, **(config or {})}

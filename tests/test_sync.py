@@ -349,7 +349,7 @@ def test_migration_from_version_1_numbers_existing_texts(tmp_path: Path) -> None
     store = Store(path)  # migrates
     revs = store.conn.execute("SELECT value, rev FROM texts ORDER BY rev").fetchall()
     assert revs == [("a", 1), ("b", 2), ("c", 3), ("d", 4)]
-    with store.transaction():
+    with store.conn:
         store.write_texts([(1, 1, 2, 1.0, "b2")])  # a replaced value gets the next revision
     assert store.conn.execute("SELECT rev FROM texts WHERE value='b2'").fetchone() == (5,)
     assert store.conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)

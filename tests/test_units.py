@@ -32,6 +32,7 @@ from trackiod.read.runs import get_run, history_rows
 from trackiod.read.series import read_series, read_texts
 from trackiod.store.codec import CHUNK_POINTS
 from trackiod.store.schema import SCHEMA_VERSION
+from trackiod.store.series_key import SeriesKey
 from trackiod.store.writer import Store
 
 SID = bytes(range(16))
@@ -255,8 +256,9 @@ def test_salvage_drops_oversized_values_and_frames() -> None:
 def _series(columns: Any) -> dict[tuple[int, str], tuple[list[int], list[float]]]:
     out = {}
     for key, parts in columns.series.items():
+        assert key.context_id is None and key.rank is None
         steps, _, vals = parts.merged()
-        out[key] = (steps.tolist(), vals.tolist())
+        out[(key.run_id, key.name)] = (steps.tolist(), vals.tolist())
     return out
 
 
@@ -277,7 +279,7 @@ def test_batch_numeric_fast_path() -> None:
         (2, "ok"): ([0], [1.0]),
     }
     assert columns.texts == [] and columns.rejects == []
-    parts = columns.series[(1, "loss")]
+    parts = columns.series[SeriesKey(1, "loss")]
     assert parts.merged()[1].tolist() == [100.0, 101.0]
 
 
@@ -285,7 +287,7 @@ def test_batch_nan_stays_nan() -> None:
     batch = Batch()
     batch.add(1, 0, 0.0, {"x": math.nan})
     batch.add(1, 1, 0.0, {"x": 2.0})
-    steps, _, vals = batch.columns().series[(1, "x")].merged()
+    steps, _, vals = batch.columns().series[SeriesKey(1, "x")].merged()
     assert steps.tolist() == [0, 1] and math.isnan(vals[0]) and vals[1] == 2.0
 
 
@@ -295,7 +297,11 @@ def test_batch_strings_stay_text_even_when_numeric_looking() -> None:
     batch.add(1, 1, 6.0, {"s": "2", "n": 3})
     batch.add(1, 2, 7.0, {"only": "1e3"})
     columns = batch.columns()
-    assert sorted(columns.texts) == [(1, "only", 2, 7.0, "1e3"), (1, "s", 0, 5.0, "1.5"), (1, "s", 1, 6.0, "2")]
+    assert sorted(columns.texts) == [
+        (SeriesKey(1, "only"), 2, 7.0, "1e3"),
+        (SeriesKey(1, "s"), 0, 5.0, "1.5"),
+        (SeriesKey(1, "s"), 1, 6.0, "2"),
+    ]
     assert _series(columns) == {(1, "n"): ([0, 1], [2.0, 3.0])}
 
 

@@ -1,8 +1,12 @@
-"""The error hierarchy shared by the shim and the daemon.
+"""The one error hierarchy of the shim and the daemon.
 
 Every error trackio_shim or trackiod raises on purpose derives from :class:`TrackiodError`, so callers can
-catch the whole family at once. The daemon imports this module; it never raises these into a training loop
-for the daemon's own troubles (those become warnings in the shim).
+catch the whole family at once. The classes callers on both sides need are here; a module that keeps an error
+to itself (the dashboard's HTTP answers, the GPU sampler's NVML failures) subclasses one of these rather than
+``Exception``. Builtin exceptions that escape are bugs, never a deliberate signal: the daemon counts one
+raised while applying a frame as an internal error (:class:`FrameRejected` is the deliberate one). The daemon
+imports this module; it never raises these into a training loop for the daemon's own troubles (those become
+warnings in the shim).
 """
 
 from __future__ import annotations
@@ -40,7 +44,16 @@ class ProtocolError(TrackiodError):
     """A frame could not be decoded or does not follow the wire protocol."""
 
 
-class ProtocolVersionError(UsageError):
+class FrameRejected(ProtocolError):
+    """A decoded frame's content is invalid (a wrong type, an unknown value, too large): the daemon drops it,
+    counts it as malformed and tells its sender; the text says which field is wrong.
+
+    Only this (and a frame that cannot be decoded) is bad input to the daemon: any other exception while a
+    frame is applied is a daemon bug, logged with its traceback and counted as ``internal_errors``.
+    """
+
+
+class ProtocolVersionError(ProtocolError):
     """The daemon cannot serve this shim's protocol version; upgrade one so they match."""
 
 
@@ -82,6 +95,10 @@ class HubAuthError(HubError):
 
 class HubTransientError(HubError):
     """A Hub request failed in a way that may pass (network, timeout, 429, 5xx): retried with backoff."""
+
+
+class GpuError(TrackiodError):
+    """The GPU or its library (NVML) could not answer; raised and caught inside the daemon's sampler only."""
 
 
 class MirrorError(TrackiodError):

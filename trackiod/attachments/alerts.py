@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from trackio_shim.errors import FrameRejected
 from trackio_shim.settings import TrackiodSettings
+from trackiod.ingest.guard import is_int64, is_time
 from trackiod.ingest.outbox import Outbox
 
 log = logging.getLogger("trackiod.alerts")
@@ -97,17 +99,22 @@ class AlertBook:
         """Store one alert inside the open transaction.
 
         Raises:
-            ValueError: a field has the wrong type or an unknown level (the frame is dropped with a notice).
+            FrameRejected: a field has the wrong type or an unknown level (the frame is dropped with a notice).
         """
         title, text, level = alert.get("title"), alert.get("text"), str(alert.get("level", "INFO")).upper()
         if not isinstance(title, str) or not title or not isinstance(text, str):
-            raise ValueError("ALERT needs a non-empty str title and a str text")
+            raise FrameRejected("ALERT needs a non-empty str title and a str text")
         if level not in LEVELS:
-            raise ValueError(f"ALERT level {level!r} is not one of {', '.join(LEVELS)}")
+            raise FrameRejected(f"ALERT level {level!r} is not one of {', '.join(LEVELS)}")
+        stamp = alert.get("timestamp")
+        if stamp is not None and not is_time(stamp):
+            raise FrameRejected("ALERT timestamp must be a finite number")
+        if not all(isinstance(alert.get(k) or "", str) for k in ("webhook_url", "webhook_format")):
+            raise FrameRejected("ALERT webhook_url and webhook_format must be strings")
         wait = alert.get("wait_duration")
         wait = float(wait) if isinstance(wait, (int, float)) and wait > 0 else None
-        ts = float(alert.get("timestamp") or time.time())
-        step = alert.get("step") if type(alert.get("step")) is int else None
+        ts = float(stamp or time.time())
+        step = alert.get("step") if is_int64(alert.get("step")) else None
         url = str(alert.get("webhook_url") or self.settings.webhook_url or "")
         fmt = str(alert.get("webhook_format") or self.settings.webhook_format)
         title, text = title[:MAX_TITLE_CHARS], text[:MAX_TEXT_CHARS]
@@ -148,6 +155,14 @@ class AlertBook:
 
     def rolled_back(self) -> None:
         self._to_deliver.clear()
+
+    def mark(self) -> object:
+        """How many deliveries the open transaction has queued (a frame's undo drops those it added)."""
+        return len(self._to_deliver)
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, int)
+        del self._to_deliver[mark:]
 
     def resume_pending(self, store: Any) -> int:
         """Queue the alerts a previous daemon left undelivered; returns how many."""

@@ -21,7 +21,9 @@ import re
 import time
 from typing import Any
 
+from trackio_shim.errors import FrameRejected
 from trackio_shim.settings import TrackiodSettings
+from trackiod.ingest.guard import is_int64
 from trackiod.ingest.outbox import Outbox, Worker
 from trackiod.read.artifacts import VERSION_ALIAS
 from trackiod.store.blobs import store_blob
@@ -47,22 +49,26 @@ def manifest_digest(entries: list[tuple[str, str, int]]) -> str:
 
 
 def check_manifest(manifest: dict[str, Any]) -> None:
-    """Raises ValueError naming the first bad field of an ARTIFACT_LOG manifest."""
+    """Raises FrameRejected naming the first bad field of an ARTIFACT_LOG manifest."""
     name = manifest.get("name")
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise ValueError(f"artifact name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        raise FrameRejected(f"artifact name {name!r} must be 1-128 letters, digits, '.', '_' or '-'")
     if not isinstance(manifest.get("type"), str) or not manifest["type"]:
-        raise ValueError("artifact type must be a non-empty str")
+        raise FrameRejected("artifact type must be a non-empty str")
     entries = manifest.get("entries")
     if not isinstance(entries, list) or not entries:
-        raise ValueError(f"artifact {name!r} has no files")
+        raise FrameRejected(f"artifact {name!r} has no files")
     for entry in entries:
         if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry)):
-            raise ValueError(f"artifact {name!r}: each entry must be [name, absolute source path]")
+            raise FrameRejected(f"artifact {name!r}: each entry must be [name, absolute source path]")
         if not entry_name_ok(entry[0]) or not os.path.isabs(entry[1]):
-            raise ValueError(f"artifact {name!r}: entry {entry[0]!r} needs a relative name and an absolute source")
+            raise FrameRejected(f"artifact {name!r}: entry {entry[0]!r} needs a relative name and an absolute source")
     if not isinstance(manifest.get("log_id"), str):
-        raise ValueError("artifact manifest needs a log_id")
+        raise FrameRejected("artifact manifest needs a log_id")
+    try:
+        json.dumps(manifest)
+    except (TypeError, ValueError) as exc:  # bytes, say: artifact_jobs.manifest holds JSON
+        raise FrameRejected(f"artifact {name!r}: the manifest cannot be stored as JSON ({exc})") from None
 
 
 class ArtifactBook:
@@ -76,7 +82,7 @@ class ArtifactBook:
 
     # ------------------------------------------------------------------ writer thread
     def log(self, store: Any, run_id: int, manifest: dict[str, Any]) -> None:
-        """Store an ARTIFACT_LOG as a pending job inside the open transaction (ValueError: bad manifest)."""
+        """Store an ARTIFACT_LOG as a pending job inside the open transaction (FrameRejected: bad manifest)."""
         check_manifest(manifest)
         project_id = store.conn.execute("SELECT project_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
         store.conn.execute(
@@ -88,10 +94,10 @@ class ArtifactBook:
             self._new.append((int(store.conn.last_insert_rowid()), manifest))
 
     def use(self, store: Any, run_id: int, ref: dict[str, Any]) -> None:
-        """Record that ``run_id`` used a version (lineage); ValueError if the reference is malformed."""
+        """Record that ``run_id`` used a version (lineage); FrameRejected if the reference is malformed."""
         version_id = ref.get("version_id")
-        if type(version_id) is not int:
-            raise ValueError("ARTIFACT_USE needs an int version_id")
+        if not is_int64(version_id):
+            raise FrameRejected("ARTIFACT_USE needs an int version_id")
         store.conn.execute(
             "INSERT OR IGNORE INTO artifact_usage(version_id, run_id, used_at) VALUES (?, ?, ?)",
             (version_id, run_id, time.time()),
@@ -104,6 +110,14 @@ class ArtifactBook:
 
     def rolled_back(self) -> None:
         self._new.clear()
+
+    def mark(self) -> object:
+        """How many jobs the open transaction has queued (a frame's undo drops those it added)."""
+        return len(self._new)
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, int)
+        del self._new[mark:]
 
     def resume(self, store: Any) -> int:
         """Queue the jobs a previous daemon left pending; returns how many."""

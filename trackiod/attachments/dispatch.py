@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim.errors import FrameRejected
 from trackio_shim.settings import TrackiodSettings
 from trackiod.attachments.alerts import AlertBook, Notifier
 from trackiod.attachments.artifacts import ArtifactBook
@@ -31,22 +32,22 @@ def canonical_context(context: Any) -> str | None:
     """A context as canonical JSON (sorted keys, no spaces); None for an empty one.
 
     Raises:
-        ValueError: not a dict of str keys to str, int, float or bool values, or too large.
+        FrameRejected: not a dict of str keys to str, int, float or bool values, or too large.
     """
     if not isinstance(context, dict):
-        raise ValueError(f"context must be a dict, not {type(context).__name__}")
+        raise FrameRejected(f"context must be a dict, not {type(context).__name__}")
     if not context:
         return None
     if len(context) > MAX_CONTEXT_ITEMS:
-        raise ValueError(f"a context has at most {MAX_CONTEXT_ITEMS} entries")
+        raise FrameRejected(f"a context has at most {MAX_CONTEXT_ITEMS} entries")
     for key, value in context.items():
         if not isinstance(key, str) or not key:
-            raise ValueError(f"context keys must be non-empty strings, not {key!r}")
+            raise FrameRejected(f"context keys must be non-empty strings, not {key!r}")
         if not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}")
+            raise FrameRejected(f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}")
     body = json.dumps(context, sort_keys=True, separators=(",", ":"))
     if len(body) > MAX_CONTEXT_CHARS:
-        raise ValueError(f"a context encodes to at most {MAX_CONTEXT_CHARS} characters")
+        raise FrameRejected(f"a context encodes to at most {MAX_CONTEXT_CHARS} characters")
     return body
 
 
@@ -71,7 +72,7 @@ class Features:
             log.info("resuming %d undelivered alerts and %d artifact jobs", alerts, jobs)
 
     def apply(self, ingest: Any, kind: int, sid: bytes, fields: list[Any]) -> None:
-        """Store one message inside the open transaction (ValueError and friends: a malformed frame)."""
+        """Store one message inside the open transaction (FrameRejected: a malformed frame)."""
         handle, payload = fields[0], fields[1]
         run_id = ingest.runs.run_for(sid, handle)
         if run_id is None:
@@ -80,7 +81,7 @@ class Features:
         if kind == P.LOG_CONTEXT:
             step, ts, data, context = fields[1:]
             if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
-                raise ValueError("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
+                raise FrameRejected("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
             body = canonical_context(context)
             rank = ingest.runs.ranks.get((sid, handle))
             if rank is not None:
@@ -94,7 +95,7 @@ class Features:
             ingest.counters.points += len(data)
             return
         if not isinstance(payload, dict):
-            raise ValueError(f"{P.KIND_NAMES[kind]} needs a dict")
+            raise FrameRejected(f"{P.KIND_NAMES[kind]} needs a dict")
         if kind == P.ALERT:
             self.alerts.add(store, run_id, payload)
         elif kind == P.SAVE_FILES:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trackio_shim.errors import FrameRejected
 from trackio_shim.settings import TrackiodSettings
 from trackiod.ingest.outbox import Outbox, Worker
 from trackiod.store.blobs import copy_hashed
@@ -60,13 +61,13 @@ class FileKeeper:
         """Store a SAVE_FILES request inside the open transaction.
 
         Raises:
-            ValueError: the policy is unknown, or the pattern or base is not an absolute path.
+            FrameRejected: the policy is unknown, or the pattern or base is not an absolute path.
         """
         pattern, base, policy = spec.get("pattern"), spec.get("base"), spec.get("policy")
         if policy not in POLICIES:
-            raise ValueError(f"save() policy {policy!r} is not one of {', '.join(POLICIES)}")
+            raise FrameRejected(f"save() policy {policy!r} is not one of {', '.join(POLICIES)}")
         if not isinstance(pattern, str) or not isinstance(base, str) or not (Path(pattern).is_absolute()):
-            raise ValueError("SAVE_FILES needs an absolute pattern and base")
+            raise FrameRejected("SAVE_FILES needs an absolute pattern and base")
         store.conn.execute(
             "INSERT INTO file_watches(run_id, pattern, base, policy, active, created_at) VALUES (?, ?, ?, ?, 1, ?) "
             "ON CONFLICT(run_id, pattern, base, policy) DO UPDATE SET active=1",
@@ -91,6 +92,14 @@ class FileKeeper:
 
     def rolled_back(self) -> None:
         self._new.clear()
+
+    def mark(self) -> object:
+        """How many watches the open transaction has queued (a frame's undo drops those it added)."""
+        return len(self._new)
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, int)
+        del self._new[mark:]
 
     def resume(self, store: Any) -> None:
         """At daemon start: the active watches and what was already copied."""

@@ -161,7 +161,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         ),
         (
             "dropped",
-            f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames",
+            f"{status['duplicates_dropped']} duplicates, {status['malformed_frames']} malformed frames, "
+            f"{status['internal_errors']} internal errors",
         ),
         ("last error", status["last_error"] or "none"),
         ("writes", stall_line(status.get("writes"))),

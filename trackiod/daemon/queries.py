@@ -82,6 +82,7 @@ def daemon_status(daemon: Daemon) -> dict[str, Any]:
         "commit_ms_p99": round(latencies[int(len(latencies) * 0.99)], 2) if latencies else None,
         "duplicates_dropped": counters.duplicates,
         "malformed_frames": counters.malformed,
+        "internal_errors": counters.internal_errors,
         "spooled_frames_ingested": daemon.spool.frames,
         "spool_files_pending": len(spool_files(daemon.settings.spool_dir)),
         "last_error": counters.last_error,

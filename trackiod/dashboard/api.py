@@ -17,6 +17,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
@@ -32,11 +33,11 @@ MAX_RUNS_PER_CHART = 500
 DEFAULT_WIDTH = 800
 
 
-class BadRequest(Exception):
+class BadRequest(UsageError):
     """A request parameter is missing or malformed; answered with 400 and this message."""
 
 
-class NotFound(Exception):
+class NotFound(UsageError):
     """The run (or key) a request names does not exist; answered with 404 and this message."""
 
 

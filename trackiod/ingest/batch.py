@@ -14,17 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from trackiod.store.series_key import SeriesKey
+
 MAX_KEY_CHARS = 512
 MAX_DEPTH = 32
 RESERVED_KEYS = frozenset({"_step", "_timestamp", "_runtime"})
-#: Joins a key and its context id inside a batch (never stored): NUL is refused in user key names.
-CONTEXT_SEP = "\x00"
-
-
-def split_context_name(name: str) -> tuple[str, int] | None:
-    """``(key, context id)`` for a batch name that carries a context, else None."""
-    base, sep, context = name.partition(CONTEXT_SEP)
-    return (base, int(context)) if sep else None
 
 
 def check_key(name: Any, top_level: bool = True) -> tuple[str | None, str | None]:
@@ -85,42 +79,43 @@ class SeriesParts:
 
 @dataclass
 class Columns:
-    """What a flush writes: numeric series, text values, and the rejects to report."""
+    """What a flush writes: numeric series, text values ``(series, step, ts, value)``, and the rejects to report."""
 
-    series: dict[tuple[int, str], SeriesParts] = field(default_factory=dict)
-    texts: list[tuple[int, str, int, float, str]] = field(default_factory=list)
+    series: dict[SeriesKey, SeriesParts] = field(default_factory=dict)
+    texts: list[tuple[SeriesKey, int, float, str]] = field(default_factory=list)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (run_id, key, reason)
-    #: Series and texts of ranks > 0 of a distributed run, keyed by rank too (rank 0 uses the fields above).
-    rank_series: dict[tuple[int, str, int], SeriesParts] = field(default_factory=dict)
-    rank_texts: list[tuple[int, str, int, float, str, int]] = field(default_factory=list)
+
+
+#: A group of frames: ``(run_id, keys, context_id, rank)``; context and rank None for a plain LOG frame.
+GroupKey = tuple[int, tuple[Any, ...], "int | None", "int | None"]
 
 
 class Batch:
-    """The open batch: LOG rows grouped by (run, keys)."""
+    """The open batch: LOG rows grouped by (run, keys, context, rank)."""
 
     def __init__(self) -> None:
-        self.groups: dict[tuple[Any, ...], Group] = {}
+        self.groups: dict[GroupKey, Group] = {}
         self.points = 0
         self.frames = 0
         self._arrival = 0
 
     def add(self, run_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
         # The hot path (every plain LOG frame): :meth:`_add_to`'s body inline, saving a call per frame.
-        keys = tuple(data)
-        group = self.groups.get((run_id, keys))
+        group_key = (run_id, tuple(data), None, None)
+        group = self.groups.get(group_key)
         if group is None:
-            group = self.groups[(run_id, keys)] = Group()
+            group = self.groups[group_key] = Group()
         self._arrival += 1
         group.arrivals.append(self._arrival)
         group.steps.append(step)
         group.times.append(ts)
         group.rows.append(tuple(data.values()))
-        self.points += len(keys)
+        self.points += len(data)
         self.frames += 1
 
     def add_context(self, run_id: int, context_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
         """Like :meth:`add`, for a LOG_CONTEXT frame: its series are ``(key, context)`` pairs."""
-        self._add_to((run_id, tuple(data), context_id), step, ts, data)
+        self._add_to((run_id, tuple(data), context_id, None), step, ts, data)
 
     def add_rank(
         self, run_id: int, rank: int, step: int, ts: float, data: dict[Any, Any], context_id: int | None = None
@@ -128,8 +123,8 @@ class Batch:
         """Like :meth:`add` (or :meth:`add_context`) for a frame from rank ``rank`` > 0 of a distributed run."""
         self._add_to((run_id, tuple(data), context_id, rank), step, ts, data)
 
-    def _add_to(self, group_key: tuple[Any, ...], step: int, ts: float, data: dict[Any, Any]) -> None:
-        """Append one frame's row to the group ``group_key`` (run, keys[, context[, rank]])."""
+    def _add_to(self, group_key: GroupKey, step: int, ts: float, data: dict[Any, Any]) -> None:
+        """Append one frame's row to the group ``group_key``."""
         group = self.groups.get(group_key)
         if group is None:
             group = self.groups[group_key] = Group()
@@ -147,13 +142,7 @@ class Batch:
     def columns(self) -> Columns:
         """Split every group into per-series arrays; the batch is empty afterwards."""
         out = Columns()
-        for group_key, group in self.groups.items():
-            if len(group_key) == 4:
-                _rank_group(out, group_key, group)
-                continue
-            run_id, keys = group_key[0], group_key[1]
-            # A context's series travel as "name\x00<context id>" (NUL never passes check_key), see context_name.
-            suffix = f"{CONTEXT_SEP}{group_key[2]}" if len(group_key) == 3 else ""
+        for (run_id, keys, context_id, rank), group in self.groups.items():
             arrivals = np.asarray(group.arrivals, np.int64)
             steps = np.asarray(group.steps, np.int64)
             times = np.asarray(group.times, np.float64)
@@ -162,32 +151,18 @@ class Batch:
             if matrix is not None and all(name is not None for name, _ in names):
                 for j, (name, _) in enumerate(names):
                     assert name is not None
-                    _parts(out, run_id, name + suffix).add(arrivals, steps, times, matrix[:, j])
+                    _parts(out, SeriesKey(run_id, name, context_id, rank)).add(arrivals, steps, times, matrix[:, j])
             else:
-                _slow_path(out, run_id, keys, group, suffix)
+                _slow_path(out, SeriesKey(run_id, "", context_id, rank), keys, group)
         self.groups.clear()
         self.points = self.frames = 0
         return out
 
 
-def _rank_group(out: Columns, group_key: tuple[Any, ...], group: Group) -> None:
-    """Split one rank's group as any other, then file its series and texts under its rank."""
-    run_id, keys, context_id, rank = group_key
-    single = Batch()
-    single.groups[(run_id, keys) if context_id is None else (run_id, keys, context_id)] = group
-    part = single.columns()
-    for (rid, name), parts in part.series.items():
-        into = out.rank_series.setdefault((rid, name, rank), SeriesParts())
-        for arrays in zip(parts.arrivals, parts.steps, parts.times, parts.vals):
-            into.add(*arrays)
-    out.rank_texts.extend((*row, rank) for row in part.texts)
-    out.rejects.extend(part.rejects)
-
-
-def _parts(out: Columns, run_id: int, name: str) -> SeriesParts:
-    parts = out.series.get((run_id, name))
+def _parts(out: Columns, key: SeriesKey) -> SeriesParts:
+    parts = out.series.get(key)
     if parts is None:
-        parts = out.series[(run_id, name)] = SeriesParts()
+        parts = out.series[key] = SeriesParts()
     return parts
 
 
@@ -205,11 +180,12 @@ def _numeric_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray | Non
     return matrix.astype(np.float64, copy=False)
 
 
-def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group, suffix: str = "") -> None:
+def _slow_path(out: Columns, template: SeriesKey, keys: tuple[Any, ...], group: Group) -> None:
+    """Flatten and sort one group value by value; ``template`` is the group's series key without a name."""
+    run_id = template.run_id
     numeric: dict[str, tuple[list[int], list[int], list[float], list[float]]] = {}
     for arrival, step, ts, row in zip(group.arrivals, group.steps, group.times, group.rows):
-        for flat_name, value in flatten(dict(zip(keys, row)), out, run_id):
-            name = flat_name + suffix
+        for name, value in flatten(dict(zip(keys, row)), out, run_id):
             if isinstance(value, bool):
                 value = float(value)
             if isinstance(value, (int, float)):
@@ -223,17 +199,17 @@ def _slow_path(out: Columns, run_id: int, keys: tuple[Any, ...], group: Group, s
                 cols[2].append(ts)
                 cols[3].append(number)
             elif isinstance(value, str):
-                out.texts.append((run_id, name, step, ts, value))
+                out.texts.append((template._replace(name=name), step, ts, value))
             elif value is not None:
                 out.rejects.append(
                     (
                         run_id,
-                        flat_name,
+                        name,
                         f"values of type {type(value).__name__} are not supported; log a number or str",
                     )
                 )
     for name, (arrivals, steps, times, vals) in numeric.items():
-        _parts(out, run_id, name).add(
+        _parts(out, template._replace(name=name)).add(
             np.asarray(arrivals, np.int64),
             np.asarray(steps, np.int64),
             np.asarray(times, np.float64),

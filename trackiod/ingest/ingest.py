@@ -8,7 +8,6 @@ session in the batch is written in the same transaction, so acknowledged means c
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,10 +19,19 @@ import apsw
 import psutil
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import ProtocolError
+from trackio_shim.errors import FrameRejected, ProtocolError
 from trackiod.attachments.dispatch import KINDS as FEATURE_KINDS
 from trackiod.ingest.batch import Batch, Columns
-from trackiod.ingest.guard import FrameGuard, caused_by_input, check_metric_spec, check_plain, is_step, is_time
+from trackiod.ingest.guard import (
+    FrameGuard,
+    Undoable,
+    caused_by_input,
+    check_metric_spec,
+    check_plain,
+    is_int64,
+    is_step,
+    is_time,
+)
 from trackiod.ingest.media import MediaWriter
 from trackiod.ingest.runs import RunBook
 from trackiod.ingest.stall import WriteStall, is_storage_error, notice_text, probe_write
@@ -50,7 +58,17 @@ class Counters:
         self.commits = 0
         self.commit_ms: list[float] = []
         self.spool_frames = 0
+        #: Frames dropped because applying them hit a daemon bug (logged with its traceback), not bad input.
+        self.internal_errors = 0
         self.last_error: str | None = None
+
+    def mark(self) -> object:
+        """The points counted before one frame (see trackiod.ingest.guard)."""
+        return self.points
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, int)
+        self.points = mark
 
     def note_commit(self, ms: float) -> None:
         self.commits += 1
@@ -137,7 +155,8 @@ class Ingest:
         if self.journal is not None and kind != P.FORWARD:
             self.journal.append(P.pack([kind, sid, seq, *fields]))
         # All or nothing: a frame that fails halfway leaves no trace (LOG kinds check before they change anything).
-        guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self)
+        guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self.store, self._undoable())
+        commits = self.counters.commits
         try:
             self._apply(kind, sid, seq, fields, live)
         except Exception as exc:
@@ -148,21 +167,33 @@ class Ingest:
                 self._in_txn = False
                 self._rollback(touched, exc)
                 return
-            if guard is not None:
+            # A frame whose transaction already ended (a RUN_START's reply committed it, or a failed commit
+            # rolled it back) has nothing left to undo: the commit made it whole, a rollback reset everything.
+            if guard is not None and self._in_txn and self.counters.commits == commits:
                 guard.undo()
-            if not caused_by_input(exc) or is_storage_error(exc):
-                raise
-            reason = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, RecursionError)) else str(exc)
-            self._malformed(f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}: {reason}", sid)
+            what = f"{P.KIND_NAMES[kind]} frame {seq} from session {sid.hex()[:8]}"
+            if caused_by_input(exc):
+                self._malformed(f"{what}: {exc}", sid)
+            elif is_storage_error(exc) or isinstance(exc, apsw.Error):
+                raise  # the environment's (disk, I/O, a corrupt database): the daemon's loop deals with it
+            else:
+                self._internal_error(what, exc, sid)
         else:
-            if guard is not None:
+            if guard is not None and self._in_txn and self.counters.commits == commits:
                 guard.release()
+
+    def _undoable(self) -> list[Undoable]:
+        """What one frame may change besides the database, each able to mark and undo its own state."""
+        parts: list[Undoable] = [self.runs, self.media, self.counters]
+        if self.features is not None:
+            parts += [self.features.alerts, self.features.files, self.features.artifacts]
+        return parts
 
     def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         if kind == P.LOG:
             handle, step, ts, data = fields
             if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
-                raise ValueError("LOG needs an int64 step, a finite timestamp and a dict of values")
+                raise FrameRejected("LOG needs an int64 step, a finite timestamp and a dict of values")
             run_id = self.runs.run_for(sid, handle)
             if run_id is not None:
                 rank = self.runs.ranks.get((sid, handle)) if self.runs.ranks else None
@@ -174,7 +205,7 @@ class Ingest:
         elif kind == P.MEDIA:
             handle, step, ts, items = fields
             if not is_step(step) or not is_time(ts) or not isinstance(items, dict):
-                raise ValueError("MEDIA needs an int64 step, a finite timestamp and a map of values")
+                raise FrameRejected("MEDIA needs an int64 step, a finite timestamp and a map of values")
             run_id = self.runs.run_for(sid, handle)
             rank = self.runs.ranks.get((sid, handle))
             if rank is not None:  # rich values of rank r > 0 are kept under "rank<r>/<key>" (docs/ranks.md)
@@ -188,18 +219,22 @@ class Ingest:
                 self.counters.points += len(items) - len(rejects)
         elif kind == P.SESSION:
             (info,) = fields
-            if not isinstance(info, dict) or info.get("version") not in P.SUPPORTED_VERSIONS:
+            if not isinstance(info, dict) or not _supported(info.get("version")):
                 reason = _unsupported_version(info.get("version") if isinstance(info, dict) else None)
                 log.warning("refused session %s: %s", sid.hex()[:8], reason)
                 if live:
                     self.send(sid, (P.REFUSE, reason))
                 return
+            if not (info.get("pid") is None or is_int64(info["pid"])) or not isinstance(info.get("host", ""), str):
+                raise FrameRejected("SESSION info needs an int pid and a str host (or neither)")
             self.store.save_session(sid, info, self._proc_started(info))
         elif kind == P.RUN_START:
             handle, params = fields
+            if not is_int64(handle) or not isinstance(params, dict):
+                raise FrameRejected("RUN_START needs an int handle and a map of params")
             try:
-                ok, body = self.runs.start(sid, int(handle), dict(params))
-            except ValueError as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
+                ok, body = self.runs.start(sid, handle, dict(params))
+            except FrameRejected as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
                 ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
             if live and params.get("req") is not None and self.commit():  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))
@@ -212,14 +247,16 @@ class Ingest:
             check_metric_spec(spec)
             self.runs.define_metric(sid, fields[0], spec)
         elif kind == P.RUN_FINISH:
-            self.runs.finish(sid, fields[0], int(fields[1]), float(fields[2]))
+            if not is_int64(fields[1]) or not is_time(fields[2]):
+                raise FrameRejected("RUN_FINISH needs an int exit code and a finite timestamp")
+            self.runs.finish(sid, fields[0], fields[1], float(fields[2]))
         elif kind == P.FORWARD:
             try:
                 inner = P.decode_client(fields[0]) if isinstance(fields[0], bytes) else None
             except ProtocolError as exc:
-                raise ValueError(f"forwarded frame: {exc}") from None
+                raise FrameRejected(f"forwarded frame: {exc}") from None
             if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
-                raise ValueError("FORWARD must carry one sequenced frame")
+                raise FrameRejected("FORWARD must carry one sequenced frame")
             self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
         elif kind in FEATURE_KINDS and self.features is not None:
             self.features.apply(self, kind, sid, fields)
@@ -242,6 +279,14 @@ class Ingest:
         self._last_nack[sid] = (expected, now)
         self.counters.nacks += 1
         self.send(sid, (P.NACK, expected))
+
+    def _internal_error(self, what: str, exc: Exception, sid: bytes) -> None:
+        """A daemon bug while applying a frame (not bad input): the frame was undone; log the traceback."""
+        self.counters.internal_errors += 1
+        self.counters.last_error = f"internal error applying {what}: {type(exc).__name__}: {exc}"
+        if self.counters.internal_errors <= 100 or self.counters.internal_errors % 1000 == 0:
+            log.exception("bug: applying %s failed; the frame was dropped (please report this)", what)
+        self.send(sid, (P.NOTICE, "warning", f"trackiod failed to store a message (a daemon bug, see its log): {exc}"))
 
     def _malformed(self, reason: str, sid: bytes | None = None) -> None:
         self.counters.malformed += 1
@@ -301,7 +346,7 @@ class Ingest:
     def begin(self) -> None:
         """Open the writer's transaction unless one is open; :meth:`commit` closes it and sends the ACKs."""
         if not self._in_txn:
-            self.store.conn.execute("BEGIN")
+            self.store.begin()
             self._in_txn = True
             self.opened_at = time.monotonic()
 
@@ -325,10 +370,8 @@ class Ingest:
             self.runs.save_dirty()
             self.store.save_watermarks((sid, self.accepted[sid]) for sid in touched)
             if self.journal:
-                self.store.conn.executemany(
-                    "INSERT INTO forward_journal(frame) VALUES (?)", [(f,) for f in self.journal]
-                )
-            self.store.conn.execute("COMMIT")
+                self.store.journal(self.journal)
+            self.store.commit()
             self.media.committed()
         except apsw.Error as exc:
             self._in_txn = False
@@ -374,10 +417,7 @@ class Ingest:
         self.counters.last_error = f"{'write stalled' if storage else 'commit failed'}: {exc}"
         if not storage:
             log.error("commit failed, batch rolled back (its senders will resend): %s", exc)
-        try:
-            self.store.conn.execute("ROLLBACK")
-        except apsw.Error:
-            pass
+        self.store.rollback()
         self.media.rolled_back()
         self.batch = Batch()
         if self.features is not None:
@@ -421,17 +461,18 @@ class Ingest:
 
 
 def _as_dict(value: Any, what: str) -> dict[str, Any]:
-    """A config, summary or spec map with string keys whose values can be stored as JSON (ValueError if not)."""
+    """A config, summary or spec map with string keys whose values can be stored as JSON (FrameRejected if not)."""
     if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a dict, got {type(value).__name__}")
+        raise FrameRejected(f"{what} must be a dict, got {type(value).__name__}")
     items = {str(k): v for k, v in value.items()}
     for key, item in items.items():
         check_plain(item, f"{what} key {key[:80]!r}")
     return items
 
 
-def as_json(value: Any) -> str:
-    return json.dumps(value, default=str, allow_nan=True)
+def _supported(version: Any) -> bool:
+    """Whether a session's protocol version is served here (an unhashable one is not a version at all)."""
+    return isinstance(version, int) and version in P.SUPPORTED_VERSIONS
 
 
 def _unsupported_version(version: Any) -> str:

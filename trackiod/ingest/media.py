@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from trackio_shim.errors import FrameRejected
 from trackiod.ingest.batch import check_key
 from trackiod.ingest.stall import NO_SPACE_ERRNOS
 from trackiod.store.writer import Store
@@ -37,10 +38,6 @@ MAX_IMAGE_PIXELS = 1 << 26  # 64 megapixels: larger is refused before decoding
 _FILE_FORMATS = {"png": "png", "jpeg": "jpg", "gif": "gif", "webp": "webp", "bmp": "bmp"}
 _PIL_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-
-
-class Rejected(ValueError):
-    """A rich value that cannot be stored; the text says why (it reaches the sender as a NOTICE)."""
 
 
 def slug(key: str) -> str:
@@ -67,9 +64,10 @@ class MediaWriter:
             if name is None:
                 rejects.append((str(raw_key)[:80], str(reason)))
                 continue
+            # FrameRejected: a check here refused the value; the builtins: numpy or Pillow refused its data.
             try:
                 kind, meta, body, path, files = self._encode(run_id, name, step, payload)
-            except (Rejected, ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+            except (FrameRejected, ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
                 rejects.append((name, str(exc)))
                 continue
             except OSError as exc:  # permissions: this value is lost, the rest of the call is not
@@ -99,6 +97,20 @@ class MediaWriter:
                 log.warning("could not delete media file %s of a rolled-back batch: %s", path, exc)
         self._created.clear()
         self._obsolete.clear()
+
+    def mark(self) -> object:
+        """How far the open transaction got (see trackiod.ingest.guard): files created and replaced, rows."""
+        return len(self._created), len(self._obsolete), self.written
+
+    def undo_to(self, mark: object) -> None:
+        """Delete the files created since ``mark`` and keep the ones replaced since (their rows are back)."""
+        assert isinstance(mark, tuple)
+        created, obsolete, written = mark
+        for path in self._created[created:]:
+            path.unlink(missing_ok=True)
+        del self._created[created:]
+        del self._obsolete[obsolete:]
+        self.written = written
 
     def _insert(
         self,
@@ -136,7 +148,7 @@ class MediaWriter:
         self, run_id: int, name: str, step: int, payload: Any
     ) -> tuple[str, dict[str, Any], bytes | None, str | None, list[str]]:
         if not isinstance(payload, dict):
-            raise Rejected(f"a rich value must be a map, not {type(payload).__name__}")
+            raise FrameRejected(f"a rich value must be a map, not {type(payload).__name__}")
         kind = payload.get("_type")
         if kind == "histogram":
             return kind, _histogram(payload), None, None, []
@@ -149,12 +161,12 @@ class MediaWriter:
         if kind == "html":
             html = payload.get("html")
             if not isinstance(html, str):
-                raise Rejected("HTML must be a string")
+                raise FrameRejected("HTML must be a string")
             path = self._write(run_id, name, step, html.encode("utf-8"), "html")
             return kind, {}, None, path, []
         if kind == "table":
             return self._table(run_id, name, step, payload)
-        raise Rejected(f"unknown rich value type {kind!r}; this trackiod stores {', '.join(KINDS)}")
+        raise FrameRejected(f"unknown rich value type {kind!r}; this trackiod stores {', '.join(KINDS)}")
 
     def _image(
         self, run_id: int, name: str, step: int, payload: dict[str, Any], suffix: str
@@ -178,17 +190,17 @@ class MediaWriter:
         elif fmt in _FILE_FORMATS:
             given = payload.get("data")
             if not isinstance(given, bytes):
-                raise Rejected("an image file's data must be bytes")
+                raise FrameRejected("an image file's data must be bytes")
             data = given
             try:
                 image = PILImage.open(io.BytesIO(data))  # reads the header only
             except Exception as exc:
-                raise Rejected(f"not a readable {fmt} image ({exc})") from None
+                raise FrameRejected(f"not a readable {fmt} image ({exc})") from None
             if image.format != _PIL_FORMATS[fmt]:
-                raise Rejected(f"the data is {image.format}, not {fmt}")
+                raise FrameRejected(f"the data is {image.format}, not {fmt}")
             ext = _FILE_FORMATS[fmt]
         else:
-            raise Rejected(f"unknown image format {fmt!r}")
+            raise FrameRejected(f"unknown image format {fmt!r}")
         meta.update(width=image.width, height=image.height, format=ext)
         return meta, self._write(run_id, name, step, data, ext, suffix)
 
@@ -197,9 +209,9 @@ class MediaWriter:
     ) -> tuple[str, dict[str, Any], None, str, list[str]]:
         columns, rows = payload.get("columns"), payload.get("data")
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-            raise Rejected("a table's columns must be a list of strings")
+            raise FrameRejected("a table's columns must be a list of strings")
         if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == len(columns) for r in rows):
-            raise Rejected(f"every row of a table must be a list of {len(columns)} values, one per column")
+            raise FrameRejected(f"every row of a table must be a list of {len(columns)} values, one per column")
         files: list[str] = []
         cells: list[list[Any]] = []
         for i, row in enumerate(rows):
@@ -222,7 +234,7 @@ class MediaWriter:
         path = self.root / relative
         root = self.root.resolve()
         if root not in path.resolve().parents:  # cannot happen with the names above; refuse rather than trust
-            raise Rejected("refused a media path outside the media folder")
+            raise FrameRejected("refused a media path outside the media folder")
         if not path.exists():  # same name, same content: an earlier commit (or a resend) wrote it already
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             partial = path.with_name(f".{path.name}.partial")
@@ -235,26 +247,26 @@ class MediaWriter:
 def _histogram(payload: dict[str, Any]) -> dict[str, Any]:
     values, bins = payload.get("values"), payload.get("bins")
     if not isinstance(values, list) or not isinstance(bins, list):
-        raise Rejected("a histogram needs lists 'values' and 'bins'")
+        raise FrameRejected("a histogram needs lists 'values' and 'bins'")
     if not 1 <= len(values) <= MAX_BINS or len(bins) != len(values) + 1:
-        raise Rejected(f"a histogram needs 1 to {MAX_BINS} counts and one more bin edge than counts")
+        raise FrameRejected(f"a histogram needs 1 to {MAX_BINS} counts and one more bin edge than counts")
     numbers = [*values, *bins]
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-        raise Rejected("a histogram's counts and edges must be finite numbers")
+        raise FrameRejected("a histogram's counts and edges must be finite numbers")
     return {"values": values, "bins": [float(b) for b in bins]}
 
 
 def _array(payload: dict[str, Any]) -> np.ndarray:
     dtype, shape, data = payload.get("dtype"), payload.get("shape"), payload.get("data")
     if dtype not in ARRAY_DTYPES:
-        raise Rejected(f"arrays of dtype {dtype!r} are not stored; use one of {', '.join(sorted(ARRAY_DTYPES))}")
+        raise FrameRejected(f"arrays of dtype {dtype!r} are not stored; use one of {', '.join(sorted(ARRAY_DTYPES))}")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape) or len(shape) > 32:
-        raise Rejected("an array's shape must be a list of at most 32 non-negative ints")
+        raise FrameRejected("an array's shape must be a list of at most 32 non-negative ints")
     if not isinstance(data, bytes):
-        raise Rejected("an array's data must be bytes")
+        raise FrameRejected("an array's data must be bytes")
     expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
     if len(data) != expected:
-        raise Rejected(f"an array of shape {shape} and dtype {dtype} needs {expected} bytes, got {len(data)}")
+        raise FrameRejected(f"an array of shape {shape} and dtype {dtype} needs {expected} bytes, got {len(data)}")
     return np.frombuffer(data, np.dtype(dtype).newbyteorder("<")).reshape(shape)
 
 
@@ -264,13 +276,13 @@ def _pixels(payload: dict[str, Any]) -> np.ndarray:
     layout = payload.get("layout")
     expected = {"HW": 2, "HWC": 3, "CHW": 3}.get(layout if isinstance(layout, str) else "")
     if expected is None or array.ndim != expected:
-        raise Rejected(f"an image of shape {list(array.shape)} does not match its layout {layout!r}")
+        raise FrameRejected(f"an image of shape {list(array.shape)} does not match its layout {layout!r}")
     if layout == "CHW":
         array = np.transpose(array, (1, 2, 0))
     if array.ndim == 3 and array.shape[2] not in (1, 3, 4):
-        raise Rejected(f"an image needs 1, 3 or 4 channels, not {array.shape[2]}")
+        raise FrameRejected(f"an image needs 1, 3 or 4 channels, not {array.shape[2]}")
     if array.shape[0] * array.shape[1] > MAX_IMAGE_PIXELS or 0 in array.shape:
-        raise Rejected(f"an image of {array.shape[0]}x{array.shape[1]} pixels is empty or too large")
+        raise FrameRejected(f"an image of {array.shape[0]}x{array.shape[1]} pixels is empty or too large")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.dtype == np.bool_:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
-from trackiod.store.writer import RunRow, Store
-
-if TYPE_CHECKING:
-    from trackiod.ingest.runs import RunBook
+from trackio_shim.errors import FrameRejected
+from trackiod.store.schema import RunRow
+from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.ranks")
 
@@ -26,16 +26,16 @@ def rank_params(params: dict[str, Any]) -> tuple[int, int, str | None] | None:
     """``(rank, world_size, job_key)`` of a distributed RUN_START, None for a single process.
 
     Raises:
-        ValueError: the rank or world size is not a sensible int, or the job key not a short string.
+        FrameRejected: the rank or world size is not a sensible int, or the job key not a short string.
     """
     rank, world = params.get("rank"), params.get("world_size")
     if rank is None and world is None:
         return None
     if type(rank) is not int or type(world) is not int or not 0 <= rank < world <= MAX_WORLD_SIZE:
-        raise ValueError(f"rank {rank!r} and world_size {world!r} must be ints with 0 <= rank < world_size")
+        raise FrameRejected(f"rank {rank!r} and world_size {world!r} must be ints with 0 <= rank < world_size")
     job = params.get("job_key")
     if job is not None and (not isinstance(job, str) or not job or len(job) > 256):
-        raise ValueError("job_key must be a string of 1 to 256 characters")
+        raise FrameRejected("job_key must be a string of 1 to 256 characters")
     return rank, world, job
 
 
@@ -45,7 +45,7 @@ def find_joinable(store: Store, project: str, run_key: str | None, name: str | N
         row = store.find_run(project, run_key, None)
         return row if row is not None and row["state"] == "running" else None
     if job:
-        return store.find_job_run(project, job, name)
+        return store.ranks.find_job_run(project, job, name)
     return None
 
 
@@ -89,7 +89,7 @@ def _short(value: Any) -> str:
 
 def final_state(store: Store, run_id: int, exit_code: int) -> tuple[str, int]:
     """The run's state once its last process finished: failed if any rank failed or never finished."""
-    codes = store.rank_exit_codes(run_id)
+    codes = store.ranks.exit_codes(run_id)
     bad = [code for code in codes if code != 0]
     if not bad and exit_code == 0:
         return "finished", 0
@@ -97,29 +97,35 @@ def final_state(store: Store, run_id: int, exit_code: int) -> tuple[str, int]:
     return "failed", exit_code if exit_code != 0 else (first if first is not None else 1)
 
 
-def join_run(
-    book: RunBook,
-    sid: bytes,
-    handle: int,
-    params: dict[str, Any],
-    row: RunRow,
-    rank: int,
-    world: int,
-    pid: int | None,
-    host: str | None,
-) -> dict[str, Any]:
-    """Attach a rank to its job's running run; its config only adds keys (written once)."""
+@dataclass
+class RankJoin:
+    """What a rank joining its job's run changes beyond the ``runs`` row; :meth:`RunBook.start` applies it."""
+
+    run_id: int
+    #: The RUN_START reply.
+    body: dict[str, Any]
+    #: The config this rank passed at init (kept per rank in ``run_ranks``).
+    config: dict[str, Any]
+    #: Config keys the join added to the run (handed to the mirrors); empty if none.
+    added_config: dict[str, Any] = field(default_factory=dict)
+    #: (session, text) warnings for ranks that joined earlier and disagree with rank 0's config.
+    notices: list[tuple[bytes, str]] = field(default_factory=list)
+
+
+def join_run(store: Store, params: dict[str, Any], row: RunRow, rank: int, world: int, pid: int | None) -> RankJoin:
+    """Merge a rank into its job's running run (``runs`` row only); its config only adds keys (written once)."""
     run_id = row["id"]
     stored = json.loads(row["config"])
     incoming = params["config"] if isinstance(params.get("config"), dict) else {}
-    earlier = book.store.rank_configs(run_id)
+    earlier = store.ranks.configs(run_id)
+    notices: list[tuple[bytes, str]] = []
     if rank == 0:  # rank 0's config is the run's; ranks that joined before it and disagree are told now
         merged = {**stored, **incoming}
         conflicts: list[str] = []
         for other, other_sid, other_config in earlier:
             differ = merge_config(merged, other_config, may_change=False)[1]
             if other > 0 and differ:
-                book.notice(other_sid, conflict_text(differ, other, merged, other_config))
+                notices.append((other_sid, conflict_text(differ, other, merged, other_config)))
     else:  # before rank 0 joins, a rank only adds keys; after, it is told where it disagrees
         merged, conflicts = merge_config(stored, incoming, may_change=False)
         if not any(other == 0 for other, _, _ in earlier):
@@ -127,22 +133,18 @@ def join_run(
     pids = json.loads(row["pids"])
     if pid and pid not in pids:
         pids.append(pid)
-    book.store.update_run(
+    store.update_run(
         run_id,
         config=json.dumps(merged, default=str),
         pids=json.dumps(pids),
         world_size=max(world, row["world_size"] or 1),
         updated_at=time.time(),
     )
-    if len(merged) > len(stored):
-        book.events.append(("config", run_id, {k: v for k, v in merged.items() if k not in stored}))
-    book.store.attach(sid, handle, run_id)
-    book.handles[(sid, handle)] = run_id
-    book.add_rank(sid, handle, run_id, rank, pid, host, params, incoming)
     body = {"id": row["run_key"], "name": row["name"], "resumed": False, "step": 0, "config": merged}
     body.update(rank=rank, joined=True)
     if conflicts:
         body["config_conflicts"] = conflict_text(conflicts, rank, stored, incoming)
         log.warning("run %s, %s", row["run_key"], body["config_conflicts"])
     log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
-    return body
+    added = {k: v for k, v in merged.items() if k not in stored}
+    return RankJoin(run_id, body, incoming, added, notices)

@@ -5,6 +5,7 @@ Every method runs inside the ingest thread's open transaction; nothing here comm
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from trackio_shim.errors import FrameRejected
 from trackiod.ingest import ranks as R
 from trackiod.ingest.batch import Columns
 from trackiod.ingest.summary import RunSummary
@@ -24,6 +26,8 @@ log = logging.getLogger("trackiod.runs")
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 MAX_NAME_CHARS = 256
+#: The attributes of a RunBook that one frame may change before its transaction commits (RunBook.mark).
+_FRAME_STATE = ("handles", "rejected", "run_sids", "ranks", "dirty", "last_steps", "_finished", "summaries")
 
 
 def new_run_id() -> str:
@@ -34,10 +38,10 @@ def _text(value: Any, field: str, default: str | None = None) -> str | None:
     if value is None or value == "":
         return default
     if not isinstance(value, str) or len(value) > MAX_NAME_CHARS or ("/" in value and field != "name"):
-        raise ValueError(f"{field} must be a string of at most {MAX_NAME_CHARS} characters without '/'")
+        raise FrameRejected(f"{field} must be a string of at most {MAX_NAME_CHARS} characters without '/'")
     if field != "name" and (value in (".", "..") or "\x00" in value):
         # Project names and run ids are folder names under files/ and runs/: '..' would lead out of them.
-        raise ValueError(f"{field} {value!r} cannot be '.', '..' or contain NUL characters")
+        raise FrameRejected(f"{field} {value!r} cannot be '.', '..' or contain NUL characters")
     return value
 
 
@@ -56,7 +60,7 @@ class RunBook:
         self.last_steps: dict[int, int] = {}
         self.run_sids: dict[int, bytes] = {}
         #: The rank of each (session, handle) that logs as rank > 0 of a distributed run (rank 0 is absent).
-        self.ranks: dict[tuple[bytes, int], int] = store.load_ranks()
+        self.ranks: dict[tuple[bytes, int], int] = store.ranks.load()
         self._finished: set[int] = set()
         self._told: set[tuple[int, str, str]] = set()
         self._unknown: set[tuple[bytes, Any]] = set()
@@ -69,7 +73,10 @@ class RunBook:
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
         """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""
-        run_id = self.handles.get((sid, handle))
+        try:
+            run_id = self.handles.get((sid, handle))
+        except TypeError:  # an unhashable handle (a list, a map): the frame is malformed
+            raise FrameRejected(f"a run handle must be an int, not {type(handle).__name__}") from None
         if run_id is None:
             params = self.rejected.pop((sid, handle), None)
             if params is not None:
@@ -113,12 +120,11 @@ class RunBook:
         name = _text(params.get("name"), "name")
         policy = params.get("resume") or "never"
         distributed = R.rank_params(params)
-        session = self.store.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
-        pid, host = session if session else (None, None)
+        pid, host = self.store.session_process(sid)
         if distributed is not None:
             joinable = R.find_joinable(self.store, project, run_key, name, distributed[2])
             if joinable is not None:
-                return True, R.join_run(self, sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
+                return True, self._join(sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
         existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
         if existing is not None and policy == "never":
             self.rejected[(sid, handle)] = params
@@ -158,7 +164,7 @@ class RunBook:
         self.handles[(sid, handle)] = run_id
         if distributed is not None:
             rank, world, job = distributed
-            self.store.conn.execute("DELETE FROM run_ranks WHERE run_id=?", (run_id,))  # a new job's ranks
+            self.store.ranks.forget_job(run_id)  # a new job's ranks
             self.store.update_run(run_id, job_key=job, world_size=world)
             self.add_rank(sid, handle, run_id, rank, pid, host, params, config)
             body["rank"] = rank
@@ -184,6 +190,28 @@ class RunBook:
         log.info("run %s/%s started (resumed=%s)", project, body["id"], body["resumed"])
         return True, body
 
+    def _join(
+        self,
+        sid: bytes,
+        handle: int,
+        params: dict[str, Any],
+        row: dict[str, Any],
+        rank: int,
+        world: int,
+        pid: int | None,
+        host: str | None,
+    ) -> dict[str, Any]:
+        """Attach a rank of a distributed job to the job's running run (trackiod.ingest.ranks.join_run)."""
+        joined = R.join_run(self.store, params, row, rank, world, pid)
+        for other_sid, text in joined.notices:
+            self.notice(other_sid, text)
+        if joined.added_config:
+            self.events.append(("config", joined.run_id, joined.added_config))
+        self.store.attach(sid, handle, joined.run_id)
+        self.handles[(sid, handle)] = joined.run_id
+        self.add_rank(sid, handle, joined.run_id, rank, pid, host, params, joined.config)
+        return joined.body
+
     def add_rank(
         self,
         sid: bytes,
@@ -196,7 +224,7 @@ class RunBook:
         config: dict[str, Any],
     ) -> None:
         """Record ``sid`` as rank ``rank`` of ``run_id``; ranks > 0 log into series of their own."""
-        self.store.join_rank(run_id, rank, sid, host, pid, params.get("local_rank"), config)
+        self.store.ranks.join(run_id, rank, sid, host, pid, params.get("local_rank"), config)
         if rank > 0:
             self.ranks[(sid, handle)] = rank
 
@@ -237,7 +265,7 @@ class RunBook:
         if run_id is None:
             return
         self.store.detach(sid, handle)
-        self.store.finish_rank(run_id, sid, exit_code, ended_at)
+        self.store.ranks.finish(run_id, sid, exit_code, ended_at)
         self.ranks.pop((sid, handle), None)
         host, now = os.uname().nodename, time.time()
         others = [
@@ -271,50 +299,39 @@ class RunBook:
 
     # ------------------------------------------------------------------ points and summaries
     def write_points(self, columns: Columns) -> None:
+        """Write a batch's series and texts, and feed the run summaries.
+
+        Only the run's own series feed its summary: a series with a context has none (the key's summary is
+        context-free), and ranks > 0 have none (the run's summary is rank 0's, as wandb's).
+        """
         counts: dict[tuple[int, int], tuple[str, int, int]] = {}
-        for (run_id, name), parts in columns.series.items():
+        for key, parts in columns.series.items():
+            run_id = key.run_id
             steps, times, vals = parts.merged()
-            key_id = self.store.key_id(name)
+            key_id = self.store.series_id(key)
             self.store.write_series(run_id, key_id, steps, times, vals)
-            if key_id > 0:  # series with a context have no summary entry (their key's summary is context-free)
-                self._summary(run_id).add_numeric(name, vals)
+            if key.context_id is None and key.rank is None:
+                self._summary(run_id).add_numeric(key.name, vals)
             counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
             self._saw_step(run_id, int(steps.max()))
         rows = []
-        for run_id, name, step, ts, value in columns.texts:
-            key_id = self.store.key_id(name)
+        for key, step, ts, value in columns.texts:
+            run_id = key.run_id
+            key_id = self.store.series_id(key)
             rows.append((run_id, key_id, step, ts, value))
-            if key_id > 0:
-                self._summary(run_id).add_text(name, value)
+            if key.context_id is None and key.rank is None:
+                self._summary(run_id).add_text(key.name, value)
             _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
             counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
             self._saw_step(run_id, step)
-        self._write_rank_points(columns, counts, rows)
         if rows:
             self.store.write_texts(rows)
         if counts:
             self.store.count_keys(counts)
-        for run_id, key, reason in columns.rejects:
-            if (run_id, key, reason) not in self._told and len(self._told) < 100_000:
-                self._told.add((run_id, key, reason))
-                self.notice(self.run_sids.get(run_id), f"key {key!r}: {reason}; the rest of the call was kept")
-
-    def _write_rank_points(
-        self, columns: Columns, counts: dict[tuple[int, int], tuple[str, int, int]], rows: list[Any]
-    ) -> None:
-        """Series of ranks > 0: their own key ids, no summary (the run's summary is rank 0's, as wandb's)."""
-        for (run_id, name, rank), parts in columns.rank_series.items():
-            steps, times, vals = parts.merged()
-            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
-            self.store.write_series(run_id, key_id, steps, times, vals)
-            counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
-            self._saw_step(run_id, int(steps.max()))
-        for run_id, name, step, ts, value, rank in columns.rank_texts:
-            key_id = self.store.rank_key_id(self.store.key_id(name), rank)
-            rows.append((run_id, key_id, step, ts, value))
-            _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
-            counts[(run_id, key_id)] = ("text", n + 1, step)
-            self._saw_step(run_id, step)
+        for run_id, key_name, reason in columns.rejects:
+            if (run_id, key_name, reason) not in self._told and len(self._told) < 100_000:
+                self._told.add((run_id, key_name, reason))
+                self.notice(self.run_sids.get(run_id), f"key {key_name!r}: {reason}; the rest of the call was kept")
 
     def saw_step(self, run_id: int, step: int) -> None:
         """Note that ``run_id`` has data at ``step`` (its last_step is saved at the next commit)."""
@@ -339,9 +356,7 @@ class RunBook:
                 previous = row["last_step"] if row and row["last_step"] is not None else -1
                 columns["last_step"] = max(previous, int(self.last_steps[run_id]))
             self.store.update_run(run_id, **columns)
-            self.store.conn.execute(
-                "UPDATE runs SET state='running', ended_at=NULL WHERE id=? AND state='crashed'", (run_id,)
-            )
+            self.store.revive_run(run_id)
         self.dirty.clear()
         self.last_steps.clear()
         for run_id in self._finished:
@@ -354,11 +369,27 @@ class RunBook:
         """Whether the open transaction finishes a run (sync then pushes it soon after the commit)."""
         return bool(self._finished)
 
+    def mark(self) -> object:
+        """The book's state before one frame (see trackiod.ingest.guard), as shallow copies.
+
+        Shallow is enough: these hold ids and small records, and a RunSummary changes only by replacement or
+        by one dict.update of an already checked dict, which cannot fail halfway.
+        """
+        state = {name: copy.copy(getattr(self, name)) for name in _FRAME_STATE}
+        return state, len(self.events)
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, tuple)
+        state, events = mark
+        for name, value in state.items():
+            setattr(self, name, value)
+        del self.events[events:]
+
     def reset(self) -> None:
         """Forget uncommitted state after a rollback; everything is re-read from the database."""
         _, self.handles = self.store.load_sessions()
-        self.ranks = self.store.load_ranks()
-        self.store._tails.clear()
+        self.ranks = self.store.ranks.load()
+        self.store.forget_tails()
         self.store.forget_names()
         self.summaries.clear()
         self.dirty.clear()

@@ -22,6 +22,7 @@ from trackio_shim.errors import MirrorError
 from trackio_shim.mirror_spec import MirrorSpec, parse_mirrors
 from trackiod.ingest.batch import Columns
 from trackiod.mirrors.base import Mirror, MirrorBatch, MirrorState, RunInfo, Series, create
+from trackiod.store.series_key import SeriesKey
 
 log = logging.getLogger("trackiod.mirrors")
 
@@ -31,6 +32,16 @@ _BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 _CLOSED_KEPT = 200
 
 Events = list[tuple[str, int, Any]]
+
+
+def _mirrored_series(key: SeriesKey) -> bool:
+    """Whether a series reaches the mirrors: the run's own series do; context and rank > 0 series do not.
+
+    The trackers mirrored to have no metric context (trackio's ``log(..., context=...)``) and one process per
+    run, so a context series would either collide with the context-free series of its key or need a name
+    invented for it; the mirrors get what a wandb run of rank 0 would have logged (docs/mirrors.md).
+    """
+    return key.context_id is None and key.rank is None
 
 
 class MirrorSlot:
@@ -159,13 +170,13 @@ class MirrorHub:
             return
         mirrored = self.mirrored
         batches: dict[int, MirrorBatch] = {}
-        for (run_id, key), parts in columns.series.items():
-            if everything or run_id in mirrored:
+        for key, parts in columns.series.items():
+            if (everything or key.run_id in mirrored) and _mirrored_series(key):
                 steps, times, values = parts.merged()
-                batches.setdefault(run_id, MirrorBatch()).series.append(Series(key, steps, times, values))
-        for run_id, key, step, ts, value in columns.texts:
-            if everything or run_id in mirrored:
-                batches.setdefault(run_id, MirrorBatch()).texts.append((key, step, ts, value))
+                batches.setdefault(key.run_id, MirrorBatch()).series.append(Series(key.name, steps, times, values))
+        for key, step, ts, value in columns.texts:
+            if (everything or key.run_id in mirrored) and _mirrored_series(key):
+                batches.setdefault(key.run_id, MirrorBatch()).texts.append((key.name, step, ts, value))
         picked = [e for e in events if everything or e[1] in mirrored]
         for kind, run_id, _ in events:
             if kind == "finish":

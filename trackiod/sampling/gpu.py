@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from trackio_shim.errors import GpuError
+
 #: What :meth:`NvmlProvider.read` can be asked, and what it returns.
 FIELDS = (
     "utilization",  # (gpu %, memory-controller %)
@@ -29,15 +31,15 @@ FIELDS = (
 )
 
 
-class NvmlUnavailable(Exception):
+class NvmlUnavailable(GpuError):
     """NVML cannot be used at all: no library, no driver, or no GPU."""
 
 
-class FieldUnsupported(Exception):
+class FieldUnsupported(GpuError):
     """This GPU does not support this field; asking again will not help."""
 
 
-class GpuLost(Exception):
+class GpuLost(GpuError):
     """The GPU stopped answering (fell off the bus, was reset, or was removed)."""
 
 

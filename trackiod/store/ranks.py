@@ -1,30 +1,29 @@
 """The writer's rows for distributed runs: which session is which rank of a run (``run_ranks``), and finding
-the running run a rank of a job joins (docs/ranks.md). Mixed into :class:`trackiod.store.writer.Store`.
+the running run a rank of a job joins (docs/ranks.md). The :class:`~trackiod.store.writer.Store` holds one
+as ``store.ranks``, on its own connection.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import apsw
 
-from trackiod.store.schema import dict_rows
-
-if TYPE_CHECKING:
-    from trackiod.store.writer import RunRow
+from trackiod.store.schema import RunRow, dict_rows
 
 
-class RankRows:
-    """Writes and reads of ``run_ranks``; needs the Store's connection and :meth:`project_id`."""
+class RankTable:
+    """Writes and reads of ``run_ranks`` on the writer's connection."""
 
-    conn: apsw.Connection
+    def __init__(self, conn: apsw.Connection, project_id: Callable[[str], int]) -> None:
+        self.conn = conn
+        #: The store's project id lookup (it caches ids and creates missing projects).
+        self._project_id = project_id
 
-    def project_id(self, name: str) -> int:
-        raise NotImplementedError  # Store's, which caches project ids
-
-    def load_ranks(self) -> dict[tuple[bytes, int], int]:
+    def load(self) -> dict[tuple[bytes, int], int]:
         """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks``."""
         return {
             (bytes(sid), handle): rank
@@ -34,7 +33,7 @@ class RankRows:
             )
         }
 
-    def join_rank(
+    def join(
         self, run_id: int, rank: int, sid: bytes, host: str | None, pid: int | None, local: Any, config: dict[str, Any]
     ) -> None:
         """Record that ``sid`` is rank ``rank`` of ``run_id`` (a restarted rank replaces its predecessor)."""
@@ -53,7 +52,11 @@ class RankRows:
             ),
         )
 
-    def rank_configs(self, run_id: int) -> list[tuple[int, bytes, dict[str, Any]]]:
+    def forget_job(self, run_id: int) -> None:
+        """Drop a run's ranks before a new job starts in it (a resumed distributed run)."""
+        self.conn.execute("DELETE FROM run_ranks WHERE run_id=?", (run_id,))
+
+    def configs(self, run_id: int) -> list[tuple[int, bytes, dict[str, Any]]]:
         """(rank, session, config passed at init) of each rank of a distributed run."""
         return [
             (rank, bytes(sid), json.loads(config))
@@ -62,19 +65,19 @@ class RankRows:
             )
         ]
 
-    def finish_rank(self, run_id: int, sid: bytes, exit_code: int, ended_at: float) -> None:
+    def finish(self, run_id: int, sid: bytes, exit_code: int, ended_at: float) -> None:
         self.conn.execute(
             "UPDATE run_ranks SET exit_code=?, ended_at=? WHERE run_id=? AND sid=?", (exit_code, ended_at, run_id, sid)
         )
 
-    def rank_exit_codes(self, run_id: int) -> list[int | None]:
+    def exit_codes(self, run_id: int) -> list[int | None]:
         """Each rank's exit code (None: it never finished) of a distributed run; empty for other runs."""
         return [r[0] for r in self.conn.execute("SELECT exit_code FROM run_ranks WHERE run_id=?", (run_id,))]
 
     def find_job_run(self, project: str, job_key: str, name: str | None) -> RunRow | None:
         """The running run of job ``job_key`` in ``project`` (with that name, if given): where a rank joins."""
         sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND state='running'"
-        args: tuple[Any, ...] = (self.project_id(project), job_key)
+        args: tuple[Any, ...] = (self._project_id(project), job_key)
         if name:
             sql, args = sql + " AND name=?", (*args, name)
         rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 1", args)

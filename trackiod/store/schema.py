@@ -388,6 +388,10 @@ def migrate(conn: apsw.Connection) -> int:
     return int(version)
 
 
+#: A row of ``runs`` as a dict keyed by column name (what :func:`dict_rows` gives for ``SELECT * FROM runs``).
+RunRow = dict[str, Any]
+
+
 def dict_rows(conn: apsw.Connection, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
     """Run ``sql`` and return its rows as dicts keyed by column name."""
     cursor = conn.cursor()

@@ -19,14 +19,12 @@ from typing import Any
 import apsw
 import numpy as np
 
-from trackiod.ingest.batch import split_context_name
 from trackiod.store.codec import CHUNK_POINTS, decode_floats, decode_steps, encode_floats, encode_steps
-from trackiod.store.ranks import RankRows
-from trackiod.store.schema import RANK_KEY_OFFSET, configure, dict_rows, migrate
+from trackiod.store.ranks import RankTable
+from trackiod.store.schema import RANK_KEY_OFFSET, RunRow, configure, dict_rows, migrate
+from trackiod.store.series_key import SeriesKey
 
 log = logging.getLogger("trackiod.store")
-
-RunRow = dict[str, Any]
 
 
 @dataclass
@@ -51,18 +49,19 @@ def open_writer(path: Path) -> apsw.Connection:
     return conn
 
 
-class Store(RankRows):
-    """All writes to the database. Call its methods inside :meth:`transaction` blocks."""
+class Store:
+    """All writes to the database, between :meth:`begin` and :meth:`commit` (or :meth:`rollback`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.conn = open_writer(path)
+        self.ranks = RankTable(self.conn, self.project_id)
         self._projects: dict[str, int] = {}
         self._keys: dict[str, int] = {}
+        self._context_keys: dict[tuple[str, int], int] = {}
         self._contexts: dict[str, int] = {}
         self._rank_keys: dict[tuple[int, int], int] = {}
         self._tails: dict[tuple[int, int], Tail] = {}
-        self._run_key_kinds: dict[tuple[int, int], str] = {}
         self._run_columns: frozenset[str] | None = None
         row = self.conn.execute("SELECT MAX(rev) FROM texts").fetchone()
         self._text_rev = int(row[0] or 0) if row else 0
@@ -81,9 +80,39 @@ class Store(RankRows):
         except (apsw.FullError, apsw.IOError) as exc:  # the WAL keeps them; commits report a full disk
             log.debug("checkpoint deferred: %s", exc)
 
-    def transaction(self) -> apsw.Connection:
-        """``with store.transaction():`` commits on success and rolls back on error."""
-        return self.conn
+    # ----------------------------------------------------------------- transactions
+    def begin(self) -> None:
+        """Open the writer's transaction (the ingest batches frames into it)."""
+        self.conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if SQLite has not already (a failed COMMIT may have)."""
+        try:
+            self.conn.execute("ROLLBACK")
+        except apsw.Error:
+            pass
+
+    def mark(self) -> object:
+        """Open the savepoint of one frame inside the open transaction (frames do not nest savepoints)."""
+        self.conn.execute("SAVEPOINT frame")
+        return None
+
+    def release(self, mark: object) -> None:
+        """Keep what was written since :meth:`mark` (the savepoint merges into the transaction)."""
+        self.conn.execute("RELEASE frame")
+
+    def undo_to(self, mark: object) -> None:
+        """Drop what was written since :meth:`mark`, and the cached ids of names it may have created."""
+        self.conn.execute("ROLLBACK TO frame")
+        self.conn.execute("RELEASE frame")
+        self.forget_names()
+
+    def journal(self, frames: list[bytes]) -> None:
+        """Keep frames for a head daemon (``forward_journal``), in the transaction that stores them here."""
+        self.conn.executemany("INSERT INTO forward_journal(frame) VALUES (?)", [(f,) for f in frames])
 
     # ----------------------------------------------------------------- sessions and dedupe watermarks
     def load_sessions(self) -> tuple[dict[bytes, int], dict[tuple[bytes, int], int]]:
@@ -113,6 +142,11 @@ class Store(RankRows):
             [(sid, seq, now, now) for sid, seq in marks],
         )
 
+    def session_process(self, sid: bytes) -> tuple[int | None, str | None]:
+        """(pid, host) a session announced in its SESSION message; (None, None) if it sent none."""
+        row = self.conn.execute("SELECT pid, host FROM sessions WHERE sid=?", (sid,)).fetchone()
+        return (row[0], row[1]) if row else (None, None)
+
     def attach(self, sid: bytes, handle: int, run_id: int) -> None:
         self.conn.execute(
             "INSERT OR REPLACE INTO session_runs(sid, handle, run_id, finished) VALUES (?, ?, ?, 0)",
@@ -136,22 +170,30 @@ class Store(RankRows):
             self._projects[name] = pid
         return pid
 
-    def key_id(self, name: str) -> int:
-        """The series key id of a name; a batch name carrying a context gets a negative id (key_contexts)."""
+    def key_id(self, name: str, context_id: int | None = None) -> int:
+        """The key id of a name; with a context, the negative id of its (name, context) row (key_contexts)."""
+        if context_id is not None:
+            return self._context_key_id(name, context_id)
         kid = self._keys.get(name)
         if kid is None:
-            with_context = split_context_name(name)
-            if with_context is not None:
-                base, context_id = with_context
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO key_contexts(base_name, context_id) VALUES (?, ?)", (base, context_id)
-                )
-                kid = -self._scalar("SELECT id FROM key_contexts WHERE base_name=? AND context_id=?", base, context_id)
-            else:
-                self.conn.execute("INSERT OR IGNORE INTO keys(name) VALUES (?)", (name,))
-                kid = self._scalar("SELECT id FROM keys WHERE name=?", name)
-            self._keys[name] = kid
+            self.conn.execute("INSERT OR IGNORE INTO keys(name) VALUES (?)", (name,))
+            kid = self._keys[name] = self._scalar("SELECT id FROM keys WHERE name=?", name)
         return kid
+
+    def _context_key_id(self, name: str, context_id: int) -> int:
+        kid = self._context_keys.get((name, context_id))
+        if kid is None:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO key_contexts(base_name, context_id) VALUES (?, ?)", (name, context_id)
+            )
+            kid = -self._scalar("SELECT id FROM key_contexts WHERE base_name=? AND context_id=?", name, context_id)
+            self._context_keys[(name, context_id)] = kid
+        return kid
+
+    def series_id(self, key: SeriesKey) -> int:
+        """The ``chunks``/``texts``/``run_keys`` key id of one series: its name, context and rank together."""
+        kid = self.key_id(key.name, key.context_id)
+        return kid if key.rank is None else self.rank_key_id(kid, key.rank)
 
     def rank_key_id(self, key_id: int, rank: int) -> int:
         """The series key id of rank ``rank`` > 0's series of ``key_id`` (docs/ranks.md, "Storage")."""
@@ -175,6 +217,7 @@ class Store(RankRows):
         """Drop cached name ids after a rollback: ids created in the rolled-back transaction are gone."""
         self._projects.clear()
         self._keys.clear()
+        self._context_keys.clear()
         self._contexts.clear()
         self._rank_keys.clear()
 
@@ -278,6 +321,10 @@ class Store(RankRows):
         assignments = ", ".join(f"{name}=?" for name in columns)
         self.conn.execute(f"UPDATE runs SET {assignments} WHERE id=?", (*columns.values(), run_id))
 
+    def revive_run(self, run_id: int) -> None:
+        """A run marked crashed that receives data again is running again."""
+        self.conn.execute("UPDATE runs SET state='running', ended_at=NULL WHERE id=? AND state='crashed'", (run_id,))
+
     def active_runs(self) -> list[RunRow]:
         return dict_rows(self.conn, "SELECT * FROM runs WHERE state='running'")
 
@@ -356,8 +403,11 @@ class Store(RankRows):
         self._tails[(run_id, key_id)] = tail
         return tail
 
-    def forget_tails(self, run_id: int) -> None:
-        """Drop a finished run's tails from memory (they are re-read if the run is resumed)."""
+    def forget_tails(self, run_id: int | None = None) -> None:
+        """Drop a finished run's tails from memory, or (None) every run's after a rollback; they are re-read."""
+        if run_id is None:
+            self._tails.clear()
+            return
         for key in [k for k in self._tails if k[0] == run_id]:
             del self._tails[key]
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from trackio_shim.errors import HubAuthError
+from trackio_shim.errors import HubAuthError, HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.sync.engine import SyncEngine
 from trackiod.sync.hub import Hub
@@ -117,19 +117,27 @@ class SyncWorker(threading.Thread):
             status.state, status.message = "paused", str(exc)
             log.error("sync to %s paused: %s", repo, exc)
             return
-        except Exception as exc:  # network, Hub 5xx/429, disk: back off and retry
-            status.failures += 1
-            delay = min(self.settings.sync_retry_max_s, FIRST_RETRY_S * 2 ** (status.failures - 1))
-            delay *= random.uniform(0.8, 1.2)
-            status.state, status.retry_at = "retrying", time.monotonic() + delay
-            status.message = f"{exc} (attempt {status.failures}; next in {delay:.0f} s)"
-            log.warning("sync to %s failed, retrying in %.0f s: %s", repo, delay, exc)
+        except (HubTransientError, OSError) as exc:  # network, Hub 5xx/429, the disk: back off and retry
+            self._retry_later(repo, status, exc)
+            return
+        except Exception as exc:  # a bug: logged with its traceback, retried the same way
+            log.exception("sync to %s failed unexpectedly", repo)
+            self._retry_later(repo, status, exc)
             return
         status.state, status.failures, status.message = "ok", 0, None
         if outcome.committed:
             status.commits += 1
             status.last_commit = outcome.commit
             status.last_success = time.time()
+
+    def _retry_later(self, repo: str, status: RepoStatus, exc: Exception) -> None:
+        """Back off exponentially (with jitter) before the next try of ``repo``."""
+        status.failures += 1
+        delay = min(self.settings.sync_retry_max_s, FIRST_RETRY_S * 2 ** (status.failures - 1))
+        delay *= random.uniform(0.8, 1.2)
+        status.state, status.retry_at = "retrying", time.monotonic() + delay
+        status.message = f"{exc} (attempt {status.failures}; next in {delay:.0f} s)"
+        log.warning("sync to %s failed, retrying in %.0f s: %s", repo, delay, exc)
 
     def _deploy_spaces(self) -> None:
         from trackiod.sync.deploy import deploy_space
