@@ -52,9 +52,7 @@ class FrameGuard:
         self._events = len(runs.events)
         self._media = (len(ingest.media._created), len(ingest.media._obsolete), ingest.media.written)
         self._points = ingest.counters.points
-        features = ingest.features
-        self._queues = _feature_queues(features)
-        self._queue_marks = [len(q) for q in self._queues]
+        self._marks = [(participant, participant.mark()) for participant in ingest.participants]
 
     def _open(self) -> bool:
         """Whether the frame's transaction is still open (a RUN_START that asks for a reply commits at once)."""
@@ -89,15 +87,8 @@ class FrameGuard:
         del media._obsolete[obsolete:]
         media.written = written
         ingest.counters.points = self._points
-        for queue, mark in zip(self._queues, self._queue_marks):
-            del queue[mark:]
-
-
-def _feature_queues(features: Any) -> list[list[Any]]:
-    """The lists of work that the background threads get after a commit (alerts, file watches, artifact jobs)."""
-    if features is None:
-        return []
-    return [features.alerts._to_deliver, features.files._new, features.artifacts._new]
+        for participant, mark in self._marks:
+            participant.undo_to(mark)
 
 
 def is_step(value: Any) -> bool:
