@@ -26,9 +26,10 @@ class Writer:
 
 
 def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: bytes) -> Writer:
-    """Open the store and build ingest with the attachments' handlers; resumes the attachments' pending work.
+    """Open the store and build ingest with the attachments' handlers.
 
     The attachments' threads run from here on: stop them (:meth:`Attachments.stop`) before closing the store.
+    A previous daemon's pending work is resumed by the daemon's attachments service, when it starts.
     """
     store = Store(settings.db_path)
     attachments = Attachments(settings)
@@ -44,5 +45,4 @@ def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: byt
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
         journal=bool(settings.forward),
     )
-    attachments.resume(store)
     return Writer(store, ingest, attachments)
