@@ -34,7 +34,7 @@ KEYS = 10
 
 SENDER = """
 import json, sys, time
-from trackio_shim import client as client_module
+from trackio_shim.session import client as client_module
 import trackio_shim as wandb
 
 steps, rate, every, name = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
