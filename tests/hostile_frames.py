@@ -2,7 +2,8 @@
 
 Used by tests/test_fuzz_frames.py (hypothesis) and tests/test_bad_frames.py (a real daemon), and by the
 standalone harness scripts/fuzz_frames.py. Nothing is faked: the rig is the daemon's own Store, Ingest and
-Features on a temporary TRACKIOD_HOME; only the socket is left out (``send`` collects the daemon's replies).
+Attachments, built by the daemon's build_writer, on a temporary TRACKIOD_HOME; only the socket is left out
+(``send`` collects the daemon's replies).
 """
 
 from __future__ import annotations
@@ -212,23 +213,19 @@ def random_frame(rng: random.Random, sid: bytes, seq: int) -> bytes:
 
 
 class IngestRig:
-    """A real Store, Ingest and Features on ``home``, with one session that has started run handle ``H``."""
+    """A real Store, Ingest and Attachments on ``home``, with one session that has started run handle ``H``."""
 
     def __init__(self, home: Path) -> None:
         from trackio_shim.settings import TrackiodSettings
-        from trackiod.attachments.dispatch import Features
-        from trackiod.ingest.ingest import Ingest
-        from trackiod.store.writer import Store
+        from trackiod.daemon.writer import build_writer
+        from trackiod.ingest.ingest import IngestHooks
 
         settings = TrackiodSettings.load(environ={"TRACKIOD_HOME": str(home)})
         settings.ensure_dirs()
         self.settings = settings
-        self.store = Store(settings.db_path)
         self.sent: list[tuple[bytes, tuple[Any, ...]]] = []
-        self.ingest = Ingest(self.store, self._send, lambda sid: None, settings.media_dir)
-        self.features = Features(settings)
-        self.ingest.features = self.features
-        self.features.start(self.store)
+        writer = build_writer(settings, IngestHooks(send=self._send), boot_id=b"")
+        self.store, self.ingest, self.attachments = writer.store, writer.ingest, writer.attachments
         self.sid = os.urandom(16)
         self.seq = 0
         self.feed_fields(P.SESSION, {"version": P.PROTOCOL_VERSION, "pid": os.getpid(), "host": "fuzz"})
@@ -285,5 +282,5 @@ class IngestRig:
         return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()} if root.exists() else set()
 
     def close(self) -> None:
-        self.features.stop()
+        self.attachments.stop(timeout=5.0)
         self.store.close()

@@ -1,4 +1,4 @@
-"""Hostile frames in process: the real decoder, Ingest, Features and Store on a temporary SQLite file.
+"""Hostile frames in process: the real decoder, Ingest, Attachments and Store on a temporary SQLite file.
 
 Properties (hypothesis, profile "ci" in conftest.py; HYPOTHESIS_PROFILE=deep for long runs):
 - decoding any bytes either gives a well-shaped message or raises ProtocolError, and declared lengths never

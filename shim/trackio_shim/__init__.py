@@ -341,7 +341,7 @@ def show(
     open a browser where there is a display); an address other than loopback gets a token, printed in the URL.
     """
     # Imported here: the dashboard (Starlette, uvicorn) is never loaded by training processes that do not ask.
-    from trackiod.cli.show import serve
+    from trackiod.dashboard.server import serve
 
     settings = TrackiodSettings.load(dashboard_host=host, dashboard_port=port)
     serve(settings, project, open_browser)

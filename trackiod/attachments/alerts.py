@@ -213,12 +213,16 @@ class Notifier:
         with self._cond:
             return len(self._queue)
 
-    def stop(self) -> None:
-        """Stop after the attempt in progress; what is left stays 'pending' in the database for next time."""
+    def stop(self) -> bool:
+        """Stop after the attempt in progress; what is left stays 'pending' in the database for next time.
+
+        Waits at most one webhook timeout; True if the thread stopped in that time.
+        """
         with self._cond:
             self._stopped = True
             self._cond.notify()
         self._thread.join(timeout=self.settings.webhook_timeout_s + 1)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         while True:

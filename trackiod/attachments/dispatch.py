@@ -1,58 +1,30 @@
-"""The sequenced messages beyond metrics: alerts, saved files, artifacts and metric context.
+"""What a run hands over besides metrics (alerts, saved files, artifacts), wired into the writer as one part.
 
-:class:`Features` is owned by the daemon. Inside the writer's open transaction, :meth:`Features.apply`
-stores each message; after the commit, :meth:`Features.committed` hands slow work to the background threads
-(webhook delivery, file copies, blob hashing). Their results come back through the
-:class:`~trackiod.ingest.outbox.Outbox` and are written by the writer in :meth:`Features.drain`.
+:class:`Attachments` is owned by the daemon. Ingest calls the handlers it registers (:meth:`Attachments.handlers`)
+inside the writer's open transaction, one per kind; after the commit, :meth:`Attachments.committed` hands slow
+work to the background threads (webhook delivery, file copies, blob hashing). Their results come back through
+the :class:`~trackiod.ingest.outbox.Outbox` and are written by the writer in :meth:`Attachments.drain`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import FrameRejected
 from trackio_shim.settings import TrackiodSettings
 from trackiod.attachments.alerts import AlertBook, Notifier
 from trackiod.attachments.artifacts import ArtifactBook
 from trackiod.attachments.files import FileKeeper
-from trackiod.ingest.guard import is_step, is_time
+from trackiod.ingest.ingest import Handler, Ingest
 from trackiod.ingest.outbox import Outbox, Worker
+from trackiod.store.writer import Store
 
-log = logging.getLogger("trackiod.features")
-
-KINDS = frozenset({P.ALERT, P.SAVE_FILES, P.ARTIFACT_LOG, P.ARTIFACT_USE, P.LOG_CONTEXT})
-MAX_CONTEXT_ITEMS = 32
-MAX_CONTEXT_CHARS = 1024
+log = logging.getLogger("trackiod.attachments")
 
 
-def canonical_context(context: Any) -> str | None:
-    """A context as canonical JSON (sorted keys, no spaces); None for an empty one.
-
-    Raises:
-        FrameRejected: not a dict of str keys to str, int, float or bool values, or too large.
-    """
-    if not isinstance(context, dict):
-        raise FrameRejected(f"context must be a dict, not {type(context).__name__}")
-    if not context:
-        return None
-    if len(context) > MAX_CONTEXT_ITEMS:
-        raise FrameRejected(f"a context has at most {MAX_CONTEXT_ITEMS} entries")
-    for key, value in context.items():
-        if not isinstance(key, str) or not key:
-            raise FrameRejected(f"context keys must be non-empty strings, not {key!r}")
-        if not isinstance(value, (str, int, float, bool)):
-            raise FrameRejected(f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}")
-    body = json.dumps(context, sort_keys=True, separators=(",", ":"))
-    if len(body) > MAX_CONTEXT_CHARS:
-        raise FrameRejected(f"a context encodes to at most {MAX_CONTEXT_CHARS} characters")
-    return body
-
-
-class Features:
-    """Alerts, files, artifacts and context for the daemon (see the module docstring)."""
+class Attachments:
+    """Alerts, files and artifacts for the daemon (see the module docstring)."""
 
     def __init__(self, settings: TrackiodSettings) -> None:
         self.settings = settings
@@ -63,7 +35,16 @@ class Features:
         self.files = FileKeeper(settings, self.outbox, self.worker)
         self.artifacts = ArtifactBook(settings, self.outbox, self.worker)
 
-    def start(self, store: Any) -> None:
+    def handlers(self) -> dict[int, Handler]:
+        """The kinds ingest hands to us, each with the handler that stores it."""
+        return {
+            P.ALERT: self.alerts.add,
+            P.SAVE_FILES: self.files.add,
+            P.ARTIFACT_LOG: self.artifacts.log,
+            P.ARTIFACT_USE: self.artifacts.use,
+        }
+
+    def resume(self, store: Store) -> None:
         """Pick up what a previous daemon left: undelivered alerts, active watches, pending artifact jobs."""
         alerts = self.alerts.resume_pending(store)
         jobs = self.artifacts.resume(store)
@@ -71,51 +52,18 @@ class Features:
         if alerts or jobs:
             log.info("resuming %d undelivered alerts and %d artifact jobs", alerts, jobs)
 
-    def apply(self, ingest: Any, kind: int, sid: bytes, fields: list[Any]) -> None:
-        """Store one message inside the open transaction (FrameRejected: a malformed frame)."""
-        handle, payload = fields[0], fields[1]
-        run_id = ingest.runs.run_for(sid, handle)
-        if run_id is None:
-            return
-        store = ingest.store
-        if kind == P.LOG_CONTEXT:
-            step, ts, data, context = fields[1:]
-            if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
-                raise FrameRejected("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
-            body = canonical_context(context)
-            rank = ingest.runs.ranks.get((sid, handle))
-            if rank is not None:
-                ingest.batch.add_rank(
-                    run_id, rank, step, float(ts), data, None if body is None else store.context_id(body)
-                )
-            elif body is None:
-                ingest.batch.add(run_id, step, float(ts), data)
-            else:
-                ingest.batch.add_context(run_id, store.context_id(body), step, float(ts), data)
-            ingest.counters.points += len(data)
-            return
-        if not isinstance(payload, dict):
-            raise FrameRejected(f"{P.KIND_NAMES[kind]} needs a dict")
-        if kind == P.ALERT:
-            self.alerts.add(store, run_id, payload)
-        elif kind == P.SAVE_FILES:
-            self.files.add(store, run_id, payload)
-        elif kind == P.ARTIFACT_LOG:
-            self.artifacts.log(store, run_id, payload)
-        elif kind == P.ARTIFACT_USE:
-            self.artifacts.use(store, run_id, payload)
-
-    def drain(self, ingest: Any) -> None:
+    def drain(self, ingest: Ingest) -> None:
         """Write the background threads' results (writer thread; commits with the open batch)."""
         if self.outbox:
             ingest.begin()
             self.outbox.apply(ingest.store)
             ingest.commit()
 
-    def tick(self, store: Any) -> None:
+    def tick(self, store: Store) -> None:
         """Maintenance: live file watches and final copies for ended runs."""
         self.files.tick(store)
 
+    # ------------------------------------------------------------------ a participant of ingest's transaction
     def committed(self) -> None:
         self.outbox.committed()
         self.alerts.committed()
@@ -128,9 +76,22 @@ class Features:
         self.files.rolled_back()
         self.artifacts.rolled_back()
 
-    def stop(self) -> None:
-        self.notifier.stop()
-        self.worker.stop()
+    def mark(self) -> object:
+        """Each attachment's mark (a frame that fails is cut back to them)."""
+        return [part.mark() for part in (self.alerts, self.files, self.artifacts)]
+
+    def undo_to(self, mark: object) -> None:
+        assert isinstance(mark, list)
+        alerts, files, artifacts = mark
+        self.alerts.undo_to(alerts)
+        self.files.undo_to(files)
+        self.artifacts.undo_to(artifacts)
+
+    # ------------------------------------------------------------------ the background threads
+    def stop(self, timeout: float) -> bool:
+        """Stop the webhook and file threads; True if both stopped in time (what is left stays in the database)."""
+        notifier = self.notifier.stop()
+        return self.worker.stop(timeout) and notifier
 
     def status(self) -> dict[str, Any]:
         return {

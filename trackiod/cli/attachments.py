@@ -1,49 +1,28 @@
 """CLI commands for alerts and artifacts: ``trackiod alerts``, ``trackiod artifacts ls|get``.
 
-Registered from cli.py. They read the database through query-only connections, so they work with the
-daemon running or stopped. Errors are TrackiodError subclasses: cli.main prints them as one line.
+They read the database through query-only connections, so they work with the daemon running or stopped.
+Errors are TrackiodError subclasses: trackiod.cli.main prints them as one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
+from trackiod.cli.common import reader
+from trackiod.cli.format import print_table, when
 from trackiod.cli.progress import Progress
 
 
-def _reader(settings: TrackiodSettings) -> Any:
-    from trackiod.read.connection import open_reader
-
-    try:
-        return open_reader(settings.db_path)
-    except FileNotFoundError as exc:
-        raise TrackiodError(str(exc)) from None
-
-
-def _table(rows: list[tuple[str, ...]]) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-
-
-def _when(ts: float | None) -> str:
-    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-
-
 def cmd_alerts(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read.alerts import list_alerts
+    from trackiod.read import alerts as read_alerts
 
-    conn = _reader(settings)
-    try:
-        alerts = list_alerts(conn, args.project, args.run, limit=args.limit)
-    finally:
-        conn.close()
+    with reader(settings) as conn:
+        alerts = read_alerts.list_alerts(conn, args.project, args.run, limit=args.limit)
     if args.json:
         print(json.dumps(alerts, indent=2))
         return 0
@@ -55,19 +34,16 @@ def cmd_alerts(args: argparse.Namespace, settings: TrackiodSettings) -> int:
         delivery = a["status"] + (f" ({a['attempts']} attempts: {a['last_error']})" if a["status"] == "failed" else "")
         text = a["text"] if len(a["text"]) <= 60 else a["text"][:57] + "..."
         step = "" if a["step"] is None else str(a["step"])
-        rows.append((_when(a["ts"]), a["level"], f"{a['project']}/{a['run_id']}", step, a["title"], text, delivery))
-    _table(rows)
+        rows.append((when(a["ts"]), a["level"], f"{a['project']}/{a['run_id']}", step, a["title"], text, delivery))
+    print_table(rows)
     return 0
 
 
 def cmd_artifacts_ls(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read.artifacts import list_artifacts
+    from trackiod.read import artifacts as read_artifacts
 
-    conn = _reader(settings)
-    try:
-        versions = list_artifacts(conn, args.project)
-    finally:
-        conn.close()
+    with reader(settings) as conn:
+        versions = read_artifacts.list_artifacts(conn, args.project)
     if args.json:
         print(json.dumps(versions, indent=2))
         return 0
@@ -91,52 +67,49 @@ def cmd_artifacts_ls(args: argparse.Namespace, settings: TrackiodSettings) -> in
                 ", ".join(v["used_by"]),
             )
         )
-    _table(rows)
+    print_table(rows)
     return 0
 
 
 def cmd_artifacts_get(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read.artifacts import export, materialise, parse_ref, projects_with_artifact, resolve
+    from trackiod.read import artifacts as read_artifacts
 
-    conn = _reader(settings)
-    try:
+    with reader(settings) as conn:
         default = args.project
         if default is None and "/" not in args.ref.partition(":")[0]:
             # No project given: the one project that has an artifact of this name, if there is just one.
-            owners = projects_with_artifact(conn, args.ref.partition(":")[0])
+            owners = read_artifacts.projects_with_artifact(conn, args.ref.partition(":")[0])
             if len(owners) > 1:
                 raise TrackiodError(f"projects {', '.join(owners)} all have {args.ref!r}; pass --project")
             default = owners[0] if owners else None
-        project, name, alias = parse_ref(args.ref, default)
-        version = resolve(conn, project, name, alias)
-    finally:
-        conn.close()
+        project, name, alias = read_artifacts.parse_ref(args.ref, default)
+        version = read_artifacts.resolve(conn, project, name, alias)
     with Progress(f"{project}/{name}:v{version['version']}", total=version["size"] or None, unit="B") as bar:
         if args.dest:
-            path = export(version, settings.blobs_dir, Path(args.dest), bar.update)
+            path = read_artifacts.export(version, settings.blobs_dir, Path(args.dest), bar.update)
         else:
             dest = settings.artifacts_dir / project / name / f"v{version['version']}"
-            path = materialise(version, settings.blobs_dir, dest, bar.update)
+            path = read_artifacts.materialise(version, settings.blobs_dir, dest, bar.update)
     print(path)
     return 0
 
 
-def register(sub: Any, common: argparse.ArgumentParser, run: Any) -> None:
-    """Add the commands to cli.py's subparsers; ``run(handler)`` adapts a handler to cli's signature."""
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``alerts`` and ``artifacts ls|get`` to the ``trackiod`` parser's subcommands."""
     alerts = sub.add_parser("alerts", parents=[common], help="list alerts and their webhook delivery")
     alerts.add_argument("--project", help="only this project")
     alerts.add_argument("--run", help="only this run id")
     alerts.add_argument("--limit", type=int, default=200, help="newest N alerts (default 200)")
     alerts.add_argument("--json", action="store_true")
-    alerts.set_defaults(func=run(cmd_alerts))
+    alerts.set_defaults(func=cmd_alerts)
     artifacts = sub.add_parser("artifacts", parents=[common], help="list or fetch artifacts")
     verbs = artifacts.add_subparsers(dest="verb", required=True)
     ls = verbs.add_parser("ls", parents=[common], help="every artifact version, aliases and lineage")
     ls.add_argument("--project", help="only this project")
     ls.add_argument("--json", action="store_true")
-    ls.set_defaults(func=run(cmd_artifacts_ls))
+    ls.set_defaults(func=cmd_artifacts_ls)
     get = verbs.add_parser("get", parents=[common], help="materialise a version and print its path")
     get.add_argument("ref", help="[project/]name[:alias or vN] (alias defaults to latest)")
     get.add_argument("--project", help="project, when the reference names none")
     get.add_argument("--dest", help="copy the files into this directory instead")
-    get.set_defaults(func=run(cmd_artifacts_get))
+    get.set_defaults(func=cmd_artifacts_get)

@@ -1,4 +1,4 @@
-"""The CLI's data commands: ``sync``, ``export``, ``pull``, ``import``, ``deploy`` (registered by trackiod.cli)."""
+"""The CLI's data commands: ``sync``, ``export``, ``pull``, ``import``, ``deploy``."""
 
 from __future__ import annotations
 
@@ -7,44 +7,20 @@ import json
 import os
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from trackio_shim.errors import HubError
 from trackio_shim.settings import TrackiodSettings
+from trackiod.cli.common import reader
+from trackiod.cli.format import sync_lines
 from trackiod.daemon import control
 
 #: How long ``trackiod sync --now`` waits for the daemon's pass.
 SYNC_WAIT_S = 600.0
 
 
-def _settings(args: argparse.Namespace) -> TrackiodSettings:
-    return TrackiodSettings.load(home=args.home, log_level=args.log_level)
-
-
-def _ago(stamp: float | None) -> str:
-    if not stamp:
-        return "never"
-    return f"{datetime.fromtimestamp(stamp).strftime('%Y-%m-%d %H:%M:%S')} ({time.time() - stamp:.0f} s ago)"
-
-
-def sync_lines(sync: dict[str, Any]) -> list[tuple[str, str]]:
-    """``trackiod status`` rows for sync: one per repository, paused ones saying what to do."""
-    repos = sync.get("repos") or {}
-    if not repos:
-        return [("sync", f"nothing to sync (every {sync['interval_s']:.0f} s; see docs/sync.md)")]
-    rows = []
-    for repo, s in repos.items():
-        text = f"{s['state']}, last synced {_ago(s['last_success'])}"
-        if s.get("message"):
-            text += f": {s['message']}"
-        rows.append((f"sync {repo}", text))
-    return rows
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def cmd_sync(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     if not args.now:
         answer = control.request(settings, "sync_status", timeout=2.0)
         if answer is None:
@@ -115,39 +91,30 @@ def _sync_here(settings: TrackiodSettings, as_json: bool) -> int:
     return 0 if all(r["state"] == "ok" for r in results.values()) else 1
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from trackiod.read.connection import open_reader
+def cmd_export(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     from trackiod.sync.export import export
 
-    settings = _settings(args)
-    try:
-        conn = open_reader(settings.db_path)
-    except FileNotFoundError as exc:
-        print(f"trackiod: {exc}", file=sys.stderr)
-        return 1
-    try:
-        written = export(conn, args.project, args.run, args.format, Path(args.out), settings.home)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"trackiod: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        conn.close()
+    with reader(settings) as conn:
+        try:
+            written = export(conn, args.project, args.run, args.format, Path(args.out), settings.home)
+        except ValueError as exc:
+            print(f"trackiod: {exc}", file=sys.stderr)
+            return 1
     print(f"exported {len(written)} file(s) to {args.out}")
     return 0
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
+def cmd_pull(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     from trackiod.sync.pull import pull
 
-    restored = pull(_settings(args), args.dataset, force=args.force)
-    print(f"restored {len(restored)} run(s) into {_settings(args).db_path}")
+    restored = pull(settings, args.dataset, force=args.force)
+    print(f"restored {len(restored)} run(s) into {settings.db_path}")
     for name in restored:
         print(f"  {name}")
     return 0
 
 
-def cmd_import(args: argparse.Namespace) -> int:
-    settings = _settings(args)
+def cmd_import(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     os.environ["TRACKIOD_HOME"] = str(settings.home)  # the shim reads its settings from the environment
     from trackio_shim.sdk import importers
 
@@ -161,11 +128,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_deploy(args: argparse.Namespace) -> int:
+def cmd_deploy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     from trackiod.sync.deploy import deploy_space, space_host, write_space
     from trackiod.sync.hub import dataset_for_space, make_hub
 
-    settings = _settings(args)
     dataset = args.dataset or settings.sync_dataset or dataset_for_space(args.space)
     if args.out:
         written = write_space(args.space, dataset, Path(args.out))
@@ -179,8 +145,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register the data commands on the ``trackiod`` parser's subcommands."""
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the data commands to the ``trackiod`` parser's subcommands."""
     sync = sub.add_parser("sync", parents=[common], help="show the Hub sync state, or sync now (--now)")
     sync.add_argument("--now", action="store_true", help="sync every repository now, paused ones included")
     sync.add_argument("--json", action="store_true")

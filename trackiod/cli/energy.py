@@ -10,28 +10,13 @@ from typing import Any
 from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
-from trackiod.read.connection import open_reader
+from trackiod.cli.common import reader
+from trackiod.cli.format import duration, print_table
 from trackiod.read.energy import energy_reports, run_energy
 from trackiod.read.runs import find_run
 
 DEFAULT_TRAINING_TYPE = "pre-training"
 TRAINING_TYPES = ("pre-training", "fine-tuning")
-
-
-def _open(settings: TrackiodSettings) -> Any:
-    try:
-        return open_reader(settings.db_path)
-    except FileNotFoundError as exc:
-        print(f"trackiod: {exc}", file=sys.stderr)
-        return None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def _gpus(report: dict[str, Any]) -> str:
@@ -80,24 +65,20 @@ def card_yaml(report: dict[str, Any], training_type: str, location: str) -> str:
 
 
 def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    conn = _open(settings)
-    if conn is None:
-        return 1
-    try:
+    with reader(settings) as conn:
         if args.run:
             reports = [run_energy(conn, find_run(conn, args.run), args.grid_intensity)]
         else:
             reports = energy_reports(conn, args.project, args.grid_intensity)
-    finally:
-        conn.close()
     if args.json:
         print(json.dumps(reports if not args.run else reports[0], indent=2))
         return 0
     if not reports:
         print("no runs" + (f" in project {args.project!r}" if args.project else ""))
         return 0
-    header = ("project", "id", "name", "state", "duration", "GPUs", "GPU-hours", "kWh", "kg CO2eq")
-    table = [header]
+    table: list[tuple[Any, ...]] = [
+        ("project", "id", "name", "state", "duration", "GPUs", "GPU-hours", "kWh", "kg CO2eq")
+    ]
     for r in reports:
         recorded = r["recorded"]
         table.append(
@@ -106,16 +87,14 @@ def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
                 r["id"],
                 r["name"],
                 r["state"],
-                _duration(r["duration_s"]),
+                duration(r["duration_s"]),
                 _gpus(r),
                 f"{r['gpu_hours']:.3f}" if recorded else "-",
                 f"{r['gpu_kwh']:.4f}" if recorded else "-",
                 f"{r['co2eq_kg']:.4f}" if recorded and r["co2eq_kg"] is not None else "-",
             )
         )
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
-    for row in table:
-        print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print_table(table)
     if args.run and reports[0]["recorded"]:
         r = reports[0]
         print()
@@ -134,14 +113,9 @@ def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    conn = _open(settings)
-    if conn is None:
-        return 1
-    try:
+    with reader(settings) as conn:
         run = find_run(conn, args.run)
         report = run_energy(conn, run, args.grid_intensity)
-    finally:
-        conn.close()
     training_type = args.training_type or run["config"].get("training_type")
     if training_type not in TRAINING_TYPES:
         training_type = DEFAULT_TRAINING_TYPE
@@ -156,8 +130,8 @@ def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     return 0
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``energy`` and ``card`` on the main parser's subcommands."""
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``energy`` and ``card`` to the ``trackiod`` parser's subcommands."""
     energy = sub.add_parser("energy", parents=[common], help="GPU energy and emissions per run")
     energy.add_argument("run", nargs="?", help="one run: project/id (or an id unique across projects)")
     energy.add_argument("--project", help="only this project's runs")

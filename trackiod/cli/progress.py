@@ -15,18 +15,16 @@ import time
 from types import TracebackType
 from typing import TextIO
 
+from trackiod.cli.format import human_bytes
+
 _WIDTH = 28
 _REDRAW_S = 0.1
 
 
 def _amount(value: float, unit: str) -> str:
-    if unit != "B":
-        return f"{value:,.0f}{' ' + unit if unit else ''}"
-    for suffix in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {suffix}" if suffix == "B" else f"{value:.1f} {suffix}"
-        value /= 1024
-    return f"{value:.1f} TiB"
+    if unit == "B":
+        return human_bytes(value)
+    return f"{value:,.0f}{' ' + unit if unit else ''}"
 
 
 class Progress:

@@ -3,57 +3,28 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
 
 
-def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Register ``show`` on the ``trackiod`` parser (called from trackiod.cli)."""
-    show = sub.add_parser("show", parents=[common], help="serve the dashboard (loopback unless --host)")
-    show.add_argument("--project", help="open this project")
-    add_server_flags(show)
-    show.add_argument("--no-browser", action="store_true", help="print the URL only (TRACKIOD_DASHBOARD_OPEN_BROWSER)")
-    show.set_defaults(func=cmd_show)
+def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.dashboard.server import serve
+
+    return serve(settings, args.project)
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
+    """The dashboard's address and token flags, shared by ``show`` and ``start --dashboard``."""
     parser.add_argument("--host", help="address to bind (TRACKIOD_DASHBOARD_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port, 0 for any free one (TRACKIOD_DASHBOARD_PORT, default 7860)")
     parser.add_argument("--token", help="require this token (TRACKIOD_DASHBOARD_TOKEN; generated off loopback)")
 
 
-def server_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The dashboard settings given as flags, for TrackiodSettings.load."""
-    return {
-        "dashboard_host": getattr(args, "host", None),
-        "dashboard_port": getattr(args, "port", None),
-        "dashboard_token": getattr(args, "token", None),
-        "dashboard_open_browser": False if getattr(args, "no_browser", False) else None,
-    }
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    settings = TrackiodSettings.load(home=args.home, log_level=args.log_level, **server_overrides(args))
-    return serve(settings, args.project)
-
-
-def serve(settings: TrackiodSettings, project: str | None = None, open_browser: bool | None = None) -> int:
-    """Serve until Ctrl-C; prints the URL first (with the token, when one is needed)."""
-    from trackiod.dashboard.app import DashboardServer
-    from trackiod.dashboard.app import open_browser as launch
-
-    server = DashboardServer(settings)
-    url = server.url(project)
-    print(f"trackiod dashboard: {url}", flush=True)
-    if not settings.db_path.exists():
-        print(f"  (nothing logged under {settings.home} yet; the page fills in once runs are logged)", flush=True)
-    if settings.dashboard_open_browser if open_browser is None else open_browser:
-        launch(url)
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    print("trackiod dashboard stopped", file=sys.stderr)
-    return 0
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``show`` to the ``trackiod`` parser's subcommands."""
+    show = sub.add_parser("show", parents=[common], help="serve the dashboard (loopback unless --host)")
+    show.add_argument("--project", help="open this project")
+    add_server_flags(show)
+    show.add_argument("--no-browser", action="store_true", help="print the URL only (TRACKIOD_DASHBOARD_OPEN_BROWSER)")
+    show.set_defaults(func=cmd_show)

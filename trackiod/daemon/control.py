@@ -1,4 +1,7 @@
-"""One-shot requests from the CLI to a running daemon (status, stop), over the daemon's own socket."""
+"""One-shot requests from the CLI to a running daemon (status, stop), over the daemon's own socket.
+
+Replies are decoded by the shared protocol module, as the shim decodes them: one definition of the wire.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,10 @@ import os
 import time
 from typing import Any
 
-import msgpack
 import zmq
 
 from trackio_shim import protocol as P
+from trackio_shim.errors import ProtocolError
 from trackio_shim.settings import TrackiodSettings
 
 
@@ -38,8 +41,11 @@ def request(
                     time.sleep(0.01)  # not connected yet: ZeroMQ connects in the background
                     continue
             if sock.poll(50):
-                reply = msgpack.unpackb(sock.recv(), raw=False)
-                if reply[0] == P.REPLY and reply[1] == 1:
+                try:
+                    reply = P.decode_daemon(sock.recv())
+                except ProtocolError:
+                    continue  # not an answer: keep waiting for one
+                if reply[0] == P.REPLY and len(reply) == 4 and reply[1] == 1:
                     return bool(reply[2]), reply[3]
         return None
     finally:

@@ -145,17 +145,17 @@ class Listener:
             except zmq.Again:
                 break
             except ValueError:
-                ingest._malformed("a forwarded message must have exactly one part")
+                ingest.drop_malformed("a forwarded message must have exactly one part")
                 continue
             count += 1
             self.peers.add(routing_id)
             try:
                 kind, _, _, _ = P.decode_client(body)
             except Exception as exc:
-                ingest._malformed(f"from a forwarder: {exc}")
+                ingest.drop_malformed(f"from a forwarder: {exc}")
                 continue
             if kind not in (P.FORWARD, P.PING):
-                ingest._malformed(f"{P.KIND_NAMES[kind]} is not accepted over TCP; only forwarded frames are")
+                ingest.drop_malformed(f"{P.KIND_NAMES[kind]} is not accepted over TCP; only forwarded frames are")
                 continue
             ingest.handle_raw(body, routing_id)
         return count

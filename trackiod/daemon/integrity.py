@@ -102,11 +102,3 @@ def ensure_usable(path: Path, media_dir: Path | None, check: str = "quick") -> R
     recovery = Recovery(path, move_aside(path, media_dir), problem, time.time())
     log.error("%s", recovery.message())
     return recovery
-
-
-def recovery_line(recovered: dict[str, Any]) -> str:
-    """The CLI's line for ``trackiod status``'s ``database_recovered`` entry."""
-    return (
-        f"the database {recovered['database']} was damaged ({recovered['problem']}); it was moved to "
-        f"{recovered['moved_to']} and a fresh database was started (docs/faults.md)"
-    )

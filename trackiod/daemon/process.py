@@ -1,9 +1,11 @@
-"""The daemon process: one ROUTER socket, one writer thread, one shutdown path.
+"""The daemon process: the data directory's lock, ``daemon.json``, the socket, the services, one shutdown path.
 
-The main thread owns the socket and the database. It polls, feeds frames to :class:`~trackiod.ingest.Ingest`,
-commits on size or on the flush deadline, acknowledges, and does maintenance (spool files, crashed runs)
-on a timer. SIGTERM, SIGINT and ``trackiod stop`` all call :meth:`Daemon.request_shutdown`; the loop then
-drains what was received, commits it and exits.
+:class:`Daemon` builds every part in its constructor, in order, each registering its own release on one exit
+stack: the lock, the socket, the writer (store, ingest, attachments), the writer loop and the
+:class:`~trackiod.daemon.services.Services`. :meth:`Daemon.run` starts the services, ingests what was spooled,
+binds, serves, and on every exit path (the loop returned or raised) stops the services in reverse order and
+releases the rest in reverse, the lock last. SIGTERM, SIGINT and ``trackiod stop`` all call
+:meth:`Daemon.request_shutdown`; the loop then drains what was received, commits it and exits.
 """
 
 from __future__ import annotations
@@ -14,126 +16,136 @@ import logging
 import os
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import zmq
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
-from trackiod.attachments.dispatch import Features
 from trackiod.daemon.integrity import ensure_usable
 from trackiod.daemon.ipc import bind_private
-from trackiod.daemon.queries import answer_query, daemon_status
-from trackiod.ingest.ingest import Ingest
-from trackiod.ingest.spool import SpoolIngester, spool_files
+from trackiod.daemon.loop import Sender, WriterLoop
+from trackiod.daemon.queries import answer_query
+from trackiod.daemon.services import (
+    AttachmentsService,
+    DashboardService,
+    ForwarderService,
+    ListenerService,
+    MirrorsService,
+    SamplingService,
+    Services,
+    SyncService,
+)
+from trackiod.daemon.status import daemon_status
+from trackiod.daemon.writer import build_writer
+from trackiod.ingest.ingest import Ingest, IngestHooks
 from trackiod.mirrors.fanout import MirrorHub
-from trackiod.sampling.energy import EnergyBook
-from trackiod.sampling.providers import make_provider
-from trackiod.sampling.sampler import Sampler
-from trackiod.store.writer import Store
 from trackiod.sync.worker import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
 
+#: How long the dashboard, the sampler, sync and the file thread each get to stop.
+_STOP_TIMEOUT_S = 5.0
+
 
 class Daemon:
-    """One trackiod instance for one data directory."""
+    """One trackiod instance for one data directory.
+
+    Raises:
+        DaemonAlreadyRunning: another daemon owns this data directory.
+    """
 
     def __init__(self, settings: TrackiodSettings) -> None:
         self.settings = settings
         self.boot_id = os.urandom(8)
         self.started = time.time()
-        self._shutdown: str | None = None
-        self._lock_fd: int | None = None
-        self._packer = msgpack.Packer(use_bin_type=True)
-        self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
-        self.frames_per_s = 0.0
-        self.points_per_s = 0.0
-        self.sampler: Sampler | None = None
-        self.energy: EnergyBook | None = None
-        self.dashboard: Any = None
-        self.dashboard_url: str | None = None
+        self._exit = ExitStack()
+        try:
+            self._build()
+        except BaseException:
+            self._exit.close()
+            raise
+
+    def _build(self) -> None:
+        """Create every part, each registering its release (run in reverse: the services first, the lock last)."""
+        settings, exit_stack = self.settings, self._exit
+        settings.ensure_dirs()
+        self._lock()
+        exit_stack.callback(settings.state_path.unlink, missing_ok=True)
+        self.recovery = ensure_usable(settings.db_path, settings.media_dir, settings.integrity_check)
+        self.ctx = zmq.Context(io_threads=1)
+        exit_stack.callback(self.ctx.term)
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        exit_stack.callback(self._close_socket)
+        self.sync = SyncWorker(settings)
+        mirrors = MirrorHub(settings.mirror_specs, settings.db_path, settings.mirror_queue_points)
+        listening = ListenerService(settings, self.ctx)
+        self._sender = Sender(self.sock, listening)
+        hooks = IngestHooks(
+            send=self._sender.send, query=self._query, after_commit=mirrors.offer, after_finish=self._run_finished
+        )
+        self.writer = build_writer(settings, hooks, boot_id=self.boot_id)
+        store, ingest = self.writer.store, self.writer.ingest
+        exit_stack.callback(store.close)
+        forwarding = ForwarderService(settings, self.ctx, store)
+        sampling = SamplingService(settings, ingest, _STOP_TIMEOUT_S)
+        self.dashboard = DashboardService(settings, ingest, _STOP_TIMEOUT_S)
+        # Started in this order, stopped in the reverse: sync and the dashboard first; then the sampler, whose
+        # last samples are written before the mirrors close; the attachments last, their final results drained.
+        self.services = Services(
+            [
+                AttachmentsService(self.writer.attachments, ingest, _STOP_TIMEOUT_S),
+                MirrorsService(mirrors, store, settings.drain_timeout_s),
+                listening,
+                forwarding,
+                sampling,
+                self.dashboard,
+                SyncService(self.sync, _STOP_TIMEOUT_S),
+            ]
+        )
+        exit_stack.callback(self.services.stop)
+        self.loop = WriterLoop(settings, self.sock, self.writer, listening, forwarding, sampling, self.sync)
+
+    @property
+    def ingest(self) -> Ingest:
+        return self.writer.ingest
 
     def request_shutdown(self, reason: str) -> None:
         """The one way to stop: signals and the ``stop`` command all end up here."""
-        if self._shutdown is None:
-            self._shutdown = reason
-            log.info("shutdown requested (%s)", reason)
+        self.loop.request_stop(reason)
 
     # ------------------------------------------------------------------ lifecycle
-    def _acquire_lock(self) -> None:
+    def _lock(self) -> None:
         fd = os.open(self.settings.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise DaemonAlreadyRunning(f"a trackiod already serves {self.settings.home}") from None
-        self._lock_fd = fd
+        self._exit.callback(os.close, fd)  # releases the lock last, after everything is on disk
 
     def run(self) -> int:
-        """Serve until asked to stop; returns the process exit code.
-
-        Raises:
-            DaemonAlreadyRunning: another daemon owns this data directory.
-        """
-        self.settings.ensure_dirs()
-        self._acquire_lock()
-        self.recovery = ensure_usable(self.settings.db_path, self.settings.media_dir, self.settings.integrity_check)
-        self.store = Store(self.settings.db_path)
-        self.ctx = zmq.Context(io_threads=1)
-        self.sock = self.ctx.socket(zmq.ROUTER)
-        self.ingest = Ingest(self.store, self.send, self._ingest_spool_of, self.settings.media_dir)
-        self.ingest.boot_id = self.boot_id
-        self.ingest.runs.heartbeat_timeout_s = self.settings.heartbeat_timeout_s
-        self.ingest.query_hook = self._query
-        self.sync = SyncWorker(self.settings)
-        self.ingest.after_finish = self._run_finished
-        self.features = Features(self.settings)
-        self.ingest.features = self.features
-        self.features.start(self.store)
-        self.mirrors = MirrorHub(self.settings.mirror_specs, self.settings.db_path, self.settings.mirror_queue_points)
-        self.mirrors.start([r["id"] for r in self.store.active_runs() if json.loads(r["mirrors"])])
-        self.ingest.after_commit = self.mirrors.offer
-        self.spool = SpoolIngester(
-            self.settings.spool_dir,
-            self.settings.max_frame_bytes,
-            lambda kind, sid, seq, fields: self.ingest.handle(kind, sid, seq, fields, live=False),
-            self.ingest.commit,
-            self.ingest._malformed,
-        )
-        try:
-            pending = self.spool.ingest()  # before serving, so resends find their spooled elders committed
+        """Serve until asked to stop; returns the process exit code. Everything is released when it returns."""
+        with self._exit:
+            self.services.start()
+            pending = self.writer.ingest.spool.ingest()  # before serving, so resends find their spooled elders
             if pending:
                 log.info("ingested %d spooled frames at start", pending)
             self._bind()
-            self._start_network()
-            self._start_sampling()
-            if self.settings.dashboard:
-                self._start_dashboard()
             self._write_state()
-            self.sync.start()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-            log.info(
-                "trackiod %s serving %s (database %s)",
-                __version__,
-                self.settings.endpoint,
-                self.settings.db_path,
-            )
+            log.info("trackiod %s serving %s (database %s)", __version__, self.settings.endpoint, self.settings.db_path)
             try:
-                self._loop()
-                self._drain()
-                self._stop_sampling()
-                self.mirrors.close(self.settings.drain_timeout_s)
+                self.loop.run()
+                self.loop.drain()
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
-        finally:
-            self._close()
-        log.info("trackiod stopped (%s)", self._shutdown)
+        log.info("trackiod stopped (%s)", self.loop.stop_reason)
         return 0
 
     def _on_signal(self, signum: int, frame: Any) -> None:
@@ -143,7 +155,7 @@ class Daemon:
         sock = self.sock
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        # Frames up to 4x the limit reach _receive, which counts and drops them as malformed; beyond that
+        # Frames up to 4x the limit reach the loop, which counts and drops them as malformed; beyond that
         # ZeroMQ itself refuses them (it drops the connection) so that no peer makes us allocate without bound.
         sock.setsockopt(zmq.MAXMSGSIZE, 4 * self.settings.max_frame_bytes)
         sock.setsockopt(zmq.RCVHWM, 100_000)
@@ -162,37 +174,10 @@ class Daemon:
         else:
             sock.bind(endpoint)
 
-    def _start_network(self) -> None:
-        """The head's CURVE listener and/or this node's forwarder (docs/forwarding.md); both refuse without keys."""
-        from trackiod.daemon.forward import Forwarder, Listener
-
-        if self.settings.listen:
-            self.listener = Listener(self.settings, self.ctx)
-        if self.settings.forward:
-            self.forwarder = Forwarder(self.settings, self.ctx, self.store)
-            self.ingest.journal = []
-        self.poller = zmq.Poller()
-        for sock in (self.sock, getattr(self.listener, "sock", None), getattr(self.forwarder, "sock", None)):
-            if sock is not None:
-                self.poller.register(sock, zmq.POLLIN)
-
-    listener: Any = None
-    forwarder: Any = None
-    poller: Any = None
-
-    def _start_dashboard(self) -> None:
-        """Serve the dashboard from a thread; a dashboard that cannot start is logged, never fatal to ingest."""
-        try:
-            from trackiod.dashboard.app import DashboardServer
-
-            self.dashboard = DashboardServer(self.settings)
-            self.dashboard.start()
-            self.dashboard_url = self.dashboard.url()
-            log.info("dashboard at %s", self.dashboard_url)
-        except Exception as exc:
-            log.exception("the dashboard could not start: %s", exc)
-            self.ingest.counters.last_error = f"dashboard: {exc}"
-            self.dashboard = None
+    def _close_socket(self) -> None:
+        self.sock.close(linger=0)
+        if self.settings.endpoint.startswith("ipc://"):
+            Path(self.settings.endpoint[6:]).unlink(missing_ok=True)
 
     def _write_state(self) -> None:
         state = {
@@ -202,217 +187,20 @@ class Daemon:
             "boot_id": self.boot_id.hex(),
             "database": str(self.settings.db_path),
             "version": __version__,
-            "dashboard": self.dashboard_url,
+            "dashboard": self.dashboard.url,
         }
         tmp = self.settings.state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state))
         tmp.replace(self.settings.state_path)
 
-    def _start_sampling(self) -> None:
-        settings = self.settings
-        if settings.sample_interval_s <= 0:
-            log.info("system and GPU sampling is off (TRACKIOD_SAMPLE_INTERVAL_S=0)")
-            return
-        self.sampler = Sampler(settings.sample_interval_s, make_provider(settings.nvml))
-        self.energy = EnergyBook(
-            self.store,
-            self.ingest.runs,
-            self.ingest.host,
-            settings.sample_interval_s,
-            settings.grid_intensity_g_per_kwh,
-            settings.location,
-        )
-        self.sampler.start()
-
-    def _take_samples(self) -> None:
-        """Hand the sampler's queued samples to the energy book, in the writer's transaction."""
-        sampler, energy = self.sampler, self.energy
-        if sampler is None or energy is None:
-            return
-        sessions = energy.live_sessions()
-        sampler.watch(frozenset(s.pid for s in sessions))
-        samples = []
-        while sampler.queue:
-            samples.append(sampler.queue.popleft())
-        if samples or energy.buffered:
-            self.ingest.begin()
-            energy.apply(samples, sessions)
-            self.ingest.commit()
-
-    def _stop_sampling(self) -> None:
-        if self.sampler is None or self.energy is None:
-            return
-        self.sampler.stop()
-        try:
-            self._take_samples()
-            self.ingest.begin()
-            self.energy.flush_series(time.time(), force=True)
-            self.ingest.commit()
-        except Exception as exc:
-            log.exception("could not store the last samples: %s", exc)
-
-    def _close(self) -> None:
-        if self.dashboard is not None:
-            # Bounded: open browser connections get a few seconds, then uvicorn is forced out.
-            if not self.dashboard.stop(timeout=5.0):
-                log.warning("the dashboard thread did not stop in time; leaving it to process exit")
-            self.dashboard = None
-        sampler = self.sampler
-        if sampler is not None:
-            sampler.stop()
-        sync = getattr(self, "sync", None)
-        if sync is not None:
-            sync.stop()
-        features = getattr(self, "features", None)
-        if features is not None:
-            features.stop()
-            if getattr(self, "ingest", None) is not None:
-                try:
-                    features.drain(self.ingest)  # results that arrived while stopping
-                except Exception:
-                    log.exception("could not write the last background results")
-        for part in (self.listener, self.forwarder):
-            if part is not None:
-                part.close()
-        sock = getattr(self, "sock", None)
-        if sock is not None:
-            sock.close(linger=0)
-            self.ctx.term()
-            if self.settings.endpoint.startswith("ipc://"):
-                Path(self.settings.endpoint[6:]).unlink(missing_ok=True)
-        store = getattr(self, "store", None)
-        if store is not None:
-            store.close()
-        self.settings.state_path.unlink(missing_ok=True)
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # releases the lock last, after everything is on disk
-
-    # ------------------------------------------------------------------ the loop
-    def send(self, sid: bytes, message: tuple[Any, ...]) -> None:
-        """Deliver a message to a session; dropped silently if it is gone (acks are cumulative)."""
-        if self.listener is not None and sid in self.listener.peers:
-            self.listener.send(sid, self._packer.pack(message))
-            return
-        try:
-            self.sock.send_multipart([sid, self._packer.pack(message)], zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-
-    def _loop(self) -> None:
-        settings = self.settings
-        ingest = self.ingest
-        next_maintenance = time.monotonic() + settings.maintenance_interval_s
-        while self._shutdown is None:
-            now = time.monotonic()
-            wait = next_maintenance - now
-            if ingest.pending:
-                wait = min(wait, ingest.opened_at + settings.flush_interval_s - now)
-            timeout = max(0, min(int(wait * 1000), 100))
-            if self.poller is None or (self.listener is None and self.forwarder is None):
-                if self.sock.poll(timeout):
-                    self._receive(10_000)
-            else:
-                self._poll_network(timeout)
-            now = time.monotonic()
-            if ingest.pending and (
-                now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
-            ):
-                ingest.commit()
-            if self.features.outbox and not ingest.stall.active:
-                self.features.drain(ingest)
-            if now >= next_maintenance:
-                next_maintenance = now + settings.maintenance_interval_s
-                self._maintenance()
-
-    def _receive(self, budget: int) -> int:
-        sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
-        max_frame = self.settings.max_frame_bytes
-        count = 0
-        # Two recv() calls and Frame.more: recv_multipart's per-part option lookups cost more than decoding.
-        while count < budget:
-            try:
-                routing_id = sock.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            count += 1
-            body = sock.recv(copy=False)  # a ROUTER always delivers the routing id plus at least one part
-            if body.more:
-                while sock.rcvmore:
-                    sock.recv()
-                ingest._malformed("a message must have exactly one part")
-                continue
-            if len(body) > max_frame:
-                ingest._malformed(f"frame of {len(body)} bytes is over max_frame_bytes ({max_frame})")
-                continue
-            ingest.handle_raw(body.bytes, routing_id)
-            if ingest.batch.points >= limit:
-                ingest.commit()
-        return count
-
-    def _poll_network(self, timeout: int) -> None:
-        ready = dict(self.poller.poll(min(timeout, 20) if self.forwarder is not None else timeout))
-        if self.sock in ready:
-            self._receive(10_000)
-        if self.listener is not None and self.listener.sock in ready:
-            self.listener.receive(self.ingest, 10_000)
-        forwarder = self.forwarder
-        if forwarder is not None:
-            before = forwarder.acked
-            forwarder.receive()
-            if forwarder.acked > before:
-                self.ingest.begin()  # acknowledged rows leave the journal in the writer's next transaction
-                forwarder.trim()
-            if not self.ingest._in_txn:
-                forwarder.pump()
-
-    def _maintenance(self) -> None:
-        try:
-            if not self.ingest.may_write():  # the disk is full: nothing is written until a retry (stall.py)
-                return
-            self.spool.ingest()
-            ingest = self.ingest
-            ingest.commit()
-            self._take_samples()
-            self.features.tick(self.store)
-            self.features.drain(ingest)
-            self.store.checkpoint()
-            now = time.time()
-            crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
-            if crashed:
-                ingest.begin()
-                ingest.runs.mark_crashed(crashed, now)
-                ingest.commit()
-                self.sync.request(FINISH_DELAY_S)
-        except Exception as exc:  # maintenance must never take the daemon down
-            log.exception("maintenance failed: %s", exc)
-            self.ingest.counters.last_error = f"maintenance: {exc}"
-        now = time.monotonic()
-        then, frames, points = self._rates
-        counters = self.ingest.counters
-        if now - then >= 1.0:
-            self.frames_per_s = (counters.frames - frames) / (now - then)
-            self.points_per_s = (counters.points - points) / (now - then)
-            self._rates = (now, counters.frames, counters.points)
-
+    # ------------------------------------------------------------------ what the writer calls back
     def _run_finished(self) -> None:
         self.sync.request(FINISH_DELAY_S)
 
-    def _ingest_spool_of(self, sid: bytes) -> None:
-        if spool_files(self.settings.spool_dir, sid):
-            self.spool.ingest(sid)
-
-    def _drain(self) -> None:
-        """Take in everything already sent to us, commit it, acknowledge it."""
-        deadline = time.monotonic() + self.settings.drain_timeout_s
-        while time.monotonic() < deadline and self.sock.poll(50):
-            self._receive(10_000)
-        self.ingest.commit()
-
-    # ------------------------------------------------------------------ queries
     def _query(self, sid: bytes, req_id: Any, what: Any, args: dict[str, Any]) -> None:
         ok, body = answer_query(self, sid, what, args)
-        self.send(sid, (P.REPLY, req_id, ok, body))
+        self._sender.send(sid, (P.REPLY, req_id, ok, body))
 
     def status(self) -> dict[str, Any]:
         """What ``trackiod status`` shows."""
-        return daemon_status(self)
+        return daemon_status(self.settings, self.started, self.recovery, self.loop, self.services)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import apsw
 import psutil
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
-from trackiod.attachments.dispatch import KINDS as FEATURE_KINDS
 from trackiod.ingest.batch import Batch, Columns
+from trackiod.ingest.context import canonical_context
 from trackiod.ingest.guard import (
     FrameGuard,
     Undoable,
@@ -34,6 +35,7 @@ from trackiod.ingest.guard import (
 )
 from trackiod.ingest.media import MediaWriter
 from trackiod.ingest.runs import RunBook
+from trackiod.ingest.spool import SpoolIngester
 from trackiod.ingest.stall import WriteStall, is_storage_error, notice_text, probe_write
 from trackiod.store.writer import Store
 
@@ -44,6 +46,39 @@ _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
 
 #: ``send(sid, message)``: deliver a daemon -> client message to a session (dropped if it is gone).
 Send = Callable[[bytes, tuple[Any, ...]], None]
+#: ``handler(store, run_id, payload)``: store one run attachment (alert, saved files, artifact) inside the open
+#: transaction; ValueError and friends make the frame malformed. The layer above ingest registers them by kind.
+Handler = Callable[[Store, int, dict[str, Any]], None]
+
+
+def _ignore(*args: Any) -> None:
+    """The hook of a part that is not there (unit tests of the core, a daemon without mirrors)."""
+
+
+@dataclass(frozen=True)
+class IngestHooks:
+    """How ingest reaches what lies above it: the socket, the daemon's queries, the mirrors and sync."""
+
+    #: Deliver a message to a session.
+    send: Send
+    #: ``query(sid, req_id, what, args)``: answer a QUERY (the daemon replies through ``send``).
+    query: Callable[[bytes, Any, Any, dict[str, Any]], None] = _ignore
+    #: ``after_commit(events, columns)``: what each commit made durable (the mirrors' feed); must return at once.
+    after_commit: Callable[[list[tuple[str, int, Any]], Columns], None] = _ignore
+    #: Called after a commit that finished a run (the daemon asks sync for a pass).
+    after_finish: Callable[[], None] = _ignore
+
+
+class Participant(Protocol):
+    """State kept beside the database for the open transaction (the attachments' queues of background work)."""
+
+    def committed(self) -> None: ...
+
+    def rolled_back(self) -> None: ...
+
+    def mark(self) -> object: ...
+
+    def undo_to(self, mark: object) -> None: ...
 
 
 class Counters:
@@ -81,15 +116,34 @@ class Ingest:
     """Applies decoded client messages to the store; see the module docstring."""
 
     def __init__(
-        self, store: Store, send: Send, spool_hook: Callable[[bytes], None], media_root: Path | None = None
+        self,
+        store: Store,
+        media: MediaWriter,
+        hooks: IngestHooks,
+        handlers: Mapping[int, Handler],
+        *,
+        participants: Sequence[Participant] = (),
+        spool_dir: Path,
+        max_frame_bytes: int,
+        boot_id: bytes,
+        heartbeat_timeout_s: float,
+        journal: bool,
     ) -> None:
         self.store = store
-        self.media = MediaWriter(store, media_root or store.path.parent / "media")
-        self.send = send
-        self.spool_hook = spool_hook  # ingest this session's spool files now (called on a gap)
+        self.media = media
+        self.hooks = hooks
+        self.send = hooks.send
+        self.handlers = dict(handlers)
+        self.participants = tuple(participants)
+        self.boot_id = boot_id
+        #: Frames of the open transaction to forward to a head daemon (None: this daemon does not forward).
+        self.journal: list[bytes] | None = [] if journal else None
         self.committed, handles = store.load_sessions()
         self.accepted = dict(self.committed)
         self.runs = RunBook(store, handles, self.notice)
+        self.runs.heartbeat_timeout_s = heartbeat_timeout_s
+        #: Frames a shim wrote to disk while no daemon took them; read at start, on a gap and at maintenance.
+        self.spool = SpoolIngester(spool_dir, max_frame_bytes, self._replay, self.commit, self.drop_malformed)
         self.batch = Batch()
         self.counters = Counters()
         self.stall = WriteStall(store.path)
@@ -123,6 +177,13 @@ class Ingest:
         else:
             self._sequenced(kind, sid, seq, fields, live)
 
+    def drop_malformed(self, reason: str) -> None:
+        """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""
+        self._malformed(reason)
+
+    def _replay(self, kind: int, sid: bytes, seq: int, fields: list[Any]) -> None:
+        self.handle(kind, sid, seq, fields, live=False)
+
     def notice(self, sid: bytes | None, text: str, level: str = "warning") -> None:
         """Tell a session something went wrong with what it sent (the shim warns once per text)."""
         log.warning("%s%s", f"session {sid.hex()[:8]}: " if sid else "", text)
@@ -136,7 +197,7 @@ class Ingest:
             return
         expected = self.accepted.get(sid, 0) + 1
         if seq > expected and live:
-            self.spool_hook(sid)  # the missing frames may be waiting in a spool file
+            self.spool.ingest(sid)  # the missing frames may be waiting in a spool file
             expected = self.accepted.get(sid, 0) + 1
         if seq < expected:
             self.counters.duplicates += 1
@@ -184,10 +245,7 @@ class Ingest:
 
     def _undoable(self) -> list[Undoable]:
         """What one frame may change besides the database, each able to mark and undo its own state."""
-        parts: list[Undoable] = [self.runs, self.media, self.counters]
-        if self.features is not None:
-            parts += [self.features.alerts, self.features.files, self.features.artifacts]
-        return parts
+        return [self.runs, self.media, self.counters, *self.participants]
 
     def _apply(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         if kind == P.LOG:
@@ -258,8 +316,36 @@ class Ingest:
             if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
                 raise FrameRejected("FORWARD must carry one sequenced frame")
             self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
-        elif kind in FEATURE_KINDS and self.features is not None:
-            self.features.apply(self, kind, sid, fields)
+        elif kind == P.LOG_CONTEXT:
+            self._log_context(sid, fields)
+        elif kind in self.handlers:
+            run_id = self.runs.run_for(sid, fields[0])
+            if run_id is None:
+                return
+            payload = fields[1]
+            if not isinstance(payload, dict):
+                raise ValueError(f"{P.KIND_NAMES[kind]} needs a dict")
+            self.handlers[kind](self.store, run_id, payload)
+
+    def _log_context(self, sid: bytes, fields: list[Any]) -> None:
+        """LOG with a context: its series are kept apart from the same names logged without one."""
+        handle = fields[0]
+        run_id = self.runs.run_for(sid, handle)
+        if run_id is None:
+            return
+        step, ts, data, context = fields[1:]
+        if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
+            raise ValueError("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
+        body = canonical_context(context)
+        rank = self.runs.ranks.get((sid, handle))
+        store = self.store
+        if rank is not None:
+            self.batch.add_rank(run_id, rank, step, float(ts), data, None if body is None else store.context_id(body))
+        elif body is None:
+            self.batch.add(run_id, step, float(ts), data)
+        else:
+            self.batch.add_context(run_id, store.context_id(body), step, float(ts), data)
+        self.counters.points += len(data)
 
     def _proc_started(self, info: dict[str, Any]) -> float | None:
         """The process's start time, to tell it apart from a later process reusing its pid."""
@@ -311,7 +397,7 @@ class Ingest:
                 return
             self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
         elif kind == P.SPOOL_READY:
-            self.spool_hook(sid)
+            self.spool.ingest(sid)
         elif kind == P.RESYNC:
             first = fields[0]
             if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
@@ -328,19 +414,7 @@ class Ingest:
                 self._touched.add(sid)
         elif kind == P.QUERY:
             req_id, what, args = fields
-            self.query_hook(sid, req_id, what, args if isinstance(args, dict) else {})
-
-    boot_id: bytes = b""
-    #: Frames of the open transaction to forward to a head daemon (None: this daemon does not forward).
-    journal: list[bytes] | None = None
-    #: Alerts, files, artifacts and context (trackiod.attachments.dispatch.Features); None in unit tests of the core.
-    features: Any = None
-    #: ``after_commit(events, columns)``: called with what each commit made durable (the mirrors' feed).
-    #: It must return at once; the daemon sets it to :meth:`trackiod.mirrors.fanout.MirrorHub.offer`.
-    after_commit: Callable[[list[tuple[str, int, Any]], Columns], None] = staticmethod(lambda *a: None)
-    query_hook: Callable[[bytes, Any, Any, dict[str, Any]], None] = staticmethod(lambda *a: None)
-    #: Called after a commit that finished a run (the daemon asks sync for a pass).
-    after_finish: Callable[[], None] = staticmethod(lambda: None)
+            self.hooks.query(sid, req_id, what, args if isinstance(args, dict) else {})
 
     # ------------------------------------------------------------------ transactions
     def begin(self) -> None:
@@ -349,6 +423,11 @@ class Ingest:
             self.store.begin()
             self._in_txn = True
             self.opened_at = time.monotonic()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the writer's transaction is open (the forwarder sends its journal only between them)."""
+        return self._in_txn
 
     @property
     def pending(self) -> bool:
@@ -385,12 +464,12 @@ class Ingest:
         if self.stall.since is not None and self.stall.cleared() is not None:
             for sid in touched:
                 self.send(sid, (P.NOTICE, "info", f"trackiod writes to {self.store.path} again; nothing was lost"))
-        if self.features is not None:
-            self.features.committed()
+        for participant in self.participants:
+            participant.committed()
         events, self.runs.events = self.runs.events, []
         if events or columns.series or columns.texts:
             try:
-                self.after_commit(events, columns)
+                self.hooks.after_commit(events, columns)
             except Exception as exc:  # a mirror's trouble never reaches the writer
                 log.exception("handing committed data to the mirrors failed: %s", exc)
         for sid in touched:
@@ -398,7 +477,7 @@ class Ingest:
             self.send(sid, (P.ACK, self.accepted[sid]))
         self._ack_dups()
         if finishing:
-            self.after_finish()
+            self.hooks.after_finish()
         return True
 
     def _ack_dups(self) -> None:
@@ -420,8 +499,8 @@ class Ingest:
         self.store.rollback()
         self.media.rolled_back()
         self.batch = Batch()
-        if self.features is not None:
-            self.features.rolled_back()
+        for participant in self.participants:
+            participant.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
         if storage:

@@ -90,8 +90,11 @@ class Worker:
                 with self._lock:
                     self._busy -= 1
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Finish the job in progress (queued ones are dropped: their state is in the database) and stop."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Finish the job in progress (queued ones are dropped: their state is in the database) and stop.
+
+        True if the thread stopped within ``timeout`` seconds.
+        """
         while True:
             try:
                 self._jobs.get_nowait()
@@ -101,3 +104,4 @@ class Worker:
                 break
         self._jobs.put(None)
         self._thread.join(timeout)
+        return not self._thread.is_alive()

@@ -152,15 +152,3 @@ def notice_text(db_path: Path, cause: str) -> str:
         f"trackiod cannot write to {db_path} ({cause.split(' (')[0]}); your data stays buffered in this process "
         "and is stored when space is freed"
     )
-
-
-def status_line(writes: dict[str, Any] | None) -> str:
-    """``trackiod status``'s "writes" line."""
-    if not writes or writes.get("state") != "stalled":
-        stalls = (writes or {}).get("stalls", 0)
-        return "ok" + (f" ({stalls} stalls since start, all recovered)" if stalls else "")
-    since = time.strftime("%H:%M:%S", time.localtime(writes["since"]))
-    return (
-        f"STALLED since {since}: {writes['cause']}; nothing is acknowledged, clients buffer; "
-        f"{writes['failed_tries']} tries, next in {writes['next_try_s']:.0f} s (free space to resume)"
-    )

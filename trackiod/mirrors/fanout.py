@@ -195,8 +195,11 @@ class MirrorHub:
             self._queue.append((picked, batches, overflow))
             self._cond.notify()
 
-    def close(self, timeout: float) -> None:
-        """Write what is queued, close every mirror (their runs go on; the daemon is stopping), stop the thread."""
+    def close(self, timeout: float) -> bool:
+        """Write what is queued, close every mirror (their runs go on; the daemon is stopping), stop the thread.
+
+        True if the thread finished within ``timeout`` seconds.
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify()
@@ -206,6 +209,8 @@ class MirrorHub:
                 log.warning(
                     "mirrors did not finish within %.0f s; what they had not written is in the database", timeout
                 )
+                return False
+        return True
 
     def status(self) -> dict[str, Any]:
         """Every mirror's state (open ones and the most recently closed), and the queue's."""

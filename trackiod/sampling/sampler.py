@@ -115,14 +115,17 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="trackiod-sampler", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the thread and release NVML; safe to call twice."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the thread and release NVML; True if the thread stopped within ``timeout`` seconds."""
         self._stop.set()
+        stopped = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout)
+            stopped = not self._thread.is_alive()
         provider, self.provider = self.provider, None
         if provider is not None:
             provider.close()
+        return stopped
 
     def watch(self, pids: frozenset[int]) -> None:
         """The pids of processes attached to running runs (set by the writer; read by the sampling thread)."""

@@ -328,6 +328,10 @@ class Store:
     def active_runs(self) -> list[RunRow]:
         return dict_rows(self.conn, "SELECT * FROM runs WHERE state='running'")
 
+    def run_points(self, run_id: int) -> int:
+        """How many points the run has stored, over all its series (what finish() prints)."""
+        return self._scalar("SELECT COALESCE(SUM(points), 0) FROM run_keys WHERE run_id=?", run_id)
+
     def run_sessions(self, run_id: int) -> list[tuple[bytes, int, int, str | None, float | None, float]]:
         """(sid, finished, pid, host, proc_started, last_seen) of each session attached to ``run_id``."""
         return [

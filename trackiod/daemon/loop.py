@@ -1,0 +1,189 @@
+"""The writer loop: poll, receive, commit on size or deadline, maintenance on a timer, drain at the end.
+
+It runs on the daemon's main thread, which owns the socket and the database. Frames go to
+:class:`~trackiod.ingest.ingest.Ingest`; the batch commits when it holds ``batch_max_points`` or when the
+flush deadline passes; maintenance (spool files, the attachments' results, samples, crashed runs, the WAL
+checkpoint) runs every ``maintenance_interval_s``. :meth:`WriterLoop.request_stop` ends the loop after the
+current turn; :meth:`WriterLoop.drain` then takes in what was already sent and commits it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from trackio_shim.settings import TrackiodSettings
+from trackiod.daemon.services import ForwarderService, ListenerService, SamplingService
+from trackiod.daemon.writer import Writer
+from trackiod.sync.worker import FINISH_DELAY_S, SyncWorker
+
+log = logging.getLogger("trackiod")
+
+
+class Sender:
+    """Delivers daemon -> client messages: to a forwarder through the listener, else through the local socket."""
+
+    def __init__(self, sock: zmq.Socket[Any], listening: ListenerService) -> None:
+        self.sock = sock
+        self.listening = listening
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    def send(self, sid: bytes, message: tuple[Any, ...]) -> None:
+        """Deliver a message to a session; dropped silently if it is gone (acks are cumulative)."""
+        listener = self.listening.listener
+        if listener is not None and sid in listener.peers:
+            listener.send(sid, self._packer.pack(message))
+            return
+        try:
+            self.sock.send_multipart([sid, self._packer.pack(message)], zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+
+
+class WriterLoop:
+    """The daemon's main loop; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: TrackiodSettings,
+        sock: zmq.Socket[Any],
+        writer: Writer,
+        listening: ListenerService,
+        forwarding: ForwarderService,
+        sampling: SamplingService,
+        sync: SyncWorker,
+    ) -> None:
+        self.settings = settings
+        self.sock = sock
+        self.writer = writer
+        self.ingest = writer.ingest
+        self.listening = listening
+        self.forwarding = forwarding
+        self.sampling = sampling
+        self.sync = sync
+        self.stop_reason: str | None = None
+        self._rates: tuple[float, int, int] = (time.monotonic(), 0, 0)
+        self.frames_per_s = 0.0
+        self.points_per_s = 0.0
+
+    def request_stop(self, reason: str) -> None:
+        """End the loop after its current turn; the first reason given is the one logged."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.info("shutdown requested (%s)", reason)
+
+    def run(self) -> None:
+        """Serve until :meth:`request_stop`."""
+        settings = self.settings
+        ingest = self.ingest
+        attachments = self.writer.attachments
+        listener, forwarder = self.listening.listener, self.forwarding.forwarder
+        poller = None
+        if listener is not None or forwarder is not None:
+            poller = zmq.Poller()
+            for sock in (self.sock, getattr(listener, "sock", None), getattr(forwarder, "sock", None)):
+                if sock is not None:
+                    poller.register(sock, zmq.POLLIN)
+        next_maintenance = time.monotonic() + settings.maintenance_interval_s
+        while self.stop_reason is None:
+            now = time.monotonic()
+            wait = next_maintenance - now
+            if ingest.pending:
+                wait = min(wait, ingest.opened_at + settings.flush_interval_s - now)
+            timeout = max(0, min(int(wait * 1000), 100))
+            if poller is None:
+                if self.sock.poll(timeout):
+                    self._receive(10_000)
+            else:
+                self._poll_network(poller, timeout)
+            now = time.monotonic()
+            if ingest.pending and (
+                now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
+            ):
+                ingest.commit()
+            if attachments.outbox and not ingest.stall.active:
+                attachments.drain(ingest)
+            if now >= next_maintenance:
+                next_maintenance = now + settings.maintenance_interval_s
+                self._maintenance()
+
+    def _receive(self, budget: int) -> int:
+        sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
+        max_frame = self.settings.max_frame_bytes
+        count = 0
+        # Two recv() calls and Frame.more: recv_multipart's per-part option lookups cost more than decoding.
+        while count < budget:
+            try:
+                routing_id = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            count += 1
+            body = sock.recv(copy=False)  # a ROUTER always delivers the routing id plus at least one part
+            if body.more:
+                while sock.rcvmore:
+                    sock.recv()
+                ingest.drop_malformed("a message must have exactly one part")
+                continue
+            if len(body) > max_frame:
+                ingest.drop_malformed(f"frame of {len(body)} bytes is over max_frame_bytes ({max_frame})")
+                continue
+            ingest.handle_raw(body.bytes, routing_id)
+            if ingest.batch.points >= limit:
+                ingest.commit()
+        return count
+
+    def _poll_network(self, poller: zmq.Poller, timeout: int) -> None:
+        listener, forwarder = self.listening.listener, self.forwarding.forwarder
+        ready = dict(poller.poll(min(timeout, 20) if forwarder is not None else timeout))
+        if self.sock in ready:
+            self._receive(10_000)
+        if listener is not None and listener.sock in ready:
+            listener.receive(self.ingest, 10_000)
+        if forwarder is not None:
+            before = forwarder.acked
+            forwarder.receive()
+            if forwarder.acked > before:
+                self.ingest.begin()  # acknowledged rows leave the journal in the writer's next transaction
+                forwarder.trim()
+            if not self.ingest.in_transaction:
+                forwarder.pump()
+
+    def _maintenance(self) -> None:
+        ingest, store = self.ingest, self.writer.store
+        try:
+            if not ingest.may_write():  # the disk is full: nothing is written until a retry (stall.py)
+                return
+            ingest.spool.ingest()
+            ingest.commit()
+            self.sampling.take()
+            self.writer.attachments.tick(store)
+            self.writer.attachments.drain(ingest)
+            store.checkpoint()
+            now = time.time()
+            crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
+            if crashed:
+                ingest.begin()
+                ingest.runs.mark_crashed(crashed, now)
+                ingest.commit()
+                self.sync.request(FINISH_DELAY_S)
+        except Exception as exc:  # maintenance must never take the daemon down
+            log.exception("maintenance failed: %s", exc)
+            ingest.counters.last_error = f"maintenance: {exc}"
+        now = time.monotonic()
+        then, frames, points = self._rates
+        counters = ingest.counters
+        if now - then >= 1.0:
+            self.frames_per_s = (counters.frames - frames) / (now - then)
+            self.points_per_s = (counters.points - points) / (now - then)
+            self._rates = (now, counters.frames, counters.points)
+
+    def drain(self) -> None:
+        """Take in everything already sent to us, commit it, acknowledge it."""
+        deadline = time.monotonic() + self.settings.drain_timeout_s
+        while time.monotonic() < deadline and self.sock.poll(50):
+            self._receive(10_000)
+        self.ingest.commit()
