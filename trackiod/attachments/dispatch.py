@@ -8,11 +8,11 @@ stores each message; after the commit, :meth:`Features.committed` hands slow wor
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim.rules import canonical_context
 from trackio_shim.settings import TrackiodSettings
 from trackiod.attachments.alerts import AlertBook, Notifier
 from trackiod.attachments.artifacts import ArtifactBook
@@ -23,31 +23,6 @@ from trackiod.ingest.outbox import Outbox, Worker
 log = logging.getLogger("trackiod.features")
 
 KINDS = frozenset({P.ALERT, P.SAVE_FILES, P.ARTIFACT_LOG, P.ARTIFACT_USE, P.LOG_CONTEXT})
-MAX_CONTEXT_ITEMS = 32
-MAX_CONTEXT_CHARS = 1024
-
-
-def canonical_context(context: Any) -> str | None:
-    """A context as canonical JSON (sorted keys, no spaces); None for an empty one.
-
-    Raises:
-        ValueError: not a dict of str keys to str, int, float or bool values, or too large.
-    """
-    if not isinstance(context, dict):
-        raise ValueError(f"context must be a dict, not {type(context).__name__}")
-    if not context:
-        return None
-    if len(context) > MAX_CONTEXT_ITEMS:
-        raise ValueError(f"a context has at most {MAX_CONTEXT_ITEMS} entries")
-    for key, value in context.items():
-        if not isinstance(key, str) or not key:
-            raise ValueError(f"context keys must be non-empty strings, not {key!r}")
-        if not isinstance(value, (str, int, float, bool)):
-            raise ValueError(f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}")
-    body = json.dumps(context, sort_keys=True, separators=(",", ":"))
-    if len(body) > MAX_CONTEXT_CHARS:
-        raise ValueError(f"a context encodes to at most {MAX_CONTEXT_CHARS} characters")
-    return body
 
 
 class Features:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from trackio_shim import daemon_state
 from trackio_shim import protocol as P
 from trackio_shim.settings import TrackiodSettings
 
@@ -49,10 +49,10 @@ def request(
 
 def daemon_pid(settings: TrackiodSettings) -> int | None:
     """The pid recorded in the daemon's state file, if that process still exists."""
-    try:
-        pid = int(json.loads(settings.state_path.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
+    state = daemon_state.read(settings.state_path)
+    if state is None:
         return None
+    pid = state.pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

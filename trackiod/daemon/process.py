@@ -21,6 +21,7 @@ import msgpack
 import zmq
 
 from trackio_shim import protocol as P
+from trackio_shim.daemon_state import DaemonState
 from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
@@ -195,18 +196,15 @@ class Daemon:
             self.dashboard = None
 
     def _write_state(self) -> None:
-        state = {
-            "pid": os.getpid(),
-            "endpoint": self.settings.endpoint,
-            "started": self.started,
-            "boot_id": self.boot_id.hex(),
-            "database": str(self.settings.db_path),
-            "version": __version__,
-            "dashboard": self.dashboard_url,
-        }
-        tmp = self.settings.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.settings.state_path)
+        DaemonState(
+            pid=os.getpid(),
+            endpoint=self.settings.endpoint,
+            started=self.started,
+            boot_id=self.boot_id.hex(),
+            database=str(self.settings.db_path),
+            version=__version__,
+            dashboard=self.dashboard_url,
+        ).write(self.settings.state_path)
 
     def _start_sampling(self) -> None:
         settings = self.settings

@@ -200,7 +200,7 @@ class Ingest:
             try:
                 ok, body = self.runs.start(sid, int(handle), dict(params))
             except ValueError as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
-                ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
+                ok, body = False, {"error": P.ERROR_INVALID, "message": f"init(): {exc}"}
             if live and params.get("req") is not None and self.commit():  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))
         elif kind == P.CONFIG:
