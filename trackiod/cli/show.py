@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
+from trackiod.dashboard.server import serve
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -37,23 +37,3 @@ def server_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_show(args: argparse.Namespace) -> int:
     settings = TrackiodSettings.load(home=args.home, log_level=args.log_level, **server_overrides(args))
     return serve(settings, args.project)
-
-
-def serve(settings: TrackiodSettings, project: str | None = None, open_browser: bool | None = None) -> int:
-    """Serve until Ctrl-C; prints the URL first (with the token, when one is needed)."""
-    from trackiod.dashboard.app import DashboardServer
-    from trackiod.dashboard.app import open_browser as launch
-
-    server = DashboardServer(settings)
-    url = server.url(project)
-    print(f"trackiod dashboard: {url}", flush=True)
-    if not settings.db_path.exists():
-        print(f"  (nothing logged under {settings.home} yet; the page fills in once runs are logged)", flush=True)
-    if settings.dashboard_open_browser if open_browser is None else open_browser:
-        launch(url)
-    try:
-        server.serve()
-    except KeyboardInterrupt:
-        pass
-    print("trackiod dashboard stopped", file=sys.stderr)
-    return 0

@@ -1,7 +1,8 @@
 """A read API shaped like wandb's public API: ``Api().runs("project")``, ``Api().run("project/id")``.
 
 It reads the daemon's SQLite file directly (query-only), so it works with the daemon stopped. The store
-reader (trackiod.read.series, with apsw and numpy) is imported on first use, never at ``import trackio_shim``.
+reader (trackiod.read.series, with apsw and numpy, reached through trackio_shim._local) is imported on first use,
+never at ``import trackio_shim``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import RunNotFoundError, UsageError
-from trackio_shim.session.encoding import warn_once
 from trackio_shim.settings import TrackiodSettings
 
 
@@ -59,7 +60,7 @@ class ApiRun:
         inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end). With
         ``context``, the rows of the series logged with exactly that context instead of the context-free ones.
         """
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         if context:
             yield from self._context_rows(context, keys, min_step, max_step)
@@ -76,8 +77,8 @@ class ApiRun:
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
         """Every stored rich value of ``key`` (histograms, arrays, images, tables, HTML), by step, as
         :class:`~trackio_shim.media.refs.MediaRef`; ``min_step`` inclusive, ``max_step`` exclusive."""
+        from trackio_shim._local import media as media_read
         from trackio_shim.media.refs import MediaRef
-        from trackiod.read import media as media_read
 
         last = None if max_step is None else max_step - 1
         with self._api._reader() as conn:
@@ -103,8 +104,8 @@ class ApiRun:
         (``"all"`` or a list of ranks) of a distributed run, one row per rank and step with a ``_rank`` column
         (docs/ranks.md); without it, rank 0's series, as a run logged by one process reads.
         """
+        from trackio_shim._local import series as query
         from trackio_shim.media.refs import wrap_row
-        from trackiod.read import series as query
 
         if ranks is not None:
             wanted = None if ranks == "all" else _rank_list(ranks)
@@ -122,14 +123,14 @@ class ApiRun:
 
     def ranks(self) -> list[dict[str, Any]]:
         """The ranks of a distributed run: ``{rank, host, pid, local_rank, joined_at, exit_code, ended_at}``."""
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         with self._api._reader() as conn:
             return query.run_ranks(conn, self._row["id"])
 
     def rank_aggregates(self, key: str, ranks: Any = None, pandas: bool = True) -> Any:
         """Per-step ``mean, min, max, std, count`` of ``key`` across ranks (all, or a list); docs/ranks.md."""
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         with self._api._reader() as conn:
             agg = query.rank_aggregates(
@@ -156,7 +157,7 @@ class ApiRun:
         Live while the run runs. ``grid_g_per_kwh`` recomputes the emissions at another grid intensity
         (gCO2eq/kWh) than the daemon's; docs/api.md lists every field.
         """
-        from trackiod.read import energy as energy_report
+        from trackio_shim._local import energy as energy_report
 
         with self._api._reader() as conn:
             return energy_report.run_energy(conn, self._row, grid_g_per_kwh)
@@ -164,7 +165,7 @@ class ApiRun:
     def _context_rows(
         self, context: dict[str, Any], keys: list[str] | None, min_step: int | None, max_step: int | None
     ) -> Iterator[dict[str, Any]]:
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._api._reader() as conn:
             rows = catalog.context_history(conn, self._row["id"], context, keys)
@@ -176,7 +177,7 @@ class ApiRun:
 
     def contexts(self) -> list[dict[str, Any]]:
         """Every series logged with a context: ``{"key", "context", "points"}``."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._api._reader() as conn:
             return [{k: v for k, v in s.items() if k != "key_id"} for s in catalog.run_contexts(conn, self._row["id"])]
@@ -186,7 +187,7 @@ class ApiRun:
 
         With ``context``, only series whose context includes all of its items.
         """
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._api._reader() as conn:
             found = catalog.context_series(conn, self._row["id"], key, context)
@@ -194,14 +195,14 @@ class ApiRun:
 
     def alerts(self) -> list[dict[str, Any]]:
         """This run's alerts, newest first, with their delivery status."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._api._reader() as conn:
             return catalog.list_alerts(conn, self.project, self.id)
 
     def files(self) -> list[dict[str, Any]]:
         """The files save() stored for this run: ``name``, ``size``, ``sha256``, ``copies``, ``path``."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._api._reader() as conn:
             return catalog.list_files(conn, self._api.settings.files_dir, self._row)
@@ -215,7 +216,7 @@ class _Reader:
         self._api = api
 
     def __enter__(self) -> Any:
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         self._conn = query.open_reader(self._api.settings.db_path)
         return self._conn
@@ -235,7 +236,7 @@ class Api:
 
     def projects(self) -> list[str]:
         """Names of every project."""
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         with self._reader() as conn:
             return [p["name"] for p in query.list_projects(conn)]
@@ -248,7 +249,7 @@ class Api:
         per_page: int | None = None,
     ) -> list[ApiRun]:
         """Runs of a project (``"project"`` or ``"entity/project"``), newest first; all runs with no path."""
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         project = path.split("/")[-1] if path else None
         with self._reader() as conn:
@@ -260,7 +261,7 @@ class Api:
 
     def energy(self, project: str | None = None, grid_g_per_kwh: float | None = None) -> list[dict[str, Any]]:
         """Energy reports (as :meth:`ApiRun.energy`) of every run, or of one project's, newest first."""
-        from trackiod.read import energy as energy_report
+        from trackio_shim._local import energy as energy_report
 
         with self._reader() as conn:
             return energy_report.energy_reports(conn, project, grid_g_per_kwh)
@@ -272,7 +273,7 @@ class Api:
             UsageError: the path is not of that form.
             RunNotFoundError: there is no such run.
         """
-        from trackiod.read import series as query
+        from trackio_shim._local import series as query
 
         parts = path.split("/")
         if len(parts) not in (2, 3) or not all(parts):
@@ -292,7 +293,7 @@ class Api:
         Raises:
             ArtifactNotFoundError: no such artifact, version or alias.
         """
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         project, artifact, alias = catalog.parse_ref(name, None)
         with self._reader() as conn:
@@ -302,14 +303,14 @@ class Api:
 
     def artifacts(self, project: str | None = None) -> list[dict[str, Any]]:
         """Every artifact version (of one project), newest first, with aliases and lineage."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._reader() as conn:
             return catalog.list_artifacts(conn, project)
 
     def alerts(self, project: str | None = None) -> list[dict[str, Any]]:
         """Every alert (of one project), newest first."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         with self._reader() as conn:
             return catalog.list_alerts(conn, project)
@@ -334,7 +335,7 @@ class _LazyArtifact:
 
     def download(self, root: Any = None) -> str:
         """Materialise the files (under TRACKIOD_HOME, or copies in ``root``) and return their path."""
-        from trackiod.read import catalog
+        from trackio_shim._local import catalog
 
         if root is not None:
             return str(
