@@ -140,18 +140,11 @@ def stopped_daemon(env: dict[str, str], tmp_path: Path) -> Iterator[DaemonProces
 def shim(env: dict[str, str]) -> Iterator[Any]:
     """trackio_shim used in this process, reset afterwards (runs finished, session closed)."""
     import trackio_shim
-    from trackio_shim.session import client as client_module
 
     try:
         yield trackio_shim
     finally:
-        for run in list(trackio_shim._active):
-            run.finish()
-        client = client_module.current_client()
-        if client is not None:
-            client.close(timeout=2.0)
-        client_module._client = None
-        trackio_shim._bind(None)
+        trackio_shim.teardown()
 
 
 def run_script(

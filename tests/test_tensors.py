@@ -17,7 +17,7 @@ from conftest import wait_for
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
 
-from trackio_shim.media import tensors as T  # noqa: E402
+from trackio_shim.session import deferred as T  # noqa: E402
 from trackio_shim.session.client import current_client  # noqa: E402
 
 

@@ -911,7 +911,7 @@ def test_numpy_step_and_timestamps(daemon: DaemonProcess, shim: Any) -> None:
 def test_history_without_pandas_returns_dicts_with_a_warning(
     daemon: DaemonProcess, shim: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trackio_shim.session import encoding as values
+    from trackio_shim import _warn as values
 
     monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails, as where it is not installed
     monkeypatch.setattr(values, "_warned", set())

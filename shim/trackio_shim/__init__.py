@@ -6,26 +6,25 @@ frame and hands it to ZeroMQ; the trackiod daemon does everything slow. See READ
 
 from __future__ import annotations
 
-import atexit
 import os
-import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     ConfigError,
-    DaemonUnreachable,
     ProtocolVersionError,
     RunExistsError,
     RunNotFoundError,
     TrackiodError,
     UsageError,
 )
-from trackio_shim.sdk.run_config import Config, Summary, json_friendly
+from trackio_shim.rules import COPY_MODES, new_run_id
+from trackio_shim.sdk import active
+from trackio_shim.sdk.run_config import Config, Summary
 from trackio_shim.sdk.wandb_run import DisabledRun, Run
-from trackio_shim.session.encoding import warn_once
+from trackio_shim.session.encoding import json_friendly
 from trackio_shim.settings import TrackiodSettings
 
 __version__ = "0.1.0"
@@ -61,6 +60,7 @@ __all__ = [
     "save",
     "show",
     "summary",
+    "teardown",
     "unwatch",
     "use_artifact",
     "watch",
@@ -113,10 +113,16 @@ config: Config = Config()
 #: The summary of :data:`run` (wandb.summary).
 summary: Summary = Summary()
 
-_active: list[Run] = []
-_state_lock = threading.RLock()
-_hooks_installed = False
-_exit_code: int | None = None
+
+def _bind(current: Run | None) -> None:
+    """Show ``current`` as wandb.run, wandb.config and wandb.summary (called by sdk.active on every change)."""
+    global run, config, summary
+    run = current
+    config = current.config if current is not None else Config()
+    summary = current.summary if current is not None else Summary()
+
+
+active.follow(_bind)
 
 
 class Settings:
@@ -168,49 +174,33 @@ def init(
     unknown = sorted(set(kwargs) - run_start.INIT_KEYWORDS)
     if unknown:
         warn_once(("init-kwargs", tuple(unknown)), f"trackio_shim.init(): ignoring unsupported {', '.join(unknown)}")
-    with _state_lock:
+    with active.lock:
         reinit_mode = run_start.reinit_mode(reinit)
-        if _active and reinit_mode == "return_previous":
-            return _active[-1]
-        if _active and reinit_mode == "finish_previous":
-            for previous in list(_active):
+        previous_runs = active.runs()
+        if previous_runs and reinit_mode == "return_previous":
+            return previous_runs[-1]
+        if previous_runs and reinit_mode == "finish_previous":
+            for previous in previous_runs:
                 previous.finish()
         params, cfg = run_start.resolve(
             project, name, id, config, resume, mode, tags, notes, group, job_type, space_id, dataset_id, mirror, kwargs
         )
         new_run: Run
         if params["mode"] == "disabled":
-            params["id"] = params["id"] or run_start.new_run_id()
+            params["id"] = params["id"] or new_run_id()
             params["name"] = params["name"] or params["id"]
-            new_run = DisabledRun(params)
-            new_run.config._items.update(json_friendly(cfg))
+            new_run = DisabledRun(params, json_friendly(cfg))
         else:
             run_dir = dir or run_start.env("TRACKIOD_DIR", "WANDB_DIR")
-            new_run = run_start.start_run(params, cfg, run_dir, bool(kwargs.get("allow_val_change")))
+            allow_val_change = bool(kwargs.get("allow_val_change"))
+            new_run, _ = run_start.start_run(TrackiodSettings.load(), params, cfg, run_dir, allow_val_change)
         tensor_copy = kwargs.get("tensor_copy")
         if tensor_copy is not None:
-            if tensor_copy not in ("deferred", "sync"):
+            if tensor_copy not in COPY_MODES:
                 raise UsageError(f"init(tensor_copy={tensor_copy!r}): use 'deferred' or 'sync'")
             new_run.tensor_copy = tensor_copy
-        _active.append(new_run)
-        _bind(new_run)
-        _install_hooks()
+        active.add(new_run)
         return new_run
-
-
-def _bind(current: Run | None) -> None:
-    global run, config, summary
-    run = current
-    config = current.config if current is not None else Config()
-    summary = current.summary if current is not None else Summary()
-
-
-def _forget_run(finished: Run) -> None:
-    with _state_lock:
-        if finished in _active:
-            _active.remove(finished)
-        if run is finished:
-            _bind(_active[-1] if _active else None)
 
 
 def _require_run() -> Run:
@@ -291,41 +281,18 @@ def finish(exit_code: int | None = None, quiet: bool | None = None) -> None:
         run.finish(exit_code=exit_code)
 
 
-def _install_hooks() -> None:
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    previous_hook = sys.excepthook
-    previous_exit = sys.exit
+def teardown(exit_code: int | None = None) -> None:
+    """Finish every active run, close this process's session and reset wandb.run, config and summary.
 
-    def excepthook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        global _exit_code
-        if not issubclass(kind, KeyboardInterrupt) or _exit_code is None:
-            _exit_code = 1 if not issubclass(kind, KeyboardInterrupt) else 255
-        previous_hook(kind, value, tb)
+    As ``wandb.teardown()``: for a process that goes on after its runs (a test suite, a notebook) and wants a
+    clean start. The session waits at most ``TRACKIOD_FINISH_TIMEOUT_S`` for acknowledgements; what is left is
+    spooled, as at exit. The next init() opens a new session.
+    """
+    from trackio_shim.session.client import close_client
 
-    def exit_hook(code: Any = None) -> Any:
-        global _exit_code
-        _exit_code = code if isinstance(code, int) else (0 if code is None else 1)
-        return previous_exit(code)
-
-    sys.excepthook = excepthook
-    sys.exit = exit_hook
-    atexit.register(_finish_at_exit)
-
-
-def _finish_at_exit() -> None:
-    for leftover in list(_active):
-        try:
-            leftover.finish(exit_code=_exit_code or 0)
-        except Exception as exc:  # at exit, report and go on; never hang or raise
-            warn_once("atexit", f"trackio_shim: could not finish run {leftover.id} at exit: {exc}")
-    from trackio_shim.session.client import current_client
-
-    client = current_client()
-    if client is not None:
-        client.close()
+    active.finish_all(exit_code or 0)
+    close_client()
+    active.reset()
 
 
 def show(
@@ -340,11 +307,10 @@ def show(
     ``host``, ``port`` and ``open_browser`` default to the ``TRACKIOD_DASHBOARD_*`` settings (127.0.0.1, 7860,
     open a browser where there is a display); an address other than loopback gets a token, printed in the URL.
     """
-    # Imported here: the dashboard (Starlette, uvicorn) is never loaded by training processes that do not ask.
-    from trackiod.dashboard.server import serve
+    from trackio_shim._local import serve_dashboard
 
     settings = TrackiodSettings.load(dashboard_host=host, dashboard_port=port)
-    serve(settings, project, open_browser)
+    serve_dashboard(settings, project, open_browser)
 
 
 def import_csv(
@@ -386,4 +352,4 @@ def import_tf_events(
 
 
 __all__ += ["import_csv", "import_tf_events"]
-__all__ += ["DaemonUnreachable", "ProtocolVersionError", "RunExistsError", "RunNotFoundError"]
+__all__ += ["ProtocolVersionError", "RunExistsError", "RunNotFoundError"]

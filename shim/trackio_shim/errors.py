@@ -77,10 +77,6 @@ class DaemonAlreadyRunning(DaemonError):
     """Another daemon holds this data directory's lock (the daemon's own error; the shim never raises it)."""
 
 
-class DaemonUnreachable(DaemonError):
-    """No daemon answered on the endpoint within the time allowed."""
-
-
 class MediaError(UsageError):
     """A rich value (tensor, histogram, image, table, ...) cannot be logged as given; the text says why."""
 

@@ -23,19 +23,19 @@ PROTOCOL_VERSION = 1
 SUPPORTED_VERSIONS = frozenset({1})
 
 # --- sequenced, client -> daemon: [kind, sid, seq, *fields] ---
-SESSION = 1  # info: {version, pid, host, started, argv, python}
+SESSION = 1  # info: {version, pid, host, started, argv, python, cuda}
 RUN_START = 2  # handle, params: {project, id, name, resume, config, tags, ..., req}
 LOG = 3  # handle, step, timestamp, data
 CONFIG = 4  # handle, items (merged into the run's config)
 SUMMARY = 5  # handle, items (explicit summary values)
-DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden}
+DEFINE_METRIC = 6  # handle, spec: {name, step_metric, summary, hidden, goal}
 RUN_FINISH = 7  # handle, exit_code, timestamp
 MEDIA = 8  # handle, step, timestamp, items: {key: {"_type": ..., ...}} (rich values: histograms, images, ...)
 # 9..23 are reserved (tensors and media 9..15, system sampling 16..23).
 ALERT = 24  # handle, alert: {title, text, level, wait_duration, step, timestamp, webhook_url}
 SAVE_FILES = 25  # handle, spec: {pattern, base, policy, matched}
 ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, aliases, entries, log_id}
-ARTIFACT_USE = 27  # handle, ref: {project, name, version}
+ARTIFACT_USE = 27  # handle, ref: {version_id, project, name}
 LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 FORWARD = 29  # frame: one sequenced frame another daemon committed, relayed to a head daemon (docs/forwarding.md)
 
@@ -104,6 +104,25 @@ KIND_NAMES = {
 
 #: Largest sequence number (SQLite's INTEGER); beyond it a frame is malformed, not a watermark to store.
 MAX_SEQ = 2**63 - 1
+
+# --- the ``error`` field of a failed REPLY body ({error, message}); the shim raises one exception per code ---
+ERROR_EXISTS = "exists"  # RUN_START with resume="never" for a run that exists
+ERROR_NOT_FOUND = "not_found"  # RUN_START with resume="must" for a run that does not
+ERROR_INVALID = "invalid"  # RUN_START with a project, id or name the daemon cannot store
+ERROR_REFUSED = "refused"  # the daemon refused the session (REFUSE) while the request waited
+
+#: Spool files, in the spool directory: ``<session id hex>-<first seq, 12 digits>.spool``.
+SPOOL_SUFFIX = ".spool"
+
+
+def spool_name(sid: bytes, first_seq: int) -> str:
+    """The name of the spool file of session ``sid`` whose first frame has sequence number ``first_seq``."""
+    return f"{sid.hex()}-{first_seq:012d}{SPOOL_SUFFIX}"
+
+
+def spool_glob(sid: bytes | None = None) -> str:
+    """A glob for the spool files of session ``sid``, or of every session."""
+    return f"{sid.hex()}-*{SPOOL_SUFFIX}" if sid is not None else f"*{SPOOL_SUFFIX}"
 
 
 def pack(message: tuple[Any, ...] | list[Any]) -> bytes:

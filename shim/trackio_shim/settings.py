@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trackio_shim.errors import SettingsError, UsageError
+from trackio_shim.rules import COPY_MODES
 
 # Unix domain socket paths are limited to 108 bytes on Linux (104 on macOS); keep a margin.
 _MAX_SOCKET_PATH = 100
@@ -251,7 +252,7 @@ class TrackiodSettings:
         if values.get("integrity_check", "quick") not in ("quick", "full", "off"):
             raise SettingsError(f"TRACKIOD_INTEGRITY_CHECK={values['integrity_check']!r}: use quick, full or off")
         copy_mode = values.get("tensor_copy", "deferred")
-        if copy_mode not in ("deferred", "sync"):
+        if copy_mode not in COPY_MODES:
             raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")
         if int(values.get("max_inflight_copies", 64)) < 1:
             raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -115,10 +114,11 @@ def cmd_pull(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_import(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    os.environ["TRACKIOD_HOME"] = str(settings.home)  # the shim reads its settings from the environment
     from trackio_shim.sdk import importers
 
-    common = dict(name=args.name, space_id=args.space_id, dataset_id=args.dataset_id, force=args.force)
+    common = dict(
+        name=args.name, space_id=args.space_id, dataset_id=args.dataset_id, force=args.force, settings=settings
+    )
     if args.kind == "csv":
         runs = [importers.import_csv(args.path, args.project, **common)]
     else:

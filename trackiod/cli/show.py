@@ -6,10 +6,10 @@ import argparse
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
+from trackiod.dashboard.server import serve
 
 
 def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.dashboard.server import serve
 
     return serve(settings, args.project)
 

@@ -5,13 +5,13 @@ Replies are decoded by the shared protocol module, as the shim decodes them: one
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
 
 import zmq
 
+from trackio_shim import daemon_state
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 from trackio_shim.settings import TrackiodSettings
@@ -55,10 +55,10 @@ def request(
 
 def daemon_pid(settings: TrackiodSettings) -> int | None:
     """The pid recorded in the daemon's state file, if that process still exists."""
-    try:
-        pid = int(json.loads(settings.state_path.read_text())["pid"])
-    except (OSError, ValueError, KeyError):
+    state = daemon_state.read(settings.state_path)
+    if state is None:
         return None
+    pid = state.pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

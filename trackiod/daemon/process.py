@@ -11,7 +11,6 @@ releases the rest in reverse, the lock last. SIGTERM, SIGINT and ``trackiod stop
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -23,6 +22,7 @@ from typing import Any
 import zmq
 
 from trackio_shim import protocol as P
+from trackio_shim.daemon_state import DaemonState
 from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
@@ -180,18 +180,15 @@ class Daemon:
             Path(self.settings.endpoint[6:]).unlink(missing_ok=True)
 
     def _write_state(self) -> None:
-        state = {
-            "pid": os.getpid(),
-            "endpoint": self.settings.endpoint,
-            "started": self.started,
-            "boot_id": self.boot_id.hex(),
-            "database": str(self.settings.db_path),
-            "version": __version__,
-            "dashboard": self.dashboard.url,
-        }
-        tmp = self.settings.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.settings.state_path)
+        DaemonState(
+            pid=os.getpid(),
+            endpoint=self.settings.endpoint,
+            started=self.started,
+            boot_id=self.boot_id.hex(),
+            database=str(self.settings.db_path),
+            version=__version__,
+            dashboard=self.dashboard.url,
+        ).write(self.settings.state_path)
 
     # ------------------------------------------------------------------ what the writer calls back
     def _run_finished(self) -> None:

@@ -1,4 +1,6 @@
-"""Serving the dashboard in the foreground: ``trackiod show`` and ``trackio_shim.show()`` both end up here."""
+"""Serving the dashboard in the foreground (``trackiod show``, ``trackio_shim.show()``): print its URL, open a
+browser where there is one, serve until Ctrl-C.
+"""
 
 from __future__ import annotations
 

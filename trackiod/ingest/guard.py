@@ -24,12 +24,11 @@ from typing import Any, Protocol
 import apsw
 
 from trackio_shim.errors import FrameRejected
+from trackio_shim.rules import GOALS, SUMMARY_KINDS
 from trackiod.store.writer import Store
 
 #: Deepest nesting kept in config and summary values (wandb configs are a few levels deep).
 MAX_VALUE_DEPTH = 64
-SUMMARY_KINDS = frozenset({"min", "max", "mean", "last", "first", "none", "best"})
-GOALS = (None, "minimize", "maximize")
 #: SQLite errors that a frame's content can cause; any other (disk full, I/O, corruption) is the environment's.
 INPUT_ERRORS: tuple[type[BaseException], ...] = (
     apsw.ConstraintError,
@@ -132,7 +131,7 @@ def check_metric_spec(spec: dict[str, Any]) -> None:
         raise FrameRejected(
             f"define_metric({name[:80]!r}): 'summary' must be a list drawn from {', '.join(sorted(SUMMARY_KINDS))}"
         )
-    if spec.get("goal") not in GOALS:
+    if spec.get("goal") is not None and spec.get("goal") not in GOALS:
         raise FrameRejected(f"define_metric({name[:80]!r}): 'goal' must be 'minimize', 'maximize' or absent")
     step_metric = spec.get("step_metric")
     if step_metric is not None and not isinstance(step_metric, str):

@@ -21,8 +21,8 @@ import psutil
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
+from trackio_shim.rules import canonical_context
 from trackiod.ingest.batch import Batch, Columns
-from trackiod.ingest.context import canonical_context
 from trackiod.ingest.guard import (
     FrameGuard,
     Undoable,
@@ -293,7 +293,7 @@ class Ingest:
             try:
                 ok, body = self.runs.start(sid, handle, dict(params))
             except FrameRejected as exc:  # a bad project, id or name: init() raises UsageError instead of timing out
-                ok, body = False, {"error": "invalid", "message": f"init(): {exc}"}
+                ok, body = False, {"error": P.ERROR_INVALID, "message": f"init(): {exc}"}
             if live and params.get("req") is not None and self.commit():  # the answer promises a committed run
                 self.send(sid, (P.REPLY, params["req"], ok, body))
         elif kind == P.CONFIG:
@@ -335,8 +335,11 @@ class Ingest:
             return
         step, ts, data, context = fields[1:]
         if not is_step(step) or not is_time(ts) or not isinstance(data, dict):
-            raise ValueError("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
-        body = canonical_context(context)
+            raise FrameRejected("LOG_CONTEXT needs an int64 step, a finite timestamp and a dict of values")
+        try:
+            body = canonical_context(context)
+        except ValueError as exc:  # the shim checks the same rule; a frame that breaks it is bad input
+            raise FrameRejected(str(exc)) from None
         rank = self.runs.ranks.get((sid, handle))
         store = self.store
         if rank is not None:

@@ -9,14 +9,15 @@ import copy
 import json
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psutil
 
+from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected
+from trackio_shim.rules import MAX_NAME_CHARS, new_run_id
 from trackiod.ingest import ranks as R
 from trackiod.ingest.batch import Columns
 from trackiod.ingest.summary import RunSummary
@@ -24,14 +25,8 @@ from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.runs")
 
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-MAX_NAME_CHARS = 256
 #: The attributes of a RunBook that one frame may change before its transaction commits (RunBook.mark).
 _FRAME_STATE = ("handles", "rejected", "run_sids", "ranks", "dirty", "last_steps", "_finished", "summaries")
-
-
-def new_run_id() -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
 
 
 def _text(value: Any, field: str, default: str | None = None) -> str | None:
@@ -129,14 +124,14 @@ class RunBook:
         if existing is not None and policy == "never":
             self.rejected[(sid, handle)] = params
             return False, {
-                "error": "exists",
+                "error": P.ERROR_EXISTS,
                 "message": f"run {project}/{run_key} already exists; pass "
                 "resume='allow' (or 'must') to resume it, or use another id",
             }
         if existing is None and policy == "must":
             self.rejected[(sid, handle)] = params
             return False, {
-                "error": "not_found",
+                "error": P.ERROR_NOT_FOUND,
                 "message": f"resume='must' but project {project!r} has no "
                 f"run {'id ' + repr(run_key) if run_key else 'named ' + repr(name)}",
             }

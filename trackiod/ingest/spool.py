@@ -27,9 +27,8 @@ Apply = Callable[[int, bytes, int, list[Any]], None]
 
 def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
     """Spool files in ingest order (per session, by first sequence number), optionally for one session."""
-    pattern = f"{sid.hex()}-*.spool" if sid is not None else "*.spool"
     try:
-        return sorted(directory.glob(pattern))
+        return sorted(directory.glob(P.spool_glob(sid)))
     except OSError:
         return []
 

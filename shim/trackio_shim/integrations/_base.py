@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import UsageError
 from trackio_shim.sdk.ranks import process_rank
 from trackio_shim.sdk.run_config import as_mapping
 from trackio_shim.sdk.wandb_run import Run
-from trackio_shim.session.encoding import warn_once
 
 STATE_VERSION = 1
 
@@ -56,10 +56,11 @@ class TrackedRun:
         return self._run
 
     def _start(self) -> Run:
-        from trackio_shim import _active, init
+        from trackio_shim import init
+        from trackio_shim.sdk import active as active_runs
 
         restore, self._restore = self._restore, None
-        active = _active[-1] if _active else None
+        active = active_runs.latest()
         if restore is None and self._run is None and active is not None and not active._finished:
             self._owned = False
             if self._config:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import MediaError
 from trackio_shim.media import tensors as T
 
@@ -239,8 +240,6 @@ class Image(Media):
         self.caption = None if caption is None else str(caption)
         self.normalize = normalize
         if boxes is not None or masks is not None or classes is not None:
-            from trackio_shim.session.encoding import warn_once
-
             warn_once("image-overlays", "trackio_shim.Image: boxes, masks and classes are not stored (yet)")
 
     def _base(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from trackio_shim.errors import MediaError
 from trackio_shim.media import Array, Histogram, Image, Media, is_figure, is_ndarray, is_pil
 from trackio_shim.media import tensors as T
+from trackio_shim.session.deferred import Staged
 
 
 @dataclass
@@ -27,10 +28,10 @@ class Prepared:
 
     scalars: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
-    staged: list[T.Staged] = field(default_factory=list)
+    staged: list[Staged] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
 
-    def add(self, key: str, staged: T.Staged, ctx: WireContext) -> None:
+    def add(self, key: str, staged: Staged, ctx: WireContext) -> None:
         """Queue a device value, or resolve it at once when the call asked for ``copy="sync"``."""
         if ctx.copy == "sync":
             is_media, value = T.sync_now(staged)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from trackio_shim.errors import MediaError, UsageError
 from trackio_shim.media import Image, Media, module_of
 from trackio_shim.media import tensors as T
+from trackio_shim.session.encoding import json_friendly
 
 if TYPE_CHECKING:
     from trackio_shim.media.prepare import Prepared, WireContext
@@ -22,8 +23,6 @@ def _cell(value: Any, ctx: WireContext) -> Any:
         return value.item()
     if T.is_tensor(value) and value.numel() == 1:
         return value.item()
-    from trackio_shim.sdk.run_config import json_friendly
-
     return json_friendly(value)
 
 

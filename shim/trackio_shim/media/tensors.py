@@ -1,29 +1,20 @@
-"""Tensors in log() without a device sync: deferred device-to-host copies from a bounded pool of host buffers.
+"""Tensors in log() without a device sync: each device value staged for a deferred copy to the host.
 
-``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. The value is copied with
-``non_blocking=True`` into a pinned host buffer taken from :class:`HostPool`, and a CUDA event is recorded on
-the tensor device's current stream. The call waits in :class:`DeferredCopies` until its events have
-completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp of the original
-``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by the session's
-pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in flight applies
-back-pressure by waiting for the oldest call, never by dropping.
-
-CPU tensors take the very same path (pool, queue, bound) with a marker that is complete at once, so the
-machinery is exercised wherever torch runs. torch is imported only once a tensor has been passed in: callers
-check ``type(value).__module__`` first.
+``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. This module turns a tensor into a
+:class:`~trackio_shim.session.deferred.Staged` copy (a scalar widened on its device, a histogram computed on
+its device, a whole array) together with how its host copy becomes a value; the session's
+:class:`~trackio_shim.session.deferred.DeferredCopies` makes the copies and sends the values once the device
+is done. torch is imported only once a tensor has been passed in: callers check ``type(value).__module__``
+first.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from trackio_shim.errors import MediaError
-
-#: ``emit(handle, step, timestamp, scalars, media)``: hand a resolved call to the session.
-Emit = Callable[[int, int, float, dict[str, Any], dict[str, Any]], None]
+from trackio_shim.session.deferred import Staged
 
 #: Host dtypes numpy can hold; anything else (bfloat16, float8) is widened to float32 on the device first.
 _HOST_DTYPES = {
@@ -59,199 +50,6 @@ def check_real(tensor: Any, what: str) -> None:
     """Raise :class:`MediaError` unless ``tensor`` holds real numbers or bools."""
     if tensor.is_complex() or dtype_name(tensor) in ("quint8", "qint8", "qint32", "quint4x2"):
         raise MediaError(f"{what} of dtype {dtype_name(tensor)} is not supported; log its .real / .abs() instead")
-
-
-class Ready:
-    """The completion marker of a host-side copy: complete as soon as it is made."""
-
-    def query(self) -> bool:
-        return True
-
-    def synchronize(self) -> None:
-        return None
-
-
-READY = Ready()
-
-
-class HostPool:
-    """Reusable float64 host buffers (pinned for CUDA sources), keyed by length.
-
-    At most ``limit`` buffers are kept: one handed back while ``limit`` are alive is dropped, so the pool never
-    holds more than the copies in flight allow (one call with more copies than ``limit`` may briefly exceed it).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._free: dict[tuple[int, bool], list[Any]] = {}
-        self.free_count = 0
-        self.in_use = 0
-        self.allocated = 0  # buffers ever created
-        self.reused = 0  # takes served from the free lists
-
-    @property
-    def live(self) -> int:
-        """Buffers alive now: handed out plus kept for reuse."""
-        return self.in_use + self.free_count
-
-    def take(self, numel: int, pinned: bool) -> Any:
-        free = self._free.get((numel, pinned))
-        if free:
-            buffer = free.pop()
-            self.free_count -= 1
-            self.reused += 1
-        else:
-            import torch
-
-            buffer = torch.empty(numel, dtype=torch.float64, pin_memory=pinned)
-            self.allocated += 1
-        self.in_use += 1
-        return buffer
-
-    def give(self, buffer: Any, pinned: bool) -> None:
-        self.in_use -= 1
-        if self.in_use + self.free_count < self.limit:
-            self._free.setdefault((int(buffer.numel()), pinned), []).append(buffer)
-            self.free_count += 1
-
-
-class Staged:
-    """One device value waiting to be copied: a source tensor and how to turn its host copy into a value.
-
-    ``pooled`` sources are flat float64 tensors copied into a pool buffer (scalars, histogram bins); the others
-    (whole arrays and images) get a host tensor of their own. ``finish(host)`` returns ``(is_media, value)``.
-    """
-
-    __slots__ = ("finish", "host", "key", "pinned", "pooled", "source")
-
-    def __init__(self, key: str, source: Any, pooled: bool, finish: Callable[[Any], tuple[bool, Any]]) -> None:
-        self.key = key
-        self.source = source
-        self.pooled = pooled
-        self.finish = finish
-        self.host: Any = None
-        self.pinned = False
-
-
-class _Call:
-    """The deferred part of one log() call: its copies and one completion marker per device."""
-
-    __slots__ = ("copies", "handle", "markers", "step", "ts")
-
-    def __init__(self, handle: int, step: int, ts: float, copies: list[Staged], markers: list[Any]) -> None:
-        self.handle, self.step, self.ts, self.copies, self.markers = handle, step, ts, copies, markers
-
-    def ready(self) -> bool:
-        return all(marker.query() for marker in self.markers)
-
-    def wait(self) -> None:
-        for marker in self.markers:
-            marker.synchronize()
-
-
-class DeferredCopies:
-    """The queue of log() calls whose device values are still being copied; see the module docstring."""
-
-    def __init__(self, limit: int, emit: Emit) -> None:
-        self.limit = limit
-        self.pool = HostPool(limit)
-        self._emit = emit
-        self._calls: deque[_Call] = deque()
-        # Held while emitting, so resolved calls reach the session in log() order; never taken by a thread
-        # holding the session's lock (the order is always this lock, then the session's).
-        self._lock = threading.Lock()
-        self.in_flight = 0
-        self.forced = 0  # calls resolved early by back-pressure
-        self.resolved = 0
-
-    def submit(self, handle: int, step: int, ts: float, staged: list[Staged]) -> None:
-        """Start the copies of one log() call; waits for the oldest calls only while over the bound."""
-        with self._lock:
-            while self._calls and self.in_flight + len(staged) > self.limit:
-                call = self._calls.popleft()
-                call.wait()
-                self.forced += 1
-                self._resolve(call)
-            markers = self._start(staged)
-            self._calls.append(_Call(handle, step, ts, staged, markers))
-            self.in_flight += len(staged)
-
-    def _start(self, staged: list[Staged]) -> list[Any]:
-        import torch
-
-        markers: list[Any] = []
-        devices: dict[Any, None] = {}
-        for item in staged:
-            source = item.source
-            device = source.device
-            cuda = device.type == "cuda"
-            if item.pooled:
-                item.host = self.pool.take(int(source.numel()), cuda)
-                item.pinned = cuda
-            else:
-                item.host = torch.empty(source.shape, dtype=source.dtype, pin_memory=cuda)
-            if cuda:
-                with torch.cuda.device(device):  # the copy runs on this device's current stream
-                    item.host.copy_(source.reshape(item.host.shape), non_blocking=True)
-                devices[device] = None
-            else:  # CPU (and accelerators without events): the copy is complete when it returns
-                item.host.copy_(source.reshape(item.host.shape))
-        for device in devices:
-            event = torch.cuda.Event()  # type: ignore[no-untyped-call]
-            event.record(torch.cuda.current_stream(device))
-            markers.append(event)
-        if not markers:
-            markers.append(READY)
-        return markers
-
-    def poll(self) -> int:
-        """Send every call at the head of the queue whose copies have completed; never blocks on a device."""
-        if not self._calls:
-            return 0
-        done = 0
-        with self._lock:
-            while self._calls and self._calls[0].ready():
-                self._resolve(self._calls.popleft())
-                done += 1
-        return done
-
-    def drain(self) -> int:
-        """Wait for every copy in flight and send them all (flush(), finish(), exit)."""
-        done = 0
-        with self._lock:
-            while self._calls:
-                call = self._calls.popleft()
-                call.wait()
-                self._resolve(call)
-                done += 1
-        return done
-
-    def pending(self) -> int:
-        return len(self._calls)
-
-    def _resolve(self, call: _Call) -> None:
-        scalars: dict[str, Any] = {}
-        media: dict[str, Any] = {}
-        for item in call.copies:
-            try:
-                is_media, value = item.finish(item.host)
-            except Exception as exc:  # one value that cannot be sent never costs the rest of its call
-                from trackio_shim.session.encoding import warn_once
-
-                reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
-                warn_once(("deferred", item.key, reason), f"trackio_shim: key {item.key!r}: {reason}; it was dropped")
-                continue
-            finally:
-                if item.pooled:
-                    self.pool.give(item.host, item.pinned)
-                item.host = item.source = None
-            (media if is_media else scalars)[item.key] = value
-        self.in_flight -= len(call.copies)
-        self.resolved += 1
-        self._emit(call.handle, call.step, call.ts, scalars, media)
-
-
-# ------------------------------------------------------------------------------------------------ staging
 
 
 def _scalar_value(integral: bool) -> Callable[[Any], tuple[bool, Any]]:

@@ -11,13 +11,11 @@ import datetime
 import sys
 import time
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import UsageError
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
+from trackio_shim.sdk.run_link import RunLink
 
 
 class AlertLevel(str, Enum):
@@ -53,8 +51,20 @@ def _seconds(wait_duration: Any) -> float | None:
     return seconds
 
 
-def send_alert(run: Run, title: str, text: str, level: Any, wait_duration: Any) -> None:
-    """Validate, print once, and send one alert for ``run`` (see :meth:`Run.alert`).
+def send_alert(
+    link: RunLink,
+    printed: dict[str, float],
+    step: int,
+    silent: bool,
+    title: str,
+    text: str,
+    level: Any,
+    wait_duration: Any,
+) -> None:
+    """Validate, print once, and send one alert at ``step`` (see :meth:`Run.alert`).
+
+    ``printed`` maps the run's alert titles to when each was last printed (updated here), ``silent`` keeps
+    stderr quiet.
 
     Raises:
         UsageError: an empty or non-str title, an unknown level, or a negative or non-numeric wait_duration.
@@ -66,23 +76,23 @@ def send_alert(run: Run, title: str, text: str, level: Any, wait_duration: Any) 
     name = _level(level)
     wait = _seconds(wait_duration)
     now = time.time()
-    last = run._alerted.get(title)
+    last = printed.get(title)
     # The daemon decides for good (it sees every process of the run); this only keeps the terminal quiet.
     throttled = wait is not None and last is not None and now - last < wait
     if not throttled:
-        run._alerted[title] = now
-        if not run._silent:
+        printed[title] = now
+        if not silent:
             print(f"trackiod: ALERT [{name}] {title}: {text}", file=sys.stderr, flush=True)
-    settings = run._client.settings if run._client is not None else None
+    settings = link.settings
     body: dict[str, Any] = {
         "title": title,
         "text": text,
         "level": name,
         "wait_duration": wait,
-        "step": max(run._step - 1, 0),
+        "step": step,
         "timestamp": now,
     }
     if settings is not None and settings.webhook_url:
         body["webhook_url"] = settings.webhook_url
         body["webhook_format"] = settings.webhook_format
-    run._send(P.ALERT, body)
+    link.send(P.ALERT, body)

@@ -1,7 +1,8 @@
 """A read API shaped like wandb's public API: ``Api().runs("project")``, ``Api().run("project/id")``.
 
 It reads the daemon's SQLite file directly (query-only), so it works with the daemon stopped. The store
-reader (trackiod.read, with apsw and numpy) is imported on first use, never at ``import trackio_shim``.
+reader (trackiod.read.series, with apsw and numpy, reached through trackio_shim._local) is imported on first use,
+never at ``import trackio_shim``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import RunNotFoundError, UsageError
-from trackio_shim.session.encoding import warn_once
 from trackio_shim.settings import TrackiodSettings
 
 
@@ -59,7 +60,7 @@ class ApiRun:
         inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end). With
         ``context``, the rows of the series logged with exactly that context instead of the context-free ones.
         """
-        from trackiod.read.runs import history_rows
+        from trackio_shim import _local
 
         if context:
             yield from self._context_rows(context, keys, min_step, max_step)
@@ -70,21 +71,21 @@ class ApiRun:
         last = None if max_step is None else max_step - 1
         media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            for row in history_rows(conn, self._row, keys, min_step, last):
+            for row in _local.runs.history_rows(conn, self._row, keys, min_step, last):
                 yield wrap_row(row, media_dir)
 
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
         """Every stored rich value of ``key`` (histograms, arrays, images, tables, HTML), by step, as
         :class:`~trackio_shim.media.refs.MediaRef`; ``min_step`` inclusive, ``max_step`` exclusive."""
+        from trackio_shim import _local
         from trackio_shim.media.refs import MediaRef
-        from trackiod.read.media import media_keys, read_media
 
         last = None if max_step is None else max_step - 1
         with self._api._reader() as conn:
-            entry = media_keys(conn, self._row["id"]).get(key)
+            entry = _local.media.media_keys(conn, self._row["id"]).get(key)
             if entry is None:
                 return []
-            _, _, values = read_media(conn, self._row["id"], entry[0], min_step, last)
+            _, _, values = _local.media.read_media(conn, self._row["id"], entry[0], min_step, last)
         return [MediaRef(v, self._api.settings.media_dir) for v in values]
 
     def history(
@@ -103,14 +104,13 @@ class ApiRun:
         (``"all"`` or a list of ranks) of a distributed run, one row per rank and step with a ``_rank`` column
         (docs/ranks.md); without it, rank 0's series, as a run logged by one process reads.
         """
+        from trackio_shim import _local
         from trackio_shim.media.refs import wrap_row
-        from trackiod.read.ranks import rank_history
-        from trackiod.read.runs import history_rows
 
         if ranks is not None:
             wanted = None if ranks == "all" else _rank_list(ranks)
             with self._api._reader() as conn:
-                rows = list(rank_history(conn, self._row, keys, wanted))
+                rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted))
             rows = _spread(rows, samples)
         elif context:
             rows = list(self._context_rows(context, keys, None, None))
@@ -118,22 +118,26 @@ class ApiRun:
         else:
             media_dir = self._api.settings.media_dir
             with self._api._reader() as conn:
-                rows = [wrap_row(r, media_dir) for r in history_rows(conn, self._row, keys, samples=samples)]
+                rows = [
+                    wrap_row(r, media_dir) for r in _local.runs.history_rows(conn, self._row, keys, samples=samples)
+                ]
         return _as_frame(rows, pandas)
 
     def ranks(self) -> list[dict[str, Any]]:
         """The ranks of a distributed run: ``{rank, host, pid, local_rank, joined_at, exit_code, ended_at}``."""
-        from trackiod.read.ranks import run_ranks
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            return run_ranks(conn, self._row["id"])
+            return _local.ranks.run_ranks(conn, self._row["id"])
 
     def rank_aggregates(self, key: str, ranks: Any = None, pandas: bool = True) -> Any:
         """Per-step ``mean, min, max, std, count`` of ``key`` across ranks (all, or a list); docs/ranks.md."""
-        from trackiod.read.ranks import rank_aggregates
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            agg = rank_aggregates(conn, self._row["id"], key, None if ranks in (None, "all") else _rank_list(ranks))
+            agg = _local.ranks.rank_aggregates(
+                conn, self._row["id"], key, None if ranks in (None, "all") else _rank_list(ranks)
+            )
         rows = [
             {
                 "_step": int(step),
@@ -155,18 +159,18 @@ class ApiRun:
         Live while the run runs. ``grid_g_per_kwh`` recomputes the emissions at another grid intensity
         (gCO2eq/kWh) than the daemon's; docs/api.md lists every field.
         """
-        from trackiod.read.energy import run_energy
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            return run_energy(conn, self._row, grid_g_per_kwh)
+            return _local.energy.run_energy(conn, self._row, grid_g_per_kwh)
 
     def _context_rows(
         self, context: dict[str, Any], keys: list[str] | None, min_step: int | None, max_step: int | None
     ) -> Iterator[dict[str, Any]]:
-        from trackiod.read.contexts import context_history
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            rows = context_history(conn, self._row["id"], context, keys)
+            rows = _local.contexts.context_history(conn, self._row["id"], context, keys)
         created = float(self._row["created_at"])
         for row in rows:
             if (min_step is None or row["_step"] >= min_step) and (max_step is None or row["_step"] < max_step):
@@ -175,35 +179,38 @@ class ApiRun:
 
     def contexts(self) -> list[dict[str, Any]]:
         """Every series logged with a context: ``{"key", "context", "points"}``."""
-        from trackiod.read.contexts import run_contexts
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            return [{k: v for k, v in s.items() if k != "key_id"} for s in run_contexts(conn, self._row["id"])]
+            return [
+                {k: v for k, v in s.items() if k != "key_id"}
+                for s in _local.contexts.run_contexts(conn, self._row["id"])
+            ]
 
     def series(self, key: str, context: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """``key``'s series, one per context (context-free first): ``{"context", "steps", "values"}``.
 
         With ``context``, only series whose context includes all of its items.
         """
-        from trackiod.read.contexts import context_series
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            found = context_series(conn, self._row["id"], key, context)
+            found = _local.contexts.context_series(conn, self._row["id"], key, context)
         return [{"context": ctx, "steps": s.tolist(), "values": v.tolist()} for ctx, (s, _, v) in found]
 
     def alerts(self) -> list[dict[str, Any]]:
         """This run's alerts, newest first, with their delivery status."""
-        from trackiod.read.alerts import list_alerts
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            return list_alerts(conn, self.project, self.id)
+            return _local.alerts.list_alerts(conn, self.project, self.id)
 
     def files(self) -> list[dict[str, Any]]:
         """The files save() stored for this run: ``name``, ``size``, ``sha256``, ``copies``, ``path``."""
-        from trackiod.read.files import list_files
+        from trackio_shim import _local
 
         with self._api._reader() as conn:
-            return list_files(conn, self._api.settings.files_dir, self._row)
+            return _local.files.list_files(conn, self._api.settings.files_dir, self._row)
 
     def __repr__(self) -> str:
         return f"<ApiRun {self.path} ({self.state})>"
@@ -214,9 +221,9 @@ class _Reader:
         self._api = api
 
     def __enter__(self) -> Any:
-        from trackiod.read.connection import open_reader
+        from trackio_shim import _local
 
-        self._conn = open_reader(self._api.settings.db_path)
+        self._conn = _local.connection.open_reader(self._api.settings.db_path)
         return self._conn
 
     def __exit__(self, *exc: object) -> None:
@@ -234,10 +241,10 @@ class Api:
 
     def projects(self) -> list[str]:
         """Names of every project."""
-        from trackiod.read.runs import list_projects
+        from trackio_shim import _local
 
         with self._reader() as conn:
-            return [p["name"] for p in list_projects(conn)]
+            return [p["name"] for p in _local.runs.list_projects(conn)]
 
     def runs(
         self,
@@ -247,11 +254,11 @@ class Api:
         per_page: int | None = None,
     ) -> list[ApiRun]:
         """Runs of a project (``"project"`` or ``"entity/project"``), newest first; all runs with no path."""
-        from trackiod.read.runs import list_runs
+        from trackio_shim import _local
 
         project = path.split("/")[-1] if path else None
         with self._reader() as conn:
-            rows = list_runs(conn, project)
+            rows = _local.runs.list_runs(conn, project)
         runs = [ApiRun(self, row) for row in rows]
         for key, value in (filters or {}).items():
             runs = [r for r in runs if getattr(r, key, r.config.get(key)) == value]
@@ -259,10 +266,10 @@ class Api:
 
     def energy(self, project: str | None = None, grid_g_per_kwh: float | None = None) -> list[dict[str, Any]]:
         """Energy reports (as :meth:`ApiRun.energy`) of every run, or of one project's, newest first."""
-        from trackiod.read.energy import energy_reports
+        from trackio_shim import _local
 
         with self._reader() as conn:
-            return energy_reports(conn, project, grid_g_per_kwh)
+            return _local.energy.energy_reports(conn, project, grid_g_per_kwh)
 
     def run(self, path: str) -> ApiRun:
         """One run by ``"project/run_id"`` (an ``"entity/"`` prefix is accepted and ignored).
@@ -271,14 +278,14 @@ class Api:
             UsageError: the path is not of that form.
             RunNotFoundError: there is no such run.
         """
-        from trackiod.read.runs import get_run
+        from trackio_shim import _local
 
         parts = path.split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise UsageError(f"run path {path!r} must look like 'project/run_id'")
         project, run_id = parts[-2], parts[-1]
         with self._reader() as conn:
-            row = get_run(conn, project, run_id)
+            row = _local.runs.get_run(conn, project, run_id)
         if row is None:
             raise RunNotFoundError(f"no run {run_id!r} in project {project!r}")
         return ApiRun(self, row)
@@ -291,27 +298,27 @@ class Api:
         Raises:
             ArtifactNotFoundError: no such artifact, version or alias.
         """
-        from trackiod.read.artifacts import parse_ref, resolve
+        from trackio_shim import _local
 
-        project, artifact, alias = parse_ref(name, None)
+        project, artifact, alias = _local.artifacts.parse_ref(name, None)
         with self._reader() as conn:
-            info = resolve(conn, project, artifact, alias)
+            info = _local.artifacts.resolve(conn, project, artifact, alias)
         dest = self.settings.artifacts_dir / project / artifact / f"v{info['version']}"
         return _LazyArtifact(info, dest, self.settings)
 
     def artifacts(self, project: str | None = None) -> list[dict[str, Any]]:
         """Every artifact version (of one project), newest first, with aliases and lineage."""
-        from trackiod.read.artifacts import list_artifacts
+        from trackio_shim import _local
 
         with self._reader() as conn:
-            return list_artifacts(conn, project)
+            return _local.artifacts.list_artifacts(conn, project)
 
     def alerts(self, project: str | None = None) -> list[dict[str, Any]]:
         """Every alert (of one project), newest first."""
-        from trackiod.read.alerts import list_alerts
+        from trackio_shim import _local
 
         with self._reader() as conn:
-            return list_alerts(conn, project)
+            return _local.alerts.list_alerts(conn, project)
 
 
 class _LazyArtifact:
@@ -333,17 +340,17 @@ class _LazyArtifact:
 
     def download(self, root: Any = None) -> str:
         """Materialise the files (under TRACKIOD_HOME, or copies in ``root``) and return their path."""
-        from trackiod.read.artifacts import export, materialise
+        from trackio_shim import _local
 
         if root is not None:
             return str(
-                export(
+                _local.artifacts.export(
                     self.info,
                     self._settings.blobs_dir,
                     root if hasattr(root, "mkdir") else __import__("pathlib").Path(root),
                 )
             )
-        return str(materialise(self.info, self._settings.blobs_dir, self._dest))
+        return str(_local.artifacts.materialise(self.info, self._settings.blobs_dir, self._dest))
 
     def __repr__(self) -> str:
         return f"<Artifact {self.name}:{self.version} ({self.type})>"

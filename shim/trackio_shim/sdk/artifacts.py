@@ -1,9 +1,9 @@
 """Artifacts: ``Artifact``, ``log_artifact()`` and ``use_artifact()``, as in wandb, stored by the daemon.
 
 ``add_file``/``add_dir`` only record paths. ``log_artifact()`` sends the manifest (names and local paths);
-the daemon hashes and stores the content (trackiod/artifacts.py). ``use_artifact()`` reads the database
-(query-only, through trackiod.read.artifacts, imported on first use) and returns the path of a materialised copy
-under ``TRACKIOD_HOME/artifacts/<project>/<name>/v<N>``.
+the daemon hashes and stores the content (trackiod/attachments/artifacts.py). ``use_artifact()`` reads the
+database (query-only: trackiod.read.catalog, reached through trackio_shim._local on first use) and returns the
+path of a materialised copy under ``TRACKIOD_HOME/artifacts/<project>/<name>/v<N>``.
 """
 
 from __future__ import annotations
@@ -12,15 +12,13 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import ArtifactError, ArtifactNotFoundError, UsageError
-from trackio_shim.session.encoding import warn_once
+from trackio_shim.sdk.run_link import RunLink
 from trackio_shim.settings import TrackiodSettings
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -59,7 +57,7 @@ class Artifact:
         self._entries: dict[str, str] = {}
         self._log_id: str | None = None
         self._settings: TrackiodSettings | None = None
-        self._run: Run | None = None
+        self._link: RunLink | None = None
         self._seq = 0
         self.version: str | None = None
         self.aliases: list[str] = []
@@ -113,20 +111,20 @@ class Artifact:
         """
         if self._log_id is None or self._settings is None:
             raise UsageError(f"Artifact {self.name!r} was not logged; call log_artifact() first")
-        from trackiod.read.artifacts import job_state, version_by_id
+        from trackio_shim import _local
 
         settings = self._settings
-        run = self._run
-        if run is not None and run._client is not None:
-            run._client.wait_acked(self._seq, 2.0)
+        link = self._link
+        if link is not None and link.client is not None:
+            link.client.wait_acked(self._seq, 2.0)
         deadline = time.monotonic() + (settings.artifact_wait_s if timeout is None else timeout)
         with _reader(settings) as conn:
             while True:
-                state = job_state(conn, self._log_id)
+                state = _local.artifacts.job_state(conn, self._log_id)
                 if state is not None and state[0] == "failed":
                     raise ArtifactError(str(state[1]))
                 if state is not None and state[0] == "done" and state[2] is not None:
-                    info = version_by_id(conn, state[2])
+                    info = _local.artifacts.version_by_id(conn, state[2])
                     assert info is not None
                     self.version, self.aliases, self.digest = f"v{info['version']}", info["aliases"], info["digest"]
                     return self
@@ -171,9 +169,9 @@ class ArtifactPath(str):
         """The path of the files: this one, or copies written into ``root``."""
         if root is None:
             return str(self)
-        from trackiod.read.artifacts import export
+        from trackio_shim import _local
 
-        return str(export(self.info, self._settings.blobs_dir, Path(root)))
+        return str(_local.artifacts.export(self.info, self._settings.blobs_dir, Path(root)))
 
 
 class _reader:
@@ -181,10 +179,10 @@ class _reader:
         self.settings = settings
 
     def __enter__(self) -> Any:
-        from trackiod.read.connection import open_reader
+        from trackio_shim import _local
 
         try:
-            self.conn = open_reader(self.settings.db_path)
+            self.conn = _local.connection.open_reader(self.settings.db_path)
         except FileNotFoundError as exc:
             raise ArtifactNotFoundError(str(exc)) from None
         return self.conn
@@ -194,7 +192,7 @@ class _reader:
 
 
 def log_artifact(
-    run: Run, artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None
+    link: RunLink, artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None
 ) -> Artifact:
     """Log an Artifact (or a file or directory path) as a new version; see :meth:`Run.log_artifact`.
 
@@ -227,8 +225,8 @@ def log_artifact(
     import uuid  # here, not at import: uuid is among the slower stdlib imports
 
     artifact._log_id = uuid.uuid4().hex
-    artifact._run = run
-    artifact._settings = run._client.settings if run._client is not None else None
+    artifact._link = link
+    artifact._settings = link.settings
     manifest = {
         "name": artifact.name,
         "type": artifact.type,
@@ -238,39 +236,39 @@ def log_artifact(
         "entries": [[entry, source] for entry, source in sorted(artifact._entries.items())],
         "log_id": artifact._log_id,
     }
-    if run._client is not None and not run._finished:
-        artifact._seq = run._client.emit((P.ARTIFACT_LOG, run._handle, manifest))
-    else:
-        run._send(P.ARTIFACT_LOG, manifest)
+    artifact._seq = link.send(P.ARTIFACT_LOG, manifest)
     return artifact
 
 
-def use_artifact(run: Run, artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> ArtifactPath:
-    """Resolve ``[project/]name[:alias|:vN]``, record the use, and return the local path of its files.
+def use_artifact(
+    link: RunLink, project: str, artifact_or_name: Any, type: str | None = None, **kwargs: Any
+) -> ArtifactPath:
+    """Resolve ``[project/]name[:alias|:vN]`` (``project``: the run's, by default), record the use, and return
+    the local path of its files.
 
     Raises:
         ArtifactNotFoundError: no such artifact, version or alias (the message lists what exists).
         UsageError: ``type`` differs from the stored artifact's type.
         ArtifactError: the version is still being stored after ``TRACKIOD_ARTIFACT_WAIT_S``.
     """
-    from trackiod.read.artifacts import materialise, parse_ref, pending_jobs, resolve
+    from trackio_shim import _local
 
     ref = artifact_or_name.name if isinstance(artifact_or_name, Artifact) else str(artifact_or_name)
-    client = run._client
+    client = link.client
     settings = client.settings if client is not None else TrackiodSettings.load()
-    project, name, alias = parse_ref(ref, run.project)
+    project, name, alias = _local.artifacts.parse_ref(ref, project)
     if client is not None:
         client.wait_acked(client.seq, 2.0)  # this process's own log_artifact() calls reach the daemon first
     deadline = time.monotonic() + settings.artifact_wait_s
     with _reader(settings) as conn:
-        while pending_jobs(conn, project, name) and time.monotonic() < deadline:
+        while _local.artifacts.pending_jobs(conn, project, name) and time.monotonic() < deadline:
             time.sleep(0.02)
-        if pending_jobs(conn, project, name) and alias == "latest":
+        if _local.artifacts.pending_jobs(conn, project, name) and alias == "latest":
             raise ArtifactError(f"artifact {project}/{name} is still being stored; try again shortly")
-        info = resolve(conn, project, name, alias)
+        info = _local.artifacts.resolve(conn, project, name, alias)
     if type is not None and info["type"] != type:
         raise UsageError(f"artifact {project}/{name} has type {info['type']!r}, not {type!r}")
     dest = settings.artifacts_dir / project / name / f"v{info['version']}"
-    path = materialise(info, settings.blobs_dir, dest)
-    run._send(P.ARTIFACT_USE, {"version_id": info["version_id"], "project": project, "name": name})
+    path = _local.artifacts.materialise(info, settings.blobs_dir, dest)
+    link.send(P.ARTIFACT_USE, {"version_id": info["version_id"], "project": project, "name": name})
     return ArtifactPath(path, info, settings)

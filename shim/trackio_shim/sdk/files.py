@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import UsageError
-from trackio_shim.session.encoding import warn_once
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
+from trackio_shim.sdk.run_link import RunLink
 
 POLICIES = ("live", "now", "end")
 _MAGIC = ("*", "?", "[")
@@ -32,7 +30,7 @@ def _fixed_prefix(pattern: str) -> str:
     return os.sep.join(fixed) or os.sep
 
 
-def save(run: Run, glob_str: Any, base_path: Any = None, policy: str = "live") -> list[str]:
+def save(link: RunLink, glob_str: Any, base_path: Any = None, policy: str = "live") -> list[str]:
     """Save files matching ``glob_str`` with the run; see :meth:`Run.save`.
 
     Raises:
@@ -66,5 +64,5 @@ def save(run: Run, glob_str: Any, base_path: Any = None, policy: str = "live") -
                 f"trackio_shim: save({raw!r}, policy={policy!r}): no file matches yet; files that match "
                 "before the run ends will be saved",
             )
-    run._send(P.SAVE_FILES, {"pattern": pattern, "base": base, "policy": policy, "matched": len(matched)})
+    link.send(P.SAVE_FILES, {"pattern": pattern, "base": base, "policy": policy, "matched": len(matched)})
     return matched

@@ -27,7 +27,7 @@ ACK_TIMEOUT_S = 120.0
 Row = tuple[int, float, dict[str, Any]]
 
 
-def check_project(project: str, force: bool) -> None:
+def check_project(settings: TrackiodSettings, project: str, force: bool) -> None:
     """Refuse to import into a project that already has runs, unless ``force``.
 
     Raises:
@@ -35,16 +35,14 @@ def check_project(project: str, force: bool) -> None:
     """
     if force:
         return
-    from trackiod.read.connection import open_reader
-    from trackiod.read.runs import list_runs
+    from trackio_shim import _local
 
-    settings = TrackiodSettings.load()
     try:
-        conn = open_reader(settings.db_path)
+        conn = _local.connection.open_reader(settings.db_path)
     except FileNotFoundError:
         return
     try:
-        count = len(list_runs(conn, project))
+        count = len(_local.runs.list_runs(conn, project))
     finally:
         conn.close()
     if count:
@@ -55,6 +53,7 @@ def check_project(project: str, force: bool) -> None:
 
 
 def log_run(
+    settings: TrackiodSettings,
     rows: Iterable[Row],
     project: str,
     name: str | None,
@@ -65,15 +64,14 @@ def log_run(
 ) -> Run:
     """Start a run, log ``(step, timestamp, values)`` rows to it with their own timestamps, and finish it."""
     params = run_params(project, name=name, tags=["imported"], space_id=space_id, dataset_id=dataset_id)
-    run = start_run(params, config, None, False, started=started)
-    client = run._client
-    assert client is not None
+    run, link = start_run(settings, params, config, None, False, started=started)
     last_seq = 0
     for step, ts, values in rows:
         if values:
-            last_seq = client.emit((P.LOG, run._handle, step, ts, values)) or last_seq
+            last_seq = link.send(P.LOG, step, ts, values) or last_seq
     # Finishing only waits finish_timeout_s; an import is worth waiting for (what is left goes to the spool).
-    client.wait_acked(last_seq, ACK_TIMEOUT_S)
+    assert link.client is not None
+    link.client.wait_acked(last_seq, ACK_TIMEOUT_S)
     run.finish()
     return run
 
@@ -144,16 +142,18 @@ def import_csv(
     space_id: str | None = None,
     dataset_id: str | None = None,
     force: bool = False,
+    settings: TrackiodSettings | None = None,
 ) -> Run:
-    """See :func:`trackio_shim.import_csv`."""
+    """See :func:`trackio_shim.import_csv`; ``settings`` name the data directory (default: the environment's)."""
+    settings = settings or TrackiodSettings.load()
     path = Path(csv_path)
     if not path.is_file():
         raise UsageError(f"{path} is not a file")
     rows = read_csv(path)
-    check_project(project, force)
+    check_project(settings, project, force)
     started = min((r[1] for r in rows), default=None)
     config = {"imported_from": str(path.resolve())}
-    return log_run(rows, project, name or path.stem, space_id, dataset_id, config, started)
+    return log_run(settings, rows, project, name or path.stem, space_id, dataset_id, config, started)
 
 
 # ---------------------------------------------------------------------------------------------- TensorBoard
@@ -208,15 +208,17 @@ def import_tf_events(
     space_id: str | None = None,
     dataset_id: str | None = None,
     force: bool = False,
+    settings: TrackiodSettings | None = None,
 ) -> list[Run]:
-    """See :func:`trackio_shim.import_tf_events`."""
+    """See :func:`trackio_shim.import_tf_events`; ``settings`` name the data directory (default: the environment's)."""
+    settings = settings or TrackiodSettings.load()
     root = Path(log_dir)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory")
     dirs = event_dirs(root)
     if not dirs:
         raise UsageError(f"no TensorBoard event files (events.out.tfevents.*) under {root}")
-    check_project(project, force)
+    check_project(settings, project, force)
     runs = []
     for directory in dirs:
         relative = directory.relative_to(root).as_posix()
@@ -226,5 +228,5 @@ def import_tf_events(
         rows = read_events(directory)
         started = min((r[1] for r in rows), default=None)
         config = {"imported_from": str(directory.resolve())}
-        runs.append(log_run(rows, project, run_name, space_id, dataset_id, config, started))
+        runs.append(log_run(settings, rows, project, run_name, space_id, dataset_id, config, started))
     return runs

@@ -1,4 +1,4 @@
-"""wandb.config and wandb.summary of a run, and how config values are made wire-friendly.
+"""wandb.config and wandb.summary of a run.
 
 Named run_config, not config: a submodule ``config`` would shadow the package attribute ``trackio_shim.config``.
 """
@@ -6,29 +6,13 @@ Named run_config, not config: a submodule ``config`` would shadow the package at
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import ConfigError, UsageError
-from trackio_shim.session.encoding import warn_once
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
-
-
-def json_friendly(value: Any) -> Any:
-    """Config values as msgpack/JSON-friendly data: containers kept, unknown objects as their str()."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): json_friendly(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_friendly(v) for v in value]
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        return json_friendly(value.item())
-    if hasattr(value, "tolist"):
-        return json_friendly(value.tolist())
-    return str(value)
+from trackio_shim.sdk.run_link import RunLink
+from trackio_shim.session.encoding import json_friendly
 
 
 def as_mapping(obj: Any, what: str) -> dict[str, Any]:
@@ -46,12 +30,15 @@ class Config:
     """wandb.config: attribute and item access; every change is sent to the daemon and persisted."""
 
     _items: dict[str, Any]
-    _run: Run | None
+    _link: RunLink | None
     _allow_val_change: bool
 
-    def __init__(self, run: Run | None = None, allow_val_change: bool = False) -> None:
-        object.__setattr__(self, "_items", {})
-        object.__setattr__(self, "_run", run)
+    def __init__(
+        self, link: RunLink | None = None, allow_val_change: bool = False, items: Mapping[str, Any] | None = None
+    ) -> None:
+        """``items``: the config the run starts with (already wire-friendly; not sent again)."""
+        object.__setattr__(self, "_items", dict(items or {}))
+        object.__setattr__(self, "_link", link)
         object.__setattr__(self, "_allow_val_change", allow_val_change)
 
     def _merge(self, items: Mapping[str, Any], allow_val_change: bool, only_new: bool = False) -> None:
@@ -71,8 +58,8 @@ class Config:
         if not changed:
             return
         self._items.update(changed)
-        if self._run is not None:
-            self._run._send(P.CONFIG, changed)
+        if self._link is not None:
+            self._link.send(P.CONFIG, changed)
 
     def update(self, d: Any, allow_val_change: bool = False) -> None:
         """Merge ``d`` (dict or Namespace). Changing an existing key needs ``allow_val_change=True``.
@@ -138,15 +125,15 @@ class Summary:
     assigned in this process, with a one-time warning.
     """
 
-    def __init__(self, run: Run | None = None) -> None:
-        self._run = run
+    def __init__(self, link: RunLink | None = None) -> None:
+        self._link = link
         self._local: dict[str, Any] = {}
 
     def _snapshot(self) -> dict[str, Any]:
-        run = self._run
-        if run is None or run._client is None:
+        link = self._link
+        if link is None or link.client is None:
             return dict(self._local)
-        remote = run._query("summary", {"handle": run._handle})
+        remote = link.query("summary", {"handle": link.handle})
         if remote is None:
             warn_once(
                 "summary-offline",
@@ -168,8 +155,8 @@ class Summary:
         """Set summary values explicitly; they are persisted and win until the key is logged again."""
         items = {str(k): json_friendly(v) for k, v in d.items()}
         self._local.update(items)
-        if self._run is not None:
-            self._run._send(P.SUMMARY, items)
+        if self._link is not None:
+            self._link.send(P.SUMMARY, items)
 
     def keys(self) -> Any:
         return self._snapshot().keys()

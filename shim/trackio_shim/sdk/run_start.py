@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import ProtocolVersionError, RunExistsError, RunNotFoundError, UsageError
+from trackio_shim.rules import new_run_id
 from trackio_shim.sdk.ranks import detect as detect_ranks
-from trackio_shim.sdk.run_config import as_mapping, json_friendly
+from trackio_shim.sdk.run_config import as_mapping
+from trackio_shim.sdk.run_link import RunLink
 from trackio_shim.sdk.terminal import announce, dashboard_url, is_silent
 from trackio_shim.sdk.wandb_run import Run
 from trackio_shim.session.client import get_client
-from trackio_shim.session.encoding import warn_once
+from trackio_shim.session.encoding import json_friendly
 from trackio_shim.settings import TrackiodSettings
 
 #: Every keyword init() accepts in **kwargs (wandb's and ours); others are warned about and ignored.
@@ -107,7 +110,6 @@ _NOUNS = (
     "valley",
     "wave",
 )
-_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 def env(*names: str) -> str | None:
@@ -116,11 +118,6 @@ def env(*names: str) -> str | None:
         if value:
             return value
     return None
-
-
-def new_run_id() -> str:
-    rng = random.SystemRandom()
-    return "".join(rng.choice(_ID_ALPHABET) for _ in range(8))
 
 
 def new_run_name() -> str:
@@ -261,14 +258,22 @@ def _resume_policy(resume: str | bool | None) -> str:
 
 
 def start_run(
-    params: dict[str, Any], cfg: dict[str, Any], dir: Any, allow_val_change: bool, started: float | None = None
-) -> Run:
-    """Start (or resume) a run with the daemon, or locally when none answers (delivered later), and return it.
+    settings: TrackiodSettings,
+    params: dict[str, Any],
+    cfg: dict[str, Any],
+    dir: Any,
+    allow_val_change: bool,
+    started: float | None = None,
+) -> tuple[Run, RunLink]:
+    """Start (or resume) a run with the daemon, or locally when none answers (delivered later).
+
+    Returns the run and its link to the session, for callers that send frames of their own (the importers log
+    rows with their own timestamps). ``settings`` say which daemon and data directory; the session of this
+    process is made with them when it does not exist yet.
 
     Raises:
         RunNotFoundError, RunExistsError, ProtocolVersionError, UsageError: the daemon refused the run.
     """
-    settings = TrackiodSettings.load()
     client = get_client(settings)
     reachable = client.ensure_daemon()
     if not reachable:
@@ -300,11 +305,11 @@ def start_run(
         body = reply.body if isinstance(reply.body, dict) else {}
         message = str(body.get("message", body))
         error = body.get("error")
-        if error == "not_found":
+        if error == P.ERROR_NOT_FOUND:
             raise RunNotFoundError(message)
-        if error == "exists":
+        if error == P.ERROR_EXISTS:
             raise RunExistsError(message)
-        if error == "refused":
+        if error == P.ERROR_REFUSED:
             raise ProtocolVersionError(message)
         raise UsageError(message)
     if reply.done:
@@ -316,12 +321,19 @@ def start_run(
     params["id"] = info.get("id") or params["id"] or default_id
     params["name"] = info.get("name") or params["name"] or default_name
     base = Path(dir) / "trackiod" if dir else settings.home / "runs"
-    new_run = Run(client, handle, params, base / params["project"] / params["id"], allow_val_change)
-    new_run.resumed = bool(info.get("resumed"))
-    new_run._step = int(info.get("step") or 0)
-    new_run.config._items.update(info.get("config") or json_friendly(cfg))
-    new_run._silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
-    new_run._dashboard_url = dashboard_url(settings)
-    if not new_run._silent:
-        announce(new_run, new_run.url)
-    return new_run
+    silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
+    link = RunLink(client, handle, params["id"])
+    new_run = Run(
+        link,
+        params,
+        base / params["project"] / params["id"],
+        allow_val_change,
+        step=int(info.get("step") or 0),
+        config=info.get("config") or json_friendly(cfg),
+        resumed=bool(info.get("resumed")),
+        silent=silent,
+        dashboard_url=dashboard_url(settings),
+    )
+    if not silent:
+        announce(new_run.name, new_run.path, new_run.resumed, bool(client.last_heard), new_run.url)
+    return new_run, link

@@ -6,15 +6,12 @@ never imported here: the inline dashboard is shown only when a Jupyter kernel ha
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from trackio_shim import daemon_state
 from trackio_shim.settings import TrackiodSettings
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -26,11 +23,8 @@ def is_silent(settings: TrackiodSettings) -> bool:
 
 def dashboard_url(settings: TrackiodSettings) -> str | None:
     """The URL of the dashboard the running daemon serves (``daemon.json``'s ``dashboard``), else None."""
-    try:
-        url = json.loads(settings.state_path.read_text()).get("dashboard")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return url if isinstance(url, str) and url else None
+    state = daemon_state.read(settings.state_path)
+    return state.dashboard if state is not None else None
 
 
 def run_url(base: str, project: str, run_id: str) -> str:
@@ -41,12 +35,13 @@ def run_url(base: str, project: str, run_id: str) -> str:
     return f"{base}&{query}" if "?" in base else f"{base.rstrip('/')}/?{query}"
 
 
-def announce(run: Run, url: str | None) -> None:
-    """init()'s one line: which run, and where to look at it; plus the inline dashboard in Jupyter."""
-    verb = "resumed" if run.resumed else "started"
+def announce(name: str, path: str, resumed: bool, heard: bool, url: str | None) -> None:
+    """init()'s one line: which run (``path`` is project/id), and where to look at it; plus the inline dashboard
+    in Jupyter. ``heard``: a daemon has answered this session (else the line says the data waits for one)."""
+    verb = "resumed" if resumed else "started"
     where = f"view it at {url}" if url else "run `trackiod show` to see it"
-    offline = "" if run._client is None or run._client.last_heard else " (no daemon yet: data is kept until one runs)"
-    print(f"trackiod: run {run.name} ({run.project}/{run.id}) {verb}{offline}; {where}", file=sys.stderr)
+    offline = "" if heard else " (no daemon yet: data is kept until one runs)"
+    print(f"trackiod: run {name} ({path}) {verb}{offline}; {where}", file=sys.stderr)
     if url is not None and "ipykernel" in sys.modules:
         _show_inline(url)
 
@@ -60,8 +55,9 @@ def _show_inline(url: str) -> None:
         pass
 
 
-def farewell(run: Run, info: dict[str, Any] | None, stats: dict[str, Any] | None, state: str) -> None:
-    """finish()'s summary: points stored, anything still buffered or spooled, the run's state."""
+def farewell(name: str, path: str, info: dict[str, Any] | None, stats: dict[str, Any] | None, state: str) -> None:
+    """finish()'s summary of run ``name`` (``path`` is project/id): points stored, anything still buffered or
+    spooled, the run's state."""
     parts = []
     if info is not None:
         parts.append(f"{info['points']:,} points stored")
@@ -75,4 +71,4 @@ def farewell(run: Run, info: dict[str, Any] | None, stats: dict[str, Any] | None
         elif info is not None:
             parts.append("nothing left buffered")
     detail = f": {', '.join(parts)}" if parts else ""
-    print(f"trackiod: run {run.name} ({run.project}/{run.id}) {state}{detail}", file=sys.stderr)
+    print(f"trackiod: run {name} ({path}) {state}{detail}", file=sys.stderr)

@@ -1,20 +1,25 @@
-"""Run: the wandb-shaped object init() returns (its Config and Summary: run_config.py)."""
+"""Run: the wandb-shaped object init() returns (its Config and Summary: run_config.py).
+
+A Run talks to the session itself on log()'s hot path; everything else goes through its :class:`RunLink`, which
+is all its helpers (config, summary, alerts, files, artifacts) get. The list of active runs is kept by
+trackio_shim.sdk.active, which hears of a finished run through :meth:`Run.on_finish`.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import UsageError
+from trackio_shim.rules import COPY_MODES, GOALS, SUMMARY_KINDS, canonical_context
 from trackio_shim.sdk.run_config import Config, Summary
+from trackio_shim.sdk.run_link import RunLink
 from trackio_shim.session.client import Client
-from trackio_shim.session.encoding import warn_once
-
-_SUMMARY_KINDS = frozenset({"min", "max", "mean", "last", "first", "none", "best"})
 
 
 class Run:
@@ -22,14 +27,24 @@ class Run:
 
     def __init__(
         self,
-        client: Client | None,
-        handle: int,
+        link: RunLink,
         params: dict[str, Any],
         dir: Path | None,
         allow_val_change: bool = False,
+        *,
+        step: int = 0,
+        config: Mapping[str, Any] | None = None,
+        resumed: bool = False,
+        silent: bool = False,
+        dashboard_url: str | None = None,
     ) -> None:
+        """``link``: the run's session and handle; ``step``: where a resumed run continues; ``config``: its config
+        so far (wire-friendly, not sent again); ``silent``: no lines on stderr; ``dashboard_url``: the daemon's
+        dashboard, for :attr:`url`."""
+        client = link.client
         self._client = client
-        self._handle = handle
+        self._handle = link.handle
+        self._link = link
         self.id: str = params["id"]
         self.name: str = params["name"]
         self.project: str = params["project"]
@@ -42,21 +57,25 @@ class Run:
         #: This process's rank in its job and the job's size (0 and 1 when not distributed; docs/ranks.md).
         self.rank: int = int(params.get("rank") or 0)
         self.world_size: int = int(params.get("world_size") or 1)
-        self.resumed = False
+        self.resumed = resumed
         self.start_time = time.time()
         self._dir = dir
-        self._step = 0
-        self._finished = False
+        self._step = step
         self._sink = client  # the client while the run is live, None once finished: one check in log()
         #: How tensors are copied to the host when log() gets no ``copy=``: "deferred" (default) or "sync".
         self.tensor_copy: str = client.settings.tensor_copy if client is not None else "deferred"
         self._watches: list[Any] = []
         self._context: dict[str, Any] | None = None  # set_context(); None keeps log() on its fast path
         self._alerted: dict[str, float] = {}  # alert title -> when it was last printed (wait_duration)
-        self._silent = False  # TRACKIOD_SILENT / WANDB_SILENT, set by init()
-        self._dashboard_url: str | None = None
-        self.config = Config(self, allow_val_change)
-        self.summary = Summary(self)
+        self._silent = silent
+        self._dashboard_url = dashboard_url
+        self._finish_hooks: list[Callable[[Run], None]] = []
+        self.config = Config(self._link, allow_val_change, config)
+        self.summary = Summary(self._link)
+
+    @property
+    def _finished(self) -> bool:
+        return self._link.finished
 
     # --------------------------------------------------------------- the hot path
     def log(
@@ -110,7 +129,7 @@ class Run:
         from trackio_shim.media.prepare import WireContext, prepare
 
         mode = copy or self.tensor_copy
-        if mode not in ("deferred", "sync"):
+        if mode not in COPY_MODES:
             warn_once(("copy-mode", mode), f"trackio_shim: log(copy={mode!r}): use 'deferred' or 'sync'; deferring")
             mode = "deferred"
         settings = client.settings
@@ -162,7 +181,7 @@ class Run:
         from trackio_shim.sdk.watching import Watch
 
         for model in models if isinstance(models, (list, tuple)) else (models,):
-            self._watches.append(Watch(self, model, log, log_freq))
+            self._watches.append(Watch(self.log, model, log, log_freq))
 
     def unwatch(self, models: Any = None) -> None:
         """Remove the hooks :meth:`watch` added (for ``models``, or for every watched model)."""
@@ -181,18 +200,21 @@ class Run:
         if context is None or context == {}:
             self._context = None
             return
-        bad = _context_problem(context)
-        if bad:
-            raise UsageError(f"set_context(): {bad}")
+        try:
+            canonical_context(context)
+        except ValueError as exc:
+            raise UsageError(f"set_context(): {exc}") from None
         self._context = dict(context)
 
     def _merged_context(self, context: Any) -> dict[str, Any]:
         merged = dict(self._context or {})
         if context is not None:
-            bad = _context_problem(context)
-            if bad:
+            try:
+                canonical_context(context)
+                canonical_context({**merged, **context})  # the two together must fit the bounds too
+            except ValueError as exc:
                 warn_once(
-                    ("bad-context", bad), f"trackio_shim: log(context=...): {bad}; the call's context was ignored"
+                    ("bad-context", str(exc)), f"trackio_shim: log(context=...): {exc}; the call's context was ignored"
                 )
             else:
                 merged.update(context)
@@ -215,20 +237,6 @@ class Run:
         return at
 
     # --------------------------------------------------------------- the rest
-    def _send(self, kind: int, payload: Any) -> None:
-        if self._finished:
-            warn_once(("after-finish", self.id, kind), f"trackio_shim: run {self.id} is finished; change not saved")
-        elif self._client is not None:
-            self._client.emit((kind, self._handle, payload))
-
-    def _query(self, what: str, args: dict[str, Any]) -> Any:
-        client = self._client
-        if client is None:
-            return None
-        client.wait_acked(client.seq, 1.0)
-        reply = client.request((P.QUERY, None, what, args), timeout=1.0, sequenced=False)
-        return reply.body if reply.done and reply.ok else None
-
     @property
     def step(self) -> int:
         """The step the next ``log()`` without ``step=`` writes to."""
@@ -266,7 +274,7 @@ class Run:
         """
         from trackio_shim.sdk.alerts import send_alert
 
-        send_alert(self, title, text, level, wait_duration)
+        send_alert(self._link, self._alerted, max(self._step - 1, 0), self._silent, title, text, level, wait_duration)
 
     def save(self, glob_str: Any = None, base_path: Any = None, policy: str = "live") -> list[str]:
         """Have the daemon copy files matching ``glob_str`` into this run's file store; returns today's matches.
@@ -280,7 +288,7 @@ class Run:
         """
         from trackio_shim.sdk.files import save
 
-        return save(self, glob_str, base_path, policy)
+        return save(self._link, glob_str, base_path, policy)
 
     def log_artifact(
         self, artifact_or_path: Any, name: str | None = None, type: str | None = None, aliases: Any = None
@@ -288,13 +296,13 @@ class Run:
         """Log an Artifact (or a file or directory) as its next version; returns the Artifact (see ``wait()``)."""
         from trackio_shim.sdk.artifacts import log_artifact
 
-        return log_artifact(self, artifact_or_path, name, type, aliases)
+        return log_artifact(self._link, artifact_or_path, name, type, aliases)
 
     def use_artifact(self, artifact_or_name: Any, type: str | None = None, **kwargs: Any) -> Any:
         """Mark ``[project/]name[:alias]`` as used by this run and return the local path of its files."""
         from trackio_shim.sdk.artifacts import use_artifact
 
-        return use_artifact(self, artifact_or_name, type, **kwargs)
+        return use_artifact(self._link, self.project, artifact_or_name, type, **kwargs)
 
     @property
     def offline(self) -> bool:
@@ -337,13 +345,13 @@ class Run:
         if not isinstance(name, str) or not name:
             raise UsageError("define_metric() needs a non-empty metric name")
         kinds = [s.strip() for s in summary.split(",")] if summary else []
-        bad = [k for k in kinds if k not in _SUMMARY_KINDS]
+        bad = [k for k in kinds if k not in SUMMARY_KINDS]
         if bad:
             raise UsageError(
                 f"define_metric({name!r}): unknown summary {', '.join(bad)}; "
-                f"use one or more of {', '.join(sorted(_SUMMARY_KINDS))}"
+                f"use one or more of {', '.join(sorted(SUMMARY_KINDS))}"
             )
-        if goal is not None and goal not in ("minimize", "maximize"):
+        if goal is not None and goal not in GOALS:
             raise UsageError(f"define_metric({name!r}): goal must be 'minimize' or 'maximize'")
         spec = {
             "name": name,
@@ -352,7 +360,7 @@ class Run:
             "hidden": bool(hidden),
             "goal": goal,
         }
-        self._send(P.DEFINE_METRIC, spec)
+        self._link.send(P.DEFINE_METRIC, spec)
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         """Mark the run finished (or failed for a non-zero exit code); waits briefly for acknowledgements.
@@ -371,7 +379,7 @@ class Run:
             except Exception as exc:  # a failed device must not keep the run from finishing
                 warn_once(("drain", self.id), f"trackio_shim: deferred tensor values could not be read: {exc!r}")
             seq = client.emit((P.RUN_FINISH, self._handle, code, time.time()))
-            self._finished = True
+            self._link.finished = True
             self._sink = None
             acked = client.wait_acked(seq, client.settings.finish_timeout_s)
             if not acked:
@@ -380,12 +388,19 @@ class Run:
             if not (quiet or self._silent):
                 from trackio_shim.sdk.terminal import farewell
 
-                info = self._query("run_info", {"handle": self._handle}) if acked else None
-                farewell(self, info, client.stats(), "finished" if code == 0 else "failed")
-        self._finished = True
-        from trackio_shim import _forget_run  # late import: the module keeps the list of active runs
+                info = self._link.query("run_info", {"handle": self._handle}) if acked else None
+                farewell(self.name, self.path, info, client.stats(), "finished" if code == 0 else "failed")
+        self._link.finished = True
+        self._run_finish_hooks()
 
-        _forget_run(self)
+    def on_finish(self, hook: Callable[[Run], None]) -> None:
+        """Call ``hook(run)`` once this run has finished (trackio_shim.sdk.active drops it from the active runs)."""
+        self._finish_hooks.append(hook)
+
+    def _run_finish_hooks(self) -> None:
+        hooks, self._finish_hooks = self._finish_hooks, []
+        for hook in hooks:
+            hook(self)
 
     def __enter__(self) -> Run:
         return self
@@ -399,18 +414,6 @@ class Run:
         return f"<Run {self.project}/{self.id} ({self.name})>"
 
 
-def _context_problem(context: Any) -> str | None:
-    """Why ``context`` cannot be used as a metric context, or None."""
-    if not isinstance(context, Mapping):
-        return f"context must be a dict, not {type(context).__name__}"
-    for key, value in context.items():
-        if not isinstance(key, str) or not key:
-            return f"context keys must be non-empty strings, not {key!r}"
-        if not isinstance(value, (str, int, float, bool)):
-            return f"context[{key!r}] must be a str, int, float or bool, not {type(value).__name__}"
-    return None
-
-
 def _tempdir() -> str:
     import tempfile  # lazily: only disabled runs need it
 
@@ -420,9 +423,9 @@ def _tempdir() -> str:
 class DisabledRun(Run):
     """mode="disabled": every call is a cheap no-op; config and summary are plain local objects."""
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], config: Mapping[str, Any] | None = None) -> None:
         # As wandb: a disabled run's dir is the system temp directory, so scripts saving files there still work.
-        super().__init__(None, 0, params, Path(_tempdir()))
+        super().__init__(RunLink(None, 0, params["id"]), params, Path(_tempdir()), config=config)
         self.mode = "disabled"
 
     def log(
@@ -453,7 +456,5 @@ class DisabledRun(Run):
         return []
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
-        self._finished = True
-        from trackio_shim import _forget_run
-
-        _forget_run(self)
+        self._link.finished = True
+        self._run_finish_hooks()

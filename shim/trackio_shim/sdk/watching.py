@@ -10,12 +10,10 @@ they are logged with ``commit=False``, so they land on the run's current step.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from trackio_shim.errors import UsageError
-
-if TYPE_CHECKING:
-    from trackio_shim.sdk.wandb_run import Run
 
 _WHAT = {"gradients": (True, False), "parameters": (False, True), "all": (True, True), None: (False, False)}
 
@@ -23,14 +21,17 @@ _WHAT = {"gradients": (True, False), "parameters": (False, True), "all": (True, 
 class Watch:
     """The hooks watch() put on one model; :meth:`remove` takes them off."""
 
-    def __init__(self, run: Run, model: Any, log: str | None, log_freq: int, num_bins: int = 64) -> None:
+    def __init__(
+        self, log_values: Callable[..., None], model: Any, log: str | None, log_freq: int, num_bins: int = 64
+    ) -> None:
+        """``log_values``: the run's log(), called with ``commit=False``."""
         if log not in _WHAT:
             raise UsageError(f"watch(log={log!r}): use 'gradients', 'parameters', 'all' or None")
         if not hasattr(model, "register_forward_hook") or not hasattr(model, "named_parameters"):
             raise UsageError(f"watch() takes a torch.nn.Module, not {type(model).__name__}")
         if type(log_freq) is not int or log_freq < 1:
             raise UsageError(f"watch(log_freq={log_freq!r}): use a positive int")
-        self.run = run
+        self.log_values = log_values
         self.model = model
         self.log_freq = log_freq
         self.num_bins = num_bins
@@ -51,7 +52,7 @@ class Watch:
         if self._due and self.parameters:
             from trackio_shim.media import Histogram
 
-            self.run.log(
+            self.log_values(
                 {f"parameters/{name}": Histogram(p, num_bins=self.num_bins) for name, p in module.named_parameters()},
                 commit=False,
             )
@@ -61,7 +62,7 @@ class Watch:
             if self._due and grad is not None:
                 from trackio_shim.media import Histogram
 
-                self.run.log({f"gradients/{name}": Histogram(grad, num_bins=self.num_bins)}, commit=False)
+                self.log_values({f"gradients/{name}": Histogram(grad, num_bins=self.num_bins)}, commit=False)
 
         return hook
 

@@ -22,15 +22,16 @@ import msgpack
 import zmq
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import DaemonUnreachable, ProtocolError
-from trackio_shim.session.discovery import DiscoveryMixin
-from trackio_shim.session.encoding import encode_default, salvage, warn_once
-from trackio_shim.session.spool import SpoolMixin
+from trackio_shim._warn import warn_once
+from trackio_shim.errors import ProtocolError, ProtocolVersionError
+from trackio_shim.session.discovery import DaemonLocator
+from trackio_shim.session.encoding import encode_default, salvage
+from trackio_shim.session.spool import Spooler
 from trackio_shim.session.spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
 from trackio_shim.settings import TrackiodSettings
 
 if TYPE_CHECKING:
-    from trackio_shim.media.tensors import DeferredCopies
+    from trackio_shim.session.deferred import DeferredCopies
 
 _LOG = P.LOG
 _RESEND_BATCH = 4096
@@ -49,11 +50,12 @@ class Reply:
         self.body: Any = None
 
 
-class Client(SpoolMixin, DiscoveryMixin):
+class Client:
     """One session with the daemon; shared by every run in the process.
 
-    Spool handling is in :mod:`trackio_shim.session.spool`, finding the daemon in
-    :mod:`trackio_shim.session.discovery`.
+    It owns the socket and the buffer of unacknowledged frames. It has a :class:`Spooler` (the spool files the
+    buffer overflows into, :mod:`trackio_shim.session.spool`) and a :class:`DaemonLocator` (where the daemon
+    is, and starting one, :mod:`trackio_shim.session.discovery`).
     """
 
     def __init__(self, settings: TrackiodSettings) -> None:
@@ -72,14 +74,10 @@ class Client(SpoolMixin, DiscoveryMixin):
         self._sent = 0  # highest seq handed to ZeroMQ
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
         self.acked = 0
-        self._spool: SpoolWriter | None = None
-        self._spooled_paths: list[Path] = []
-        self._spool_retry_at = 0.0  # after a spool write failed (disk full): no new spool file before this
-        self.spooled_frames = 0
+        self._spooler = Spooler(settings, self.sid, self._announce_spool)
         self._boot_id: bytes | None = None
         self.last_heard = 0.0
         self._last_ping = 0.0
-        self._last_autostart = 0.0
         self.refused: str | None = None
         self._replies: dict[int, Reply] = {}
         self._req_ids = itertools.count(1)
@@ -105,6 +103,7 @@ class Client(SpoolMixin, DiscoveryMixin):
         self._closed = False
         self._wake = threading.Event()
         self._deferred: DeferredCopies | None = None
+        self._locator = DaemonLocator(settings, self)
         info = {
             "version": P.PROTOCOL_VERSION,
             "pid": self.pid,
@@ -152,7 +151,7 @@ class Client(SpoolMixin, DiscoveryMixin):
     def deferred(self) -> DeferredCopies:
         """The queue of deferred device-to-host copies, created when the first tensor is logged."""
         if self._deferred is None:
-            from trackio_shim.media.tensors import DeferredCopies
+            from trackio_shim.session.deferred import DeferredCopies
 
             self._deferred = DeferredCopies(self.settings.max_inflight_copies, self._emit_resolved)
         return self._deferred
@@ -204,6 +203,9 @@ class Client(SpoolMixin, DiscoveryMixin):
         except zmq.ZMQError:
             return False
 
+    def _announce_spool(self, path: Path) -> None:
+        self._control((P.SPOOL_READY, str(path)))
+
     # ------------------------------------------------------------------ receiving
     def _drain_locked(self) -> None:
         while True:
@@ -243,7 +245,7 @@ class Client(SpoolMixin, DiscoveryMixin):
             self.refused = self.refused or str(msg[1])  # the first reason is the one init() reports
             warn_once("refused", f"trackiod refused this session: {self.refused}")
             for reply in self._replies.values():
-                reply.ok, reply.body, reply.done = False, {"error": "refused", "message": self.refused}, True
+                reply.ok, reply.body, reply.done = False, {"error": P.ERROR_REFUSED, "message": self.refused}, True
             self._replies.clear()
 
     def _ack(self, seq: int) -> None:
@@ -266,9 +268,8 @@ class Client(SpoolMixin, DiscoveryMixin):
         if expected >= self._base:
             self._sent = min(self._sent, expected - 1)
             self.hold = True
-        elif self._spooled_paths:
-            for path in self._spooled_paths:
-                self._control((P.SPOOL_READY, str(path)))
+        elif self._spooler.paths:
+            self._spooler.announce_all()
         else:
             # The daemon wants frames we no longer hold (it lost committed data); tell it to move on.
             self._control((P.RESYNC, self._base))
@@ -277,7 +278,7 @@ class Client(SpoolMixin, DiscoveryMixin):
     def _pump_loop(self) -> None:
         while not self._closed:
             # Back sooner while a resend is under way (it goes out in batches), else every pump interval.
-            backlog = self.hold and self._spool is None and self.last_heard
+            backlog = self.hold and self._spooler.writer is None and self.last_heard
             self._wake.wait(0.002 if backlog else self.settings.pump_interval_s)
             self._wake.clear()
             if self._closed:
@@ -286,7 +287,8 @@ class Client(SpoolMixin, DiscoveryMixin):
                 if self._deferred is not None:
                     self._deferred.poll()  # copies finished since the last log(): send them
                 self.service()
-                self._maybe_autostart()
+                if not self._closed:
+                    self._locator.maybe_restart(self.last_heard, self.seq > self.acked)
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
 
@@ -317,22 +319,68 @@ class Client(SpoolMixin, DiscoveryMixin):
         if now - self._last_ping >= self.settings.heartbeat_interval_s:
             self._last_ping = now
             self._control((P.PING, P.PROTOCOL_VERSION))
-        if self._spool is not None:
-            if self._spool.error is not None:
+        spooler = self._spooler
+        if spooler.writer is not None:
+            if spooler.writer.error is not None:
                 self._unspool()
                 return None
-            if self.last_heard > self._spool_since:
+            if self.last_heard > spooler.since:
                 self._end_spool()
                 return None
-            return self._spool, self._take_for_spool()
+            frames = self._take_for_spool()
+            return spooler.take(frames), frames
         if self.hold:
             self._send_backlog()
-        if self._bytes > self.settings.buffer_bytes and now >= self._spool_retry_at:
-            self._begin_spool()
-            if self._spool is None:
+        if self._bytes > self.settings.buffer_bytes and spooler.retry_due(now):
+            if not spooler.open(self._base):
                 return None
-            return self._spool, self._take_for_spool()
+            self.hold = True
+            warn_once(
+                "spooling",
+                f"trackio_shim: trackiod has not taken data for a while; spooling to {self.settings.spool_dir} "
+                "(nothing is lost; the daemon ingests it when it is back)",
+            )
+            frames = self._take_for_spool()
+            return spooler.take(frames), frames
         return None
+
+    # ------------------------------------------------------------------ the spool (files: Spooler)
+    def _take_for_spool(self) -> list[bytes]:
+        """Take every buffered frame out of the buffer for the spool: from here on they count as sent."""
+        frames = self._unacked[self._head :]
+        self._unacked, self._head = [], 0
+        self._bytes = 0
+        self._base = self.seq + 1
+        self._sent = self.seq
+        return frames
+
+    def _end_spool(self) -> bool:
+        """Close the spool file and tell the daemon; False if it could not be written (frames kept in memory)."""
+        frames = self._take_for_spool()
+        if self._spooler.close(frames, self.seq + 1 - len(frames)):
+            self.hold = False
+            return True
+        self._unspool()
+        return False
+
+    def _unspool(self) -> None:
+        """The spool could not be written (disk full): put its unwritten frames back in front of the buffer."""
+        first, frames = self._spooler.give_up(self.acked, self._base)
+        if frames:
+            self._unacked = frames + self._unacked[self._head :]
+            self._head, self._base = 0, first
+            self._bytes += sum(map(len, frames))
+        self._sent = self._base - 1
+        self.hold = True
+
+    def spill_locked(self) -> Path | None:
+        """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
+        spooler = self._spooler
+        if spooler.writer is None and (len(self._unacked) == self._head or not spooler.open(self._base)):
+            return None
+        assert spooler.writer is not None
+        path = spooler.writer.path
+        return path if self._end_spool() else None
 
     def _send_backlog(self) -> None:
         start = self._sent + 1 - self._base
@@ -352,6 +400,43 @@ class Client(SpoolMixin, DiscoveryMixin):
             self._sent += 1
         if last == len(frames):
             self.hold = False
+
+    # ------------------------------------------------------------------ the daemon
+    def ping(self, timeout: float) -> bool:
+        """Ping the daemon and wait for its answer; True when one answered within ``timeout`` seconds.
+
+        Raises:
+            ProtocolVersionError: the daemon refused this session (it cannot serve this shim's version).
+        """
+        before = self.last_heard
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            self._control((P.PING, P.PROTOCOL_VERSION))
+        while time.monotonic() < deadline:
+            with self.lock:
+                self._drain_locked()
+                if self.refused:
+                    raise ProtocolVersionError(
+                        f"trackiod at {self.settings.endpoint} cannot serve this shim: {self.refused}"
+                    )
+                if self.last_heard > before:
+                    return True
+                with contextlib.suppress(zmq.ZMQError):
+                    self._sock.poll(5)
+                    if not self._sock.poll(0):
+                        self._control((P.PING, P.PROTOCOL_VERSION))
+        return False
+
+    def ensure_daemon(self) -> bool:
+        """Make sure a daemon answers, starting one when allowed; False when none could be reached."""
+        return self._locator.ensure_daemon()
+
+    def reconnect(self, endpoint: str) -> None:
+        """Point the socket at ``endpoint`` (the daemon's state file says it listens there)."""
+        with self.lock:
+            self._sock.disconnect(self.endpoint)
+            self._sock.connect(endpoint)
+            self.endpoint = endpoint
 
     # ------------------------------------------------------------------ waiting
     def wait_acked(self, seq: int, timeout: float) -> bool:
@@ -407,8 +492,8 @@ class Client(SpoolMixin, DiscoveryMixin):
                 "acked": self.acked,
                 "buffered_frames": len(self._unacked) - self._head,
                 "buffered_bytes": self._bytes,
-                "spooled_frames": self.spooled_frames,
-                "spool_files": [str(p) for p in self._spooled_paths],
+                "spooled_frames": self._spooler.frames,
+                "spool_files": [str(p) for p in self._spooler.paths],
                 "connected": self._boot_id is not None,
             }
 
@@ -424,7 +509,7 @@ class Client(SpoolMixin, DiscoveryMixin):
         if self.seq > self.acked and wait > 0:
             self.wait_acked(self.seq, wait)
         with self.lock:
-            if self.seq > self.acked or self._spool is not None:
+            if self.seq > self.acked or self._spooler.writer is not None:
                 self.spill_locked()
             if len(self._unacked) > self._head:
                 warn_once(
@@ -478,15 +563,19 @@ def current_client() -> Client | None:
     return _client if _client is not None and _client.pid == os.getpid() else None
 
 
+def close_client(timeout: float | None = None) -> None:
+    """Close this process's session (see :meth:`Client.close`) and forget it: the next get_client() makes one."""
+    global _client
+    with _client_lock:
+        client = current_client()
+        _client = None
+    if client is not None:
+        client.close(timeout)
+
+
 def _forget_after_fork() -> None:
     global _client
     _client = None  # a ZeroMQ context must not cross fork(); the child makes its own session
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def require_daemon(client: Client) -> None:
-    """Raise :class:`DaemonUnreachable` when no daemon answers (for calls that need an answer)."""
-    if not client.ping(1.0):
-        raise DaemonUnreachable(f"no trackiod answered at {client.settings.endpoint}; run `trackiod start`")

@@ -1,4 +1,5 @@
-"""Turning logged values into msgpack, off the hot path: the ``default=`` hook and the salvage path.
+"""Turning logged values into msgpack, off the hot path: the ``default=`` hook, the salvage path, and config
+values made wire-friendly (:func:`json_friendly`).
 
 msgpack packs bool, int, float, str and dicts natively, so the hot path is a single ``pack``. Only an
 unusual value reaches :func:`encode_default` (numpy scalars and 0-d arrays; tensors and rich values make the
@@ -9,24 +10,27 @@ numpy and torch are never imported here: their values are recognised by their ty
 
 from __future__ import annotations
 
-import threading
-import warnings
-from collections.abc import Hashable
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
 
-_warned: set[Hashable] = set()
-_warned_lock = threading.Lock()
+from trackio_shim._warn import warn_once
 
 
-def warn_once(cause: Hashable, message: str) -> None:
-    """Issue ``message`` as a UserWarning the first time ``cause`` is seen in this process."""
-    with _warned_lock:
-        if cause in _warned:
-            return
-        _warned.add(cause)
-    warnings.warn(message, UserWarning, stacklevel=3)
+def json_friendly(value: Any) -> Any:
+    """Config values as msgpack/JSON-friendly data: containers kept, unknown objects as their str()."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): json_friendly(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [json_friendly(v) for v in value]
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        return json_friendly(value.item())
+    if hasattr(value, "tolist"):
+        return json_friendly(value.tolist())
+    return str(value)
 
 
 def encode_default(obj: Any) -> Any:

@@ -1,140 +1,126 @@
-"""The client's spool: where unacknowledged frames go when the daemon stays away or the buffer outgrows its cap.
+"""The session's spool: where unacknowledged frames go when the daemon stays away or the buffer outgrows its cap.
 
-A mixin of :class:`trackio_shim.session.client.Client`, split out to keep that module readable; it shares the client's
-state and lock discipline (every method here runs with :attr:`Client.lock` held, except as noted).
+:class:`Spooler` owns the spool files of one session: the one being written, the closed ones the daemon has
+been told about, and when to try again after a write failed. The client owns the buffer of unacknowledged
+frames and hands frames over (or takes them back) through the methods here; every method runs with the
+client's lock held, so that the buffer and the spool always agree on which seqs are where.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from trackio_shim import protocol as P
-from trackio_shim.session.encoding import warn_once
+from trackio_shim._warn import warn_once
 from trackio_shim.session.spool_writer import SpoolWriter
 from trackio_shim.settings import TrackiodSettings
 
+#: After a spool write failed (disk full): how long before a new spool file is tried.
+_RETRY_AFTER_S = 5.0
 
-class SpoolMixin:
-    """Spool files for :class:`~trackio_shim.session.client.Client`: begin, hand over, close, take back."""
 
-    settings: TrackiodSettings
-    sid: bytes
-    lock: threading.Lock
-    seq: int
-    acked: int
-    hold: bool
-    spooled_frames: int
-    _unacked: list[bytes]
-    _head: int
-    _base: int
-    _bytes: int
-    _sent: int
-    _spool: SpoolWriter | None
-    _spool_since: float
-    _spooled_paths: list[Path]
-    _spool_retry_at: float
+class Spooler:
+    """The spool files of one session: open one, hand frames to it, close and announce it, or give it up."""
 
-    def _control(self, fields: tuple[Any, ...]) -> bool:  # provided by Client
-        raise NotImplementedError
+    def __init__(self, settings: TrackiodSettings, sid: bytes, announce: Callable[[Path], object]) -> None:
+        self.settings = settings
+        self.sid = sid
+        self._announce = announce  # tells the daemon that a closed spool file is ready (SPOOL_READY)
+        #: The file being written, or None while frames stay in memory.
+        self.writer: SpoolWriter | None = None
+        #: When :attr:`writer` was opened: hearing from the daemon after that ends the spooling.
+        self.since = 0.0
+        #: Closed spool files of this session (the daemon is reminded of them when it asks for older frames).
+        self.paths: list[Path] = []
+        #: Frames handed to spool files so far (finish()'s summary, stats()).
+        self.frames = 0
+        self._retry_at = 0.0
 
-    def _begin_spool(self) -> None:
+    def retry_due(self, now: float) -> bool:
+        """Whether a new spool file may be opened (not within a while of a failed write)."""
+        return now >= self._retry_at
+
+    def open(self, first_seq: int) -> bool:
+        """Open a spool file whose first frame has seq ``first_seq``; False (warned once) if it cannot be made."""
         try:
-            self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
+            self.writer = SpoolWriter(self.settings.spool_dir, self.sid, first_seq)
         except OSError as exc:
-            self._spool_failed(exc)
-            return
-        self._spool_since = time.monotonic()
-        self.hold = True
-        warn_once(
-            "spooling",
-            f"trackio_shim: trackiod has not taken data for a while; spooling to {self.settings.spool_dir} "
-            "(nothing is lost; the daemon ingests it when it is back)",
-        )
-
-    def _take_for_spool(self) -> list[bytes]:
-        """Hand every buffered frame over to the spool: from here on they count as sent."""
-        frames = self._unacked[self._head :]
-        self._unacked, self._head = [], 0
-        self.spooled_frames += len(frames)
-        self._bytes = 0
-        self._base = self.seq + 1
-        self._sent = self.seq
-        return frames
-
-    def _end_spool(self) -> bool:
-        """Close the spool file and tell the daemon; False if it could not be written (frames kept in memory)."""
-        assert self._spool is not None
-        frames = self._take_for_spool()
-        with self._spool.lock:  # waits for the pump's batch in flight, so the file keeps seq order
-            self._spool.write_many(frames, self.seq + 1 - len(frames))
-            if self._spool.error is None:
-                try:
-                    self._spool.close()
-                except OSError as exc:
-                    self._spool.error = exc  # its frames may not be on disk: keep them (resends are deduped)
-                    self._spool.failed.append((self.seq + 1 - len(frames), frames))
-        if self._spool.error is not None:
-            self._unspool()
+            self._failed(exc)
             return False
-        self._spooled_paths.append(self._spool.path)
-        self._control((P.SPOOL_READY, str(self._spool.path)))
-        self._spool = None
-        self.hold = False
+        self.since = time.monotonic()
         return True
 
-    def _unspool(self) -> None:
-        """The spool could not be written (disk full): take its unwritten frames back into memory.
+    def take(self, frames: list[bytes]) -> SpoolWriter:
+        """Count ``frames`` as spooled and return the open writer, for the caller to write them after the lock.
 
-        The frames before the failed batch are in the file (whole frames before any tear), the rest go back in
-        front of the buffer, so nothing is lost while this process lives; the daemon drops duplicates.
+        The caller takes ``writer.lock`` before releasing the client's lock, so batches reach the file in seq order.
         """
-        spool = self._spool
-        assert spool is not None
-        with spool.lock:
-            batches, spool.failed = sorted(spool.failed, key=lambda b: b[0]), []
-            spool.abandon()
+        assert self.writer is not None
+        self.frames += len(frames)
+        return self.writer
+
+    def close(self, frames: list[bytes], first_seq: int) -> bool:
+        """Append the last ``frames``, close the file and tell the daemon; False if the file could not be written.
+
+        After False the file is still open with its error set: :meth:`give_up` takes the frames back.
+        """
+        writer = self.take(frames)
+        with writer.lock:  # waits for the pump's batch in flight, so the file keeps seq order
+            writer.write_many(frames, first_seq)
+            if writer.error is None:
+                try:
+                    writer.close()
+                except OSError as exc:
+                    writer.error = exc  # its frames may not be on disk: keep them (resends are deduped)
+                    writer.failed.append((first_seq, frames))
+        if writer.error is not None:
+            return False
+        self.paths.append(writer.path)
+        self._announce(writer.path)
+        self.writer = None
+        return True
+
+    def announce_all(self) -> None:
+        """Tell the daemon again about every closed spool file (it asked for frames only they hold)."""
+        for path in self.paths:
+            self._announce(path)
+
+    def give_up(self, acked: int, base: int) -> tuple[int, list[bytes]]:
+        """The spool could not be written (disk full): close it and return the frames to keep in memory.
+
+        The frames before the failed batch are in the file (whole frames before any tear); the rest are
+        returned as ``(first seq, frames)`` when they fit in front of the buffer, whose first seq is ``base``
+        (those acknowledged meanwhile, up to ``acked``, are left out). Nothing is lost while this process
+        lives; the daemon drops duplicates.
+        """
+        writer = self.writer
+        assert writer is not None
+        with writer.lock:
+            batches, writer.failed = sorted(writer.failed, key=lambda b: b[0]), []
+            writer.abandon()
         frames = [frame for _, batch in batches for frame in batch]
-        first = batches[0][0] if batches else self._base
-        skip = max(0, min(len(frames), self.acked + 1 - first))  # acknowledged meanwhile: not needed
+        first = batches[0][0] if batches else base
+        skip = max(0, min(len(frames), acked + 1 - first))  # acknowledged meanwhile: not needed
         frames, first = frames[skip:], first + skip
-        if frames and first + len(frames) == self._base:
-            self._unacked = frames + self._unacked[self._head :]
-            self._head, self._base = 0, first
-            self._bytes += sum(map(len, frames))
-            self.spooled_frames -= len(frames)
-        self._sent = self._base - 1
-        self.hold = True
-        if batches and batches[0][0] > spool.first_seq:
-            self._spooled_paths.append(spool.path)  # it holds the frames before the failed batch
+        if batches and batches[0][0] > writer.first_seq:
+            self.paths.append(writer.path)  # it holds the frames before the failed batch
         else:
             with contextlib.suppress(OSError):
-                spool.path.unlink()  # nothing in it: give its space back
-        self._spool = None
-        self._spool_failed(spool.error)
+                writer.path.unlink()  # nothing in it: give its space back
+        self.writer = None
+        self._failed(writer.error)
+        if not frames or first + len(frames) != base:
+            return base, []
+        self.frames -= len(frames)
+        return first, frames
 
-    def _spool_failed(self, exc: OSError | None) -> None:
-        self._spool_retry_at = time.monotonic() + 5.0
+    def _failed(self, exc: OSError | None) -> None:
+        self._retry_at = time.monotonic() + _RETRY_AFTER_S
         reason = exc.strerror if exc is not None and exc.strerror else str(exc)
         warn_once(
             ("spool-failed", reason),
             f"trackio_shim: cannot write to the spool in {self.settings.spool_dir} ({reason}); keeping the data "
             "in this process's memory until trackiod or the disk has room",
         )
-
-    def spill_locked(self) -> Path | None:
-        """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
-        if self._spool is None:
-            if len(self._unacked) == self._head:
-                return None
-            try:
-                self._spool = SpoolWriter(self.settings.spool_dir, self.sid, self._base)
-            except OSError as exc:
-                self._spool_failed(exc)
-                return None
-            self._spool_since = time.monotonic()
-        path = self._spool.path
-        return path if self._end_spool() else None

@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+from trackio_shim import protocol as P
+
 
 class SpoolWriter:
     """An append-only file of frames for one session, locked (flock) while open.
@@ -18,7 +20,7 @@ class SpoolWriter:
     def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
         directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory, when it is new
         directory.mkdir(mode=0o700, exist_ok=True)
-        self.path = directory / f"{sid.hex()}-{first_seq:012d}.spool"
+        self.path = directory / P.spool_name(sid, first_seq)
         self.first_seq = first_seq
         # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
         # empty file it could take for an abandoned one.
