@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 import zmq  # noqa: E402
-from hostile_frames import H, IngestRig, consumed, pack, random_frame  # noqa: E402
 
+from tests.support.hostile_frames import H, IngestRig, consumed, pack, random_frame  # noqa: E402
 from trackio_shim import protocol as P  # noqa: E402
 from trackio_shim.errors import ProtocolError  # noqa: E402
 

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, run_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script
 from trackiod.attachments.alerts import payload, webhook_format
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import apsw
 import pytest
-from conftest import DaemonProcess, run_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script
 from trackio_shim.errors import ProtocolVersionError
 
 

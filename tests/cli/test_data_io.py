@@ -19,8 +19,9 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import DaemonProcess, run_script
 
+from tests.support.daemons import DaemonProcess
+from tests.support.scripts import run_script
 from trackio_shim.errors import ProjectExistsError, UsageError
 from trackiod.cli import main as cli
 from trackiod.read import series as query

@@ -18,9 +18,9 @@ from pathlib import Path
 import apsw
 import numpy as np
 import pytest
-from conftest import DaemonProcess, wait_for
-from test_reliability import assert_complete, report_of, start_training
 
+from tests.daemon.test_reliability import assert_complete, report_of, start_training
+from tests.support.daemons import DaemonProcess, wait_for
 from trackiod.daemon.integrity import ensure_usable, find_problem
 from trackiod.store.writer import Store
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProcess, spawn_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import spawn_script
 from trackiod.read import series as query
 
 STEPS = 3000

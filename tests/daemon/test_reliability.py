@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-from conftest import DaemonProcess, spawn_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import spawn_script
 from trackio_shim import protocol as P
 from trackiod.ingest.spool import read_frames
 

@@ -14,8 +14,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from tests.conftest import DaemonProcess, wait_for
-from tests.dashboard_support import client, fill, settings_for
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.dashboard import client, fill, settings_for
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.dashboard_support import client, decode_chart, fill, settings_for
+from tests.support.dashboard import client, decode_chart, fill, settings_for
 
 
 @pytest.fixture

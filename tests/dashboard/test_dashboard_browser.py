@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT, DaemonProcess, run_script, spawn_script, wait_for
-from tests.dashboard_support import SERVING, isolated_env
+from tests.support.daemons import ROOT, DaemonProcess, wait_for
+from tests.support.dashboard import SERVING, isolated_env
+from tests.support.scripts import run_script, spawn_script
 
 pytestmark = pytest.mark.browser
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-import tests.test_dashboard_browser as shared
-from tests.conftest import DaemonProcess
-from tests.dashboard_support import SERVING, fake_nvml_env, isolated_env, store_rich_run
-from tests.test_dashboard_browser import READY, shot
+import tests.dashboard.test_dashboard_browser as shared
+from tests.dashboard.test_dashboard_browser import READY, shot
+from tests.support.daemons import DaemonProcess
+from tests.support.dashboard import SERVING, fake_nvml_env, isolated_env, store_rich_run
 
 # The Chromium fixtures of the dashboard's other browser tests, shared by registering them in this module too.
 browser = shared.browser

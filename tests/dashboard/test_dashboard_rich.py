@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_support import client, fake_nvml_env, isolated_env, settings_for, store_rich_run
 from PIL import Image as PILImage
+
+from tests.support.dashboard import client, fake_nvml_env, isolated_env, settings_for, store_rich_run
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ import msgpack
 import psutil
 import pytest
 import zmq
-from conftest import DaemonProcess, wait_for
-from hostile_frames import H, consumed, deep_frame, huge_header, random_frame
-from test_reliability import KEYS, PROJECT, assert_complete, report_of, start_training
 
+from tests.daemon.test_reliability import KEYS, PROJECT, assert_complete, report_of, start_training
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.hostile_frames import H, consumed, deep_frame, huge_header, random_frame
 from trackio_shim import protocol as P
 
 MAX_FRAME = 65_536

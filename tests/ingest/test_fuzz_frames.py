@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostile_frames import FUZZED_KINDS, H, IngestRig, deep_frame, good_fields, pack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.hostile_frames import FUZZED_KINDS, H, IngestRig, deep_frame, good_fields, pack
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 

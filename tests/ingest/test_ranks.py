@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DaemonProcess, run_script, spawn_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script, spawn_script
 from trackio_shim import Api
 from trackio_shim.errors import UsageError
 from trackio_shim.integrations._base import process_rank

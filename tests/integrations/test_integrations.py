@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, run_script
 
+from tests.support.daemons import DaemonProcess
+from tests.support.scripts import run_script
 from trackio_shim import Api
 from trackio_shim.errors import UsageError
 from trackio_shim.integrations.adapter import LoggerGroup, TrackiodLogger, as_logger

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, run_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script
 from trackio_shim import Api
 from trackio_shim.errors import SettingsError, UsageError
 from trackio_shim.mirror_spec import MirrorSpec, parse_mirrors

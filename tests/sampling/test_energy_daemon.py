@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, spawn_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import spawn_script
 from trackiod.read import energy as energy_report
 from trackiod.read import series as query
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProcess, wait_for
+
+from tests.support.daemons import DaemonProcess, wait_for
 
 pytestmark = pytest.mark.gpu
 

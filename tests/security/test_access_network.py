@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import zmq
-from conftest import DaemonProcess
-from test_forwarding import _free_port, _keys, _node_env
 
+from tests.daemon.test_forwarding import _free_port, _keys, _node_env
+from tests.support.daemons import DaemonProcess
 from trackio_shim import protocol as P
 
 ANSWER_WAIT_MS = 1500

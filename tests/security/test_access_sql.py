@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, DaemonProcess
 
+from tests.support.daemons import ROOT, DaemonProcess
 from trackiod.read import series as query
 
 SOURCE_ROOTS = ("trackiod", "shim")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import DaemonProcess, run_script
+from tests.support.daemons import DaemonProcess
+from tests.support.scripts import run_script
 
 # Never at import, nor for init/log/finish with plain Python values.
 HEAVY = ("numpy", "torch", "apsw", "psutil", "trackiod", "pandas")

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import run_script, wait_for
 from PIL import Image as PILImage
 
+from tests.support.daemons import wait_for
+from tests.support.scripts import run_script
 from trackio_shim import protocol as P
 from trackio_shim.session.client import current_client
 from trackiod.ingest.media import slug

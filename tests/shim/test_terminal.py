@@ -6,8 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from conftest import DaemonProcess, run_script
-
+from tests.support.daemons import DaemonProcess
+from tests.support.scripts import run_script
 from trackio_shim.sdk.terminal import dashboard_url
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli.progress import Progress

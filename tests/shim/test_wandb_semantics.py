@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import DaemonProcess, run_script
+
+from tests.support.daemons import DaemonProcess
+from tests.support.scripts import run_script
 
 # --------------------------------------------------------------------------------------------------- helpers
 

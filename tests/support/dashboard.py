@@ -149,7 +149,7 @@ def log_rich_run(env: dict[str, str], tmp: Path) -> str:
 def store_rich_run(env: dict[str, str], tmp: Path) -> str:
     """Start a daemon for ``env``, run RICH_RUN against it and stop it (a stop flushes the node series, which
     reach the database in chunks); returns the run's id."""
-    from tests.conftest import DaemonProcess
+    from tests.support.daemons import DaemonProcess
 
     daemon = DaemonProcess(env, tmp / "daemon.log")
     daemon.start()

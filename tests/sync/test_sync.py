@@ -17,8 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from conftest import DaemonProcess, run_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script
 from trackio_shim.errors import HubAuthError, HubTransientError, SettingsError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli import main as cli

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import DaemonProcess, run_script, wait_for
 
+from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.scripts import run_script
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli import main as cli
