@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.daemon.test_reliability import assert_complete, report_of, start_training
-from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.daemons import DaemonProcess, Daemons, wait_for
 from trackiod.daemon.integrity import ensure_usable, find_problem
 from trackiod.store.writer import Store
 
@@ -84,7 +84,7 @@ def fill(directory: Path) -> Path:
 
 @pytest.mark.slow
 def test_disk_full_stalls_reports_and_resumes_without_loss(
-    small_fs: Path, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_fs: Path, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, daemons: Daemons
 ) -> None:
     home = small_fs / "home"
     monkeypatch.setenv("TRACKIOD_HOME", str(home))
@@ -94,42 +94,39 @@ def test_disk_full_stalls_reports_and_resumes_without_loss(
         "TRACKIOD_SAMPLE_INTERVAL_S": "0",
         "TRACKIOD_BUFFER_BYTES": str(256 << 10),  # the shim tries its spool (on the same full disk) early
     }
-    daemon = DaemonProcess(env, tmp_path / "daemon-stdout.log").start()  # its stderr lives off the small disk
-    try:
-        go, stop = tmp_path / "go", tmp_path / "stop"
-        proc = start_training(env, "full", go=go, stop=stop, pace=20)
-        wait_for(go.exists, timeout=60, what="500 steps logged")
-        wait_for(lambda: daemon.status()["points_total"] > 0, what="points stored before the disk fills")  # type: ignore[index]
-        ballast = fill(small_fs)
+    daemon = daemons(env, tmp_path / "daemon-stdout.log").start()  # its stderr lives off the small disk
+    go, stop = tmp_path / "go", tmp_path / "stop"
+    proc = start_training(env, "full", go=go, stop=stop, pace=20)
+    wait_for(go.exists, timeout=60, what="500 steps logged")
+    wait_for(lambda: daemon.status()["points_total"] > 0, what="points stored before the disk fills")  # type: ignore[index]
+    ballast = fill(small_fs)
 
-        def writes() -> dict[str, object]:
-            status = daemon.status()
-            assert status is not None, "the daemon stopped answering while the disk was full"
-            return status["writes"]  # type: ignore[no-any-return]
+    def writes() -> dict[str, object]:
+        status = daemon.status()
+        assert status is not None, "the daemon stopped answering while the disk was full"
+        return status["writes"]  # type: ignore[no-any-return]
 
-        wait_for(lambda: writes()["state"] == "stalled", timeout=60, what="the daemon to notice the full disk")
-        wait_for(lambda: writes().get("failed_tries", 0) >= 2, timeout=30, what="a retry that failed again")
-        stalled = writes()
-        assert "disk full" in str(stalled["cause"])
-        shown = cli(env, "status")
-        assert "STALLED" in shown.stdout and "disk full" in shown.stdout, shown.stdout
-        acked_during = daemon.status()["commits"]  # type: ignore[index]
-        assert proc.poll() is None, "training must go on while the disk is full"
+    wait_for(lambda: writes()["state"] == "stalled", timeout=60, what="the daemon to notice the full disk")
+    wait_for(lambda: writes().get("failed_tries", 0) >= 2, timeout=30, what="a retry that failed again")
+    stalled = writes()
+    assert "disk full" in str(stalled["cause"])
+    shown = cli(env, "status")
+    assert "STALLED" in shown.stdout and "disk full" in shown.stdout, shown.stdout
+    acked_during = daemon.status()["commits"]  # type: ignore[index]
+    assert proc.poll() is None, "training must go on while the disk is full"
 
-        ballast.unlink()
-        wait_for(lambda: writes()["state"] == "ok", timeout=30, what="writes to resume once space is back")
-        assert daemon.status()["commits"] > acked_during  # type: ignore[index]
-        stop.touch()
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        report = json.loads(out.splitlines()[-1])
-        assert "trackiod cannot write to" in err, err  # the daemon's notice, as the shim's warning
-        assert "cannot write to the spool" in err, err  # the shim's spool is on the full disk too
-        print(err)
-        assert_complete("full", report["steps"], timeout=60)
-        assert daemon.terminate() == 0
-    finally:
-        daemon.cleanup()
+    ballast.unlink()
+    wait_for(lambda: writes()["state"] == "ok", timeout=30, what="writes to resume once space is back")
+    assert daemon.status()["commits"] > acked_during  # type: ignore[index]
+    stop.touch()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    report = json.loads(out.splitlines()[-1])
+    assert "trackiod cannot write to" in err, err  # the daemon's notice, as the shim's warning
+    assert "cannot write to the spool" in err, err  # the shim's spool is on the full disk too
+    print(err)
+    assert_complete("full", report["steps"], timeout=60)
+    assert daemon.terminate() == 0
     log = (tmp_path / "daemon-stdout.log").read_text()
     assert "cannot write to" in log and "disk full" in log
     assert "writes to" in log and "resumed after" in log

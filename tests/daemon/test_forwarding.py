@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.daemons import Daemons, wait_for
 from tests.support.scripts import spawn_script
 from trackiod.read import series as query
 
@@ -61,20 +61,16 @@ def _head_points(head_home: Path, project: str) -> list[float]:
 
 
 @pytest.fixture
-def head_and_node(env: dict[str, str], tmp_path: Path):  # type: ignore[no-untyped-def]
+def head_and_node(env: dict[str, str], tmp_path: Path, daemons: Daemons):  # type: ignore[no-untyped-def]
     port = _free_port()
     head_env = {**_node_env(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
     node_env = {**_node_env(env, tmp_path, "node"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
     node_key = _keys(node_env)
     head_key = _keys(head_env, "--authorize", node_key)
     _keys(node_env, "--head", head_key)
-    head = DaemonProcess(head_env, tmp_path / "head.log").start()
-    node = DaemonProcess(node_env, tmp_path / "node.log").start()
-    try:
-        yield head, node, head_key, port
-    finally:
-        node.cleanup()
-        head.cleanup()
+    head = daemons(head_env, tmp_path / "head.log").start()
+    node = daemons(node_env, tmp_path / "node.log").start()
+    return head, node, head_key, port
 
 
 def test_keys_are_private_and_a_listener_without_keys_is_refused(env: dict[str, str], tmp_path: Path) -> None:
@@ -148,23 +144,20 @@ def test_forwarding_survives_kill9_of_the_forwarder(head_and_node, env: dict[str
     assert status is not None and status["forward"]["backlog"] == 0
 
 
-def test_a_wrong_key_is_refused(head_and_node, env: dict[str, str], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_key_is_refused(head_and_node, env: dict[str, str], tmp_path: Path, daemons: Daemons) -> None:  # type: ignore[no-untyped-def]
     head, _, head_key, port = head_and_node
     rogue_env = {**_node_env(env, tmp_path, "rogue"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
     _keys(rogue_env, "--head", head_key)  # knows the head's key, but the head never authorised its own
-    rogue = DaemonProcess(rogue_env, tmp_path / "rogue.log").start()
-    try:
-        code = 'import trackio_shim as w\nr = w.init(project="rogue", id="r")\nr.log({"x": 1.0})\nr.finish()'
-        proc = spawn_script(code, {**rogue_env, "TRACKIOD_SILENT": "1"})
-        proc.communicate(timeout=60)
-        wait_for(
-            lambda: "unknown CURVE key" in (tmp_path / "head.log").read_text(),
-            timeout=30,
-            what="the head to refuse the rogue key",
-        )
-        status = rogue.status()
-        assert status is not None and status["forward"]["acked"] == 0 and status["forward"]["backlog"] > 0
-        assert _head_points(head.home, "rogue") == []
-        assert os.path.exists(head.home / "trackiod.db")
-    finally:
-        rogue.cleanup()
+    rogue = daemons(rogue_env, tmp_path / "rogue.log").start()
+    code = 'import trackio_shim as w\nr = w.init(project="rogue", id="r")\nr.log({"x": 1.0})\nr.finish()'
+    proc = spawn_script(code, {**rogue_env, "TRACKIOD_SILENT": "1"})
+    proc.communicate(timeout=60)
+    wait_for(
+        lambda: "unknown CURVE key" in (tmp_path / "head.log").read_text(),
+        timeout=30,
+        what="the head to refuse the rogue key",
+    )
+    status = rogue.status()
+    assert status is not None and status["forward"]["acked"] == 0 and status["forward"]["backlog"] > 0
+    assert _head_points(head.home, "rogue") == []
+    assert os.path.exists(head.home / "trackiod.db")

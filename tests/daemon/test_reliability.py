@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.daemons import DaemonProcess, Daemons, wait_for
 from tests.support.scripts import spawn_script
 from trackio_shim import protocol as P
 from trackiod.ingest.spool import read_frames
@@ -367,26 +367,20 @@ def test_autostart_race_leaves_exactly_one_daemon(env: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
-def test_daemons_started_at_once_leave_exactly_one(env: dict[str, str], tmp_path: Path) -> None:
+def test_daemons_started_at_once_leave_exactly_one(env: dict[str, str], tmp_path: Path, daemons: Daemons) -> None:
     # No autostart lock in front of them: the daemon's own lock alone must keep one alive.
-    racers = [DaemonProcess(env, tmp_path / f"racer{i}.log") for i in range(4)]
-    try:
-        for racer in racers:
-            racer.start(wait=False)
-        wait_for(lambda: sum(r.alive for r in racers) == 1, timeout=30, what="the losers to exit")
-        (winner,) = [r for r in racers if r.alive]
-        assert [r.proc.returncode for r in racers if r is not winner] == [0, 0, 0]  # type: ignore[union-attr]
-        status = wait_for(winner.status, timeout=20, what="the winner to answer")
-        assert status["pid"] == winner.proc.pid  # type: ignore[union-attr]
-        assert _daemons_for(winner.home) == [psutil.Process(status["pid"])]
-        proc = start_training(env, "racer", steps=1000)
-        report_of(proc)
-        assert_complete("racer", 1000)
-    finally:
-        for racer in racers:
-            racer.cleanup()
-            if racer.proc is not None and not racer._log.closed:
-                racer._reap(10)  # a loser that exited on its own: close its log file
+    racers = [daemons(env, tmp_path / f"racer{i}.log") for i in range(4)]
+    for racer in racers:
+        racer.start(wait=False)
+    wait_for(lambda: sum(r.alive for r in racers) == 1, timeout=30, what="the losers to exit")
+    (winner,) = [r for r in racers if r.alive]
+    assert [r.proc.returncode for r in racers if r is not winner] == [0, 0, 0]  # type: ignore[union-attr]
+    status = wait_for(winner.status, timeout=20, what="the winner to answer")
+    assert status["pid"] == winner.proc.pid  # type: ignore[union-attr]
+    assert _daemons_for(winner.home) == [psutil.Process(status["pid"])]
+    proc = start_training(env, "racer", steps=1000)
+    report_of(proc)
+    assert_complete("racer", 1000)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemons import ROOT, DaemonProcess, wait_for
+from tests.support.daemons import ROOT, Daemons, wait_for
 from tests.support.dashboard import SERVING, isolated_env
 from tests.support.scripts import run_script, spawn_script
 
@@ -77,19 +77,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     """
     tmp = tmp_path_factory.mktemp("browser")
     env = isolated_env(tmp / "home", **SERVING)
-    daemon = DaemonProcess(env, tmp / "daemon.log")
-    daemon.start()
-    try:
+    with Daemons() as daemons:
+        daemon = daemons(env, tmp / "daemon.log").start()
         status = daemon.status()
         assert status is not None and status["dashboard"]
         run_script(LOG_RUNS, env)
         listing = run_script("import trackio_shim as w\nfor r in w.Api().runs('browser'): print(r.id, r.name)", env)
         ids = {name: run_id for run_id, name in _pairs(listing)}
         yield status["dashboard"].rstrip("/"), env, ids
-    finally:
-        if daemon.alive:
-            daemon.terminate(timeout=30)
-        daemon.cleanup()
 
 
 def _pairs(result: Any) -> list[tuple[str, str]]:

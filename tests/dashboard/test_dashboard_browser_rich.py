@@ -15,7 +15,7 @@ import pytest
 
 import tests.dashboard.test_dashboard_browser as shared
 from tests.dashboard.test_dashboard_browser import READY, shot
-from tests.support.daemons import DaemonProcess
+from tests.support.daemons import Daemons
 from tests.support.dashboard import SERVING, fake_nvml_env, isolated_env, store_rich_run
 
 # The Chromium fixtures of the dashboard's other browser tests, shared by registering them in this module too.
@@ -31,16 +31,11 @@ def rich(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("browser-rich")
     env = fake_nvml_env(isolated_env(tmp / "home", **SERVING), tmp)
     run_id = store_rich_run(env, tmp)
-    daemon = DaemonProcess(env, tmp / "daemon2.log")
-    try:
-        daemon.start()
+    with Daemons() as daemons:
+        daemon = daemons(env, tmp / "daemon2.log").start()
         status = daemon.status()
         assert status is not None and status["dashboard"]
         yield status["dashboard"].rstrip("/"), run_id
-    finally:
-        if daemon.alive:
-            daemon.terminate(timeout=30)
-        daemon.cleanup()
 
 
 def test_system_panel_draws_gpu_cpu_memory_and_energy(rich: Any, page: Any) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.daemons import Daemons, wait_for
 from tests.support.scripts import run_script
 from trackio_shim.settings import TrackiodSettings
 from trackiod.daemon import control
@@ -183,16 +183,15 @@ def test_a_trackiod_uid_directory_planted_by_another_user_is_refused(env: dict[s
     assert "REFUSED" in shim.stdout and "CONNECTED" not in shim.stdout
 
 
-def test_default_socket_directories_are_tightened_not_refused(env: dict[str, str], short_dir: Path) -> None:
+def test_default_socket_directories_are_tightened_not_refused(
+    env: dict[str, str], short_dir: Path, daemons: Daemons
+) -> None:
     """trackiod's own trackiod-UID/<digest> folders are nobody else's business: found wider, they are fixed."""
     default = {**env, "XDG_RUNTIME_DIR": str(short_dir)}
     settings = TrackiodSettings.load(environ=default)
     settings.runtime_dir.mkdir(parents=True)
     for directory in (settings.runtime_dir, settings.runtime_dir.parent):
         os.chmod(directory, 0o777)
-    daemon = DaemonProcess(default, short_dir / "daemon.log").start()
-    try:
-        assert _mode(settings.runtime_dir) == 0o700 and _mode(settings.runtime_dir.parent) == 0o700
-        assert _mode(settings.socket_path) == 0o600
-    finally:
-        daemon.terminate()
+    daemons(default, short_dir / "daemon.log").start()
+    assert _mode(settings.runtime_dir) == 0o700 and _mode(settings.runtime_dir.parent) == 0o700
+    assert _mode(settings.socket_path) == 0o600

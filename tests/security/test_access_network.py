@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +19,23 @@ import pytest
 import zmq
 
 from tests.daemon.test_forwarding import _free_port, _keys, _node_env
-from tests.support.daemons import DaemonProcess
+from tests.support.daemons import DaemonProcess, Daemons
 from trackio_shim import protocol as P
 
 ANSWER_WAIT_MS = 1500
 
 
 @pytest.fixture
-def head(env: dict[str, str], tmp_path: Path) -> Iterator[tuple[DaemonProcess, int, bytes, tuple[bytes, bytes]]]:
+def head(
+    env: dict[str, str], tmp_path: Path, daemons: Daemons
+) -> tuple[DaemonProcess, int, bytes, tuple[bytes, bytes]]:
     """A head daemon listening with CURVE; yields it, its port, its public key and an authorised client pair."""
     port = _free_port()
     head_env = {**_node_env(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
     client_public, client_secret = zmq.curve_keypair()
     head_key = _keys(head_env, "--authorize", client_public.decode())
-    daemon = DaemonProcess(head_env, tmp_path / "head.log").start()
-    try:
-        yield daemon, port, head_key.encode(), (client_public, client_secret)
-    finally:
-        daemon.cleanup()
+    daemon = daemons(head_env, tmp_path / "head.log").start()
+    return daemon, port, head_key.encode(), (client_public, client_secret)
 
 
 def _ping_answered(port: int, **curve: Any) -> bool:

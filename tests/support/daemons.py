@@ -102,11 +102,14 @@ class DaemonProcess:
         return code
 
     def cleanup(self) -> None:
-        """Kill the daemon if it still runs (SIGCONT first: a test may have frozen it with SIGSTOP)."""
+        """Kill the daemon if it still runs (SIGCONT first: a test may have frozen it with SIGSTOP), and reap one
+        that exited on its own (a loser of the start lock), closing its log file."""
+        if self.proc is None:
+            return
         if self.alive:
-            assert self.proc is not None
             self.proc.send_signal(signal.SIGCONT)
             self.proc.send_signal(signal.SIGKILL)
+        if not self._log.closed:
             self._reap(10)
 
 

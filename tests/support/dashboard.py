@@ -149,15 +149,12 @@ def log_rich_run(env: dict[str, str], tmp: Path) -> str:
 def store_rich_run(env: dict[str, str], tmp: Path) -> str:
     """Start a daemon for ``env``, run RICH_RUN against it and stop it (a stop flushes the node series, which
     reach the database in chunks); returns the run's id."""
-    from tests.support.daemons import DaemonProcess
+    from tests.support.daemons import Daemons
 
-    daemon = DaemonProcess(env, tmp / "daemon.log")
-    daemon.start()
-    try:
+    with Daemons() as daemons:
+        daemon = daemons(env, tmp / "daemon.log").start()
         run_id = log_rich_run(env, tmp)
         assert daemon.terminate() == 0
-    finally:
-        daemon.cleanup()
     return run_id
 
 

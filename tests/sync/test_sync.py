@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.daemons import DaemonProcess, Daemons, wait_for
 from tests.support.scripts import run_script
 from trackio_shim.errors import HubAuthError, HubTransientError, SettingsError
 from trackio_shim.settings import TrackiodSettings
@@ -49,12 +48,8 @@ def sync_env(env: dict[str, str], hub: FolderHub, monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.fixture
-def syncing(sync_env: dict[str, str], tmp_path: Path) -> Any:
-    proc = DaemonProcess(sync_env, tmp_path / "daemon-stdout.log")
-    try:
-        yield proc
-    finally:
-        proc.cleanup()
+def syncing(sync_env: dict[str, str], tmp_path: Path, daemons: Daemons) -> DaemonProcess:
+    return daemons(sync_env, tmp_path / "daemon-stdout.log")
 
 
 TRAIN = """
