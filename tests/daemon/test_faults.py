@@ -1,7 +1,7 @@
 """Faults (docs/faults.md): a full disk while ingesting, a damaged database at start, kill -9 in a checkpoint.
 
 Everything is real: daemons are processes, the full disk is a size-limited tmpfs the test mounts (it needs
-root, or a user namespace: ``unshare -Urm pytest tests/test_faults.py``; without either those tests skip and
+root, or a user namespace: ``unshare -Urm pytest tests/daemon/test_faults.py``; without either those tests skip and
 say so), corruption is bytes written over a real database file, and the kill is SIGKILL while the daemon's
 checkpoint is copying the WAL into the database file.
 """
@@ -19,8 +19,8 @@ import apsw
 import numpy as np
 import pytest
 
-from tests.daemon.test_reliability import assert_complete, report_of, start_training
 from tests.support.daemons import DaemonProcess, Daemons, wait_for
+from tests.support.training import assert_complete, report_of, start_training
 from trackiod.daemon.integrity import ensure_usable, find_problem
 from trackiod.store.writer import Store
 
@@ -54,7 +54,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     if done.returncode != 0:
         pytest.skip(
             f"cannot mount a size-limited tmpfs ({done.stderr.strip() or 'not permitted'}); run as root or in a "
-            "user namespace: unshare -Urm python -m pytest tests/test_faults.py"
+            "user namespace: unshare -Urm python -m pytest tests/daemon/test_faults.py"
         )
     try:
         yield mount

@@ -8,7 +8,6 @@ processes, ZeroMQ CURVE sockets, ZAP authentication, SQLite files read back.
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -17,30 +16,11 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import Daemons, wait_for
+from tests.support.nodes import env_for_node, free_port, trackiod_keys
 from tests.support.scripts import spawn_script
 from trackiod.read import series as query
 
 STEPS = 3000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _keys(env: dict[str, str], *flags: str) -> str:
-    # --flag=KEY, as docs/forwarding.md says: about one Z85 key in 85 begins with '-', which argparse would
-    # take for an option if given as a separate word.
-    joined = [f"{flag}={value}" for flag, value in zip(flags[::2], flags[1::2])]
-    out = subprocess.run(
-        [sys.executable, "-m", "trackiod", "keys", *joined], env=env, capture_output=True, text=True, check=True
-    ).stdout
-    return next(line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("public key: "))
-
-
-def _node_env(env: dict[str, str], tmp_path: Path, name: str) -> dict[str, str]:
-    return {**env, "TRACKIOD_HOME": str(tmp_path / name), "TRACKIOD_SAMPLE_INTERVAL_S": "0"}
 
 
 def _head_points(head_home: Path, project: str) -> list[float]:
@@ -62,19 +42,19 @@ def _head_points(head_home: Path, project: str) -> list[float]:
 
 @pytest.fixture
 def head_and_node(env: dict[str, str], tmp_path: Path, daemons: Daemons):  # type: ignore[no-untyped-def]
-    port = _free_port()
-    head_env = {**_node_env(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
-    node_env = {**_node_env(env, tmp_path, "node"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
-    node_key = _keys(node_env)
-    head_key = _keys(head_env, "--authorize", node_key)
-    _keys(node_env, "--head", head_key)
+    port = free_port()
+    head_env = {**env_for_node(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
+    node_env = {**env_for_node(env, tmp_path, "node"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
+    node_key = trackiod_keys(node_env)
+    head_key = trackiod_keys(head_env, "--authorize", node_key)
+    trackiod_keys(node_env, "--head", head_key)
     head = daemons(head_env, tmp_path / "head.log").start()
     node = daemons(node_env, tmp_path / "node.log").start()
     return head, node, head_key, port
 
 
 def test_keys_are_private_and_a_listener_without_keys_is_refused(env: dict[str, str], tmp_path: Path) -> None:
-    lone = {**_node_env(env, tmp_path, "lone"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{_free_port()}"}
+    lone = {**env_for_node(env, tmp_path, "lone"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{free_port()}"}
     result = subprocess.run(
         [sys.executable, "-m", "trackiod", "start", "--foreground"],
         env=lone,
@@ -83,7 +63,7 @@ def test_keys_are_private_and_a_listener_without_keys_is_refused(env: dict[str, 
         timeout=60,
     )
     assert result.returncode == 1 and "trackiod keys" in result.stderr
-    _keys(lone)
+    trackiod_keys(lone)
     result = subprocess.run(
         [sys.executable, "-m", "trackiod", "start", "--foreground"],
         env=lone,
@@ -146,8 +126,8 @@ def test_forwarding_survives_kill9_of_the_forwarder(head_and_node, env: dict[str
 
 def test_a_wrong_key_is_refused(head_and_node, env: dict[str, str], tmp_path: Path, daemons: Daemons) -> None:  # type: ignore[no-untyped-def]
     head, _, head_key, port = head_and_node
-    rogue_env = {**_node_env(env, tmp_path, "rogue"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
-    _keys(rogue_env, "--head", head_key)  # knows the head's key, but the head never authorised its own
+    rogue_env = {**env_for_node(env, tmp_path, "rogue"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{port}"}
+    trackiod_keys(rogue_env, "--head", head_key)  # knows the head's key, but the head never authorised its own
     rogue = daemons(rogue_env, tmp_path / "rogue.log").start()
     code = 'import trackio_shim as w\nr = w.init(project="rogue", id="r")\nr.log({"x": 1.0})\nr.finish()'
     proc = spawn_script(code, {**rogue_env, "TRACKIOD_SILENT": "1"})

@@ -1,6 +1,6 @@
 """The dashboard's JSON API over a real SQLite store, through an HTTP client (Starlette's TestClient).
 
-The store is written by the daemon's own writer (tests/dashboard_support.fill) or, in the last test, by a real
+The store is written by the daemon's own writer (tests/support/dashboard.fill) or, in the last test, by a real
 daemon fed by the shim; the app reads it through query-only connections.
 """
 

@@ -15,27 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemons import ROOT, Daemons, wait_for
+from tests.support.browser import READY, shot
+from tests.support.daemons import Daemons, wait_for
 from tests.support.dashboard import SERVING, isolated_env
 from tests.support.scripts import run_script, spawn_script
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium tries to reach Google's services, which a closed network
-# refuses, and it can stall. --no-sandbox: CI runs as root.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SHOTS = ROOT / "test-output" / "screenshots"
-READY = "body[data-ready='1']"
 
 LOG_RUNS = """
 import trackio_shim as wandb
@@ -50,23 +35,6 @@ for i, lr in enumerate((0.1, 0.01, 0.001)):
         wandb.log(data)
     wandb.finish()
 """
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(
-            "Debian's chromium is not installed at /usr/bin/chromium: run scripts/setup.sh as root "
-            "(it runs apt-get install chromium) or install the chromium package"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 @pytest.fixture(scope="module")
@@ -89,27 +57,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
 
 def _pairs(result: Any) -> list[tuple[str, str]]:
     return [tuple(line.split(" ", 1)) for line in result.stdout.strip().splitlines()]  # type: ignore[misc]
-
-
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    tab.errors = errors
-    try:
-        yield tab
-    finally:
-        context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
-
-
-def shot(page: Any, name: str) -> Path:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    path = SHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=False)
-    return path
 
 
 def chart(page: Any, key: str) -> Any:
@@ -267,7 +214,7 @@ def test_config_diff_and_system_panel(served: Any, page: Any) -> None:
     shot(page, "config-diff")
     page.goto(f"{base}/?project=browser&view=system")
     # The daemon samples the CPU and memory (no GPU here); its series reach the database in 30 s chunks, so the
-    # panel shows either those charts or says none cover the runs yet (tests/test_dashboard_browser_rich.py
+    # panel shows either those charts or says none cover the runs yet (tests/dashboard/test_dashboard_browser_rich.py
     # checks the drawn panel).
     page.wait_for_selector("#system-empty, .system-chart[data-key='cpu.percent']")
 

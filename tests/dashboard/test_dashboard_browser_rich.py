@@ -1,6 +1,6 @@
 """The system panel and the run page's energy, media, alerts and artifacts in headless Chromium.
 
-A real daemon serves the dashboard and stores what a real training script logged (tests/dashboard_support.py
+A real daemon serves the dashboard and stores what a real training script logged (tests/support/dashboard.py
 RICH_RUN). NVML is FAKED (no GPU here): the daemon samples two scripted GPUs (``TRACKIOD_NVML=fake:...``,
 trackiod/nvml_fake.py); everything else is real. The daemon is restarted once after logging, because node
 series reach the database in chunks and a stop flushes them. Screenshots go to test-output/screenshots/.
@@ -13,14 +13,9 @@ from typing import Any
 
 import pytest
 
-import tests.dashboard.test_dashboard_browser as shared
-from tests.dashboard.test_dashboard_browser import READY, shot
+from tests.support.browser import READY, shot
 from tests.support.daemons import Daemons
 from tests.support.dashboard import SERVING, fake_nvml_env, isolated_env, store_rich_run
-
-# The Chromium fixtures of the dashboard's other browser tests, shared by registering them in this module too.
-browser = shared.browser
-page = shared.page
 
 pytestmark = pytest.mark.browser
 

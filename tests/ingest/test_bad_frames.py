@@ -1,6 +1,6 @@
 """Malformed frames from a raw ZeroMQ socket: counted, never stored, and the daemon serves everyone else on.
 
-The in-process properties (all or nothing per frame, every field of every kind) are in tests/test_fuzz_frames.py;
+The in-process properties (all or nothing per frame, every field of every kind) are in tests/ingest/test_fuzz_frames.py;
 here a real daemon process gets garbage from raw DEALER sockets, and the standalone scripts/fuzz_frames.py does
 the same for as long as asked.
 """
@@ -18,9 +18,9 @@ import psutil
 import pytest
 import zmq
 
-from tests.daemon.test_reliability import KEYS, PROJECT, assert_complete, report_of, start_training
 from tests.support.daemons import DaemonProcess, wait_for
 from tests.support.hostile_frames import H, consumed, deep_frame, huge_header, random_frame
+from tests.support.training import KEYS, PROJECT, assert_complete, report_of, start_training
 from trackio_shim import protocol as P
 
 MAX_FRAME = 65_536

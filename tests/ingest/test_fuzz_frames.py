@@ -6,7 +6,7 @@ Properties (hypothesis, profile "ci" in conftest.py; HYPOTHESIS_PROFILE=deep for
 - no frame makes Ingest raise or a commit fail, and a frame is all or nothing: a frame reported as malformed
   leaves the database and the media folder exactly as they were;
 - the session goes on: a good frame after any number of bad ones is stored.
-tests/test_bad_frames.py does the same against a real daemon process over ZeroMQ.
+tests/ingest/test_bad_frames.py does the same against a real daemon process over ZeroMQ.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Promise: TCP requires CURVE keys (docs/security.md, docs/forwarding.md).
 
-tests/test_forwarding.py covers a listener without keys or without authorised clients (refused at start), a
+tests/daemon/test_forwarding.py covers a listener without keys or without authorised clients (refused at start), a
 forwarder with an unknown key (refused by ZAP) and the kill -9 round trip. Here: what is left of the promise,
 against a real head daemon listening on 127.0.0.1 -- a plaintext client gets nothing, a client that does not
 know the head's key gets nothing, a forwarder without the head's key and a secret key readable by others are
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import zmq
 
-from tests.daemon.test_forwarding import _free_port, _keys, _node_env
 from tests.support.daemons import DaemonProcess, Daemons
+from tests.support.nodes import env_for_node, free_port, trackiod_keys
 from trackio_shim import protocol as P
 
 ANSWER_WAIT_MS = 1500
@@ -30,10 +30,10 @@ def head(
     env: dict[str, str], tmp_path: Path, daemons: Daemons
 ) -> tuple[DaemonProcess, int, bytes, tuple[bytes, bytes]]:
     """A head daemon listening with CURVE; yields it, its port, its public key and an authorised client pair."""
-    port = _free_port()
-    head_env = {**_node_env(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
+    port = free_port()
+    head_env = {**env_for_node(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{port}"}
     client_public, client_secret = zmq.curve_keypair()
-    head_key = _keys(head_env, "--authorize", client_public.decode())
+    head_key = trackiod_keys(head_env, "--authorize", client_public.decode())
     daemon = daemons(head_env, tmp_path / "head.log").start()
     return daemon, port, head_key.encode(), (client_public, client_secret)
 
@@ -79,16 +79,16 @@ def _start(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_forwarder_without_the_heads_key_is_refused(env: dict[str, str], tmp_path: Path) -> None:
-    node = {**_node_env(env, tmp_path, "node"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{_free_port()}"}
-    _keys(node)
+    node = {**env_for_node(env, tmp_path, "node"), "TRACKIOD_FORWARD": f"tcp://127.0.0.1:{free_port()}"}
+    trackiod_keys(node)
     result = _start(node)
     assert result.returncode == 1 and "trackiod keys --head=KEY" in result.stderr
 
 
 def test_a_secret_key_readable_by_others_is_refused(env: dict[str, str], tmp_path: Path) -> None:
-    head_env = {**_node_env(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{_free_port()}"}
+    head_env = {**env_for_node(env, tmp_path, "head"), "TRACKIOD_LISTEN": f"tcp://127.0.0.1:{free_port()}"}
     public, _ = zmq.curve_keypair()
-    _keys(head_env, "--authorize", public.decode())
+    trackiod_keys(head_env, "--authorize", public.decode())
     secret = Path(head_env["TRACKIOD_HOME"]) / "keys" / "node.secret"
     os.chmod(secret, 0o644)
     result = _start(head_env)
@@ -98,8 +98,8 @@ def test_a_secret_key_readable_by_others_is_refused(env: dict[str, str], tmp_pat
 def test_a_key_that_begins_with_a_dash_is_accepted_in_the_documented_form(env: dict[str, str], tmp_path: Path) -> None:
     """About one Z85 key in 85 begins with '-': `trackiod keys --head=KEY` takes it (a flaky test found this)."""
     key = next(k for k in (zmq.curve_keypair()[0] for _ in range(20_000)) if k.startswith(b"-"))
-    node = _node_env(env, tmp_path, "node")
-    _keys(node, "--head", key.decode(), "--authorize", key.decode())
+    node = env_for_node(env, tmp_path, "node")
+    trackiod_keys(node, "--head", key.decode(), "--authorize", key.decode())
     keys_dir = Path(node["TRACKIOD_HOME"]) / "keys"
     assert (keys_dir / "head.public").read_bytes().strip() == key
     assert key in (keys_dir / "authorized").read_bytes().split()

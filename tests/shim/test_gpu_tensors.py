@@ -1,7 +1,7 @@
 """CUDA tensors in log(): no device sync inside log(), exact values, a bounded reused pinned pool, streams.
 
 Needs an NVIDIA GPU with CUDA; everywhere else every test here is skipped with the reason. The same queue,
-pool and bound are exercised on CPU by tests/test_tensors.py.
+pool and bound are exercised on CPU by tests/shim/test_tensors.py.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 CPU tensors take the same path as CUDA tensors (host pool, pending queue, bound on copies in flight) with a
 marker that is complete at once. Where a test needs a copy that is *not* complete yet, it stands a
 ``SlowMarker`` in for ``torch.cuda.Event`` (the one part that needs a GPU); everything else is real. The GPU
-itself is covered by tests/test_gpu_tensors.py.
+itself is covered by tests/shim/test_gpu_tensors.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """0-d CPU torch tensors in log(), with real torch (CPU build) and a real daemon.
 
-Tensors of other shapes, histograms and the deferred-copy queue are covered by tests/test_tensors.py.
+Tensors of other shapes, histograms and the deferred-copy queue are covered by tests/shim/test_tensors.py.
 """
 
 from __future__ import annotations

@@ -156,6 +156,22 @@ def _daemon_home(proc: psutil.Process) -> Path | None:
     return Path(home) if home else None
 
 
+def daemons_under(roots: Iterable[Path]) -> list[tuple[psutil.Process, Path]]:
+    """Every running ``trackiod start`` process whose TRACKIOD_HOME is one of ``roots`` or below one, with it."""
+    roots = [Path(root) for root in roots]
+    found = []
+    for proc in psutil.process_iter():
+        home = _daemon_home(proc)
+        if home is not None and any(home == root or root in home.parents for root in roots):
+            found.append((proc, home))
+    return found
+
+
+def daemons_for(home: Path) -> list[psutil.Process]:
+    """The running daemon processes of exactly this TRACKIOD_HOME (more than one only while they race)."""
+    return [proc for proc, found in daemons_under([home]) if found == Path(home)]
+
+
 def stray_daemons(roots: Iterable[Path]) -> list[tuple[int, Path]]:
     """Daemons still running with a TRACKIOD_HOME at or under one of ``roots`` once the owned ones are reaped.
 
@@ -165,16 +181,7 @@ def stray_daemons(roots: Iterable[Path]) -> list[tuple[int, Path]]:
     roots = [Path(root) for root in roots]
     if not roots:
         return []
-
-    def found() -> list[tuple[psutil.Process, Path]]:
-        strays = []
-        for proc in psutil.process_iter():
-            home = _daemon_home(proc)
-            if home is not None and any(home == root or root in home.parents for root in roots):
-                strays.append((proc, home))
-        return strays
-
-    strays = found()
+    strays = daemons_under(roots)
     if strays:
         _, alive = psutil.wait_procs([proc for proc, _ in strays], timeout=STRAY_GRACE_S)
         strays = [(proc, home) for proc, home in strays if proc in alive]

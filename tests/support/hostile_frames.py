@@ -1,6 +1,6 @@
 """Hostile client frames, and an in-process rig that feeds them to a real Ingest over a real SQLite file.
 
-Used by tests/test_fuzz_frames.py (hypothesis) and tests/test_bad_frames.py (a real daemon), and by the
+Used by tests/ingest/test_fuzz_frames.py (hypothesis) and tests/ingest/test_bad_frames.py (a real daemon), and by the
 standalone harness scripts/fuzz_frames.py. Nothing is faked: the rig is the daemon's own Store, Ingest and
 Features on a temporary TRACKIOD_HOME; only the socket is left out (``send`` collects the daemon's replies).
 """
