@@ -5,7 +5,7 @@ Two targets (docs/robustness.md):
   daemon     a real ``trackiod start --foreground`` in a temporary home, fed by a raw DEALER socket that owns
              a run; reports frames/s, the daemon's RSS over time, and whether it is still serving at the end
              (a well-formed LOG after the garbage must be stored).
-  inprocess  the daemon's own Store/Ingest/Features on a temporary SQLite file (tests/hostile_frames.py);
+  inprocess  the daemon's own Store/Ingest/Features on a temporary SQLite file (tests/support/hostile_frames.py);
              slower, but checks after every frame that a rejected frame left no row and no file behind.
 Crashing frames are written to --crash-dir with the seed and index, so a failure can be replayed.
 
