@@ -1,8 +1,8 @@
 """Promise: media stays inside the media folder -- the write side (docs/security.md).
 
 The read side (the dashboard's /media route: ``..`` raw and encoded, links out) is in
-tests/dashboard/test_dashboard_access.py. Here keys shaped like paths go through a real shim and daemon as images and HTML,
-and every file the daemon wrote is inside ``TRACKIOD_HOME/media``, under a folder named for the key.
+tests/dashboard/test_dashboard_access.py. Here keys shaped like paths go through a real shim and daemon as images
+and HTML, and every file the daemon wrote is inside ``TRACKIOD_HOME/media``, under a folder named for the key.
 """
 
 from __future__ import annotations
