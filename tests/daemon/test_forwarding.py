@@ -94,7 +94,7 @@ for step in range({STEPS}):
         pathlib.Path(os.environ["MARK"]).touch()
         time.sleep(1.0)  # the test kills the forwarding daemon around here
     if step % 50 == 0:
-        time.sleep(0.05)
+        time.sleep(0.05)  # paces the run, so the forwarder is killed mid-run
 run.finish()
 """
 

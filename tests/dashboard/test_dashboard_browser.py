@@ -229,7 +229,7 @@ open(marker + ".tmp", "w").write(run.id)
 os.replace(marker + ".tmp", marker)
 deadline = time.time() + 60
 while not os.path.exists(marker + ".go") and time.time() < deadline:
-    time.sleep(0.02)
+    time.sleep(0.02)  # polls for the go file, with the deadline above
 for step in range(50, 120):
     wandb.log({"loss": 1.0 / (step + 1)})
 wandb.finish()

@@ -31,7 +31,7 @@ step = 0
 while not os.path.exists("{stop}"):
     wandb.log({{"loss": 1 / (step + 1)}})
     step += 1
-    time.sleep(0.02)
+    time.sleep(0.02)  # paces the training loop
 wandb.finish()
 """
 

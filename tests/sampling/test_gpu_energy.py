@@ -83,7 +83,7 @@ while time.time() < deadline:
             a = (a @ a).tanh()
         torch.cuda.synchronize()
     else:
-        time.sleep(0.1)
+        time.sleep(0.1)  # the idle run: sleeps as long as the other multiplies
     wandb.log({"t": time.time()})
 wandb.finish()
 """

@@ -107,7 +107,7 @@ for step in range(40):
         pixels[:, : 8 + step // 2, 0] = 255
         pixels[8:16, :, 2] = 200
         run.log({"samples": wandb.Image(pixels, caption=f"step {step}")}, step=step)
-    time.sleep(max(0.0, started + 0.05 * (step + 1) - time.time()))
+    time.sleep(max(0.0, started + 0.05 * (step + 1) - time.time()))  # paces the run: one step per 50 ms
 table = wandb.Table(columns=["id", "label", "score"], data=[[i, f"item-{i}", i / 100] for i in range(120)])
 run.log({"predictions": table, "report": wandb.Html("<h1 id='x'>Report</h1><p>all good</p>"),
          "embedding": wandb.Array(np.arange(12, dtype=np.float32).reshape(3, 4))}, step=40)

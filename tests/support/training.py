@@ -49,7 +49,7 @@ while True:
     latencies.append(time.perf_counter() - t0)
     step += 1
     if pace and step % pace == 0:
-        time.sleep(0.001)
+        time.sleep(0.001)  # T_PACE: paces the load
     if go is not None and step == 500:
         go.touch()
 latencies.sort()
@@ -61,7 +61,7 @@ if end == "raise":
 if end == "hang":
     print(json.dumps(report), flush=True)
     while True:
-        time.sleep(1)
+        time.sleep(1)  # "hang": idle until the test kills it
 if end in ("atexit", "exit3"):
     print(json.dumps(report), flush=True)
     if end == "exit3":

@@ -50,7 +50,7 @@ for i in range(start, start + 40):
         row["hist"] = wandb.Histogram(np.arange(i + 5) % 7)
         row["page"] = wandb.Html(f"<b>{i}</b>")
     wandb.log(row)
-    time.sleep(0.05)
+    time.sleep(0.05)  # paces the run
 table = wandb.Table(columns=["id", "picture"])
 table.add_data(1, wandb.Image(np.full((2, 2), 9, np.uint8)))
 wandb.log({"preds": table, "arr": wandb.Array(np.arange(6, dtype=np.int16).reshape(2, 3))}, step=start + 1)
