@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from benchmarks._support import ROOT, SIZES, Floor, start_floor
-from tests.conftest import DaemonProcess
 from tests.conftest import shim as shim
+from tests.support.daemons import DaemonProcess
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from benchmarks._support import percentiles
-from tests.dashboard_support import decode_chart, settings_for
+from tests.support.dashboard import decode_chart, settings_for
 
 CHART_BUDGET_MS = 50.0
 TABLE_BUDGET_MS = 300.0
@@ -190,7 +190,7 @@ def test_page_ready_in_browser(benchmark: Any, tmp_path: Path, figures: Any, mod
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (scripts/setup.sh installs it as root)")
     from playwright.sync_api import sync_playwright
 
-    from tests.test_dashboard_browser import CHROMIUM_ARGS
+    from tests.support.browser import CHROMIUM_ARGS
 
     test = "dashboard: page ready"
     runs, metrics, points = mode.size("page_runs"), mode.size("page_metrics"), mode.size("page_points")
@@ -231,7 +231,7 @@ def test_runs_table_in_browser(benchmark: Any, tmp_path: Path, figures: Any, mod
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (scripts/setup.sh installs it as root)")
     from playwright.sync_api import sync_playwright
 
-    from tests.test_dashboard_browser import CHROMIUM_ARGS
+    from tests.support.browser import CHROMIUM_ARGS
 
     test = "dashboard: runs page"
     runs = mode.size("table_runs")

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from benchmarks._support import percentiles
-from tests.conftest import DaemonProcess
+from tests.support.daemons import DaemonProcess
 
 INGEST_BUDGET = 1_000_000  # points/s
 ACK_P99_BUDGET = 100.0  # ms

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchmarks._support import Floor, interleaved, percentiles, rss_bytes, ten_scalars, tight_loop_ns
-from tests.conftest import DaemonProcess, wait_for
+from tests.support.daemons import DaemonProcess, wait_for
 
 D = ten_scalars()
 RATIO_BUDGET = 1.5

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from benchmarks.test_ingest import KEYS, _go, _senders
-from tests.conftest import DaemonProcess, wait_for
+from tests.support.daemons import DaemonProcess, wait_for
 
 _RATES: dict[str, float] = {}
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from benchmarks._support import run_json
-from tests.conftest import DaemonProcess
+from tests.support.daemons import DaemonProcess
 
 IMPORT_BUDGET_MS = 50.0
 INIT_BUDGET_MS = 50.0

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from benchmarks._support import interleaved, percentiles
-from tests.conftest import DaemonProcess
+from tests.support.daemons import DaemonProcess
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
 

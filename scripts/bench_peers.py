@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from benchmarks import peers  # noqa: E402
-from tests.conftest import DaemonProcess  # noqa: E402
+from tests.support.daemons import DaemonProcess  # noqa: E402
 
 OUT = ROOT / "docs" / "img"
 

@@ -5,7 +5,7 @@ Two targets (docs/robustness.md):
   daemon     a real ``trackiod start --foreground`` in a temporary home, fed by a raw DEALER socket that owns
              a run; reports frames/s, the daemon's RSS over time, and whether it is still serving at the end
              (a well-formed LOG after the garbage must be stored).
-  inprocess  the daemon's own Store/Ingest/Attachments on a temporary SQLite file (tests/hostile_frames.py);
+  inprocess  the daemon's own Store/Ingest/Attachments on a temporary SQLite file (tests/support/hostile_frames.py);
              slower, but checks after every frame that a rejected frame left no row and no file behind.
 Crashing frames are written to --crash-dir with the seed and index, so a failure can be replayed.
 
@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 import zmq  # noqa: E402
-from hostile_frames import H, IngestRig, consumed, pack, random_frame  # noqa: E402
 
+from tests.support.hostile_frames import H, IngestRig, consumed, pack, random_frame  # noqa: E402
 from trackio_shim import protocol as P  # noqa: E402
 from trackio_shim.errors import ProtocolError  # noqa: E402
 

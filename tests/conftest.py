@@ -1,107 +1,30 @@
-"""Shared fixtures: an isolated TRACKIOD_HOME, real daemon processes, and deadline-based waiting.
+"""Fixtures only: an isolated TRACKIOD_HOME, daemons owned by a tracker, the shim reset, hypothesis profiles.
 
-Everything here is real: daemons are ``python -m trackiod start --foreground`` subprocesses, clients talk to
-them over ZeroMQ ipc sockets, and assertions read the SQLite file back. Nothing is mocked.
+Helpers live in tests/support/ and are imported from there, never from this file. Every process a test starts
+through these fixtures is reaped at its teardown: daemons by the ``daemons`` tracker (a daemon left running
+for the test's home that no tracker made fails the test), scripts from ``spawn_script`` by ``_reap_scripts``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
-        time.sleep(interval)
-
-
-class DaemonProcess:
-    """A real trackiod daemon in a subprocess, for one TRACKIOD_HOME."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def home(self) -> Path:
-        return Path(self.env["TRACKIOD_HOME"])
-
-    def settings(self) -> Any:
-        from trackio_shim.settings import TrackiodSettings
-
-        return TrackiodSettings.load(environ=self.env)
-
-    def start(self, wait: bool = True, **extra_env: str) -> DaemonProcess:
-        env = {**self.env, **extra_env}
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in _reap()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "trackiod", "start", "--foreground"],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        if wait:
-            wait_for(self.status, timeout=20, what="the daemon to answer status")
-        return self
-
-    def status(self) -> dict[str, Any] | None:
-        from trackiod.daemon import control
-
-        answer = control.request(self.settings(), "status", timeout=0.3)
-        return answer[1] if answer else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        self._reap(10)
-
-    def terminate(self, timeout: float = 30) -> int:
-        self.signal(signal.SIGTERM)
-        return self._reap(timeout)
-
-    def _reap(self, timeout: float) -> int:
-        assert self.proc is not None
-        code = self.proc.wait(timeout=timeout)
-        self._log.close()
-        return code
-
-    def cleanup(self) -> None:
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGKILL)
-            self._reap(10)
+from tests.support.daemons import ROOT, DaemonProcess, Daemons, fail_on_strays, stray_daemons
+from tests.support.scripts import SPAWNED
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """An isolated environment: its own TRACKIOD_HOME, no autostart, fast heartbeats, no WANDB_* leaking in."""
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """An isolated environment: its own TRACKIOD_HOME, no autostart, fast heartbeats, no WANDB_* leaking in.
+
+    At teardown, a daemon still running for a home under this test's tmp_path fails the test (see
+    tests/support/daemons.py); the ones the ``daemons`` tracker made are reaped before this runs.
+    """
     for name in list(os.environ):
         if name.startswith(("WANDB_", "TRACKIOD_")):
             monkeypatch.delenv(name)
@@ -112,28 +35,30 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    return dict(os.environ)
+    yield dict(os.environ)
+    fail_on_strays(stray_daemons([tmp_path]))
 
 
 @pytest.fixture
-def daemon(env: dict[str, str], tmp_path: Path) -> Iterator[DaemonProcess]:
+def daemons(env: dict[str, str]) -> Iterator[Daemons]:
+    """A factory of DaemonProcess objects that reaps every one it made when the test ends (pyzmq's pattern).
+
+    It asks for ``env`` so that it is torn down first: its daemons are gone before ``env`` looks for strays.
+    """
+    with Daemons() as made:
+        yield made
+
+
+@pytest.fixture
+def daemon(daemons: Daemons, env: dict[str, str], tmp_path: Path) -> DaemonProcess:
     """A running daemon for this test's home; killed at teardown if the test left it running."""
-    proc = DaemonProcess(env, tmp_path / "daemon-stdout.log")
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.cleanup()
+    return daemons(env, tmp_path / "daemon-stdout.log").start()
 
 
 @pytest.fixture
-def stopped_daemon(env: dict[str, str], tmp_path: Path) -> Iterator[DaemonProcess]:
+def stopped_daemon(daemons: Daemons, env: dict[str, str], tmp_path: Path) -> DaemonProcess:
     """A daemon handle that is not started yet (tests start, kill and restart it themselves)."""
-    proc = DaemonProcess(env, tmp_path / "daemon-stdout.log")
-    try:
-        yield proc
-    finally:
-        proc.cleanup()
+    return daemons(env, tmp_path / "daemon-stdout.log")
 
 
 @pytest.fixture
@@ -147,31 +72,19 @@ def shim(env: dict[str, str]) -> Iterator[Any]:
         trackio_shim.teardown()
 
 
-def run_script(
-    code: str, env: dict[str, str], timeout: float = 120, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    """Run a training script in a fresh interpreter (real atexit, real process exit)."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"script failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+@pytest.fixture(autouse=True)
+def _reap_scripts() -> Iterator[None]:
+    """Kill the scripts this test started with spawn_script and left running."""
+    mark = SPAWNED.mark()
+    yield
+    SPAWNED.reap(mark)
 
 
-def spawn_script(code: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    """Start a training script without waiting for it."""
-    return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture(autouse=True, scope="session")
+def _reap_module_scripts() -> Iterator[None]:
+    """Kill the scripts that module-scoped fixtures started and left running, once every test is done."""
+    yield
+    SPAWNED.reap()
 
 
 def _hypothesis_profiles() -> None:

@@ -1,0 +1,258 @@
+"""Tensors in log(), the deferred-copy queue and watch(), on CPU with real torch and a real daemon.
+
+CPU tensors take the same path as CUDA tensors (host pool, pending queue, bound on copies in flight) with a
+marker that is complete at once. Where a test needs a copy that is *not* complete yet, it stands a
+``SlowMarker`` in for ``torch.cuda.Event`` (the one part that needs a GPU); everything else is real. The GPU
+itself is covered by tests/shim/test_gpu_tensors.py.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.support.daemons import wait_for
+
+torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
+
+from trackio_shim.session import deferred as T  # noqa: E402
+from trackio_shim.session.client import current_client  # noqa: E402
+
+
+class SlowMarker:
+    """Stands in for torch.cuda.Event: incomplete until released (by the test or by synchronize())."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.waited = 0
+
+    def query(self) -> bool:
+        return self.done.is_set()
+
+    def synchronize(self) -> None:
+        self.waited += 1
+        self.done.set()
+
+
+class SlowCopies(T.DeferredCopies):
+    """The real queue, with each call's completion marker replaced by a SlowMarker."""
+
+    def __init__(self, limit: int, emit: T.Emit) -> None:
+        super().__init__(limit, emit)
+        self.markers: list[SlowMarker] = []
+
+    def _start(self, staged: list[T.Staged]) -> list[Any]:
+        super()._start(staged)
+        marker = SlowMarker()
+        self.markers.append(marker)
+        return [marker]
+
+
+def _history(shim: Any, run: Any) -> list[dict[str, Any]]:
+    return list(shim.Api().run(f"{run.project}/{run.id}").scan_history())
+
+
+def _series_times(shim: Any, run: Any, key: str) -> list[float]:
+    from trackiod.read.connection import open_reader
+    from trackiod.read.runs import run_keys
+    from trackiod.read.series import read_series
+
+    api_run = shim.Api().run(f"{run.project}/{run.id}")
+    conn = open_reader(shim.Api().settings.db_path)
+    try:
+        key_id = run_keys(conn, api_run._row["id"])[key][0]
+        return read_series(conn, api_run._row["id"], key_id)[1].tolist()
+    finally:
+        conn.close()
+
+
+# --------------------------------------------------------------------------------------------------- scalars
+
+
+def test_deferred_scalars_equal_item_at_their_own_step_and_time(shim, daemon):
+    run = shim.init(project="tensors")
+    values = [torch.tensor(1 / (i + 3), dtype=torch.float32) for i in range(20)]
+    halves = [torch.tensor(i + 0.5, dtype=torch.float16) for i in range(20)]
+    for i, (value, half) in enumerate(zip(values, halves)):
+        run.log({"loss": value, "half": half, "count": torch.tensor(i), "plain": i})
+    run.finish()
+    rows = _history(shim, run)
+    assert [r["_step"] for r in rows] == list(range(20))
+    assert [r["loss"] for r in rows] == [v.item() for v in values]
+    assert [r["half"] for r in rows] == [h.item() for h in halves]
+    assert [r["count"] for r in rows] == list(range(20))
+    # The deferred values carry the time of the log() call that took them, like the plain values of that call.
+    assert _series_times(shim, run, "loss") == _series_times(shim, run, "plain")
+
+
+def test_sync_copy_per_call_and_per_run_default(shim, daemon):
+    run = shim.init(project="tensors", tensor_copy="sync")
+    assert run.tensor_copy == "sync"
+    run.log({"a": torch.tensor(2.5)})
+    run.log({"b": torch.tensor(3.5)}, copy="deferred")
+    run.finish()
+    deferred = current_client().deferred()
+    assert deferred.resolved == 1  # only the call that asked for it went through the queue
+    (first, second) = _history(shim, run)
+    assert first["a"] == 2.5 and second["b"] == 3.5
+
+
+def test_pool_is_reused_and_bounded(shim, daemon, monkeypatch):
+    monkeypatch.setenv("TRACKIOD_MAX_INFLIGHT_COPIES", "4")
+    run = shim.init(project="tensors")
+    for i in range(300):
+        run.log({"a": torch.tensor(float(i)), "b": torch.tensor(float(-i))})
+    run.finish()
+    pool = current_client().deferred().pool
+    assert pool.allocated <= 4
+    assert pool.reused >= 590
+    assert pool.live <= 4
+    rows = _history(shim, run)
+    assert [r["a"] for r in rows] == list(range(300))
+
+
+def test_pending_copies_wait_for_their_marker_then_go_out_in_order(shim, daemon):
+    run = shim.init(project="tensors")
+    client = current_client()
+    slow = SlowCopies(8, client._emit_resolved)
+    client._deferred = slow
+    for i in range(3):
+        run.log({"loss": torch.tensor(float(i))})
+    assert slow.pending() == 3 and slow.poll() == 0  # polling never waits on a device
+    slow.markers[1].done.set()
+    assert slow.poll() == 0  # the oldest is not complete: nothing overtakes it
+    slow.markers[0].done.set()
+    assert slow.poll() == 2
+    run.flush()  # forces the rest
+    assert slow.pending() == 0 and slow.markers[2].waited == 1
+    run.finish()
+    assert [r["loss"] for r in _history(shim, run)] == [0, 1, 2]
+
+
+def test_back_pressure_resolves_the_oldest_and_drops_nothing(shim, daemon):
+    run = shim.init(project="tensors")
+    client = current_client()
+    slow = SlowCopies(3, client._emit_resolved)
+    client._deferred = slow
+    for i in range(10):
+        run.log({"loss": torch.tensor(float(i))})
+        assert slow.in_flight <= 3
+    assert slow.forced == 7
+    assert [m.waited for m in slow.markers[:7]] == [1] * 7  # waited for, oldest first
+    assert slow.pool.live <= 3
+    run.finish()  # drains the last three
+    assert [r["loss"] for r in _history(shim, run)] == list(range(10))
+
+
+def test_the_pump_sends_completed_copies_without_another_log_call(shim, daemon):
+    run = shim.init(project="tensors")
+    client = current_client()
+    slow = SlowCopies(8, client._emit_resolved)
+    client._deferred = slow
+    run.log({"loss": torch.tensor(4.0)})
+    slow.markers[0].done.set()
+    wait_for(lambda: slow.pending() == 0, timeout=5, what="the pump to send the completed copy")
+    run.finish()
+    assert _history(shim, run)[0]["loss"] == 4
+
+
+def test_unsupported_dtype_names_the_key_and_keeps_the_rest(shim, daemon):
+    run = shim.init(project="tensors")
+    with pytest.warns(UserWarning, match=r"key 'z'.*complex64"):
+        run.log({"z": torch.tensor(1 + 2j), "loss": torch.tensor(0.5), "x": 1})
+    run.finish()
+    (row,) = _history(shim, run)
+    assert row["loss"] == 0.5 and row["x"] == 1 and "z" not in row
+
+
+# --------------------------------------------------------------------------------------------------- histograms
+
+
+def test_tensor_histogram_is_computed_on_device_and_matches_numpy(shim, daemon):
+    data = torch.randn(10_000, generator=torch.Generator().manual_seed(1))
+    data[0], data[1] = float("nan"), float("inf")
+    run = shim.init(project="tensors")
+    run.log({"h": shim.Histogram(data, num_bins=32), "const": shim.Histogram(torch.full((5,), 2.0), num_bins=4)})
+    run.finish()
+    api_run = shim.Api().run(f"tensors/{run.id}")
+    (stored,) = api_run.media("h")
+    finite = data[torch.isfinite(data)].double().numpy()
+    counts, edges = np.histogram(finite, bins=32)
+    assert sum(stored["values"]) == finite.size
+    assert np.allclose(stored["bins"], edges)
+    assert np.abs(np.asarray(stored["values"]) - counts).max() <= 1  # float32 rounding at a bin edge at most
+    (const,) = api_run.media("const")
+    assert (const["values"], const["bins"]) == tuple(x.tolist() for x in np.histogram([2.0] * 5, bins=4))
+
+
+def test_histogram_from_sequence_and_np_histogram(shim, daemon):
+    run = shim.init(project="tensors")
+    counts, edges = np.histogram(np.arange(100), bins=10)
+    run.log({"seq": shim.Histogram([1, 2, 2, 3], num_bins=3), "given": shim.Histogram(np_histogram=(counts, edges))})
+    with pytest.warns(UserWarning, match=r"key 'bad'.*edges must be counts \+ 1"):
+        run.log({"bad": shim.Histogram(np_histogram=([1, 2], [0, 1])), "ok": 1})
+    run.finish()
+    api_run = shim.Api().run(f"tensors/{run.id}")
+    assert api_run.media("seq")[0]["values"] == [1, 2, 1]
+    loaded = api_run.media("given")[0].load()
+    assert loaded.histogram == counts.tolist() and loaded.bins == edges.tolist()
+    assert api_run.media("bad") == [] and _history(shim, run)[-1]["ok"] == 1
+
+
+def test_bare_arrays_and_tensors_become_histograms_or_arrays_as_in_wandb(shim, daemon):
+    run = shim.init(project="tensors")
+    run.log({"big": torch.arange(100.0), "small": torch.ones(3), "np_big": np.zeros(50), "np_one": np.array([7])})
+    run.finish()
+    (row,) = _history(shim, run)
+    assert row["big"].kind == "histogram" and sum(row["big"]["values"]) == 100
+    assert row["np_big"].kind == "histogram"
+    assert row["small"].kind == "array" and row["small"].load().tolist() == [1.0, 1.0, 1.0]
+    assert row["np_one"] == 7
+
+
+# --------------------------------------------------------------------------------------------------- watch
+
+
+class MLP(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(8, 16)
+        self.out = torch.nn.Linear(16, 1)
+
+    def forward(self, x: Any) -> Any:
+        return self.out(torch.relu(self.hidden(x)))
+
+
+def test_watch_logs_gradient_and_parameter_histograms_every_log_freq_steps(shim, daemon):
+    torch.manual_seed(0)
+    model = MLP()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    run = shim.init(project="tensors")
+    shim.watch(model, log="all", log_freq=3)
+    for _ in range(7):
+        loss = model(torch.randn(4, 8)).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        run.log({"loss": loss.detach()})
+    shim.unwatch(model)
+    model(torch.randn(4, 8)).sum().backward()  # unwatched: logs nothing
+    run.finish()
+    api_run = shim.Api().run(f"tensors/{run.id}")
+    for name, param in model.named_parameters():
+        assert [m.step for m in api_run.media(f"gradients/{name}")] == [0, 3, 6]
+        params = api_run.media(f"parameters/{name}")
+        assert [m.step for m in params] == [0, 3, 6]
+        assert sum(params[-1]["values"]) == param.numel()
+    assert len(_history(shim, run)) == 7
+
+
+def test_watch_rejects_bad_arguments(shim, daemon):
+    shim.init(project="tensors")
+    with pytest.raises(shim.UsageError, match="log="):
+        shim.watch(MLP(), log="weights")
+    with pytest.raises(shim.UsageError, match=r"torch\.nn\.Module"):
+        shim.watch(object())
