@@ -61,7 +61,7 @@ def test_sync_tensorboard_stores_scalars_histograms_images_and_text(
     assert sum(histograms[2]["values"]) == 100 and histograms[2]["bins"][-1] == pytest.approx(297)
     images = run.media("sample")
     assert [(i.kind, i["width"], i["height"]) for i in images] == [("image", 5, 4)] * 3
-    assert images[0].local_path() is not None and images[0].local_path().read_bytes().startswith(b"\x89PNG")
+    assert images[0].local_path is not None and images[0].local_path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_patch_streams_while_the_run_is_running(
