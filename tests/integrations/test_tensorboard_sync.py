@@ -100,7 +100,7 @@ def test_patch_streams_while_the_run_is_running(
     run = wait_for(streamed, timeout=20, what="values streamed during the run")
     assert run.state == "running"  # read by the daemon while the training process is still at work
     go.touch()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     rows = shim.Api().run("tb/tbx").history(pandas=False)
     assert [r["train/loss"] for r in rows if "train/loss" in r] == [5, 4, 3, 2, 1]

@@ -1,4 +1,5 @@
-"""What a run hands over besides metrics (alerts, saved files, artifacts, TensorBoard directories), wired into the writer as one part.
+"""What a run hands over besides metrics (alerts, saved files, artifacts, TensorBoard directories), wired into
+the writer as one part.
 
 :class:`Attachments` is owned by the daemon. Ingest calls the handlers it registers (:meth:`Attachments.handlers`)
 inside the writer's open transaction, one per kind; after the commit, :meth:`Attachments.committed` hands slow

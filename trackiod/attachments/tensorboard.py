@@ -26,7 +26,6 @@ from typing import Any
 
 from trackio_shim import event_files
 from trackio_shim.errors import FrameRejected, UsageError
-
 from trackiod.ingest.ingest import Ingest
 from trackiod.ingest.outbox import Worker
 from trackiod.ingest.ranks import merge_config
@@ -125,7 +124,7 @@ class TensorBoardSync:
     def committed(self) -> None:
         for watch in self._new:
             self._runs.setdefault(watch.run_id, None)
-            self.worker.submit(functools.partial(self._watches.setdefault, (watch.run_id, watch.logdir), watch))
+            self.worker.submit(functools.partial(self._follow, watch))
         self._new.clear()
         self._in_txn.clear()
 
@@ -201,6 +200,9 @@ class TensorBoardSync:
                     self._results.append(result)
         finally:
             self._scan_queued.clear()
+
+    def _follow(self, watch: Watch) -> None:
+        self._watches.setdefault((watch.run_id, watch.logdir), watch)
 
     def _forget(self, run_id: int) -> None:
         for key in [k for k in self._watches if k[0] == run_id]:

@@ -96,10 +96,9 @@ class _Hooks:
         if not sent:
             warn_once(
                 ("tensorboard-nothing", run.id),
-                f"trackio_shim: run {run.id} followed TensorBoard (sync_tensorboard=True or tensorboard.patch()) but no "
-                "SummaryWriter opened a "
-                "directory while it ran, so nothing from TensorBoard was stored; create the SummaryWriter after "
-                "init()",
+                f"trackio_shim: run {run.id} followed TensorBoard (sync_tensorboard=True or tensorboard.patch()) but "
+                "no SummaryWriter opened a directory while it ran, so nothing from TensorBoard was stored; create "
+                "the SummaryWriter after init()",
             )
 
 
@@ -133,7 +132,7 @@ def patch(
             except ImportError:
                 continue
             _hooks.originals.append((cls, cls.__init__))
-            cls.__init__ = _hooked(cls.__init__)
+            setattr(cls, "__init__", _hooked(cls.__init__))  # noqa: B010 (mypy refuses assigning __init__)
     if not _hooks.patched:
         warn_once(
             "tensorboard-unpatched",
@@ -146,7 +145,7 @@ def unpatch() -> None:
     """Undo :func:`patch`: writers created from now on are not followed."""
     with _hooks.lock:
         for cls, original in _hooks.originals:
-            cls.__init__ = original
+            setattr(cls, "__init__", original)  # noqa: B010 (mypy refuses assigning __init__)
         _hooks.originals.clear()
         _hooks.root = None
         _hooks.pending.clear()
