@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.daemons import DaemonProcess, wait_for
 from tests.support.scripts import run_script, spawn_script
+from trackiod.read.connection import open_reader
 
 pytest.importorskip("tensorboard")
 
@@ -116,3 +117,48 @@ def test_sync_tensorboard_without_a_writer_warns(daemon: DaemonProcess, env: dic
     """
     result = run_script(script, env)
     assert "no SummaryWriter opened a directory" in result.stderr
+
+
+def test_a_restarted_daemon_goes_on_reading_where_it_stopped(
+    stopped_daemon: DaemonProcess, env: dict[str, str], shim: Any, tmp_path: Path
+) -> None:
+    """The watch and its offsets outlive a daemon killed mid-run: the values after the restart are stored once."""
+    stopped_daemon.start()
+    go = tmp_path / "write-more"
+    script = f"""
+    import time
+    from pathlib import Path
+    import trackio_shim as wandb
+    from torch.utils.tensorboard import SummaryWriter
+    wandb.init(project="tb", id="restart", sync_tensorboard=True)
+    writer = SummaryWriter({str(tmp_path / "logs")!r})
+    for step in range(3):
+        writer.add_scalar("loss", float(step), step)
+    writer.flush()
+    deadline = time.monotonic() + 60
+    while not Path({str(go)!r}).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for step in range(3, 5):
+        writer.add_scalar("loss", float(step), step)
+    writer.close()
+    wandb.finish()
+    """
+    proc = spawn_script(script, env)
+
+    def losses() -> list[tuple[int, float]] | None:
+        run = api_run(shim, "tb/restart")
+        return None if run is None else [(r["_step"], r["loss"]) for r in run.history(pandas=False) if "loss" in r]
+
+    wait_for(lambda: losses() == [(0, 0.0), (1, 1.0), (2, 2.0)], timeout=20, what="the first values")
+    stopped_daemon.kill9()
+    stopped_daemon.start()
+    go.touch()
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    wait_for(lambda: losses() == [(s, float(s)) for s in range(5)], timeout=20, what="the values after the restart")
+    conn = open_reader(stopped_daemon.settings().db_path)
+    try:
+        (points,) = conn.execute("SELECT sum(n) FROM chunks").fetchone()
+    finally:
+        conn.close()
+    assert points == 5  # nothing read twice

@@ -36,7 +36,7 @@ class Attachments:
         self.alerts = AlertBook(settings, self.notifier)
         self.files = FileKeeper(settings, self.outbox, self.worker)
         self.artifacts = ArtifactBook(settings, self.outbox, self.worker)
-        self.tensorboard = TensorBoardSync(Worker("trackiod-tensorboard"))
+        self.tensorboard = TensorBoardSync(Worker("trackiod-tensorboard"), settings.home / "tensorboard_watches.json")
 
     def handlers(self) -> dict[int, Handler]:
         """The kinds ingest hands to us, each with the handler that stores it."""
@@ -49,10 +49,12 @@ class Attachments:
         }
 
     def resume(self, store: Store) -> None:
-        """Pick up what a previous daemon left: undelivered alerts, active watches, pending artifact jobs."""
+        """Pick up what a previous daemon left: undelivered alerts, active watches (of files and TensorBoard
+        directories), pending artifact jobs."""
         alerts = self.alerts.resume_pending(store)
         jobs = self.artifacts.resume(store)
         self.files.resume(store)
+        self.tensorboard.resume()
         if alerts or jobs:
             log.info("resuming %d undelivered alerts and %d artifact jobs", alerts, jobs)
 

@@ -8,8 +8,10 @@ event files directly in that directory every maintenance tick, from where it sto
 (scalars, text) or a MEDIA frame (histograms, images), at the event's own step and wall time; the hparams
 plugin's values are merged into the run's config.
 
-A watch ends :data:`GRACE_S` after its run ended (a writer flushed at the very end is still read). Watches live
-in memory: a daemon restarted during a run stops following that run's directories (docs/integrations.md).
+A watch ends :data:`GRACE_S` after its run ended (a writer flushed at the very end is still read). The watches
+and how far each file was read are saved, after each commit that changed them, in ``tensorboard_watches.json``
+in the data directory, so a restarted daemon carries on where the last commit left off (a read whose commit
+was lost is read again: a series keeps the last value of a step, media one value per step).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -42,8 +45,11 @@ class Result:
     """What one read of one watch found, for the writer."""
 
     run_id: int
+    logdir: Path
     events: list[event_files.Decoded]
     hparams: dict[str, Any]
+    #: Where each file's reading stopped, once this result is committed.
+    offsets: dict[str, int]
 
 
 @dataclass
@@ -84,18 +90,25 @@ class Watch:
                 if line.split(":", 1)[1] not in self.told:
                     self.told.add(line.split(":", 1)[1])
                     log.info("run %d, %s: %s", self.run_id, path.name, line)
-        return Result(self.run_id, found, hparams) if found or hparams else None
+        if not found and not hparams:
+            return None
+        offsets = {str(path): offset for path, offset in self.offsets.items()}
+        return Result(self.run_id, self.logdir, found, hparams, offsets)
 
 
 class TensorBoardSync:
     """The writer's side (watches, writing what was read) and the worker's side (reading) of sync_tensorboard."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, state_path: Path) -> None:
+        """``state_path``: where the watches and their offsets are saved (see the module docstring)."""
         self.worker = worker
-        # Writer thread: watches of the open transaction; the runs followed, with when each was seen ended.
+        self.state_path = state_path
+        # Writer thread: watches of the open transaction; the runs followed, with when each was seen ended; the
+        # committed state, as saved: (run, logdir) -> {"prefix", "offsets"}.
         self._new: list[Watch] = []
         self._runs: dict[int, float | None] = {}
         self._in_txn: list[Result] = []
+        self._saved: dict[tuple[int, str], dict[str, Any]] = {}
         # Worker to writer: what the reads found (deque appends and pops are atomic).
         self._results: deque[Result] = deque()
         # Worker thread: the watches, by (run, directory).
@@ -122,11 +135,50 @@ class TensorBoardSync:
         self._new.append(Watch(run_id, Path(logdir), prefix))
 
     def committed(self) -> None:
+        changed = bool(self._new or self._in_txn)
         for watch in self._new:
             self._runs.setdefault(watch.run_id, None)
+            self._saved.setdefault((watch.run_id, str(watch.logdir)), {"prefix": watch.prefix, "offsets": {}})
             self.worker.submit(functools.partial(self._follow, watch))
+        for result in self._in_txn:
+            entry = self._saved.get((result.run_id, str(result.logdir)))
+            if entry is not None:
+                entry["offsets"] = result.offsets
         self._new.clear()
         self._in_txn.clear()
+        if changed:
+            self._save()
+
+    def resume(self) -> None:
+        """At daemon start: follow the directories a previous daemon followed, from where its last commit left."""
+        try:
+            saved = json.loads(self.state_path.read_text())
+            entries = [(int(e["run_id"]), str(e["logdir"]), str(e["prefix"]), dict(e["offsets"])) for e in saved]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning(
+                "%s is unreadable (%s): TensorBoard directories of earlier runs are not followed", self.state_path, exc
+            )
+            return
+        for run_id, logdir, prefix, offsets in entries:
+            self._runs.setdefault(run_id, None)
+            self._saved[(run_id, logdir)] = {"prefix": prefix, "offsets": offsets}
+            watch = Watch(run_id, Path(logdir), prefix, {Path(k): int(v) for k, v in offsets.items()})
+            self.worker.submit(functools.partial(self._follow, watch))
+        if entries:
+            log.info("following %d TensorBoard directories of earlier runs", len(entries))
+
+    def _save(self) -> None:
+        entries = [
+            {"run_id": run_id, "logdir": logdir, **entry} for (run_id, logdir), entry in sorted(self._saved.items())
+        ]
+        partial = self.state_path.with_name(f".{self.state_path.name}.partial")
+        try:
+            partial.write_text(json.dumps(entries))
+            os.replace(partial, self.state_path)
+        except OSError as exc:  # a restart would then read some values again; nothing is lost
+            log.warning("could not save %s: %s", self.state_path, exc)
 
     def rolled_back(self) -> None:
         self._new.clear()
@@ -152,6 +204,9 @@ class TensorBoardSync:
                     self._runs[run_id] = now
                 elif now - ended > GRACE_S:
                     del self._runs[run_id]
+                    for key in [k for k in self._saved if k[0] == run_id]:
+                        del self._saved[key]
+                    self._save()
                     self.worker.submit(functools.partial(self._forget, run_id))
         if not self._scan_queued.is_set():
             self._scan_queued.set()
