@@ -38,7 +38,7 @@ ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, alias
 ARTIFACT_USE = 27  # handle, ref: {version_id, project, name}
 LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 FORWARD = 29  # frame: one sequenced frame another daemon committed, relayed to a head daemon (docs/forwarding.md)
-TENSORBOARD = 30  # handle, spec: {logdir, prefix} (the daemon reads that directory's event files into the run)
+TENSORBOARD = 30  # handle, spec: {logdir, prefix, since} (the daemon reads that directory's event files into the run)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version

@@ -34,6 +34,7 @@ def read_once(rig: IngestRig) -> None:
         {},
         {"logdir": "/abs", "prefix": "x" * 500},
         {"logdir": "/abs", "prefix": 3},
+        {"logdir": "/abs", "since": "x"},
     ],
 )
 def test_a_bad_watch_is_refused_and_named(tmp_path: Path, spec: dict) -> None:

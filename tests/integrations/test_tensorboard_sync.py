@@ -7,12 +7,15 @@ tensorboardX, and the values read back through ``Api()``.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.daemons import DaemonProcess, wait_for
+from tests.support.event_writing import scalar, summary_event, write_records
 from tests.support.scripts import run_script, spawn_script
 from trackiod.read.connection import open_reader
 
@@ -29,6 +32,11 @@ def api_run(shim: Any, path: str) -> Any:
 def test_sync_tensorboard_stores_scalars_histograms_images_and_text(
     daemon: DaemonProcess, env: dict[str, str], shim: Any, tmp_path: Path
 ) -> None:
+    """The directory also holds an earlier run's event file: that one is not read into this run."""
+    (tmp_path / "logs").mkdir()
+    stale = tmp_path / "logs" / "events.out.tfevents.1.earlier"
+    write_records(stale, [summary_event(0, 1.0, [scalar("stale", 1.0)])])
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
     script = f"""
     import numpy as np
     import trackio_shim as wandb
@@ -57,6 +65,7 @@ def test_sync_tensorboard_stores_scalars_histograms_images_and_text(
     assert losses == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3, rel=1e-6))]  # TensorBoard keeps float32
     assert [r["_timestamp"] for r in rows if "train/loss" in r] == [1_700_000_000 + s for s in range(3)]
     assert [r["note"] for r in rows if "note" in r] == ["step 0", "step 1", "step 2"]
+    assert not any("stale" in r for r in rows)
     histograms = run.media("weights")
     assert [h.step for h in histograms] == [0, 1, 2]
     assert sum(histograms[2]["values"]) == 100 and histograms[2]["bins"][-1] == pytest.approx(297)

@@ -29,6 +29,7 @@ from typing import Any
 
 from trackio_shim import event_files
 from trackio_shim.errors import FrameRejected, UsageError
+from trackiod.ingest.guard import is_time
 from trackiod.ingest.ingest import Ingest
 from trackiod.ingest.outbox import Worker
 from trackiod.ingest.ranks import merge_config
@@ -37,6 +38,8 @@ log = logging.getLogger("trackiod.tensorboard")
 
 #: Seconds a watch goes on reading after its run ended.
 GRACE_S = 3.0
+#: How much older than the writer's opening a file's mtime may be and still be the writer's (2 s: FAT, SMB).
+MTIME_SLACK_S = 2.0
 MAX_PREFIX_CHARS = 200
 
 
@@ -59,6 +62,8 @@ class Watch:
     run_id: int
     logdir: Path
     prefix: str
+    #: When the writer opened the directory: files last changed before then belong to earlier runs.
+    since: float = 0.0
     offsets: dict[Path, int] = field(default_factory=dict)
     decoders: dict[Path, event_files.EventDecoder] = field(default_factory=dict)
     broken: set[Path] = field(default_factory=set)
@@ -69,6 +74,10 @@ class Watch:
         hparams: dict[str, Any] = {}
         for path in event_files.event_files(self.logdir):
             if path in self.broken:
+                continue
+            if path not in self.offsets and not self._ours(path):
+                self.broken.add(path)
+                log.info("run %d: not reading %s, last written before the run opened its directory", self.run_id, path)
                 continue
             decoder = self.decoders.get(path)
             if decoder is None:
@@ -94,6 +103,13 @@ class Watch:
             return None
         offsets = {str(path): offset for path, offset in self.offsets.items()}
         return Result(self.run_id, self.logdir, found, hparams, offsets)
+
+    def _ours(self, path: Path) -> bool:
+        """Written since the run's writer opened the directory (a file system's coarse mtime is allowed for)."""
+        try:
+            return path.stat().st_mtime >= self.since - MTIME_SLACK_S
+        except OSError:
+            return False
 
 
 class TensorBoardSync:
@@ -123,22 +139,25 @@ class TensorBoardSync:
             FrameRejected: the directory is not an absolute path, the prefix is not a short string, or this
                 daemon cannot read event files (no tensorboard package).
         """
-        logdir, prefix = spec.get("logdir"), spec.get("prefix", "")
+        logdir, prefix, since = spec.get("logdir"), spec.get("prefix", ""), spec.get("since", 0.0)
         if not isinstance(logdir, str) or not Path(logdir).is_absolute():
             raise FrameRejected(f"TENSORBOARD needs an absolute logdir, not {logdir!r}")
         if not isinstance(prefix, str) or len(prefix) > MAX_PREFIX_CHARS:
             raise FrameRejected(f"TENSORBOARD prefix must be a string of at most {MAX_PREFIX_CHARS} characters")
+        if not is_time(since):
+            raise FrameRejected(f"TENSORBOARD since must be a finite time in seconds, not {since!r}")
         try:
             event_files.EventDecoder()
         except UsageError as exc:
             raise FrameRejected(f"sync_tensorboard: this daemon cannot read event files ({exc})") from None
-        self._new.append(Watch(run_id, Path(logdir), prefix))
+        self._new.append(Watch(run_id, Path(logdir), prefix, float(since)))
 
     def committed(self) -> None:
         changed = bool(self._new or self._in_txn)
         for watch in self._new:
             self._runs.setdefault(watch.run_id, None)
-            self._saved.setdefault((watch.run_id, str(watch.logdir)), {"prefix": watch.prefix, "offsets": {}})
+            fresh = {"prefix": watch.prefix, "since": watch.since, "offsets": {}}
+            self._saved.setdefault((watch.run_id, str(watch.logdir)), fresh)
             self.worker.submit(functools.partial(self._follow, watch))
         for result in self._in_txn:
             entry = self._saved.get((result.run_id, str(result.logdir)))
@@ -153,7 +172,10 @@ class TensorBoardSync:
         """At daemon start: follow the directories a previous daemon followed, from where its last commit left."""
         try:
             saved = json.loads(self.state_path.read_text())
-            entries = [(int(e["run_id"]), str(e["logdir"]), str(e["prefix"]), dict(e["offsets"])) for e in saved]
+            entries = [
+                (int(e["run_id"]), str(e["logdir"]), str(e["prefix"]), float(e["since"]), dict(e["offsets"]))
+                for e in saved
+            ]
         except FileNotFoundError:
             return
         except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -161,10 +183,10 @@ class TensorBoardSync:
                 "%s is unreadable (%s): TensorBoard directories of earlier runs are not followed", self.state_path, exc
             )
             return
-        for run_id, logdir, prefix, offsets in entries:
+        for run_id, logdir, prefix, since, offsets in entries:
             self._runs.setdefault(run_id, None)
-            self._saved[(run_id, logdir)] = {"prefix": prefix, "offsets": offsets}
-            watch = Watch(run_id, Path(logdir), prefix, {Path(k): int(v) for k, v in offsets.items()})
+            self._saved[(run_id, logdir)] = {"prefix": prefix, "since": since, "offsets": offsets}
+            watch = Watch(run_id, Path(logdir), prefix, since, {Path(k): int(v) for k, v in offsets.items()})
             self.worker.submit(functools.partial(self._follow, watch))
         if entries:
             log.info("following %d TensorBoard directories of earlier runs", len(entries))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,8 @@ class _Hooks:
         self.lock = threading.Lock()
         self.originals: list[tuple[type, Any]] = []
         self.root: Path | None = None
-        #: ``(logdir, prefix)`` seen while no run followed (sent to the next run that follows).
-        self.pending: list[tuple[str, str]] = []
+        #: ``(logdir, prefix, opened)`` seen while no run followed (sent to the next run that follows).
+        self.pending: list[tuple[str, str, float]] = []
         #: Every writer the hooks saw, flushed when a following run finishes.
         self.writers: weakref.WeakSet[Any] = weakref.WeakSet()
         self.link: RunLink | None = None
@@ -56,23 +57,24 @@ class _Hooks:
             return f"{logdir.name}/"
         return "" if relative == "." else f"{relative}/"
 
-    def seen(self, logdir: Any, writer: Any) -> None:
-        """A writer opened ``logdir``: send it to the following run, or keep it for the next one."""
+    def seen(self, logdir: Any, writer: Any, opened: float) -> None:
+        """A writer opened ``logdir`` at ``opened``: send it to the following run, or keep it for the next one."""
         path = Path(os.path.abspath(os.fspath(logdir)))
         with self.lock:
             self.writers.add(writer)
-            spec = (str(path), self.prefix(path))
+            spec = (str(path), self.prefix(path), opened)
             link = self.link
             if link is None or link.finished:
                 self.pending.append(spec)
                 return
             self._send(link, spec)
 
-    def _send(self, link: RunLink, spec: tuple[str, str]) -> None:
+    def _send(self, link: RunLink, spec: tuple[str, str, float]) -> None:
         if spec[0] in self.sent:
             return
         self.sent.add(spec[0])
-        link.send(P.TENSORBOARD, {"logdir": spec[0], "prefix": spec[1]})
+        # "since": files of the directory last written before then are earlier runs', not this one's.
+        link.send(P.TENSORBOARD, {"logdir": spec[0], "prefix": spec[1], "since": spec[2]})
 
     def follow(self, link: RunLink) -> None:
         with self.lock:
@@ -154,9 +156,10 @@ def unpatch() -> None:
 
 def _hooked(original: Any) -> Any:
     def __init__(self: Any, logdir: Any, *args: Any, **kwargs: Any) -> None:
+        opened = time.time()
         original(self, logdir, *args, **kwargs)
         try:
-            _hooks.seen(logdir, self)
+            _hooks.seen(logdir, self, opened)
         except Exception as exc:  # never into the training loop
             warn_once(("tensorboard-hook", type(exc).__name__), f"trackio_shim: sync_tensorboard failed: {exc!r}")
 
