@@ -11,9 +11,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.support.daemons import DaemonProcess
+from tests.support.event_writing import scalar, summary_event, tensor_value, write_records
 from tests.support.scripts import run_script
 from trackiod.cli import main as cli
 
@@ -86,3 +88,14 @@ def test_import_tensorboard_damaged_file_names_it(
     (bad / "events.out.tfevents.1.host").write_bytes(b"\xff" * 64)
     assert cli(["import", "tensorboard", str(bad), "--project", "bad"]) == 2
     assert "is damaged (its length fails its CRC)" in capsys.readouterr().err
+
+
+def test_the_python_import_warns_what_it_skipped(daemon: DaemonProcess, shim: Any, tmp_path: Path) -> None:
+    (tmp_path / "tb").mkdir()
+    curve = tensor_value("pr", np.zeros((2, 3)), "pr_curves")
+    write_records(tmp_path / "tb" / "events.out.tfevents.1.host", [summary_event(0, T0, [curve, scalar("a", 1.0)])])
+    with pytest.warns(
+        UserWarning, match="import of tb: skipped 1 value\\(s\\) of pr: pr_curves summaries are not stored"
+    ):
+        (run,) = shim.import_tf_events(tmp_path / "tb", project="warned")
+    assert [r["a"] for r in shim.Api().run(f"warned/{run.id}").history(pandas=False)] == [1.0]
