@@ -171,3 +171,25 @@ def test_a_restarted_daemon_goes_on_reading_where_it_stopped(
     finally:
         conn.close()
     assert points == 5  # nothing read twice
+
+
+def test_a_writer_opened_after_patch_but_before_init_goes_to_the_next_run(
+    daemon: DaemonProcess, env: dict[str, str], shim: Any, tmp_path: Path
+) -> None:
+    script = f"""
+    import trackio_shim as wandb
+    import trackio_shim.tensorboard
+    from torch.utils.tensorboard import SummaryWriter
+    trackio_shim.tensorboard.patch()
+    writer = SummaryWriter({str(tmp_path / "early")!r})
+    writer.add_scalar("x", 1.0, 0)
+    wandb.init(project="tb", id="early")
+    writer.add_scalar("x", 2.0, 1)
+    writer.close()
+    wandb.finish()
+    """
+    run_script(script, env)
+    run = wait_for(
+        lambda: (r := api_run(shim, "tb/early")) and len(r.history(pandas=False)) == 2 and r, timeout=20, what="x"
+    )
+    assert [(r["_step"], r["x"]) for r in run.history(pandas=False)] == [(0, 1.0), (1, 2.0)]
