@@ -66,17 +66,19 @@ class Watch:
     since: float = 0.0
     offsets: dict[Path, int] = field(default_factory=dict)
     decoders: dict[Path, event_files.EventDecoder] = field(default_factory=dict)
-    broken: set[Path] = field(default_factory=set)
+    #: Files not read: damaged, unreadable, or an earlier run's.
+    ignored: set[Path] = field(default_factory=set)
+    #: Reasons for skipping values already logged (once per watch).
     told: set[str] = field(default_factory=set)
 
     def read(self) -> Result | None:
         found: list[event_files.Decoded] = []
         hparams: dict[str, Any] = {}
         for path in event_files.event_files(self.logdir):
-            if path in self.broken:
+            if path in self.ignored:
                 continue
             if path not in self.offsets and not self._ours(path):
-                self.broken.add(path)
+                self.ignored.add(path)
                 log.info("run %d: not reading %s, last written before the run opened its directory", self.run_id, path)
                 continue
             decoder = self.decoders.get(path)
@@ -86,7 +88,7 @@ class Watch:
                 records, self.offsets[path] = event_files.read_records(path, self.offsets.get(path, 0))
             except (OSError, UsageError) as exc:
                 log.warning("run %d: stopped reading %s: %s", self.run_id, path, exc)
-                self.broken.add(path)
+                self.ignored.add(path)
                 continue
             for record in records:
                 decoded = decoder.decode(record)
@@ -95,10 +97,10 @@ class Watch:
             if decoder.hparams:
                 hparams.update(decoder.hparams)
                 decoder.hparams.clear()
-            for line in event_files.describe_skipped(decoder.skipped):
-                if line.split(":", 1)[1] not in self.told:
-                    self.told.add(line.split(":", 1)[1])
-                    log.info("run %d, %s: %s", self.run_id, path.name, line)
+            for reason in sorted(decoder.skipped.keys() - self.told):
+                self.told.add(reason)
+                tags = ", ".join(sorted(decoder.skipped[reason]))
+                log.info("run %d, %s: not stored: %s (%s)", self.run_id, path.name, reason, tags)
         if not found and not hparams:
             return None
         offsets = {str(path): offset for path, offset in self.offsets.items()}

@@ -48,6 +48,32 @@ class _Hooks:
     def patched(self) -> bool:
         return bool(self.originals)
 
+    def install(self, wanted: list[str], root: Path | None) -> None:
+        """Wrap the constructors of the ``wanted`` writers (the ones importable), once."""
+        import importlib
+
+        with self.lock:
+            if root is not None:
+                self.root = root
+            if self.originals:
+                return
+            for which in wanted:
+                module_name, class_name = _WRITERS[which]
+                try:
+                    cls = getattr(importlib.import_module(module_name), class_name)
+                except ImportError:
+                    continue
+                self.originals.append((cls, cls.__init__))
+                setattr(cls, "__init__", _hooked(cls.__init__))  # noqa: B010 (mypy refuses assigning __init__)
+
+    def uninstall(self) -> None:
+        with self.lock:
+            for cls, original in self.originals:
+                setattr(cls, "__init__", original)  # noqa: B010 (mypy refuses assigning __init__)
+            self.originals.clear()
+            self.root, self.link = None, None
+            self.pending.clear()
+
     def prefix(self, logdir: Path) -> str:
         if self.root is None:
             self.root = logdir
@@ -118,40 +144,19 @@ def patch(
     them in place.
     """
     del save
-    wanted = {"pytorch": pytorch is not False, "tensorboard_x": tensorboard_x is not False}
-    with _hooks.lock:
-        if root_logdir:
-            _hooks.root = Path(os.path.abspath(root_logdir))
-        if _hooks.patched:
-            return
-        import importlib
-
-        for which, (module_name, class_name) in _WRITERS.items():
-            if not wanted[which]:
-                continue
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except ImportError:
-                continue
-            _hooks.originals.append((cls, cls.__init__))
-            setattr(cls, "__init__", _hooked(cls.__init__))  # noqa: B010 (mypy refuses assigning __init__)
+    wanted = [which for which, flag in (("pytorch", pytorch), ("tensorboard_x", tensorboard_x)) if flag is not False]
+    _hooks.install(wanted, Path(os.path.abspath(root_logdir)) if root_logdir else None)
     if not _hooks.patched:
         warn_once(
             "tensorboard-unpatched",
             "trackio_shim: sync_tensorboard needs torch.utils.tensorboard (the tensorboard package) or tensorboardX; "
-            "neither could be imported, so no TensorBoard values will be stored",
+            "none was hooked (not importable, or turned off), so no TensorBoard values will be stored",
         )
 
 
 def unpatch() -> None:
     """Undo :func:`patch`: writers created from now on are not followed."""
-    with _hooks.lock:
-        for cls, original in _hooks.originals:
-            setattr(cls, "__init__", original)  # noqa: B010 (mypy refuses assigning __init__)
-        _hooks.originals.clear()
-        _hooks.root = None
-        _hooks.pending.clear()
-        _hooks.link = None
+    _hooks.uninstall()
 
 
 def _hooked(original: Any) -> Any:
