@@ -99,3 +99,11 @@ def test_the_python_import_warns_what_it_skipped(daemon: DaemonProcess, shim: An
     ):
         (run,) = shim.import_tf_events(tmp_path / "tb", project="warned")
     assert [r["a"] for r in shim.Api().run(f"warned/{run.id}").history(pandas=False)] == [1.0]
+
+
+def test_an_imported_csv_run_ends_at_its_last_timestamp(daemon: DaemonProcess, shim: Any, tmp_path: Path) -> None:
+    path = tmp_path / "metrics.csv"
+    path.write_text(f"step,timestamp,loss\n0,{T0},1.0\n1,{T0 + 30},0.5\n")
+    run = shim.import_csv(path, project="csv-times")
+    stored = shim.Api().run(f"csv-times/{run.id}")
+    assert (stored.created_at, stored.ended_at) == (iso(T0), iso(T0 + 30))
