@@ -38,6 +38,7 @@ ARTIFACT_LOG = 26  # handle, manifest: {name, type, description, metadata, alias
 ARTIFACT_USE = 27  # handle, ref: {version_id, project, name}
 LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 FORWARD = 29  # frame: one sequenced frame another daemon committed, relayed to a head daemon (docs/forwarding.md)
+TENSORBOARD = 30  # handle, spec: {logdir, prefix, since} (the daemon reads that directory's event files into the run)
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version
@@ -69,6 +70,7 @@ SEQUENCED_KINDS = frozenset(
         ARTIFACT_USE,
         LOG_CONTEXT,
         FORWARD,
+        TENSORBOARD,
     }
 )
 CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
@@ -89,6 +91,7 @@ _ARITY = {
     ARTIFACT_USE: 2,
     LOG_CONTEXT: 5,
     FORWARD: 1,
+    TENSORBOARD: 2,
     PING: 1,
     SPOOL_READY: 1,
     RESYNC: 1,

@@ -122,7 +122,9 @@ def cmd_import(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     if args.kind == "csv":
         runs = [importers.import_csv(args.path, args.project, **common)]
     else:
-        runs = importers.import_tf_events(args.path, args.project, **common)
+        runs = importers.import_tf_events(
+            args.path, args.project, **common, on_skip=lambda run, line: print(f"{run}: {line}", file=sys.stderr)
+        )
     for run in runs:
         print(f"imported {run.project}/{run.id} ({run.name})")
     return 0

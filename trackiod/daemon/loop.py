@@ -105,7 +105,7 @@ class WriterLoop:
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
             ):
                 ingest.commit()
-            if attachments.outbox and not ingest.stall.active:
+            if attachments.pending and not ingest.stall.active:
                 attachments.drain(ingest)
             if now >= next_maintenance:
                 next_maintenance = now + settings.maintenance_interval_s

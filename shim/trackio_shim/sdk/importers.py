@@ -2,7 +2,8 @@
 
 An import is a real run logged through the shim and the daemon, like any training script's: the daemon stays
 the only writer, and imported runs sync, export and show like the others. Each row keeps its step and, when
-the file has one, its timestamp.
+the file has one, its timestamp; the run starts at the first timestamp and ends at the last. TensorBoard files
+are decoded by :mod:`trackio_shim.event_files`, as the daemon decodes them for ``sync_tensorboard``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from trackio_shim import event_files
 from trackio_shim import protocol as P
+from trackio_shim._warn import warn_once
 from trackio_shim.errors import ProjectExistsError, UsageError
 from trackio_shim.sdk.run_start import run_params, start_run
 from trackio_shim.sdk.wandb_run import Run
@@ -24,7 +28,9 @@ from trackio_shim.settings import TrackiodSettings
 #: How long an import waits for the daemon to acknowledge its rows before finishing the run (then: the spool).
 ACK_TIMEOUT_S = 120.0
 
+#: ``(step, timestamp, values)``: one LOG; a MediaRow is one MEDIA (values are rich values in their wire shape).
 Row = tuple[int, float, dict[str, Any]]
+MediaRow = tuple[int, float, dict[str, dict[str, Any]]]
 
 
 def check_project(settings: TrackiodSettings, project: str, force: bool) -> None:
@@ -61,18 +67,28 @@ def log_run(
     dataset_id: str | None,
     config: dict[str, Any],
     started: float | None,
+    media: Iterable[MediaRow] = (),
 ) -> Run:
-    """Start a run, log ``(step, timestamp, values)`` rows to it with their own timestamps, and finish it."""
+    """Start a run, log ``(step, timestamp, values)`` rows (and ``media`` rows of rich values) to it with their
+    own timestamps, and finish it at the last of them: the run lasts as long as the data says, not until now."""
     params = run_params(project, name=name, tags=["imported"], space_id=space_id, dataset_id=dataset_id)
     run, link = start_run(settings, params, config, None, False, started=started)
-    last_seq = 0
-    for step, ts, values in rows:
-        if values:
-            last_seq = link.send(P.LOG, step, ts, values) or last_seq
+    last_seq, ended = 0, None
+    for kind, batch in ((P.LOG, rows), (P.MEDIA, media)):
+        for step, ts, values in batch:
+            if values:
+                last_seq = link.send(kind, step, ts, values) or last_seq
+                ended = ts if ended is None else max(ended, ts)
+    client = link.client
+    assert client is not None
+    if ended is not None:
+        last_seq = link.send(P.RUN_FINISH, 0, ended) or last_seq
     # Finishing only waits finish_timeout_s; an import is worth waiting for (what is left goes to the spool).
-    assert link.client is not None
-    link.client.wait_acked(last_seq, ACK_TIMEOUT_S)
-    run.finish()
+    client.wait_acked(last_seq, ACK_TIMEOUT_S)
+    if ended is None:
+        run.finish()
+    else:
+        link.finished = True  # finished above, at the data's own end
     return run
 
 
@@ -161,44 +177,43 @@ def event_dirs(log_dir: Path) -> list[Path]:
     """Directories under ``log_dir`` (itself included) that hold TensorBoard event files, sorted."""
     found = []
     for directory, _, files in os.walk(log_dir):
-        if any(f.startswith("events.out.tfevents") for f in files):
+        if any(event_files.is_event_file(f) for f in files):
             found.append(Path(directory))
     return sorted(found)
 
 
-def read_events(directory: Path) -> list[Row]:
-    """One row per step of the event files in ``directory``: scalars as numbers, text summaries as text."""
-    try:
-        from tensorboard.backend.event_processing import event_accumulator as ea
-        from tensorboard.util import tensor_util
-    except ImportError:
-        raise UsageError(
-            "reading TensorBoard event files needs the tensorboard package: pip install 'trackiod[tensorboard]'"
-        ) from None
-    acc = ea.EventAccumulator(str(directory), size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
-    acc.Reload()
-    by_step: dict[int, tuple[float, dict[str, Any]]] = {}
+@dataclass
+class EventLog:
+    """What the event files of one directory hold, as rows for :func:`log_run`."""
 
-    def put(step: int, wall: float, tag: str, value: Any) -> None:
-        ts, values = by_step.get(step, (wall, {}))
-        values[tag] = value
-        by_step[step] = (max(ts, wall), values)
+    rows: list[Row] = field(default_factory=list)
+    media: list[MediaRow] = field(default_factory=list)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
-    tags = acc.Tags()
-    for tag in tags.get("scalars", []):
-        for event in acc.Scalars(tag):
-            put(int(event.step), float(event.wall_time), tag, float(event.value))
-    for tag in tags.get("tensors", []):
-        for event in acc.Tensors(tag):
-            array = tensor_util.make_ndarray(event.tensor_proto)
-            if array.size != 1:
-                continue  # histograms and images are not metrics (media import is not built)
-            item = array.reshape(()).item()
-            if isinstance(item, bytes):
-                item = item.decode("utf-8", "replace")
-            if isinstance(item, (int, float, str, bool)):
-                put(int(event.step), float(event.wall_time), tag.removesuffix("/text_summary"), item)
-    return [(step, ts, values) for step, (ts, values) in sorted(by_step.items())]
+
+def read_events(directory: Path) -> EventLog:
+    """The values of the event files in ``directory``, each at its step and wall time (trackio_shim.event_files).
+
+    Raises:
+        UsageError: the tensorboard package is missing, or a file is damaged (the file and byte are named).
+    """
+    out = EventLog()
+    skipped: dict[str, dict[str, int]] = {}
+    for path in event_files.event_files(directory):
+        decoder = event_files.EventDecoder()
+        for event in event_files.decode_file(path, decoder):
+            if event.scalars:
+                out.rows.append((event.step, event.wall_time, event.scalars))
+            if event.media:
+                out.media.append((event.step, event.wall_time, event.media))
+        out.hparams.update(decoder.hparams)
+        for reason, tags in decoder.skipped.items():
+            counts = skipped.setdefault(reason, {})
+            for tag, count in tags.items():
+                counts[tag] = counts.get(tag, 0) + count
+    out.skipped = event_files.describe_skipped(skipped)
+    return out
 
 
 def import_tf_events(
@@ -209,8 +224,12 @@ def import_tf_events(
     dataset_id: str | None = None,
     force: bool = False,
     settings: TrackiodSettings | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
 ) -> list[Run]:
-    """See :func:`trackio_shim.import_tf_events`; ``settings`` name the data directory (default: the environment's)."""
+    """See :func:`trackio_shim.import_tf_events`; ``settings`` name the data directory (default: the environment's).
+
+    ``on_skip(run_name, line)`` hears what was not imported and why (default: a warning per line).
+    """
     settings = settings or TrackiodSettings.load()
     root = Path(log_dir)
     if not root.is_dir():
@@ -225,8 +244,13 @@ def import_tf_events(
         run_name = f"{name}/{relative}" if name else relative
         if relative == ".":
             run_name = name or root.resolve().name
-        rows = read_events(directory)
-        started = min((r[1] for r in rows), default=None)
-        config = {"imported_from": str(directory.resolve())}
-        runs.append(log_run(settings, rows, project, run_name, space_id, dataset_id, config, started))
+        log = read_events(directory)
+        for line in log.skipped:
+            if on_skip is None:
+                warn_once(("import-skipped", run_name, line), f"trackio_shim: import of {run_name}: {line}")
+            else:
+                on_skip(run_name, line)
+        started = min((r[1] for r in (*log.rows, *log.media)), default=None)
+        config = {**log.hparams, "imported_from": str(directory.resolve())}
+        runs.append(log_run(settings, log.rows, project, run_name, space_id, dataset_id, config, started, log.media))
     return runs

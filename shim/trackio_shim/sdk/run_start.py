@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -204,6 +205,8 @@ def resolve(
         dataset_id=dataset_id,
     )
     params["mirror"] = _mirror_specs(mirror)
+    # Not a RUN_START field: start_run() hands it to sdk/tensorboard (wandb's older name for it is "tensorboard").
+    params["sync_tensorboard"] = bool(kwargs.get("sync_tensorboard") or kwargs.get("tensorboard"))
     cfg = as_mapping(config, "init(config=...)")
     for key in kwargs.get("config_exclude_keys") or ():
         cfg.pop(key, None)
@@ -274,6 +277,7 @@ def start_run(
     Raises:
         RunNotFoundError, RunExistsError, ProtocolVersionError, UsageError: the daemon refused the run.
     """
+    sync_tensorboard = bool(params.pop("sync_tensorboard", False))
     client = get_client(settings)
     reachable = client.ensure_daemon()
     if not reachable:
@@ -334,6 +338,10 @@ def start_run(
         silent=silent,
         dashboard_url=dashboard_url(settings),
     )
+    if sync_tensorboard or "trackio_shim.sdk.tensorboard" in sys.modules:  # imported by init() or patch() only
+        from trackio_shim.sdk import tensorboard
+
+        tensorboard.follow(new_run, link, sync_tensorboard)
     if not silent:
         announce(new_run.name, new_run.path, new_run.resumed, bool(client.last_heard), new_run.url)
     return new_run, link
