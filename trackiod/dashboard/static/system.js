@@ -2,7 +2,7 @@
 // power, energy, GPU utilisation, GPU memory, CPU, memory, disk and network). x is seconds since each run's
 // start, so runs that ran at different times line up; the server already reduced each chart to its width.
 import uPlot from './vendor/uplot/uPlot.esm.js';
-import { colorFor, el, fmtDuration, fmtValue } from './util.js';
+import { colorFor, el, fmtDuration, fmtValue, themeColor } from './util.js';
 
 const UNITS = ['', 'K', 'M', 'G', 'T'];
 
@@ -12,10 +12,18 @@ export function fmtUnit(v, unit) {
     let i = 0;
     let x = Math.abs(v);
     while (x >= 1024 && i < UNITS.length - 1) { x /= 1024; i += 1; }
-    return `${(Math.sign(v) * x).toFixed(x >= 100 || i === 0 ? 0 : 1)} ${UNITS[i]}iB${unit === 'bytes/s' ? '/s' : ''}`;
+    // Under 1 KiB the unit is plain bytes ("512 B", not "512 iB").
+    const prefix = i === 0 ? 'B' : `${UNITS[i]}iB`;
+    return `${(Math.sign(v) * x).toFixed(x >= 100 || i === 0 ? 0 : 1)} ${prefix}${unit === 'bytes/s' ? '/s' : ''}`;
   }
   if (unit === 'J') return Math.abs(v) >= 3.6e5 ? `${(v / 3.6e6).toFixed(3)} kWh` : `${fmtValue(+v.toPrecision(4))} J`;
   return `${fmtValue(+Number(v).toPrecision(4))}${unit ? ` ${unit}` : ''}`;
+}
+
+// The value axis' width in pixels for its tick labels (6.8 px a character at 11 px, plus tick and gap).
+export function valueAxisSize(values) {
+  if (!values || !values.length) return 70;
+  return Math.max(40, Math.ceil(Math.max(...values.map((v) => String(v).length)) * 6.8) + 18);
 }
 
 // Ticks of a short run in tenths of a second, longer ones as durations (1m 30s).
@@ -51,12 +59,16 @@ function drawChart(node, chart, runs) {
   const name = (id) => (runs.find((r) => r.id === id) || { name: id }).name;
   const width = Math.max(200, node.clientWidth - 14);
   const unit = chart.unit;
+  const grid = themeColor('--grid');
+  const axis = { stroke: themeColor('--axis'), grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: '11px system-ui, sans-serif', labelFont: '11px system-ui, sans-serif' };
   const opts = {
     width, height: 200, legend: { show: true, live: true },
     scales: { x: { time: false } },
     axes: [
-      { label: 'time since the run started', size: 40, values: (u, ticks) => ticks.map((t) => fmtSeconds(t, ticks)) },
-      { size: 70, values: (u, ticks) => ticks.map((t) => fmtUnit(t, unit)) },
+      { ...axis, label: 'time since the run started', labelSize: 18, size: 34, values: (u, ticks) => ticks.map((t) => fmtSeconds(t, ticks)) },
+      // As wide as the longest label ("95.4 MiB/s"), so its first digit is not cut off.
+      { ...axis, size: (u, values) => valueAxisSize(values),
+        values: (u, ticks) => ticks.map((t) => fmtUnit(t, unit)) },
     ],
     series: [
       { label: 'time', value: (u, v) => (v === null ? '' : fmtDuration(v)) },
