@@ -115,7 +115,7 @@ function setupSidebar() {
   $('select-visible').onclick = () => setSelection(visibleRuns().slice(0, 200));
   $('select-none').onclick = () => setSelection([]);
   app.sidebar = new VirtualTable($('run-list'), {
-    columns: [{ key: 'name', label: 'name', width: 170 }, { key: 'state', label: 'state', width: 70 }],
+    columns: [{ key: 'name', label: 'name', width: 140 }, { key: 'state', label: 'state', width: 72 }],
     isSelected, onToggle: toggle, onOpen: toggle, header: false,
   });
 }
@@ -167,6 +167,7 @@ const chartCtx = {
   groupOf,
   groupLabel(group) { return groupByKey() ? `${groupByKey()}: ${group}` : `group ${group}`; },
   groupColor,
+  groupRank(group) { groupColor(group); return [...app.groups.keys()].indexOf(group); },
   colorOf(run) { return groupByKey() ? groupColor(groupOf(run)) : colorFor(run.id); },
   get xmin() { return state.xmin; },
   get xmax() { return state.xmax; },
@@ -398,7 +399,7 @@ async function start() {
     document.body.dataset.view = 'no-project';
     $('main').replaceChildren(el('div', { class: 'empty', id: 'no-project' },
       el('p', {}, `There is no project named "${state.project}" in this database.`),
-      projects.length ? el('p', {}, 'Projects: ', projects.map((p, i) => [i ? ', ' : '', el('a', { href: `?project=${encodeURIComponent(p.name)}`, 'data-project': p.name }, p.name)]))
+      projects.length ? el('p', {}, 'Projects: ', projects.flatMap((p, i) => [i ? ', ' : '', el('a', { href: `?project=${encodeURIComponent(p.name)}`, 'data-project': p.name }, p.name)]))
         : el('p', {}, 'No project has been logged yet.')));
     if (runsPending) runsPending.catch(() => {});
     status('');

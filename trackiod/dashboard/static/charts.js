@@ -499,9 +499,15 @@ export class ChartPanel {
         continue;
       }
       const legend = c.groupBy && group !== null ? { key: `g:${group}`, label: c.groupLabel(group) } : { key: `r:${run.id}`, label: run.name };
-      out.set(`r:${run.id}`, { label: run.name, runs: [run], aggregate: false, color: c.colorOf(run), legend });
+      out.set(`r:${run.id}`, { label: run.name, runs: [run], aggregate: false, color: c.colorOf(run), legend, group });
     }
-    return [...out.values()];
+    const lines = [...out.values()];
+    // With group_by the legend lists the groups in their sorted order (the order their colours were given in).
+    if (c.groupBy) {
+      const rank = (line) => c.groupRank(line.aggregate ? line.legend.key.slice(2) : line.group);
+      lines.sort((a, b) => rank(a) - rank(b));
+    }
+    return lines;
   }
 
   toggleHidden(key) {

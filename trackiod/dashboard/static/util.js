@@ -80,15 +80,22 @@ export function fmtTicks(ticks, log = false) {
     if (d > 0 && d < step) step = d;
   }
   if (maxAbs !== 0 && (maxAbs < 1e-3 || maxAbs >= 1e6)) {
+    const sci = (t, digits) => {
+      const [mantissa, exponent] = t.toExponential(digits - 1).split('e');
+      return `${+mantissa}e${Number(exponent)}`;
+    };
     for (let digits = 1; digits <= 15; digits++) {
-      const out = ticks.map((t) => (t === null ? '' : t === 0 ? '0' : fmtNumber(t, digits)));
-      if (new Set(out).size === new Set(finite).size) return out;
+      const out = ticks.map((t) => (t === null ? '' : t === 0 ? '0' : sci(t, digits)));
+      const exact = finite.every((t) => Math.abs(Number(sci(t, digits)) - t) <= (isFinite(step) ? step : Math.abs(t)) * 1e-6);
+      if (new Set(out).size === new Set(finite).size && exact) return out;
     }
   }
+  // Enough decimals that every label is its tick's value (0.25 reads 0.25, not 0.3) and no two labels collide.
   let decimals = isFinite(step) ? Math.max(0, Math.ceil(-Math.log10(step) - 1e-9)) : 0;
+  const exact = (d) => finite.every((t) => Math.abs(Number(t.toFixed(d)) - t) <= step * 1e-6);
   for (; decimals < 15; decimals++) {
     const out = ticks.map((t) => (t === null ? '' : t.toFixed(decimals)));
-    if (new Set(out).size === new Set(finite).size) break;
+    if (new Set(out).size === new Set(finite).size && exact(decimals)) break;
   }
   return ticks.map((t) => (t === null ? '' : Math.abs(t) < step / 1e6 ? '0' : t.toFixed(decimals)));
 }
