@@ -198,7 +198,7 @@ class Chart {
         series.push({ label: `${label} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true, show, legendKey: legend.key });
         data.push(col);
       }
-      series.push({ label, stroke: color, width: 1.5, spanGaps: true, points: { show: false }, color, show, legendKey: legend.key, legendLabel: legend.label, ...extra });
+      series.push({ label, stroke: color, width: 1, spanGaps: true, points: { show: false }, color, show, legendKey: legend.key, legendLabel: legend.label, ...extra });
       data.push(smoothed ? this.smooth(col) : col);
     };
     for (const line of this.panel.lines()) {
@@ -318,16 +318,16 @@ class Chart {
       if (s.raw || s.band || !s.legendKey || entries.has(s.legendKey)) continue;
       entries.set(s.legendKey, { label: s.legendLabel || s.label, color: s.color, dash: !!s.dash });
     }
-    const items = [...entries].map(([key, e]) => el('button', {
+    const extra = entries.size - LEGEND_SHOWN;
+    const listed = this.legendOpen || extra <= 0 ? [...entries] : [...entries].slice(0, LEGEND_SHOWN);
+    const items = listed.map(([key, e]) => el('button', {
       type: 'button', class: `legend-item${this.panel.hidden.has(key) ? ' off' : ''}`, 'data-legend': key, title: `${e.label} (click to hide or show)`,
       onclick: () => this.panel.toggleHidden(key),
     }, el('span', { class: `swatch${e.dash ? ' dashed' : ''}`, style: `background:${e.color}` }), e.label));
-    const extra = items.length - LEGEND_SHOWN;
-    const shown = this.legendOpen || extra <= 0 ? items : items.slice(0, LEGEND_SHOWN);
     const more = extra > 0 ? el('button', { type: 'button', class: 'legend-more', onclick: () => { this.legendOpen = !this.legendOpen; this.renderLegend(series); } },
       this.legendOpen ? 'fewer' : `+${extra} more`) : null;
-    this.legend.replaceChildren(...shown, ...(more ? [more] : []));
-    this.node.dataset.legend = String(items.length);
+    this.legend.replaceChildren(...items, ...(more ? [more] : []));
+    this.node.dataset.legend = String(entries.size);
   }
 
   action(name) {

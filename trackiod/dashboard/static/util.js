@@ -181,8 +181,12 @@ export function debounce(fn, ms) {
 }
 
 // A colour of the current theme (a CSS custom property on :root), for what canvases draw.
+// Read once per theme: asking for computed style forces a style recalculation, once per chart drawn otherwise.
+const themeCache = new Map();
 export function themeColor(name) {
-  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
+  const key = `${document.documentElement.dataset.theme}:${name}`;
+  if (!themeCache.has(key)) themeCache.set(key, getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888');
+  return themeCache.get(key);
 }
 
 // Save `blob` as a file named `name` through a temporary link.
