@@ -280,7 +280,8 @@ class Chart {
       width,
       height: this.height(width),
       legend: { show: false },
-      scales: { x: { time: isTime, distr: c.logx ? 3 : 1 }, y: { distr: c.logy ? 3 : 1 } },
+      // A log x axis spans the data, not the decades around it (steps 1-300 do not stretch to 1000).
+      scales: { x: { time: isTime, distr: c.logx ? 3 : 1, ...(c.logx ? { range: (u, lo, hi) => [lo, hi] } : {}) }, y: { distr: c.logy ? 3 : 1 } },
       axes: [
         { ...axis, label: xTitle(this.xaxis), labelSize: 18, size: 34, ...(integerX ? { incrs: INTEGER_INCRS } : {}),
           ...(isTime ? {} : { values: (u, ticks) => this.noteTicks('xticks', fmtTicks(ticks, c.logx)) }) },
