@@ -20,8 +20,8 @@ import pytest
 from tests.support.browser import READY
 from tests.support.daemons import Daemons, wait_for
 from tests.support.dashboard import SERVING, fill, isolated_env, settings_for
-from tests.support.scripts import run_script, spawn_script
 from tests.support.screenshots import save_view
+from tests.support.scripts import run_script, spawn_script
 
 pytestmark = pytest.mark.browser
 
@@ -131,7 +131,9 @@ wandb.finish()
 def test_3_live_updates_chart_a_run_started_after_the_page_opened(served: Any, page: Any, tmp_path: Path) -> None:
     """Defect 3: a run started after the page was opened (and its new metrics) never reached the charts."""
     base, env, _ = served
-    run_script('import trackio_shim as w\nr = w.init(project="late", name="first")\nw.log({"loss": 1.0})\nw.finish()', env)
+    run_script(
+        'import trackio_shim as w\nr = w.init(project="late", name="first")\nw.log({"loss": 1.0})\nw.finish()', env
+    )
     go = tmp_path / "go"
     proc = spawn_script(LIVE_LATE, {**env, "GO": str(go)})
     try:
@@ -396,7 +398,10 @@ def test_trackio_url_parameters(served: Any, page: Any) -> None:
     assert page.locator("section.section > h3").count() == 0, "accordion=hidden: no section headers"
     # trackio reads a `metrics` value that is not plain names as a pattern.
     open_ready(page, f"{base}/?project=polish&metrics=train/(loss|acc)$")
-    assert sorted(page.locator(".chart").evaluate_all("cs => cs.map(c => c.dataset.key)")) == ["train/acc", "train/loss"]
+    assert sorted(page.locator(".chart").evaluate_all("cs => cs.map(c => c.dataset.key)")) == [
+        "train/acc",
+        "train/loss",
+    ]
     open_ready(page, f"{base}/runs?project=polish")
     page.wait_for_selector("#runs-table .row[data-run]")
     assert page.evaluate("document.body.dataset.view") == "runs"
