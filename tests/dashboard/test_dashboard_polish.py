@@ -420,10 +420,33 @@ def test_titles_short_within_their_section_full_key_on_hover(served: Any, page: 
     save_view(page, "charts")
 
 
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIELAB of an sRGB hex colour (D65)."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(int(colour[i : i + 2], 16) / 255) for i in (1, 3, 5))
+    x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047
+    y = 0.2126 * r + 0.7152 * g + 0.0722 * b
+    z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
 def test_twenty_distinct_colours_stable_across_pages(served: Any, page: Any) -> None:
+    import itertools
+    import math
+
     base, _, ids = served
-    palette = page.evaluate("async () => (await import('/static/util.js')).PALETTE") if page.goto(base + "/") else []
+    page.goto(base + "/")
+    palette = page.evaluate("async () => (await import('/static/util.js')).PALETTE")
     assert len(set(palette)) == 20
+    closest = min(math.dist(_lab(a), _lab(b)) for a, b in itertools.combinations(palette, 2))
+    assert closest > 20, f"two of the 20 colours are only {closest:.1f} apart (CIELAB ΔE76)"
     open_ready(page, f"{base}/?project=polish&metrics=train/loss&runs={ids['run-04']}")
     on_chart = chart(page, "train/loss").locator(".legend-item .swatch").first.evaluate("n => n.style.background")
     open_ready(page, f"{base}/?project=polish&view=runs")
