@@ -387,6 +387,8 @@ async function start() {
   const { projects } = await getJSON('/api/projects');
   const picker = $('project-picker');
   const known = projects.some((p) => p.name === state.project);
+  // Without a project there are no runs to list nor pages of them to switch to: the sidebar and tabs go.
+  document.body.classList.toggle('no-project', !known);
   picker.replaceChildren(el('option', { value: '' }, 'projects…'), ...projects.map((p) => el('option', { value: p.name, selected: p.name === state.project }, p.name)));
   picker.onchange = (e) => (e.target.value ? openProject(e.target.value) : (setState({ project: undefined }, true), start()));
   if (!state.project) {

@@ -1,6 +1,6 @@
 // The pages other than charts and the runs table: projects, a run, a config diff, the system panel.
 import { getJSON } from './api.js';
-import { colorFor, el, errorText, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
+import { colorFor, el, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
 
 export async function projectsView(main, open) {
   const { projects } = await getJSON('/api/projects');
@@ -8,9 +8,11 @@ export async function projectsView(main, open) {
     main.replaceChildren(el('p', { class: 'empty' }, 'No projects yet: log a run with trackio_shim and it appears here.'));
     return;
   }
+  const plural = (n, word) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
   main.replaceChildren(el('h2', {}, 'Projects'), el('div', { class: 'projects' }, projects.map((p) =>
     el('a', { href: '#', 'data-project': p.name, onclick: (e) => { e.preventDefault(); open(p.name); } },
-      `${p.name} — ${p.runs} runs${p.running ? `, ${p.running} running` : ''}, last update ${fmtTime(p.last_update)}`))));
+      el('span', { class: 'project-name' }, p.name),
+      el('span', { class: 'project-meta' }, `${plural(p.runs, 'run')}${p.running ? `, ${p.running} running` : ''} · last update ${fmtTime(p.last_update)}`)))));
 }
 
 function kvTable(obj, diffKeys = null) {
@@ -29,7 +31,7 @@ export async function runView(main, project, runId, chartsHost, runs) {
   } catch (e) {
     if (!/: 404 /.test(String(e.message))) throw e;
     main.replaceChildren(el('div', { class: 'empty', id: 'run-missing' },
-      el('p', {}, `There is no run "${runId}" in project "${project}" (${errorText(e)}).`),
+      el('p', {}, `There is no run "${runId}" in project "${project}" (neither an id nor a name of one of its runs).`),
       el('p', {}, el('a', { href: `?project=${encodeURIComponent(project)}&view=runs` }, 'See the project\'s runs'))));
     return null;
   }
