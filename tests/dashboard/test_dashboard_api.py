@@ -204,3 +204,13 @@ def test_reads_what_a_real_daemon_wrote(daemon: Any, shim: Any) -> None:
     assert len(body["x"]) == 300 and body["series"][0]["y"][0] == 1.0
     rows = c.get("/api/runs", params={"project": "live"}).json()["rows"]
     assert rows[0][0] == run.id and rows[0][2] == "finished"
+
+
+def test_trackio_page_paths_serve_the_page_and_need_the_token(home: Path) -> None:
+    """trackio's page paths (/runs, /run, /system, /metrics) open the dashboard, which reads its view from the
+    path, so a link made for trackio's dashboard opens the same page; a token still guards them."""
+    page = client(settings_for(home)).get("/").text
+    for path in ("/runs", "/run", "/system", "/metrics"):
+        answer = client(settings_for(home)).get(path, params={"project": "p"})
+        assert answer.status_code == 200 and answer.text == page, path
+    assert client(settings_for(home), token="tok").get("/runs").status_code == 401

@@ -137,8 +137,9 @@ def test_embedding_parameters_show_exactly_one_set_of_charts(served: Any, page: 
     assert not page.locator("#sidebar").is_visible() and not page.locator("#navbar").is_visible()
     # Two runs, each drawn smoothed plus its raw line faintly.
     assert chart(page, "train/loss").get_attribute("data-series") == "4"
-    assert page.locator("#smoothing").input_value() == "0.6"
-    assert "runs=run-0," in page.url and "smoothing=0.6" in page.url, "the link reproduces the view"
+    # smoothing=0.6 is an EMA weight from trackiod's links of before (trackio's smoothing is a 0-100 window).
+    assert page.locator("#ema").input_value() == "0.6" and page.locator("#smoothing").input_value() == "0"
+    assert "runs=run-0," in page.url, "the link reproduces the view"
     shot(page, "embed-one-chart")
 
 

@@ -167,7 +167,9 @@ def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "
     def sync_route(path: str, handler: Any) -> Route:
         return Route(path, handler, methods=["GET", "HEAD"])
 
-    routes = [sync_route("/", index), sync_route("/static/{path:path}", static)]
+    # trackio's page paths open the same page, which reads its view from the path (embed links made for trackio).
+    pages = [sync_route(path, index) for path in ("/", "/metrics", "/runs", "/run", "/system")]
+    routes = [*pages, sync_route("/static/{path:path}", static)]
     routes.append(sync_route("/media/{path:path}", media))
     routes.extend(sync_route(path, endpoint(handler)) for path, handler in api.routes())
     app = Starlette(routes=routes)

@@ -1,12 +1,14 @@
 // Charts of metrics for the selected runs: one uPlot per metric, grouped by key prefix. Each chart asks the
 // server for its metric across all selected runs at once, already reduced to the chart's pixel width and
 // aligned on one x array; live updates ask only for points after each run's last step and merge them in.
+// Under each chart a legend (click an entry to hide that run or group in every chart); over it export (CSV of
+// the plotted data, PNG), fullscreen, and a handle to drag the chart to another place in its section.
 import uPlot from './vendor/uplot/uPlot.esm.js';
 import { getChart } from './api.js';
-import { colorFor, el, ema, fmtValue, smoothingWeight } from './util.js';
+import { download, el, ema, fmtTicks, fmtValue, INTEGER_INCRS, movingAverage, themeColor } from './util.js';
 
-const HEIGHT = 220;
 const CONCURRENT_REQUESTS = 4;
+const LEGEND_SHOWN = 8;
 
 // A series' id in a chart: the run's id, or for a series logged with a context the run's id and the context.
 function seriesId(s) {
@@ -51,7 +53,7 @@ function mergeTable(oldX, cols, newX, newCols) {
 }
 
 class Chart {
-  constructor(panel, key) {
+  constructor(panel, key, title) {
     this.panel = panel;
     this.key = key;
     this.x = [];
@@ -60,16 +62,47 @@ class Chart {
     this.lastStep = {};
     this.plot = null;
     this.reduced = false;
+    this.legendOpen = false;
     this.xlabel = el('span', { class: 'xlabel' });
-    this.title = el('h4', {}, key, this.xlabel);
     this.note = el('span', { class: 'note' });
+    const tool = (action, label, text) => el('button', { type: 'button', class: 'tool', 'data-action': action, title: label, 'aria-label': label, onclick: () => this.action(action) }, text);
+    this.tools = el('span', { class: 'chart-tools' },
+      tool('csv', 'download the plotted data as CSV', 'CSV'), tool('png', 'download as PNG', 'PNG'),
+      tool('fullscreen', 'fullscreen (Esc to leave)', '⤢'));
+    this.handle = el('span', { class: 'drag-handle', title: 'drag to move this chart', draggable: 'true' }, '⠿');
+    this.title = el('h4', { title: key }, this.handle, el('span', { class: 'title-text' }, title), this.xlabel);
+    this.header = el('div', { class: 'chart-head' }, this.title, this.note, this.tools);
     this.tooltip = el('div', { class: 'tooltip' });
-    this.body = el('div');
-    this.node = el('div', { class: 'chart', 'data-key': key }, this.title, this.note, this.body, this.tooltip);
+    this.body = el('div', { class: 'plot' });
+    this.legend = el('div', { class: 'legend' });
+    this.node = el('div', { class: 'chart', 'data-key': key }, this.header, this.body, this.legend, this.tooltip);
+    this.handle.addEventListener('dragstart', (e) => {
+      e.dataTransfer.setData('text/x-trackiod-chart', key);
+      e.dataTransfer.effectAllowed = 'move';
+      this.node.classList.add('dragging');
+    });
+    this.handle.addEventListener('dragend', () => this.node.classList.remove('dragging'));
+    this.node.addEventListener('dragover', (e) => {
+      if (!e.dataTransfer.types.includes('text/x-trackiod-chart')) return;
+      e.preventDefault();
+      this.node.classList.add('drop-target');
+    });
+    this.node.addEventListener('dragleave', () => this.node.classList.remove('drop-target'));
+    this.node.addEventListener('drop', (e) => {
+      e.preventDefault();
+      this.node.classList.remove('drop-target');
+      const from = e.dataTransfer.getData('text/x-trackiod-chart');
+      if (from && from !== key) this.panel.move(from, key);
+    });
   }
 
   width() {
-    return Math.max(200, Math.floor(this.node.clientWidth - 14));
+    return Math.max(200, Math.floor(this.body.clientWidth || this.node.clientWidth - 16));
+  }
+
+  height(width) {
+    if (this.node.classList.contains('fullscreen')) return Math.max(300, window.innerHeight - 150);
+    return Math.round(Math.max(220, Math.min(380, width * 0.42)));
   }
 
   get xaxis() {
@@ -109,8 +142,9 @@ class Chart {
     const ids = liveRuns.filter((id) => c.runs.some((r) => r.id === id));
     if (!ids.length) return;
     if (c.xmin || c.xmax || !['step', 'time', 'relative'].includes(this.xaxis)) return this.load();
-    const after = ids.filter((id) => this.lastStep[id] !== undefined && this.lastStep[id] !== null)
-      .map((id) => `${id}:${this.lastStep[id]}`);
+    // A run this chart has no points of yet (started after the page opened) is fetched whole with the others.
+    if (ids.some((id) => this.lastStep[id] === undefined)) return this.load();
+    const after = ids.filter((id) => this.lastStep[id] !== null).map((id) => `${id}:${this.lastStep[id]}`);
     const { header, x, ys } = await getChart({ ...this.params(), runs: ids, after });
     if (header.reduced) return this.load();
     const fresh = new Map();
@@ -128,35 +162,51 @@ class Chart {
   }
 
   // A run's last step is the highest of its series' (plain and context): the next live request starts after it.
+  // A run without points here yet is noted as null, so the next live tick asks for all of its points.
   noteStep(s) {
-    if (s.last_step === null || s.last_step === undefined) return;
     const known = this.lastStep[s.run];
+    if (s.last_step === null || s.last_step === undefined) {
+      if (known === undefined) this.lastStep[s.run] = null;
+      return;
+    }
     if (known === null || known === undefined || s.last_step > known) this.lastStep[s.run] = s.last_step;
+  }
+
+  smooth(col) {
+    const c = this.panel.ctx;
+    if (c.smoothing > 0) return movingAverage(col, c.smoothing);
+    if (c.ema > 0) return ema(col, c.ema);
+    return col;
   }
 
   seriesData() {
     const c = this.panel.ctx;
-    const weight = smoothingWeight(c.smoothing);
+    const smoothed = c.smoothing > 0 || c.ema > 0;
+    // On a log x axis the points at x <= 0 (step 0) cannot be placed: the table starts after them.
+    let from = 0;
+    if (c.logx) while (from < this.x.length && !(this.x[from] > 0)) from += 1;
+    const cut = (col) => (from ? col.slice(from) : col);
     const series = [{ label: this.xaxis }];
-    const data = [this.x];
+    const data = [cut(this.x)];
     const bands = [];
-    const showRaw = weight > 0 && c.runs.length <= 20;
-    const prepare = (col) => (c.logy ? col.map((v) => (v !== null && v > 0 ? v : null)) : col);
-    const addLine = (label, col, color, extra = {}) => {
+    const showRaw = smoothed && c.runs.length <= 20;
+    const prepare = (col) => cut(c.logy ? col.map((v) => (v !== null && v > 0 ? v : null)) : col);
+    const hidden = this.panel.hidden;
+    const addLine = (label, col, color, legend, extra = {}) => {
+      const show = !hidden.has(legend.key);
       if (showRaw) {
-        series.push({ label: `${label} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true });
+        series.push({ label: `${label} (raw)`, stroke: `${color}44`, width: 1, spanGaps: true, points: { show: false }, raw: true, show, legendKey: legend.key });
         data.push(col);
       }
-      series.push({ label, stroke: color, width: 1, spanGaps: true, points: { show: false }, color, ...extra });
-      data.push(weight > 0 ? ema(col, weight) : col);
+      series.push({ label, stroke: color, width: 1, spanGaps: true, points: { show: false }, color, show, legendKey: legend.key, legendLabel: legend.label, ...extra });
+      data.push(smoothed ? this.smooth(col) : col);
     };
-    for (const [label, runs] of this.panel.lines()) {
-      const cols = runs.map((r) => this.cols.get(r.id)).filter(Boolean).map(prepare);
+    for (const line of this.panel.lines()) {
+      const cols = line.runs.map((r) => this.cols.get(r.id)).filter(Boolean).map(prepare);
       if (!cols.length) continue;
-      const color = colorFor(runs[0].id);
-      if (cols.length === 1) { addLine(label, cols[0], color, { run: runs[0].id }); continue; }
+      if (!line.aggregate) { addLine(line.label, cols[0], line.color, line.legend, { run: line.runs[0].id }); continue; }
       // A group: the mean of its runs, over a band from their min to their max at each x.
-      const n = this.x.length;
+      const n = data[0].length;
       const mean = new Array(n).fill(null);
       const lo = new Array(n).fill(null);
       const hi = new Array(n).fill(null);
@@ -173,20 +223,22 @@ class Chart {
         }
         if (count) mean[i] = sum / count;
       }
-      const band = { stroke: `${color}66`, width: 0.5, spanGaps: true, points: { show: false }, band: true };
-      series.push({ ...band, label: `${label} max` });
+      const show = !hidden.has(line.legend.key);
+      const band = { stroke: `${line.color}66`, width: 0.5, spanGaps: true, points: { show: false }, band: true, show, legendKey: line.legend.key };
+      series.push({ ...band, label: `${line.label} max` });
       data.push(hi);
-      series.push({ ...band, label: `${label} min` });
+      series.push({ ...band, label: `${line.label} min` });
       data.push(lo);
-      bands.push({ series: [series.length - 2, series.length - 1], fill: `${color}26` });
-      addLine(`${label} mean (${cols.length} runs)`, mean, color);
+      if (show) bands.push({ series: [series.length - 2, series.length - 1], fill: `${line.color}26` });
+      addLine(`${line.label} mean (${cols.length} runs)`, mean, line.color, line.legend);
     }
     // Series logged with a context (log(..., context={...})): a dashed line of their run's colour each.
     const shown = new Map(c.runs.map((r) => [r.id, r]));
     for (const [id, { run, context }] of this.contexts) {
       const col = this.cols.get(id);
       if (!col || !shown.has(run)) continue;
-      addLine(`${shown.get(run).name} ${contextLabel(context)}`, prepare(col), colorFor(run), { run, dash: [6, 4], context: true });
+      const label = `${shown.get(run).name} ${contextLabel(context)}`;
+      addLine(label, prepare(col), c.colorOf(shown.get(run)), { key: `ctx:${id}`, label }, { run, dash: [6, 4], context: true });
     }
     this.node.dataset.contexts = String(this.contexts.size);
     return { series, data, bands };
@@ -206,21 +258,35 @@ class Chart {
     this.node.dataset.lines = String(series.filter((s) => s.color).length);
     this.node.dataset.bands = String(bands.length);
     this.node.dataset.xaxis = this.xaxis;
-    this.xlabel.textContent = this.xaxis === 'step' ? '' : ` · x: ${this.xaxis === 'time' ? 'wall time' : this.xaxis === 'relative' ? 'seconds since start' : this.xaxis}`;
+    this.node.dataset.visible = String(series.filter((s) => s.color && s.show).length);
+    this.node.dataset.smoothing = c.smoothing > 0 ? `window:${c.smoothing}` : c.ema > 0 ? `ema:${c.ema}` : '';
+    this.xlabel.textContent = this.xaxis === 'step' ? '' : ` · x: ${xTitle(this.xaxis)}`;
     this.node.dataset.points = String(points);
     this.note.textContent = this.reduced ? 'min/max per pixel' : '';
+    this.note.title = this.reduced ? 'more points than pixels: each pixel column shows the min and max of its points' : '';
+    this.renderLegend(series);
     if (live && this.plot && this.plot.series.length === series.length) {
       this.plot.setData(data);
       return;
     }
     if (this.plot) this.plot.destroy();
     const isTime = this.xaxis === 'time';
+    const integerX = !isTime && this.xaxis !== 'relative' && data[0].every(Number.isInteger);
+    const axisColor = themeColor('--axis');
+    const gridColor = themeColor('--grid');
+    const axis = { stroke: axisColor, grid: { stroke: gridColor, width: 1 }, ticks: { stroke: gridColor, width: 1 }, font: '11px system-ui, sans-serif', labelFont: '11px system-ui, sans-serif' };
+    const width = this.width();
     const opts = {
-      width: this.width(),
-      height: HEIGHT,
+      width,
+      height: this.height(width),
       legend: { show: false },
-      scales: { x: { time: isTime }, y: { distr: c.logy ? 3 : 1 } },
-      axes: [{ label: isTime ? '' : (this.xaxis === 'relative' ? 'seconds' : this.xaxis), size: 40 }, { size: 60 }],
+      // A log x axis spans the data, not the decades around it (steps 1-300 do not stretch to 1000).
+      scales: { x: { time: isTime, distr: c.logx ? 3 : 1, ...(c.logx ? { range: (u, lo, hi) => [lo, hi] } : {}) }, y: { distr: c.logy ? 3 : 1 } },
+      axes: [
+        { ...axis, label: xTitle(this.xaxis), labelSize: 18, size: 34, ...(integerX ? { incrs: INTEGER_INCRS } : {}),
+          ...(isTime ? {} : { values: (u, ticks) => this.noteTicks('xticks', fmtTicks(ticks, c.logx)) }) },
+        { ...axis, size: axisSize, values: (u, ticks) => this.noteTicks('yticks', fmtTicks(ticks, c.logy)) },
+      ],
       series,
       bands,
       cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
@@ -240,12 +306,75 @@ class Chart {
     this.plot.over.addEventListener('mouseleave', () => { this.tooltip.style.display = 'none'; });
   }
 
+  // The tick labels drawn (the canvas has no text to read back): the browser tests check them.
+  noteTicks(name, labels) {
+    this.node.dataset[name] = JSON.stringify(labels);
+    return labels;
+  }
+
+  // One entry per line (run, group, or context series), at most LEGEND_SHOWN until "+N more" opens the rest.
+  renderLegend(series) {
+    const entries = new Map();
+    for (const s of series.slice(1)) {
+      if (s.raw || s.band || !s.legendKey || entries.has(s.legendKey)) continue;
+      entries.set(s.legendKey, { label: s.legendLabel || s.label, color: s.color, dash: !!s.dash });
+    }
+    const extra = entries.size - LEGEND_SHOWN;
+    const listed = this.legendOpen || extra <= 0 ? [...entries] : [...entries].slice(0, LEGEND_SHOWN);
+    const items = listed.map(([key, e]) => el('button', {
+      type: 'button', class: `legend-item${this.panel.hidden.has(key) ? ' off' : ''}`, 'data-legend': key, title: `${e.label} (click to hide or show)`,
+      onclick: () => this.panel.toggleHidden(key),
+    }, el('span', { class: `swatch${e.dash ? ' dashed' : ''}`, style: `background:${e.color}` }), e.label));
+    const more = extra > 0 ? el('button', { type: 'button', class: 'legend-more', onclick: () => { this.legendOpen = !this.legendOpen; this.renderLegend(series); } },
+      this.legendOpen ? 'fewer' : `+${extra} more`) : null;
+    this.legend.replaceChildren(...items, ...(more ? [more] : []));
+    this.node.dataset.legend = String(entries.size);
+  }
+
+  action(name) {
+    if (name === 'csv') download(`${fileName(this.key)}.csv`, new Blob([this.csv()], { type: 'text/csv' }));
+    else if (name === 'png') this.png();
+    else if (name === 'fullscreen') this.panel.fullscreen(this);
+  }
+
+  // The plotted data as drawn (after smoothing, zoom and reduction): x, then one column per series shown.
+  csv() {
+    if (!this.plot) return '';
+    const u = this.plot;
+    const cols = [0];
+    for (let s = 1; s < u.series.length; s++) if (u.series[s].show) cols.push(s);
+    const quote = (v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+    const lines = [cols.map((s) => quote(s === 0 ? this.xaxis : u.series[s].label)).join(',')];
+    const n = u.data[0].length;
+    for (let i = 0; i < n; i++) {
+      const row = cols.map((s) => { const v = u.data[s][i]; return v === null || v === undefined ? '' : String(v); });
+      if (row.slice(1).some((v) => v !== '')) lines.push(row.join(','));
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  png() {
+    if (!this.plot) return;
+    const source = this.plot.ctx.canvas;
+    const canvas = document.createElement('canvas');
+    canvas.width = source.width;
+    canvas.height = source.height + 28;
+    const g = canvas.getContext('2d');
+    g.fillStyle = themeColor('--bg');
+    g.fillRect(0, 0, canvas.width, canvas.height);
+    g.fillStyle = themeColor('--fg');
+    g.font = '600 14px system-ui, sans-serif';
+    g.fillText(this.key, 8, 19);
+    g.drawImage(source, 0, 28);
+    canvas.toBlob((blob) => download(`${fileName(this.key)}.png`, blob), 'image/png');
+  }
+
   hover(u) {
     const idx = u.cursor.idx;
     if (idx === null || idx === undefined || u.cursor.left < 0) { this.tooltip.style.display = 'none'; return; }
     const rows = [];
     for (let s = 1; s < u.series.length; s++) {
-      if (u.series[s].raw || u.series[s].band) continue;
+      if (u.series[s].raw || u.series[s].band || !u.series[s].show) continue;
       const v = u.data[s][idx];
       if (v !== null && v !== undefined) rows.push([u.series[s].label, v, u.series[s].color]);
     }
@@ -263,7 +392,7 @@ class Chart {
     this.tooltip.style.display = rows.length ? 'block' : 'none';
     const left = u.cursor.left + 60;
     this.tooltip.style.left = `${Math.min(left, this.node.clientWidth - 200)}px`;
-    this.tooltip.style.top = `${u.cursor.top + 30}px`;
+    this.tooltip.style.top = `${u.cursor.top + 40}px`;
   }
 
   destroy() {
@@ -272,20 +401,44 @@ class Chart {
   }
 }
 
-// All charts of one page: sections by key prefix ("train/loss" goes under "train").
+// The y axis is as wide as its longest tick label (a 1e-5 axis, a 1,000,000 axis), so no digit is clipped.
+function axisSize(u, values) {
+  if (!values) return 50;
+  const longest = values.reduce((m, v) => Math.max(m, String(v || '').length), 0);
+  return Math.max(36, Math.ceil(longest * 6.6) + 16);
+}
+
+function xTitle(xaxis) {
+  if (xaxis === 'time') return 'wall time';
+  if (xaxis === 'relative') return 'time since the run started (s)';
+  return xaxis;
+}
+
+function fileName(key) {
+  return key.replace(/[^\w.-]+/g, '_');
+}
+
+// All charts of one page: sections by key prefix ("train/loss" goes under "train"), titled within their section
+// ("loss"), in the order the URL's `order` names (dragging a chart rewrites it).
 export class ChartPanel {
   constructor(container, ctx, onZoom) {
     this.container = container;
     this.ctx = ctx;
     this.onZoom = onZoom;
     this.charts = [];
+    this.hidden = new Set();
+    this.full = null;
+    this.onKey = (e) => { if (e.key === 'Escape' && this.full) this.fullscreen(this.full); };
+    document.addEventListener('keydown', this.onKey);
   }
 
   build(keys) {
     for (const c of this.charts) c.destroy();
     this.charts = [];
+    const rank = new Map((this.ctx.order || []).map((k, i) => [k, i]));
+    const ordered = keys.map((k, i) => [k, i]).sort((a, b) => (rank.has(a[0]) ? rank.get(a[0]) : 1e9 + a[1]) - (rank.has(b[0]) ? rank.get(b[0]) : 1e9 + b[1])).map((e) => e[0]);
     const sections = new Map();
-    for (const key of keys) {
+    for (const key of ordered) {
       const cut = key.lastIndexOf('/');
       const group = cut > 0 ? key.slice(0, cut) : 'charts';
       if (!sections.has(group)) sections.set(group, []);
@@ -293,14 +446,17 @@ export class ChartPanel {
     }
     const nodes = [];
     for (const [group, groupKeys] of sections) {
-      const grid = el('div', { class: 'grid', style: `--per-row:${this.ctx.perRow}` });
-      const header = el('h3', { onclick: () => { grid.hidden = !grid.hidden; } }, `${group} (${groupKeys.length})`);
+      // A chart alone in its section (or a section of fewer charts than a row holds) spreads over the row.
+      const perRow = this.ctx.perRow === 'auto' ? 'auto' : Math.min(this.ctx.perRow, groupKeys.length);
+      const grid = el('div', { class: `grid${perRow === 'auto' ? ' auto' : ''}`, style: perRow === 'auto' ? '' : `--per-row:${perRow}` });
+      const header = el('h3', { onclick: () => { grid.hidden = !grid.hidden; header.classList.toggle('closed', grid.hidden); } }, group, el('span', { class: 'count' }, String(groupKeys.length)));
       for (const key of groupKeys) {
-        const chart = new Chart(this, key);
+        const short = group !== 'charts' && key.startsWith(`${group}/`) ? key.slice(group.length + 1) : key;
+        const chart = new Chart(this, key, short);
         this.charts.push(chart);
         grid.append(chart.node);
       }
-      nodes.push(el('section', { class: 'section', 'data-group': group }, header, grid));
+      nodes.push(el('section', { class: 'section', 'data-group': group }, this.ctx.accordionHidden ? null : header, grid));
     }
     this.container.replaceChildren(...nodes);
   }
@@ -329,17 +485,58 @@ export class ChartPanel {
     document.body.dataset.liveTick = String(Number(document.body.dataset.liveTick || 0) + 1);
   }
 
-  // What to draw: one line per run, or with aggregate=group one line (mean, min-max band) per run group.
+  // What to draw: one line per run, coloured by its run or (with group_by) by its group; with aggregate=group
+  // one line per group, the mean of its runs over a min-max band. Each line names its legend entry.
   lines() {
+    const c = this.ctx;
     const out = new Map();
-    for (const run of this.ctx.runs) {
-      const grouped = this.ctx.aggregate === 'group' && run.group;
-      const label = grouped ? `group ${run.group}` : run.name;
-      const key = grouped ? `g:${run.group}` : `r:${run.id}`;
-      if (!out.has(key)) out.set(key, [label, []]);
-      out.get(key)[1].push(run);
+    for (const run of c.runs) {
+      const group = c.groupOf(run);
+      const aggregate = c.aggregate === 'group' && group !== null;
+      if (aggregate) {
+        const key = `g:${group}`;
+        if (!out.has(key)) out.set(key, { label: c.groupLabel(group), runs: [], aggregate: true, color: c.groupColor(group), legend: { key, label: c.groupLabel(group) } });
+        out.get(key).runs.push(run);
+        continue;
+      }
+      const legend = c.groupBy && group !== null ? { key: `g:${group}`, label: c.groupLabel(group) } : { key: `r:${run.id}`, label: run.name };
+      out.set(`r:${run.id}`, { label: run.name, runs: [run], aggregate: false, color: c.colorOf(run), legend, group });
     }
-    return [...out.values()];
+    const lines = [...out.values()];
+    // With group_by the legend lists the groups in their sorted order (the order their colours were given in).
+    if (c.groupBy) {
+      const rank = (line) => c.groupRank(line.aggregate ? line.legend.key.slice(2) : line.group);
+      lines.sort((a, b) => rank(a) - rank(b));
+    }
+    return lines;
+  }
+
+  toggleHidden(key) {
+    if (this.hidden.has(key)) this.hidden.delete(key);
+    else this.hidden.add(key);
+    this.redraw();
+  }
+
+  // Move chart `from` to where chart `to` is (within its section), and keep the new order in the URL.
+  move(from, to) {
+    const a = this.charts.find((c) => c.key === from);
+    const b = this.charts.find((c) => c.key === to);
+    if (!a || !b || a.node.parentNode !== b.node.parentNode) return;
+    const grid = b.node.parentNode;
+    const nodes = [...grid.children];
+    grid.insertBefore(a.node, nodes.indexOf(a.node) < nodes.indexOf(b.node) ? b.node.nextSibling : b.node);
+    const order = [...this.container.querySelectorAll('.chart')].map((n) => n.dataset.key);
+    this.charts.sort((x, y) => order.indexOf(x.key) - order.indexOf(y.key));
+    this.ctx.setOrder(order);
+  }
+
+  fullscreen(chart) {
+    const leaving = this.full === chart;
+    if (this.full) this.full.node.classList.remove('fullscreen');
+    this.full = leaving ? null : chart;
+    if (!leaving) chart.node.classList.add('fullscreen');
+    document.body.classList.toggle('has-fullscreen', !leaving);
+    if (chart.x.length) chart.draw();
   }
 
   redraw() {
@@ -351,6 +548,8 @@ export class ChartPanel {
   }
 
   destroy() {
+    document.removeEventListener('keydown', this.onKey);
+    document.body.classList.remove('has-fullscreen');
     for (const c of this.charts) c.destroy();
     this.charts = [];
   }

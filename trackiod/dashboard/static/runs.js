@@ -3,6 +3,8 @@
 import { colorFor, el, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
 
 const ROW = 24;
+// The first column: the checkbox, and in the header the number of runs (up to 6 digits without an ellipsis).
+const FIRST = 64;
 
 export function rowsToRuns(payload) {
   const cols = payload.columns;
@@ -108,6 +110,17 @@ export class VirtualTable {
     this.pending = false;
   }
 
+  // Scroll so that `run` is in view (the run page's own run in the sidebar).
+  reveal(run) {
+    const i = this.rows.indexOf(run);
+    if (i < 0) return;
+    const top = (this.options.header ? ROW : 0) + i * ROW;
+    if (top < this.container.scrollTop || top + ROW > this.container.scrollTop + this.container.clientHeight) {
+      this.container.scrollTop = Math.max(0, top - this.container.clientHeight / 2);
+    }
+    this.render();
+  }
+
   setRows(rows, now) {
     this.rows = rows;
     this.now = now;
@@ -117,7 +130,7 @@ export class VirtualTable {
   render() {
     const { columns, header } = this.options;
     const top = header ? ROW : 0;
-    const totalWidth = columns.reduce((w, c) => w + c.width, 40);
+    const totalWidth = columns.reduce((w, c) => w + c.width, FIRST);
     this.spacer.style.height = `${top + this.rows.length * ROW}px`;
     this.spacer.style.width = `${totalWidth}px`;
     const first = Math.max(0, Math.floor((this.container.scrollTop - top) / ROW) - 5);
@@ -129,7 +142,7 @@ export class VirtualTable {
         return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
       });
       nodes.push(el('div', { class: 'row head', style: `top:${this.container.scrollTop}px;width:${totalWidth}px` },
-        el('div', { class: 'cell', style: 'width:40px' }, String(this.rows.length)), ...cells));
+        el('div', { class: 'cell count', style: `width:${FIRST}px`, title: `${this.rows.length} runs` }, String(this.rows.length)), ...cells));
     }
     for (let i = first; i < Math.min(this.rows.length, first + count); i++) {
       const run = this.rows[i];
@@ -150,7 +163,7 @@ export class VirtualTable {
       nodes.push(el('div', {
         class: `row${selected ? ' selected' : ''}`, style: `top:${top + i * ROW}px;width:${totalWidth}px`,
         'data-run': run.id, onclick: () => this.options.onOpen(run),
-      }, el('div', { class: 'cell', style: 'width:40px' }, box), ...cells));
+      }, el('div', { class: 'cell', style: `width:${FIRST}px` }, box), ...cells));
     }
     this.spacer.replaceChildren(...nodes);
   }

@@ -2,7 +2,7 @@
 // power, energy, GPU utilisation, GPU memory, CPU, memory, disk and network). x is seconds since each run's
 // start, so runs that ran at different times line up; the server already reduced each chart to its width.
 import uPlot from './vendor/uplot/uPlot.esm.js';
-import { colorFor, el, fmtDuration, fmtValue } from './util.js';
+import { colorFor, el, fmtDuration, fmtTicks, fmtValue, themeColor } from './util.js';
 
 const UNITS = ['', 'K', 'M', 'G', 'T'];
 
@@ -12,24 +12,43 @@ export function fmtUnit(v, unit) {
     let i = 0;
     let x = Math.abs(v);
     while (x >= 1024 && i < UNITS.length - 1) { x /= 1024; i += 1; }
-    return `${(Math.sign(v) * x).toFixed(x >= 100 || i === 0 ? 0 : 1)} ${UNITS[i]}iB${unit === 'bytes/s' ? '/s' : ''}`;
+    // Under 1 KiB the unit is plain bytes ("512 B", not "512 iB").
+    const prefix = i === 0 ? 'B' : `${UNITS[i]}iB`;
+    return `${(Math.sign(v) * x).toFixed(x >= 100 || i === 0 ? 0 : 1)} ${prefix}${unit === 'bytes/s' ? '/s' : ''}`;
   }
   if (unit === 'J') return Math.abs(v) >= 3.6e5 ? `${(v / 3.6e6).toFixed(3)} kWh` : `${fmtValue(+v.toPrecision(4))} J`;
   return `${fmtValue(+Number(v).toPrecision(4))}${unit ? ` ${unit}` : ''}`;
 }
 
-// Ticks of a short run in tenths of a second, longer ones as durations (1m 30s).
-function fmtSeconds(t, ticks) {
-  const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : t;
-  return span < 20 ? `${+t.toFixed(1)}s` : fmtDuration(t);
+// The value axis' width in pixels for its tick labels (6.8 px a character at 11 px, plus tick and gap).
+export function valueAxisSize(values) {
+  if (!values || !values.length) return 70;
+  return Math.max(40, Math.ceil(Math.max(...values.map((v) => String(v).length)) * 6.8) + 18);
+}
+
+// Ticks of a short run in seconds with the decimals their spacing needs (0.25s, not 0.3s), longer ones as
+// durations (1m 30s).
+function fmtSecondTicks(ticks) {
+  const span = ticks.length > 1 ? ticks[ticks.length - 1] - ticks[0] : ticks[0];
+  if (span >= 20) return ticks.map((t) => fmtDuration(t));
+  return fmtTicks(ticks).map((t) => (t === '' ? '' : `${t}s`));
+}
+
+// A series key as a title with its unit: gpu.0.power_w -> "GPU 0 · power (W)".
+const SUFFIX_UNITS = [['_bytes_per_s', ''], ['_bytes', ''], ['_pct', ' (%)'], ['_percent', ' (%)'], ['percent', '(%)'], ['_w', ' (W)'], ['_c', ' (°C)'], ['_j', '']];
+function words(name) {
+  for (const [suffix, unit] of SUFFIX_UNITS) {
+    if (name.endsWith(suffix)) return `${name.slice(0, -suffix.length).replace(/_/g, ' ')}${unit}`.trim() || name;
+  }
+  return name.replace(/_/g, ' ');
 }
 
 function title(key) {
   const gpu = /^gpu\.(\d+)\.(.+)$/.exec(key);
-  if (gpu) return `GPU ${gpu[1]} · ${gpu[2].replace(/_/g, ' ')}`;
+  if (gpu) return `GPU ${gpu[1]} · ${words(gpu[2])}`;
   if (key === 'gpu.energy_j') return 'GPU energy since the run started (the GPUs it used)';
-  if (key.startsWith('process.')) return `the run's processes · ${key.slice(8).replace(/_/g, ' ')}`;
-  return key.replace(/_/g, ' ');
+  if (key.startsWith('process.')) return `the run's processes · ${words(key.slice(8))}`;
+  return words(key.replace(/\./g, ' · '));
 }
 
 function energyTable(energy, runs) {
@@ -51,12 +70,16 @@ function drawChart(node, chart, runs) {
   const name = (id) => (runs.find((r) => r.id === id) || { name: id }).name;
   const width = Math.max(200, node.clientWidth - 14);
   const unit = chart.unit;
+  const grid = themeColor('--grid');
+  const axis = { stroke: themeColor('--axis'), grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 }, font: '11px system-ui, sans-serif', labelFont: '11px system-ui, sans-serif' };
   const opts = {
     width, height: 200, legend: { show: true, live: true },
     scales: { x: { time: false } },
     axes: [
-      { label: 'time since the run started', size: 40, values: (u, ticks) => ticks.map((t) => fmtSeconds(t, ticks)) },
-      { size: 70, values: (u, ticks) => ticks.map((t) => fmtUnit(t, unit)) },
+      { ...axis, label: 'time since the run started', labelSize: 18, size: 34, values: (u, ticks) => fmtSecondTicks(ticks) },
+      // As wide as the longest label ("95.4 MiB/s"), so its first digit is not cut off.
+      { ...axis, size: (u, values) => valueAxisSize(values),
+        values: (u, ticks) => ticks.map((t) => fmtUnit(t, unit)) },
     ],
     series: [
       { label: 'time', value: (u, v) => (v === null ? '' : fmtDuration(v)) },
@@ -87,7 +110,7 @@ export function systemCharts(main, data, runs) {
     parts.push(el('section', { class: 'section', 'data-group': section }, el('h3', { onclick: () => { grid.hidden = !grid.hidden; } }, section), grid));
     for (const chart of charts) {
       const node = el('div', { class: 'chart system-chart', 'data-key': chart.key, 'data-series': String(chart.series.length) },
-        el('h4', {}, title(chart.key)), el('span', { class: 'note' }, chart.reduced ? 'min/max per pixel' : ''));
+        el('h4', { title: chart.key }, title(chart.key)), el('span', { class: 'note' }, chart.reduced ? 'min/max per pixel' : ''));
       grid.append(node);
       pending.push([node, chart]);
     }
@@ -96,7 +119,7 @@ export function systemCharts(main, data, runs) {
   const energyGrid = el('div', { class: 'grid', style: '--per-row:2' });
   for (const chart of energyCharts) {
     const node = el('div', { class: 'chart system-chart', 'data-key': chart.key, 'data-series': String(chart.series.length) },
-      el('h4', {}, title(chart.key)));
+      el('h4', { title: chart.key }, title(chart.key)));
     energyGrid.append(node);
     pending.push([node, chart]);
   }

@@ -8,9 +8,11 @@ export async function projectsView(main, open) {
     main.replaceChildren(el('p', { class: 'empty' }, 'No projects yet: log a run with trackio_shim and it appears here.'));
     return;
   }
+  const plural = (n, word) => `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
   main.replaceChildren(el('h2', {}, 'Projects'), el('div', { class: 'projects' }, projects.map((p) =>
     el('a', { href: '#', 'data-project': p.name, onclick: (e) => { e.preventDefault(); open(p.name); } },
-      `${p.name} — ${p.runs} runs${p.running ? `, ${p.running} running` : ''}, last update ${fmtTime(p.last_update)}`))));
+      el('span', { class: 'project-name' }, p.name),
+      el('span', { class: 'project-meta' }, `${plural(p.runs, 'run')}${p.running ? `, ${p.running} running` : ''} · last update ${fmtTime(p.last_update)}`)))));
 }
 
 function kvTable(obj, diffKeys = null) {
@@ -21,9 +23,19 @@ function kvTable(obj, diffKeys = null) {
     el('td', { class: diffKeys && diffKeys.has(k) ? 'diff' : '' }, fmtValue(flat[k])))));
 }
 
+// The run's page; returns the run, or null when there is none (the page then says so and links to the table).
 export async function runView(main, project, runId, chartsHost, runs) {
-  const [run, media, alerts, artifacts] = await Promise.all([
-    getJSON('/api/run', { project, run: runId }),
+  let run;
+  try {
+    run = await getJSON('/api/run', { project, run: runId });
+  } catch (e) {
+    if (!/: 404 /.test(String(e.message))) throw e;
+    main.replaceChildren(el('div', { class: 'empty', id: 'run-missing' },
+      el('p', {}, `There is no run "${runId}" in project "${project}" (neither an id nor a name of one of its runs).`),
+      el('p', {}, el('a', { href: `?project=${encodeURIComponent(project)}&view=runs` }, 'See the project\'s runs'))));
+    return null;
+  }
+  const [media, alerts, artifacts] = await Promise.all([
     getJSON('/api/media', { project, run: runId }),
     getJSON('/api/alerts', { project, run: runId }),
     getJSON('/api/artifacts', { project, run: runId }),
@@ -45,10 +57,11 @@ export async function runView(main, project, runId, chartsHost, runs) {
     el('h3', {}, 'Media'), mediaHost,
     el('h3', {}, 'Artifacts and files'), artifactsSection(artifacts, run.files || []),
     el('h3', {}, 'Metrics'),
-    run.contexts && run.contexts.length
-      ? el('p', { class: 'hint' }, `Series logged with a context are drawn as dashed lines in their metric's chart: `
-        + run.contexts.map((c) => `${c.key} ${contextText(c.context)}`).join(', '))
-      : null,
+    // replaceChildren writes a null as the text "null": an absent hint is left out of the list instead.
+    ...(run.contexts && run.contexts.length
+      ? [el('p', { class: 'hint' }, `Series logged with a context are drawn as dashed lines in their metric's chart: `
+        + run.contexts.map((c) => `${c.key} ${contextText(c.context)}`).join(', '))]
+      : []),
     chartsHost,
   );
   if (media.keys.length) {
