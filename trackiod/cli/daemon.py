@@ -121,7 +121,17 @@ def cmd_status(args: argparse.Namespace, settings: TrackiodSettings) -> int:
         ("commit latency", f"p50 {status['commit_ms_p50']} ms, p99 {status['commit_ms_p99']} ms"),
         (
             "spool",
-            f"{status['spooled_frames_ingested']} frames ingested, {status['spool_files_pending']} files pending",
+            f"{status['spooled_frames_ingested']} frames ingested, {status['spool_files_pending']} files pending"
+            + (
+                f", {status['spool_files_set_aside']} unreadable files set aside (*.bad)"
+                if status.get("spool_files_set_aside")
+                else ""
+            ),
+        ),
+        *(
+            [("lost", f"{status['frames_lost']} frames (spool files deleted or truncated before they were read)")]
+            if status.get("frames_lost")
+            else []
         ),
         (
             "dropped",
