@@ -106,8 +106,13 @@ class SpoolIngester:
 
     def _ingest_file(self, path: Path) -> int:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in the spool is refused, never followed
         except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.error("spool file %s cannot be opened (%s); it is set aside as %s.bad", path.name, exc, path.name)
+            self.bad_files += 1
+            path.rename(path.with_name(path.name + ".bad"))
             return 0
         try:
             try:

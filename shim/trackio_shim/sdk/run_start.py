@@ -14,6 +14,7 @@ from typing import Any
 
 from trackio_shim import protocol as P
 from trackio_shim._warn import warn_once
+from trackio_shim.access import check_run_dir
 from trackio_shim.errors import ProtocolVersionError, RunExistsError, RunNotFoundError, UsageError
 from trackio_shim.rules import new_run_id
 from trackio_shim.sdk.ranks import detect as detect_ranks
@@ -321,6 +322,9 @@ def start_run(
     params["id"] = info.get("id") or params["id"] or default_id
     params["name"] = info.get("name") or params["name"] or default_name
     base = Path(dir) / "trackiod" if dir else settings.home / "runs"
+    exposed = check_run_dir(Path(dir)) if dir else None
+    if exposed:
+        warn_once(("run-dir", str(dir)), f"trackio_shim: {exposed}")
     silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
     link = RunLink(client, handle, params["id"])
     new_run = Run(
