@@ -176,6 +176,7 @@ class WriterLoop:
                 ingest.runs.mark_crashed(crashed, now)
                 ingest.commit()
                 self.sync.request(FINISH_DELAY_S)
+            ingest.prune_sessions(now, self.settings.heartbeat_timeout_s)
         except Exception as exc:  # maintenance must never take the daemon down
             log.exception("maintenance failed: %s", exc)
             ingest.counters.last_error = f"maintenance: {exc}"

@@ -48,6 +48,8 @@ def daemon_status(
         "spool_files_pending": len(spool_files(settings.spool_dir)),
         "spool_files_set_aside": ingest.spool.bad_files,
         "frames_lost": counters.frames_lost,
+        "sessions_in_memory": len(ingest.accepted),
+        "sessions_pruned": counters.sessions_pruned,
         "last_error": counters.last_error,
         "writes": ingest.stall.status(),
         "database_recovered": recovery.as_dict() if recovery else None,

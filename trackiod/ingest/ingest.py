@@ -99,6 +99,8 @@ class Counters:
         self.internal_errors = 0
         #: Frames a session sent that no daemon will ever see: its spool file was deleted or truncated.
         self.frames_lost = 0
+        #: Idle sessions with no running run forgotten in memory (their watermarks stay in the database).
+        self.sessions_pruned = 0
         self.last_error: str | None = None
 
     def mark(self) -> object:
@@ -176,6 +178,8 @@ class Ingest:
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""
         self.counters.frames += 1
+        if sid not in self.accepted:
+            self._recall(sid)
         if kind in P.CONTROL_KINDS:
             self._control(kind, sid, fields)
         else:
@@ -201,6 +205,38 @@ class Ingest:
             return
         self.counters.frames += 1
         self._sequenced(*header, [], live=True, undecodable=reason)
+
+    def _recall(self, sid: bytes) -> None:
+        """Bring back the watermark of a session pruned from memory (:meth:`prune_sessions`), so that its
+        resent frames are still recognised as duplicates."""
+        mark = self.store.watermark(sid)
+        if mark:
+            self.committed[sid] = mark
+            self.accepted[sid] = mark
+
+    def prune_sessions(self, now: float, idle_s: float) -> int:
+        """Forget, in memory, the sessions idle for ``idle_s`` none of whose runs is running; returns how many.
+
+        Every process that ever logged is a session: kept forever, they grow the daemon without bound. Their
+        watermarks stay in the database and come back on their next frame (:meth:`_recall`). Only between
+        transactions, when what is accepted is also committed.
+        """
+        if self._in_txn:
+            return 0
+        active = {row["id"] for row in self.store.active_runs()}
+        busy = {sid for (sid, _), run_id in self.runs.handles.items() if run_id in active}
+        busy |= self._dups | self.stall.waiting
+        gone = {sid for sid in self.accepted if sid not in busy and now - self.last_seen.get(sid, 0.0) > idle_s}
+        if not gone:
+            return 0
+        for sid in gone:
+            self.accepted.pop(sid, None)
+            self.committed.pop(sid, None)
+            self.last_seen.pop(sid, None)
+            self._last_nack.pop(sid, None)
+        self.runs.forget_sessions(gone)
+        self.counters.sessions_pruned += len(gone)
+        return len(gone)
 
     def drop_malformed(self, reason: str) -> None:
         """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""

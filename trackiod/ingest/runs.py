@@ -65,6 +65,13 @@ class RunBook:
         #: Lifecycle events of the open transaction, handed to the mirrors after it commits.
         self.events: list[tuple[str, int, Any]] = []
 
+    def forget_sessions(self, sids: set[bytes]) -> None:
+        """Drop what is kept in memory for sessions pruned as idle (none of their runs is running)."""
+        self.handles = {key: run for key, run in self.handles.items() if key[0] not in sids}
+        self.ranks = {key: rank for key, rank in self.ranks.items() if key[0] not in sids}
+        self.rejected = {key: params for key, params in self.rejected.items() if key[0] not in sids}
+        self._unknown = {key for key in self._unknown if key[0] not in sids}
+
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
         """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""
