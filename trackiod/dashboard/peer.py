@@ -31,7 +31,7 @@ def _hex_address(host: str, port: int, width: int) -> str | None:
         return None
     if width == 4:
         if ip.version == 6:
-            mapped = ip.ipv4_mapped  # type: ignore[union-attr]
+            mapped = ip.ipv4_mapped
             if mapped is None:
                 return None
             ip = mapped

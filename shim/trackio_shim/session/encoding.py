@@ -206,6 +206,7 @@ def _friendly(value: Any, name: str, depth: int, path: set[int]) -> Any:
             return _friendly_map(value, name, depth, path) if is_map else _friendly_list(value, name, depth, path)
         finally:
             path.discard(id(value))
+    first: Exception | None = None
     try:
         if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
             return _friendly(value.item(), name, depth + 1, path)
@@ -213,8 +214,6 @@ def _friendly(value: Any, name: str, depth: int, path: set[int]) -> Any:
             return _friendly(value.tolist(), name, depth + 1, path)
     except Exception as exc:  # a tensor on the meta device, a broken array-like: fall back to its text
         first = exc
-    else:
-        first = None
     for text_of in (str, repr):
         try:
             return str.__str__(text_of(value))
