@@ -266,14 +266,62 @@ def test_init_dir_of_another_user_warns_and_a_planted_folder_is_refused(
         f"""
         import trackio_shim as wandb
         from trackio_shim.errors import AccessError
-        run = wandb.init(project="dirs", id="d2", dir={str(shared)!r})
         try:
-            run.dir
+            wandb.init(project="dirs", id="d2", dir={str(shared)!r})
         except AccessError as exc:
             print("refused:", exc)
-        wandb.finish()
         """,
         env,
     )
     assert "refused:" in planted.stdout and "symbolic link" in planted.stdout, planted.stdout
     assert list(theirs.iterdir()) == []
+
+
+PROBE = """
+import socket, sys
+results = []
+for path in sys.argv[2:]:
+    try:
+        open(path, "rb").close()
+        results.append("read")
+    except OSError as exc:
+        results.append(type(exc).__name__)
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+    results.insert(0, "connected")
+except OSError as exc:
+    results.insert(0, type(exc).__name__)
+print(" ".join(results))
+"""
+
+
+@needs_root
+@needs_python
+def test_another_user_cannot_reach_the_socket_database_or_media(daemon: DaemonProcess, env: dict[str, str]) -> None:
+    """What held in issue 18, kept as a test: the socket, the database and media refuse another uid."""
+    run_script(
+        """
+        import numpy as np, trackio_shim as wandb
+        wandb.init(project="mine", id="m1")
+        wandb.log({"img": wandb.Image(np.zeros((4, 4, 3), dtype=np.uint8)), "x": 1.0})
+        wandb.finish()
+        """,
+        env,
+    )
+    settings = daemon.settings()
+    media = sorted(p for p in (settings.home / "media").rglob("*") if p.is_file())
+    assert media, "the run stored no media file"
+    sock_path = settings.endpoint[len("ipc://") :]
+    result = subprocess.run(
+        [SYSTEM_PYTHON, "-c", PROBE, sock_path, str(settings.db_path), str(media[0])],
+        user=OTHER,
+        group=OTHER,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.stdout.split() == ["PermissionError"] * 3, (result.stdout, result.stderr)

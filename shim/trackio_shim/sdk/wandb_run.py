@@ -15,7 +15,6 @@ from typing import Any
 
 from trackio_shim import protocol as P
 from trackio_shim._warn import warn_once
-from trackio_shim.access import make_own_dir
 from trackio_shim.errors import UsageError
 from trackio_shim.rules import COPY_MODES, GOALS, SUMMARY_KINDS, canonical_context
 from trackio_shim.sdk.run_config import Config, Summary
@@ -250,8 +249,6 @@ class Run:
         """A local folder for this run's files (created on first use)."""
         if self._dir is None:
             raise UsageError("this run has no directory (mode='disabled')")
-        # <dir>/trackiod may sit in a folder others share: made 0700, and refused if someone planted it (a link).
-        make_own_dir(self._dir.parent.parent, "run folder", "init(dir=...)")
         self._dir.mkdir(parents=True, exist_ok=True)
         return str(self._dir)
 
