@@ -104,6 +104,14 @@ class SpoolIngester:
             total += self._ingest_file(path)
         return total
 
+    def _set_aside(self, path: Path) -> None:
+        """Rename a spool file that cannot be read to ``*.bad`` (out of the spool glob), and count it."""
+        self.bad_files += 1
+        try:
+            path.rename(path.with_name(path.name + ".bad"))
+        except OSError as exc:
+            log.error("spool file %s could not be set aside: %s", path.name, exc)
+
     def _ingest_file(self, path: Path) -> int:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in the spool is refused, never followed
@@ -111,8 +119,7 @@ class SpoolIngester:
             return 0
         except OSError as exc:
             log.error("spool file %s cannot be opened (%s); it is set aside as %s.bad", path.name, exc, path.name)
-            self.bad_files += 1
-            path.rename(path.with_name(path.name + ".bad"))
+            self._set_aside(path)
             return 0
         try:
             try:
@@ -134,9 +141,8 @@ class SpoolIngester:
             except Exception as exc:  # never again: a file that broke the reader would break every maintenance
                 log.exception("reading spool file %s failed; it is set aside as %s.bad", path.name, path.name)
                 self.malformed(f"spool {path.name}: {type(exc).__name__}: {exc}")
-                self.bad_files += 1
                 if self.commit():
-                    path.rename(path.with_name(path.name + ".bad"))
+                    self._set_aside(path)
                 return count
             if not self.commit():
                 log.error("spool file %s could not be committed; it is kept for the next try", path.name)
