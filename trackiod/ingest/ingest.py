@@ -204,6 +204,8 @@ class Ingest:
             self._malformed(reason)  # not even a session's frame: nothing to consume
             return
         self.counters.frames += 1
+        if routing_id not in self.accepted:
+            self._recall(routing_id)
         self._sequenced(*header, [], live=True, undecodable=reason)
 
     def _recall(self, sid: bytes) -> None:
