@@ -33,13 +33,25 @@ def _owned(path: Path, st: os.stat_result, what: str, setting: str) -> None:
         )
 
 
+def _not_planted(path: Path, what: str, setting: str) -> None:
+    """Refuse ``path`` if it is a symbolic link someone else made: only its owner may point trackiod elsewhere."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) and st.st_uid != os.geteuid():
+        raise AccessError(
+            f"the {what} {path} is a symbolic link made by uid {st.st_uid}, not by you (uid {os.geteuid()}); "
+            f"trackiod does not follow it: remove it, or set {setting} to a directory of your own"
+        )
+
+
 def require_private_dir(path: Path, what: str, setting: str) -> None:
     """Refuse ``path`` unless it is a directory of this user that group and others cannot enter.
 
     Raises:
-        AccessError: it belongs to another user, or its mode has any group/other bit (the text says how to fix it).
+        AccessError: it belongs to another user (or is a link another user made), or its mode has any group/other
+            bit (the text says how to fix it).
     """
-    st = path.stat()  # follows a symlink: a data directory may live elsewhere, what counts is the real one
+    _not_planted(path, what, setting)
+    st = path.stat()  # follows the owner's own symlink: a data directory may live elsewhere, the real one counts
     _owned(path, st, what, setting)
     mode = stat.S_IMODE(st.st_mode)
     if mode & OPEN_TO_OTHERS:
@@ -57,6 +69,7 @@ def require_socket_dir(path: Path, setting: str = "TRACKIOD_RUNTIME_DIR") -> Non
     Raises:
         AccessError: it belongs to another user, or group/others may write in it.
     """
+    _not_planted(path, "socket directory", setting)
     st = path.stat()
     _owned(path, st, "socket directory", setting)
     mode = stat.S_IMODE(st.st_mode)
@@ -67,10 +80,70 @@ def require_socket_dir(path: Path, setting: str = "TRACKIOD_RUNTIME_DIR") -> Non
         )
 
 
-def make_own_dir(path: Path) -> None:
-    """Create (0700) or tighten a directory that trackiod itself names; refuse one that belongs to someone else."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    _owned(path, st, "socket directory", "TRACKIOD_RUNTIME_DIR")
+def make_own_dir(path: Path, what: str = "socket directory", setting: str = "TRACKIOD_RUNTIME_DIR") -> None:
+    """Create (0700) or tighten a directory that trackiod itself names; refuse one that belongs to someone else.
+
+    Never follows a symbolic link: in a shared folder such as /tmp, another user may plant ``trackiod-UID`` as a
+    link to a directory of theirs (or, for a daemon run as root, to a system directory whose mode the chmod
+    would change). The link itself is refused, by ``lstat``; the mode is changed through a descriptor opened
+    with ``O_NOFOLLOW`` on the directory that was checked.
+
+    Raises:
+        AccessError: ``path`` is a symbolic link or not a directory, or belongs to another user.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise AccessError(
+            f"the {what} {path} is {kind} (owned by uid {st.st_uid}); trackiod never follows or replaces it: "
+            f"if you did not make it, someone may be redirecting trackiod; remove it, or set {setting}"
+        )
+    _owned(path, st, what, setting)
     if stat.S_IMODE(st.st_mode) & OPEN_TO_OTHERS:
-        os.chmod(path, 0o700)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            if (os.fstat(fd).st_ino, os.fstat(fd).st_dev) != (st.st_ino, st.st_dev):
+                raise AccessError(f"the {what} {path} changed while trackiod checked it; try again")
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+
+
+def require_real_dir(path: Path, what: str, setting: str = "TRACKIOD_HOME") -> None:
+    """Refuse a folder inside the data directory (the spool, media) that is a symbolic link or someone else's.
+
+    The data directory is private, so only its owner could have put a link there; a link is still never
+    followed, since spool files and media are read and deleted by name.
+
+    Raises:
+        AccessError: ``path`` is a symbolic link, not a directory, or belongs to another user.
+    """
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise AccessError(f"the {what} {path} is {kind}; trackiod does not follow it: make it a plain directory")
+    _owned(path, st, what, setting)
+
+
+def check_run_dir(path: Path) -> str | None:
+    """Why a folder given as ``init(dir=...)`` would expose the run's files to others (None: it does not).
+
+    The shim writes only into ``<dir>/trackiod``, which it creates 0700 (:func:`make_own_dir`); this names the
+    risk of a ``dir`` another user owns, such as a shared folder in /tmp, which they could read or rearrange.
+    """
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.geteuid():
+        return (
+            f"init(dir={str(path)!r}): that folder belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}); "
+            "they can rename or replace what is in it. trackiod keeps its own files in a private (0700) "
+            "'trackiod' folder there and refuses it if that user planted one; prefer a folder of your own"
+        )
+    return None

@@ -307,11 +307,12 @@ class TrackiodSettings:
             AccessError: the data directory is open to group/others or someone else's, or the socket directory
                 is (see :mod:`trackio_shim.access`; docs/security.md).
         """
-        from trackio_shim.access import require_private_dir
+        from trackio_shim.access import require_private_dir, require_real_dir
 
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         require_private_dir(self.home, "data directory", "TRACKIOD_HOME")
         self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+        require_real_dir(self.spool_dir, "spool directory")
         self.ensure_socket_dir()
 
     def ensure_socket_dir(self) -> None:

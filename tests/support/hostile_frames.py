@@ -181,10 +181,22 @@ def huge_header(rng: random.Random) -> bytes:
 
 def consumed(raw: bytes, sid: bytes, seq: int) -> bool:
     """Whether the daemon takes ``raw`` as the session's sequenced frame ``seq`` (a flipped byte may change it)."""
+    from trackiod.ingest.guard import decode_lenient, frame_header
+
     try:
         kind, frame_sid, frame_seq, _ = P.decode_client(raw)
     except ProtocolError:
-        return False
+        # An undecodable frame whose header names the session still consumes its sequence number (issue 18).
+        msg = decode_lenient(raw)
+        try:
+            kind, frame_sid, frame_seq, _ = P.check_client(msg)
+        except ProtocolError:
+            if msg is not None:
+                return False
+            header = frame_header(raw)
+            if header is None:
+                return False
+            kind, frame_sid, frame_seq = header
     return frame_sid == sid and kind in P.SEQUENCED_KINDS and frame_seq == seq
 
 

@@ -86,6 +86,8 @@ def cmd_keys(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 def cmd_stop(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     pid = control.daemon_pid(settings)
+    before = control.request(settings, "status", timeout=1.0)
+    active: list[str] = list(before[1].get("active_runs") or []) if before is not None else []
     answer = control.request(settings, "stop", timeout=2.0)
     if answer is None and pid is None:
         print("trackiod is not running")
@@ -96,6 +98,15 @@ def cmd_stop(args: argparse.Namespace, settings: TrackiodSettings) -> int:
         print(f"trackiod: pid {pid} did not stop in time; see {settings.log_path}", file=sys.stderr)
         return 1
     print("trackiod stopped" + (f" (pid {pid})" if pid else ""))
+    if active:
+        # Their shims keep logging (into memory, then the spool) and, with autostart on, start a daemon again.
+        print(
+            f"note: {len(active)} run(s) were still being logged: {', '.join(active[:5])}"
+            f"{', ...' if len(active) > 5 else ''}. Their trainers keep every point, and those with autostart on "
+            "(TRACKIOD_AUTOSTART, the default) start trackiod again within a few seconds. To keep it stopped, "
+            "stop those trainers first, or start them with TRACKIOD_AUTOSTART=0.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -121,7 +132,17 @@ def cmd_status(args: argparse.Namespace, settings: TrackiodSettings) -> int:
         ("commit latency", f"p50 {status['commit_ms_p50']} ms, p99 {status['commit_ms_p99']} ms"),
         (
             "spool",
-            f"{status['spooled_frames_ingested']} frames ingested, {status['spool_files_pending']} files pending",
+            f"{status['spooled_frames_ingested']} frames ingested, {status['spool_files_pending']} files pending"
+            + (
+                f", {status['spool_files_set_aside']} unreadable files set aside (*.bad)"
+                if status.get("spool_files_set_aside")
+                else ""
+            ),
+        ),
+        *(
+            [("lost", f"{status['frames_lost']} frames (spool files deleted or truncated before they were read)")]
+            if status.get("frames_lost")
+            else []
         ),
         (
             "dropped",

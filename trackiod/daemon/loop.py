@@ -19,6 +19,7 @@ import zmq
 from trackio_shim.settings import TrackiodSettings
 from trackiod.daemon.services import ForwarderService, ListenerService, SamplingService
 from trackiod.daemon.writer import Writer
+from trackiod.ingest.spool import spool_files
 from trackiod.sync.worker import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
@@ -164,12 +165,18 @@ class WriterLoop:
             self.writer.attachments.drain(ingest)
             store.checkpoint()
             now = time.time()
-            crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
+            crashed = ingest.runs.find_crashed(
+                now,
+                self.settings.heartbeat_timeout_s,
+                ingest.last_seen,
+                lambda sid: bool(spool_files(self.settings.spool_dir, sid)),
+            )
             if crashed:
                 ingest.begin()
                 ingest.runs.mark_crashed(crashed, now)
                 ingest.commit()
                 self.sync.request(FINISH_DELAY_S)
+            ingest.prune_sessions(now, self.settings.heartbeat_timeout_s)
         except Exception as exc:  # maintenance must never take the daemon down
             log.exception("maintenance failed: %s", exc)
             ingest.counters.last_error = f"maintenance: {exc}"

@@ -2,7 +2,9 @@
 
 Access rules (docs/dashboard.md, "Access"):
 - bound to a loopback address without a token, requests must name a loopback host (``Host: 127.0.0.1:PORT``,
-  ``localhost``, ``[::1]``), which stops DNS-rebinding pages from reading the dashboard;
+  ``localhost``, ``[::1]``), which stops DNS-rebinding pages from reading the dashboard, and must come from a
+  socket of the dashboard's own user (trackiod.dashboard.peer), which stops other local users; where the
+  owner of a connection cannot be told (not Linux), a token is generated on loopback too;
 - bound to any other address, a token is required (one is generated when ``TRACKIOD_DASHBOARD_TOKEN`` is unset)
   and every request must carry it: ``?token=``, an ``Authorization: Bearer`` or ``X-Trackiod-Token`` header, or
   the cookie the page sets when it is opened with ``?token=``. A token that is set explicitly is required on
@@ -29,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
-from trackiod.dashboard import reads
+from trackiod.dashboard import peer, reads
 from trackiod.dashboard.api import Api
 
 log = logging.getLogger("trackiod.dashboard")
@@ -47,6 +49,14 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def safe_file(root: Path, relative: str) -> Path | None:
@@ -68,6 +78,21 @@ def safe_file(root: Path, relative: str) -> Path | None:
     if not target.is_relative_to(base) or not target.is_file():
         return None
     return target
+
+
+def _not_the_owner(scope: Scope) -> str | None:
+    """Why a token-less loopback request is refused: its socket is not this user's (None: it is)."""
+    client, server = scope.get("client"), scope.get("server")
+    if not client or not server or not _is_ip(str(client[0])):
+        return None  # no TCP peer: the app called in process (tests), which no other user can reach
+    uid = peer.peer_uid((str(client[0]), int(client[1])), (str(server[0]), int(server[1])))
+    if uid is not None and uid in (os.geteuid(), 0):  # root can read the data directory anyway
+        return None
+    who = "could not be identified" if uid is None else f"belongs to uid {uid}"
+    return (
+        f"refused: this dashboard serves only its owner (uid {os.geteuid()}) on loopback, and this connection "
+        f"{who}; run your own `trackiod show`, or have the owner start it with a token (docs/security.md)"
+    )
 
 
 class AccessGuard:
@@ -93,6 +118,10 @@ class AccessGuard:
                     status_code=403,
                 )
                 await response(scope, receive, send)
+                return
+            refusal = _not_the_owner(scope)
+            if refusal:
+                await PlainTextResponse(refusal, status_code=403)(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
@@ -206,7 +235,9 @@ class DashboardServer:
         self.settings = settings
         self.host = host or settings.dashboard_host
         requested = settings.dashboard_port if port is None else port
-        self.token = settings.dashboard_token or ("" if is_loopback(self.host) else secrets.token_urlsafe(24))
+        # Loopback needs no token where the owner of each connection can be checked (trackiod.dashboard.peer).
+        tokenless = is_loopback(self.host) and peer.available()
+        self.token = settings.dashboard_token or ("" if tokenless else secrets.token_urlsafe(24))
         self.sock = _bind(self.host, requested)
         self.port = int(self.sock.getsockname()[1])
         self.app = create_app(settings, self.token, f"trackiod_token_{self.port}")

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import apsw
+import msgpack
 
+from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected
 from trackio_shim.rules import GOALS, SUMMARY_KINDS
 from trackiod.store.writer import Store
@@ -137,3 +139,100 @@ def check_metric_spec(spec: dict[str, Any]) -> None:
     if step_metric is not None and not isinstance(step_metric, str):
         raise FrameRejected(f"define_metric({name[:80]!r}): 'step_metric' must be a string or absent")
     check_plain(spec, f"define_metric({name[:80]!r})")
+
+
+# ---------------------------------------------------------------------------------------- undecodable frames
+# A frame the strict decoder (trackio_shim.protocol.unpack) refuses is still one frame of one session. If its
+# sequence number were dropped with it, every later frame of that session would be out of order and the whole
+# rest of the process lost (issue 18, finding 1): so a refused frame is decoded again, leniently, and if even
+# that fails its header alone is read, so that its sequence number is consumed (docs/robustness.md).
+
+
+def _hashable(key: Any) -> Any:
+    """A map key the strict decoder could not hash (an array or a map, as msgpack writes a Python tuple key),
+    as a tuple: the frame then decodes, and the key is refused by name where keys are checked."""
+    if isinstance(key, list):
+        return tuple(_hashable(k) for k in key)
+    if isinstance(key, dict):
+        return tuple((_hashable(k), _hashable(v)) for k, v in key.items())
+    return key
+
+
+def _pairs(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        try:
+            out[key] = value
+        except TypeError:
+            out[_hashable(key)] = value
+    return out
+
+
+def _lenient_unpacker(limit: int) -> msgpack.Unpacker:
+    return msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        object_pairs_hook=_pairs,
+        unicode_errors="replace",  # invalid UTF-8 (never sent by a shim) becomes U+FFFD, which SQLite can store
+        max_buffer_size=max(limit, 1),
+        max_str_len=limit,
+        max_bin_len=limit,
+        max_array_len=limit,
+        max_map_len=limit,
+        max_ext_len=limit,
+    )
+
+
+def decode_lenient(raw: bytes) -> Any | None:
+    """``raw`` decoded with unhashable map keys as tuples and bad UTF-8 replaced; None if still undecodable.
+
+    Only for frames the strict decoder refused: the hook it needs costs a Python call per map.
+    """
+    unpacker = _lenient_unpacker(len(raw))
+    try:
+        unpacker.feed(raw)
+        msg = unpacker.unpack()
+    except Exception:
+        return None
+    return msg if unpacker.tell() == len(raw) else None
+
+
+def frame_header(raw: bytes) -> tuple[int, bytes, int] | None:
+    """``(kind, session id, seq)`` of a sequenced frame whose body cannot be decoded; None if even those cannot."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(raw), 1), max_str_len=len(raw), max_bin_len=len(raw))
+    try:
+        unpacker.feed(raw)
+        if unpacker.read_array_header() < 3:
+            return None
+        kind, sid, seq = unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
+    except Exception:
+        return None
+    if type(kind) is not int or kind not in P.SEQUENCED_KINDS:
+        return None
+    if not isinstance(sid, bytes) or len(sid) != P.SESSION_ID_BYTES or type(seq) is not int:
+        return None
+    return (kind, sid, seq) if 1 <= seq <= P.MAX_SEQ else None
+
+
+def lenient_frame_at(stream: BinaryIO, offset: int, max_frame: int) -> tuple[Any, int] | None:
+    """The frame of a spool file starting at ``offset`` that the strict decoder refused, decoded leniently,
+    and the offset where the next frame starts; None if it cannot be decoded at all (the file is corrupt there).
+    """
+    limit = max(max_frame * 2, 1 << 20)
+    unpacker = _lenient_unpacker(limit)
+    stream.seek(offset)
+    read = 0
+    while read <= limit:
+        block = stream.read(1 << 20)
+        if not block:
+            return None
+        read += len(block)
+        try:
+            unpacker.feed(block)
+            msg = unpacker.unpack()
+        except msgpack.OutOfData:
+            continue
+        except Exception:
+            return None
+        return msg, offset + unpacker.tell()
+    return None

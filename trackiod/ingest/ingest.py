@@ -29,6 +29,8 @@ from trackiod.ingest.guard import (
     caused_by_input,
     check_metric_spec,
     check_plain,
+    decode_lenient,
+    frame_header,
     is_int64,
     is_step,
     is_time,
@@ -95,6 +97,10 @@ class Counters:
         self.spool_frames = 0
         #: Frames dropped because applying them hit a daemon bug (logged with its traceback), not bad input.
         self.internal_errors = 0
+        #: Frames a session sent that no daemon will ever see: its spool file was deleted or truncated.
+        self.frames_lost = 0
+        #: Idle sessions with no running run forgotten in memory (their watermarks stay in the database).
+        self.sessions_pruned = 0
         self.last_error: str | None = None
 
     def mark(self) -> object:
@@ -162,7 +168,7 @@ class Ingest:
         try:
             kind, sid, seq, fields = P.decode_client(raw)
         except ProtocolError as exc:
-            self._malformed(str(exc))
+            self._undecodable(raw, routing_id, str(exc))
             return
         if sid != routing_id:  # a peer may only speak for its own session
             self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
@@ -172,10 +178,67 @@ class Ingest:
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""
         self.counters.frames += 1
+        if sid not in self.accepted:
+            self._recall(sid)
         if kind in P.CONTROL_KINDS:
             self._control(kind, sid, fields)
         else:
             self._sequenced(kind, sid, seq, fields, live)
+
+    def _undecodable(self, raw: bytes, routing_id: bytes, reason: str) -> None:
+        """A frame the strict decoder refused is still one frame of its session: decoded leniently (a tuple key
+        from an old shim), or, failing that, its sequence number consumed as one rejected frame, so that the
+        session's later frames are never refused as out of order (docs/robustness.md, "One poisoned call")."""
+        msg = decode_lenient(raw)
+        if msg is not None:
+            try:
+                kind, sid, seq, fields = P.check_client(msg)
+            except ProtocolError as exc:
+                self._malformed(str(exc))
+                return
+            if sid == routing_id:
+                self.handle(kind, sid, seq, fields, live=True)
+                return
+        header = frame_header(raw)
+        if header is None or header[1] != routing_id:
+            self._malformed(reason)  # not even a session's frame: nothing to consume
+            return
+        self.counters.frames += 1
+        if routing_id not in self.accepted:
+            self._recall(routing_id)
+        self._sequenced(*header, [], live=True, undecodable=reason)
+
+    def _recall(self, sid: bytes) -> None:
+        """Bring back the watermark of a session pruned from memory (:meth:`prune_sessions`), so that its
+        resent frames are still recognised as duplicates."""
+        mark = self.store.watermark(sid)
+        if mark:
+            self.committed[sid] = mark
+            self.accepted[sid] = mark
+
+    def prune_sessions(self, now: float, idle_s: float) -> int:
+        """Forget, in memory, the sessions idle for ``idle_s`` none of whose runs is running; returns how many.
+
+        Every process that ever logged is a session: kept forever, they grow the daemon without bound. Their
+        watermarks stay in the database and come back on their next frame (:meth:`_recall`). Only between
+        transactions, when what is accepted is also committed.
+        """
+        if self._in_txn:
+            return 0
+        active = {row["id"] for row in self.store.active_runs()}
+        busy = {sid for (sid, _), run_id in self.runs.handles.items() if run_id in active}
+        busy |= self._dups | self.stall.waiting
+        gone = {sid for sid in self.accepted if sid not in busy and now - self.last_seen.get(sid, 0.0) > idle_s}
+        if not gone:
+            return 0
+        for sid in gone:
+            self.accepted.pop(sid, None)
+            self.committed.pop(sid, None)
+            self.last_seen.pop(sid, None)
+            self._last_nack.pop(sid, None)
+        self.runs.forget_sessions(gone)
+        self.counters.sessions_pruned += len(gone)
+        return len(gone)
 
     def drop_malformed(self, reason: str) -> None:
         """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""
@@ -191,7 +254,9 @@ class Ingest:
             self.send(sid, (P.NOTICE, level, text))
 
     # ------------------------------------------------------------------ sequenced messages
-    def _sequenced(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
+    def _sequenced(
+        self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool, undecodable: str | None = None
+    ) -> None:
         if self.stall.active:  # the disk is full: not taken, not acknowledged; resent after the retry
             self._refuse(sid)
             return
@@ -208,17 +273,20 @@ class Ingest:
                 self._nack(sid, expected)
                 return
             log.warning("session %s: frames %d..%d are missing from its spool", sid.hex()[:8], expected, seq - 1)
+            self.counters.frames_lost += seq - expected  # a spool file deleted or truncated: `trackiod status`
         self.begin()
         # Consumed before it is applied: a frame that fails validation must not block the session, and a
         # RUN_START that commits at once must carry its own watermark into that commit.
         self.accepted[sid] = seq
         self._touched.add(sid)
-        if self.journal is not None and kind != P.FORWARD:
+        if self.journal is not None and kind != P.FORWARD and undecodable is None:
             self.journal.append(P.pack([kind, sid, seq, *fields]))
         # All or nothing: a frame that fails halfway leaves no trace (LOG kinds check before they change anything).
         guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self.store, self._undoable())
         commits = self.counters.commits
         try:
+            if undecodable is not None:
+                raise FrameRejected(undecodable)
             self._apply(kind, sid, seq, fields, live)
         except Exception as exc:
             if is_storage_error(exc) and self._in_txn:
@@ -406,6 +474,7 @@ class Ingest:
             if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
                 raise ValueError(f"RESYNC needs a sequence number from 1 to {P.MAX_SEQ}, got {first!r}")
             if first - 1 > self.accepted.get(sid, 0):
+                self.counters.frames_lost += first - 1 - self.accepted.get(sid, 0)
                 log.error(
                     "session %s says frames before %d are gone; %d frames were lost",
                     sid.hex()[:8],

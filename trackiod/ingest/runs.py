@@ -65,6 +65,13 @@ class RunBook:
         #: Lifecycle events of the open transaction, handed to the mirrors after it commits.
         self.events: list[tuple[str, int, Any]] = []
 
+    def forget_sessions(self, sids: set[bytes]) -> None:
+        """Drop what is kept in memory for sessions pruned as idle (none of their runs is running)."""
+        self.handles = {key: run for key, run in self.handles.items() if key[0] not in sids}
+        self.ranks = {key: rank for key, rank in self.ranks.items() if key[0] not in sids}
+        self.rejected = {key: params for key, params in self.rejected.items() if key[0] not in sids}
+        self._unknown = {key for key in self._unknown if key[0] not in sids}
+
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
         """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""
@@ -276,13 +283,23 @@ class RunBook:
         self.events.append(("finish", run_id, state))
         log.info("run %d %s (exit code %d)", run_id, state, exit_code)
 
-    def find_crashed(self, now: float, heartbeat_timeout: float, last_seen: dict[bytes, float]) -> list[int]:
-        """Running runs none of whose processes is alive (read-only; see :meth:`mark_crashed`)."""
+    def find_crashed(
+        self,
+        now: float,
+        heartbeat_timeout: float,
+        last_seen: dict[bytes, float],
+        spooled: Callable[[bytes], bool] = lambda sid: False,
+    ) -> list[int]:
+        """Running runs none of whose processes is alive (read-only; see :meth:`mark_crashed`).
+
+        A session whose spool files are not read yet still speaks: its run may end in a RUN_FINISH there, and
+        showing it `crashed` until the file is read would be wrong (issue 18, finding 14).
+        """
         host = os.uname().nodename
         crashed = []
         for row in self.store.active_runs():
             sessions = [s for s in self.store.run_sessions(row["id"]) if not s[1]]
-            if not any(_alive(s, host, now, heartbeat_timeout, last_seen) for s in sessions):
+            if not any(_alive(s, host, now, heartbeat_timeout, last_seen) or spooled(s[0]) for s in sessions):
                 crashed.append(row["id"])
         return crashed
 

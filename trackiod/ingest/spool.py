@@ -19,6 +19,7 @@ import msgpack
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
+from trackiod.ingest.guard import lenient_frame_at
 
 log = logging.getLogger("trackiod.spool")
 
@@ -33,22 +34,46 @@ def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
         return []
 
 
+def _unpacker(max_frame: int) -> msgpack.Unpacker:
+    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 1 << 20))
+
+
 def read_frames(path: Path, max_frame: int) -> Iterator[Any]:
-    """Decoded messages of one spool file; a truncated last frame (writer killed mid-write) is skipped."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 1 << 20))
+    """Decoded messages of one spool file; a truncated last frame (writer killed mid-write) is skipped.
+
+    A frame the strict decoder refuses for its content (a tuple key written by an old shim, invalid UTF-8) is
+    decoded again leniently (trackiod.ingest.guard.lenient_frame_at) and reading goes on after it; only bytes
+    that are not msgpack at all end the file.
+    """
     with open(path, "rb") as f:
+        unpacker, base = _unpacker(max_frame), 0  # base: the file offset the unpacker's input starts at
         while True:
             block = f.read(1 << 20)
             if not block:
                 break
             unpacker.feed(block)
-            try:
-                yield from unpacker
-            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-                log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", path, exc)
-                return
-    if unpacker.tell() < path.stat().st_size:
-        log.warning("spool file %s ends in a truncated frame; it was skipped", path)
+            while True:
+                start = unpacker.tell()
+                try:
+                    msg = next(unpacker)
+                except StopIteration:
+                    break
+                except (TypeError, UnicodeDecodeError):  # an unhashable map key, bad UTF-8: one frame's content
+                    found = lenient_frame_at(f, base + start, max_frame)
+                    if found is None:
+                        log.warning("spool file %s is corrupt after some frames; the rest is skipped", path)
+                        return
+                    msg, base = found
+                    f.seek(base)
+                    unpacker = _unpacker(max_frame)
+                    yield msg
+                    break
+                except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                    log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", path, exc)
+                    return
+                yield msg
+        if base + unpacker.tell() < path.stat().st_size:
+            log.warning("spool file %s ends in a truncated frame; it was skipped", path)
 
 
 class SpoolIngester:
@@ -69,6 +94,8 @@ class SpoolIngester:
         self.malformed = malformed
         self.frames = 0
         self.files = 0
+        #: Spool files set aside (renamed ``*.bad``) because reading them raised: kept for a bug report.
+        self.bad_files = 0
 
     def ingest(self, sid: bytes | None = None) -> int:
         """Ingest every spool file whose writer is gone (of one session, or all); returns frames read."""
@@ -77,10 +104,22 @@ class SpoolIngester:
             total += self._ingest_file(path)
         return total
 
+    def _set_aside(self, path: Path) -> None:
+        """Rename a spool file that cannot be read to ``*.bad`` (out of the spool glob), and count it."""
+        self.bad_files += 1
+        try:
+            path.rename(path.with_name(path.name + ".bad"))
+        except OSError as exc:
+            log.error("spool file %s could not be set aside: %s", path.name, exc)
+
     def _ingest_file(self, path: Path) -> int:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in the spool is refused, never followed
         except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.error("spool file %s cannot be opened (%s); it is set aside as %s.bad", path.name, exc, path.name)
+            self._set_aside(path)
             return 0
         try:
             try:
@@ -88,14 +127,23 @@ class SpoolIngester:
             except BlockingIOError:
                 return 0  # its writer is still appending
             count = 0
-            for msg in read_frames(path, self.max_frame):
-                try:
-                    kind, sid, seq, fields = P.check_client(msg)
-                except ProtocolError as exc:
-                    self.malformed(f"spool {path.name}: {exc}")
-                    continue
-                self.apply(kind, sid, seq, fields)
-                count += 1
+            try:
+                for msg in read_frames(path, self.max_frame):
+                    try:
+                        kind, sid, seq, fields = P.check_client(msg)
+                    except ProtocolError as exc:
+                        self.malformed(f"spool {path.name}: {exc}")
+                        continue
+                    self.apply(kind, sid, seq, fields)
+                    count += 1
+            except OSError as exc:  # the file vanished or cannot be read: its remaining frames are lost, no more
+                log.error("spool file %s could not be read (%s); what was read of it is kept", path.name, exc)
+            except Exception as exc:  # never again: a file that broke the reader would break every maintenance
+                log.exception("reading spool file %s failed; it is set aside as %s.bad", path.name, path.name)
+                self.malformed(f"spool {path.name}: {type(exc).__name__}: {exc}")
+                if self.commit():
+                    self._set_aside(path)
+                return count
             if not self.commit():
                 log.error("spool file %s could not be committed; it is kept for the next try", path.name)
                 return 0

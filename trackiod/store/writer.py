@@ -124,6 +124,11 @@ class Store:
         }
         return marks, handles
 
+    def watermark(self, sid: bytes) -> int | None:
+        """The committed watermark of one session (None if it never committed): for sessions pruned from memory."""
+        row = self.conn.execute("SELECT last_seq FROM sessions WHERE sid=?", (sid,)).fetchone()
+        return None if row is None else int(row[0])
+
     def save_session(self, sid: bytes, info: dict[str, Any], proc_started: float | None) -> None:
         now = time.time()
         self.conn.execute(

@@ -12,15 +12,15 @@ from trackio_shim import protocol as P
 from trackio_shim._warn import warn_once
 from trackio_shim.errors import ConfigError, UsageError
 from trackio_shim.sdk.run_link import RunLink
-from trackio_shim.session.encoding import json_friendly
+from trackio_shim.session.encoding import friendly_items
 
 
-def as_mapping(obj: Any, what: str) -> dict[str, Any]:
+def as_mapping(obj: Any, what: str) -> dict[Any, Any]:
     """A dict from a dict, an argparse.Namespace or any object with ``__dict__`` (absl-like flags)."""
     if obj is None:
         return {}
     if isinstance(obj, Mapping):
-        return {str(k): v for k, v in obj.items()}
+        return {k: v for k, v in obj.items()}  # keys made str by friendly_items, which never raises
     if hasattr(obj, "__dict__"):  # argparse.Namespace, absl-like flag objects
         return {k: v for k, v in vars(obj).items() if not k.startswith("_")}
     raise UsageError(f"{what} must be a dict or an argparse.Namespace, not {type(obj).__name__}")
@@ -44,8 +44,7 @@ class Config:
     def _merge(self, items: Mapping[str, Any], allow_val_change: bool, only_new: bool = False) -> None:
         changed: dict[str, Any] = {}
         allow = allow_val_change or self._allow_val_change
-        for key, raw in items.items():
-            value = json_friendly(raw)
+        for key, value in friendly_items(items, "config").items():
             if key in self._items:
                 if only_new or self._items[key] == value:
                     continue
@@ -153,7 +152,7 @@ class Summary:
 
     def update(self, d: Mapping[str, Any]) -> None:
         """Set summary values explicitly; they are persisted and win until the key is logged again."""
-        items = {str(k): json_friendly(v) for k, v in d.items()}
+        items = friendly_items(d, "summary")
         self._local.update(items)
         if self._link is not None:
             self._link.send(P.SUMMARY, items)

@@ -15,6 +15,7 @@ from typing import Any
 
 from trackio_shim import protocol as P
 from trackio_shim._warn import warn_once
+from trackio_shim.access import check_run_dir, make_own_dir
 from trackio_shim.errors import ProtocolVersionError, RunExistsError, RunNotFoundError, UsageError
 from trackio_shim.rules import new_run_id
 from trackio_shim.sdk.ranks import detect as detect_ranks
@@ -325,6 +326,11 @@ def start_run(
     params["id"] = info.get("id") or params["id"] or default_id
     params["name"] = info.get("name") or params["name"] or default_name
     base = Path(dir) / "trackiod" if dir else settings.home / "runs"
+    if dir:  # a folder others may share (/tmp/...): say so, and keep trackiod's own folder in it private
+        exposed = check_run_dir(Path(dir))
+        if exposed:
+            warn_once(("run-dir", str(dir)), f"trackio_shim: {exposed}")
+        make_own_dir(base, "run folder", "init(dir=...)")
     silent = is_silent(settings) or int(params.get("rank") or 0) > 0  # one line per job, from rank 0
     link = RunLink(client, handle, params["id"])
     new_run = Run(

@@ -39,11 +39,23 @@ def announce(name: str, path: str, resumed: bool, heard: bool, url: str | None) 
     """init()'s one line: which run (``path`` is project/id), and where to look at it; plus the inline dashboard
     in Jupyter. ``heard``: a daemon has answered this session (else the line says the data waits for one)."""
     verb = "resumed" if resumed else "started"
-    where = f"view it at {url}" if url else "run `trackiod show` to see it"
+    shown = _without_token(url) if url else None
+    where = "run `trackiod show` to see it" if not shown else f"view it at {shown}"
+    if shown and shown != url:  # stderr lands in job logs others may read: the token stays out of it
+        where += " (with the token `trackiod status` shows)"
     offline = "" if heard else " (no daemon yet: data is kept until one runs)"
     print(f"trackiod: run {name} ({path}) {verb}{offline}; {where}", file=sys.stderr)
     if url is not None and "ipykernel" in sys.modules:
         _show_inline(url)
+
+
+def _without_token(url: str) -> str:
+    """``url`` with its ``token`` query parameter left out."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def _show_inline(url: str) -> None:

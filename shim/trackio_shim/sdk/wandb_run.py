@@ -20,6 +20,7 @@ from trackio_shim.rules import COPY_MODES, GOALS, SUMMARY_KINDS, canonical_conte
 from trackio_shim.sdk.run_config import Config, Summary
 from trackio_shim.sdk.run_link import RunLink
 from trackio_shim.session.client import Client
+from trackio_shim.session.encoding import clean_log
 
 
 class Run:
@@ -134,6 +135,7 @@ class Run:
             mode = "deferred"
         settings = client.settings
         ts = time.time()
+        data = clean_log(data)  # keys made str, cycles and depth cut, each with a warning: nothing below raises
         plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
         for key, reason in rich.problems:
             warn_once(

@@ -25,7 +25,7 @@ from trackio_shim import protocol as P
 from trackio_shim._warn import warn_once
 from trackio_shim.errors import ProtocolError, ProtocolVersionError
 from trackio_shim.session.discovery import DaemonLocator
-from trackio_shim.session.encoding import encode_default, salvage
+from trackio_shim.session.encoding import encode_default, hot_packer, salvage
 from trackio_shim.session.spool import Spooler
 from trackio_shim.session.spool_writer import SpoolWriter  # at import: the pump must not import while it holds the lock
 from trackio_shim.settings import TrackiodSettings
@@ -83,7 +83,7 @@ class Client:
         self._req_ids = itertools.count(1)
         self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
         self._max_frame = settings.max_frame_bytes
-        self._pack = self.packer.pack
+        self._pack = hot_packer().pack  # strict: a tuple key sends the call to the slow path (session.encoding)
         # Before connecting: a socket directory that others can write in may hold their socket, not trackiod's.
         settings.ensure_socket_dir()
         self._ctx = zmq.Context(io_threads=1)
@@ -132,7 +132,7 @@ class Client:
         """
         seq = self.seq + 1
         try:
-            frame = self._pack((_LOG, self.sid, seq, handle, step, _now(), data))
+            frame = self._pack([_LOG, self.sid, seq, handle, step, _now(), data])
         except Exception:
             return False
         if len(frame) > self._max_frame:
