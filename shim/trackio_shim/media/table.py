@@ -122,10 +122,14 @@ class Table(Media):
         return pd.DataFrame(self.data, columns=self.columns)
 
     def _wire(self, key: str, ctx: WireContext, out: Prepared) -> None:
+        out.media[key] = self.payload(ctx)
+
+    def payload(self, ctx: WireContext) -> dict[str, Any]:
+        """The table's wire form (also the table of a wandb.plot chart)."""
         if self._problem:
             raise MediaError(self._problem)
         rows = [[_cell(value, ctx) for value in row] for row in self.data]
-        out.media[key] = {"_type": "table", "columns": list(self.columns), "data": rows}
+        return {"_type": "table", "columns": list(self.columns), "data": rows}
 
     def __len__(self) -> int:
         return len(self.data)
