@@ -61,7 +61,12 @@ def test_run_page_shows_a_gallery_players_and_wandb_plot_charts(served: Any, pag
     )
     assert page.locator(".media-card[data-key='cloud'] a.media-download").count() == 1
     # wandb.plot charts drawn on their canvases, each by its preset.
-    for key, chart in (("chart/line", "line"), ("chart/bar", "bar"), ("chart/confusion", "confusion_matrix"), ("chart/roc", "curve")):
+    for key, chart in (
+        ("chart/line", "line"),
+        ("chart/bar", "bar"),
+        ("chart/confusion", "confusion_matrix"),
+        ("chart/roc", "curve"),
+    ):
         canvas = page.locator(f".media-card[data-key='{key}'] canvas.plot-chart")
         assert canvas.get_attribute("data-chart") == chart
         assert canvas.evaluate(PAINTED) > 100, key

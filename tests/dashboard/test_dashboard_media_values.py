@@ -71,7 +71,11 @@ def test_video_audio_and_3d_files_are_served_with_their_types(store: Any) -> Non
 def test_a_chart_comes_back_with_its_spec_and_rows(store: Any) -> None:
     c, run_id = store
     line = _values(c, run_id, "chart/line")
-    assert (line["chart"], line["spec"], line["fields"]) == ("line", "wandb/line/v0", {"x": "x", "y": "y", "stroke": None})
+    assert (line["chart"], line["spec"], line["fields"]) == (
+        "line",
+        "wandb/line/v0",
+        {"x": "x", "y": "y", "stroke": None},
+    )
     assert line["strings"] == {"title": "a parabola"} and line["columns"] == ["x", "y"]
     assert line["rows"][:2] == [[0, 25], [1, 16]] and line["total"] == 11 and line["steps"] == [2]
     confusion = _values(c, run_id, "chart/confusion")

@@ -46,12 +46,12 @@ def test_a_list_of_images_is_stored_element_by_element_as_a_gallery(shim, daemon
     run.finish()
     stored = _stored(shim, run, "samples")
     assert [(r.kind, r.step, r["count"]) for r in stored] == [("gallery", 0, 2), ("gallery", 1, 2)]
-    items = stored[0].items
+    items = stored[0].elements
     assert [i.kind for i in items] == ["image", "image"] and items[0]["caption"] == "first"
-    assert all(i.local_path is not None and i.local_path.is_file() for r in stored for i in r.items)
+    assert all(i.local_path is not None and i.local_path.is_file() for r in stored for i in r.elements)
     loaded = stored[0].load()
     assert np.array_equal(np.asarray(loaded[0]), first) and np.array_equal(np.asarray(loaded[1]), second)
-    assert (stored[1].items[0]["width"], stored[1].items[0]["height"]) == (7, 2)
+    assert (stored[1].elements[0]["width"], stored[1].elements[0]["height"]) == (7, 2)
     # The history shows the gallery as one value of its key, like any rich value.
     history = list(shim.Api().run(f"{run.project}/{run.id}").scan_history(keys=["samples"]))
     assert [row["samples"]["_type"] for row in history] == ["gallery", "gallery"]
@@ -88,14 +88,16 @@ def test_pyplot_module_and_figures_are_stored_as_images_of_the_current_figure(sh
         assert ref.kind == "image" and (ref["width"], ref["height"]) == (80, 60)
     assert _stored(shim, run, "wrapped")[0]["caption"] == "current"
     (gallery,) = _stored(shim, run, "in_list")
-    assert [i.kind for i in gallery.items] == ["image", "image"]
+    assert [i.kind for i in gallery.elements] == ["image", "image"]
 
 
 # -------------------------------------------------------------------------------------------------- wandb.plot
 
 
 def test_every_wandb_plot_chart_is_stored_as_its_table_and_spec(shim, daemon):
-    table = shim.Table(columns=["x", "y", "group"], data=[[i, i * i, "even" if i % 2 == 0 else "odd"] for i in range(6)])
+    table = shim.Table(
+        columns=["x", "y", "group"], data=[[i, i * i, "even" if i % 2 == 0 else "odd"] for i in range(6)]
+    )
     y_true = np.array([0, 1, 2, 1, 0, 2, 1, 0])
     probas = np.random.default_rng(2).dirichlet(np.ones(3), size=y_true.size)
     charts = {
@@ -225,7 +227,7 @@ def test_audio_from_samples_is_written_as_wav_by_the_daemon(shim, daemon, tmp_pa
     run2.log({"file": shim.Audio(str(path)), "list": [shim.Audio(str(path)), shim.Audio(mono, sample_rate=rate)]})
     run2.finish()
     assert _stored(shim, run2, "file")[0].load() == path.read_bytes()
-    assert [i.kind for i in _stored(shim, run2, "list")[0].items] == ["audio", "audio"]
+    assert [i.kind for i in _stored(shim, run2, "list")[0].elements] == ["audio", "audio"]
 
 
 def test_bad_video_and_audio_are_refused_by_key_with_what_to_do(shim, daemon, tmp_path):
@@ -312,7 +314,13 @@ def test_the_daemon_refuses_malformed_new_kinds_by_key(shim, daemon):
     client = current_client()
     items: dict[str, Any] = {
         "gallery": {"_type": "gallery", "items": [{"_type": "histogram", "values": [1], "bins": [0.0, 1.0]}]},
-        "plot": {"_type": "plot", "spec": "s", "chart": "line", "fields": {"x": "q"}, "table": {"columns": ["a"], "data": []}},
+        "plot": {
+            "_type": "plot",
+            "spec": "s",
+            "chart": "line",
+            "fields": {"x": "q"},
+            "table": {"columns": ["a"], "data": []},
+        },
         "plotly": {"_type": "plotly", "json": "[1, 2]"},
         "video": {"_type": "video", "format": "mp4", "fps": 0, "data": b""},
         "obj": {"_type": "object3d", "format": "exe", "data": b"MZ"},
@@ -333,10 +341,10 @@ def test_replacing_a_gallery_deletes_its_old_files(shim, daemon):
     run = shim.init(project="gallery")
     run.log({"g": [shim.Image(np.zeros((2, 2), np.uint8)), shim.Image(np.ones((2, 2), np.uint8))]}, step=0)
     run.finish()
-    old = [i.local_path for i in _stored(shim, run, "g")[0].items]
+    old = [i.local_path for i in _stored(shim, run, "g")[0].elements]
     resumed = shim.init(project="gallery", id=run.id, resume="must")
     resumed.log({"g": [shim.Image(np.full((2, 2), 9, np.uint8))]}, step=0)
     resumed.finish()
     (ref,) = _stored(shim, run, "g")
-    assert ref["count"] == 1 and ref.items[0].local_path.is_file()
+    assert ref["count"] == 1 and ref.elements[0].local_path.is_file()
     assert not any(Path(p).exists() for p in old)

@@ -5,10 +5,10 @@ Runs in the ingest thread, inside the open transaction. Histograms and arrays ar
 ``media`` table; images (encoded to PNG here, not in the training process), videos and audio given as arrays
 (encoded here by trackiod.ingest.encoders), tables (JSON), HTML, 3-D objects and plotly figures are written as
 files under ``TRACKIOD_HOME/media`` and the row holds their path. A chart is its table's file plus the chart
-spec in the row's ``meta``; a gallery has no ``path`` of its own: ``meta.items`` lists its elements' files. File names are built from the
-internal run id, a sanitised key and a content hash, so no key can name a path outside that folder. Files
-are written before the commit; a rollback deletes the ones it created, and files replaced by a newer value
-at the same (run, key, step) are deleted after the commit that replaced them.
+spec in the row's ``meta``; a gallery has no ``path`` of its own: ``meta.items`` lists its elements' files.
+File names are built from the internal run id, a sanitised key and a content hash, so no key can name a path
+outside that folder. Files are written before the commit; a rollback deletes the ones it created, and files
+replaced by a newer value at the same (run, key, step) are deleted after the commit that replaced them.
 """
 
 from __future__ import annotations
@@ -189,7 +189,9 @@ class MediaWriter:
             return self._plot(run_id, name, step, payload)
         if kind == "plotly":
             text = payload.get("json")
-            figure = json.loads(text) if isinstance(text, str) else None
+            if not isinstance(text, str):
+                raise FrameRejected("a plotly figure must be sent as JSON text")
+            figure = json.loads(text)  # ValueError: refused as not JSON
             if not isinstance(figure, dict) or not isinstance(figure.get("data", []), list):
                 raise FrameRejected("a plotly figure must be the JSON of an object with a 'data' list")
             path = self._write(run_id, name, step, text.encode("utf-8"), "plotly.json")
@@ -204,9 +206,7 @@ class MediaWriter:
             return self._table(run_id, name, step, payload)
         raise FrameRejected(f"unknown rich value type {kind!r}; this trackiod stores {', '.join(KINDS)}")
 
-    def _file_value(
-        self, run_id: int, name: str, step: int, payload: Any, suffix: str
-    ) -> tuple[dict[str, Any], str]:
+    def _file_value(self, run_id: int, name: str, step: int, payload: Any, suffix: str) -> tuple[dict[str, Any], str]:
         """An image, video, audio or 3-D object written as one file: its meta and its path."""
         if not isinstance(payload, dict):
             raise FrameRejected(f"a rich value must be a map, not {type(payload).__name__}")

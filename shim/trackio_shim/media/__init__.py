@@ -19,7 +19,7 @@ from trackio_shim.errors import MediaError
 from trackio_shim.media import tensors as T
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import Prepared, WireContext
+    from trackio_shim.media.wire import Prepared, WireContext
 
 #: Largest number of histogram bins (as wandb).
 MAX_BINS = 512

@@ -10,7 +10,7 @@ from trackio_shim.media import _FRAME_MARGIN, Media, array_fields, is_ndarray, r
 from trackio_shim.media import tensors as T
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import WireContext
+    from trackio_shim.media.wire import WireContext
 
 #: The file formats stored as given, by file extension.
 FILE_FORMATS = {"wav": "wav", "mp3": "mp3", "ogg": "ogg", "oga": "ogg", "flac": "flac", "m4a": "m4a"}

@@ -11,7 +11,7 @@ from trackio_shim.media import _FRAME_MARGIN, Media, array_fields, is_ndarray, r
 from trackio_shim.session.encoding import json_friendly
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import WireContext
+    from trackio_shim.media.wire import WireContext
 
 #: The 3-D file formats wandb accepts, by file extension.
 FILE_FORMATS = ("obj", "gltf", "glb", "babylon", "stl", "pts.json")
@@ -66,14 +66,20 @@ class Object3D(Media):
             return {**base, "format": fmt, "data": read_capped(data, "a 3-D object", ctx)}
         if is_ndarray(data):
             if data.ndim != 2 or data.shape[1] not in (3, 4, 6) or data.shape[0] == 0:
-                raise MediaError(f"a point cloud of shape {tuple(data.shape)} is not (points, 3), (points, 4) or (points, 6)")
+                raise MediaError(
+                    f"a point cloud of shape {tuple(data.shape)} is not (points, 3), (points, 4) or (points, 6)"
+                )
             limit = ctx.max_frame_bytes - _FRAME_MARGIN
-            return {**base, "format": "pts.json", "raw": True, **array_fields(data, "a point cloud", limit, "TRACKIOD_MAX_FRAME_BYTES")}
+            return {
+                **base,
+                "format": "pts.json",
+                "raw": True,
+                **array_fields(data, "a point cloud", limit, "TRACKIOD_MAX_FRAME_BYTES"),
+            }
         if isinstance(data, dict):
             body = json.dumps(json_friendly(data), allow_nan=False).encode()
             if len(body) > ctx.max_frame_bytes - _FRAME_MARGIN:
                 raise MediaError(f"a 3-D scene of {len(body):,} bytes is over TRACKIOD_MAX_FRAME_BYTES")
             return {**base, "format": "pts.json", "data": body}
-        raise MediaError(
-            f"Object3D() takes a path, a binary file, a point-cloud array or a scene dict, not {type(data).__qualname__}"
-        )
+        kind = type(data).__qualname__
+        raise MediaError(f"Object3D() takes a path, a binary file, a point-cloud array or a scene dict, not {kind}")

@@ -16,7 +16,7 @@ from trackio_shim.media import Media
 from trackio_shim.media.table import Table
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import WireContext
+    from trackio_shim.media.wire import WireContext
 
 #: wandb's preset names and the chart the dashboard draws for each.
 PRESETS = {
@@ -127,7 +127,9 @@ def line_series(
     names = [f"line_{i}" for i in range(len(y_series))] if keys is None else [str(k) for k in keys]
     if len(names) != len(y_series):
         raise ValueError(f"line_series: {len(names)} keys for {len(y_series)} y series")
-    rows = [[x, name, y] for name, x_values, y_values in zip(names, x_series, y_series) for x, y in zip(x_values, y_values)]
+    rows = [
+        [x, name, y] for name, x_values, y_values in zip(names, x_series, y_series) for x, y in zip(x_values, y_values)
+    ]
     return CustomChart(
         Table(columns=["step", "lineKey", "lineVal"], data=rows),
         "wandb/lineseries/v0",
@@ -166,7 +168,9 @@ def confusion_matrix(
         classes: list[Any] = list(range(len(names)))
         unknown = sorted({*truth, *predicted} - set(classes), key=str)
         if unknown:
-            raise ValueError(f"confusion_matrix: labels {unknown[:5]} are not indices into the {len(names)} class_names")
+            raise ValueError(
+                f"confusion_matrix: labels {unknown[:5]} are not indices into the {len(names)} class_names"
+            )
     else:
         classes = sorted({*truth, *predicted})
         names = [f"Class_{i + 1}" for i in range(len(classes))]
@@ -202,7 +206,11 @@ def _per_class(
     for i, cls in enumerate(classes):
         if classes_to_plot is not None and cls not in classes_to_plot:
             continue
-        name = str(labels[i]) if labels is not None and i < len(labels) else str(cls.item() if hasattr(cls, "item") else cls)
+        name = (
+            str(labels[i])
+            if labels is not None and i < len(labels)
+            else str(cls.item() if hasattr(cls, "item") else cls)
+        )
         out.append((name, truth == cls, probas[:, i]))
     return out
 

@@ -10,7 +10,7 @@ from trackio_shim.media import _FRAME_MARGIN, Media, is_figure, module_of
 from trackio_shim.session.encoding import json_friendly
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import WireContext
+    from trackio_shim.media.wire import WireContext
 
 
 def is_plotly(value: Any) -> bool:

@@ -8,7 +8,6 @@ each element is stored, and the run page shows them side by side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from trackio_shim.errors import MediaError
@@ -18,35 +17,7 @@ from trackio_shim.media.audio import Audio
 from trackio_shim.media.object3d import Object3D
 from trackio_shim.media.plotly_figure import Plotly, is_plotly
 from trackio_shim.media.video import Video
-from trackio_shim.session.deferred import Staged
-
-
-@dataclass
-class WireContext:
-    """Limits and the copy mode one log() call works with."""
-
-    copy: str
-    max_frame_bytes: int
-    max_array_bytes: int
-
-
-@dataclass
-class Prepared:
-    """A log() call split for the wire: values sent now, rich payloads sent now, device values staged."""
-
-    scalars: dict[str, Any] = field(default_factory=dict)
-    media: dict[str, Any] = field(default_factory=dict)
-    staged: list[Staged] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, key: str, staged: Staged, ctx: WireContext) -> None:
-        """Queue a device value, or resolve it at once when the call asked for ``copy="sync"``."""
-        if ctx.copy == "sync":
-            is_media, value = T.sync_now(staged)
-            (self.media if is_media else self.scalars)[key] = value
-        else:
-            self.staged.append(staged)
-
+from trackio_shim.media.wire import Prepared, WireContext
 
 #: What a logged list may hold to become a gallery: values stored as files, one per element.
 GALLERY_TYPES = (Image, Video, Audio, Object3D)
@@ -144,3 +115,6 @@ def _walk(data: dict[Any, Any], prefix: str, ctx: WireContext, out: Prepared) ->
         except Exception as exc:  # a value we could not even inspect must not cost the rest of the call
             out.problems.append((name, f"{type(exc).__name__}: {exc}"))
     return plain
+
+
+__all__ = ["GALLERY_TYPES", "MAX_GALLERY_ITEMS", "Prepared", "WireContext", "prepare"]

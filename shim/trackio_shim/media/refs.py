@@ -28,12 +28,15 @@ class MediaRef(dict[str, Any]):
         return int(self["step"])
 
     @property
-    def items(self) -> list[MediaRef]:
+    def elements(self) -> list[MediaRef]:
         """A gallery's elements, each a MediaRef of its own kind (one element, itself, for any other kind)."""
         if self.kind != "gallery":
             return [self]
         return [
-            MediaRef({**{k: v for k, v in item.items() if k != "kind"}, "_type": item["kind"], "step": self.step}, self.media_dir)
+            MediaRef(
+                {**{k: v for k, v in item.items() if k != "kind"}, "_type": item["kind"], "step": self.step},
+                self.media_dir,
+            )
             for item in self["items"]
         ]
 
@@ -82,7 +85,7 @@ class MediaRef(dict[str, Any]):
                 image.load()
                 return image
         if kind == "gallery":
-            return [item.load() for item in self.items]
+            return [item.load() for item in self.elements]
         if kind in ("video", "audio", "object3d"):
             with self.open() as handle:
                 return handle.read()

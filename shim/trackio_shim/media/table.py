@@ -11,7 +11,7 @@ from trackio_shim.media import tensors as T
 from trackio_shim.session.encoding import json_friendly
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import Prepared, WireContext
+    from trackio_shim.media.wire import Prepared, WireContext
 
 
 def _cell(value: Any, ctx: WireContext) -> Any:

@@ -10,7 +10,7 @@ from trackio_shim.media import _FRAME_MARGIN, Media, array_fields, is_ndarray, r
 from trackio_shim.media import tensors as T
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import WireContext
+    from trackio_shim.media.wire import WireContext
 
 #: The formats the daemon writes from frames (gif with Pillow; mp4 and webm need PyAV in the daemon).
 ENCODED_FORMATS = ("gif", "mp4", "webm")
@@ -34,17 +34,17 @@ class Video(Media):
     ) -> None:
         self.data = data_or_path
         self.caption = None if caption is None else str(caption)
-        self.fps = 4 if fps is None else fps
         self.format = None if format is None else str(format).lower().lstrip(".")
-        if type(self.fps) is not int and not (isinstance(self.fps, float) and self.fps.is_integer()):
-            self._problem = f"Video(fps={fps!r}): fps must be a whole number of frames per second"
-        elif not 1 <= int(self.fps) <= 240:
-            self._problem = f"Video(fps={fps!r}): fps must be from 1 to 240"
+        given: Any = 4 if fps is None else fps
+        whole = type(given) is int or (type(given) is float and given.is_integer())
+        self.fps = int(given) if whole else 4
+        if not whole or not 1 <= self.fps <= 240:
+            self._problem = f"Video(fps={fps!r}): fps must be a whole number of frames per second from 1 to 240"
 
     def payload(self, ctx: WireContext) -> dict[str, Any]:
         if self._problem:
             raise MediaError(self._problem)
-        base: dict[str, Any] = {"_type": "video", "fps": int(self.fps)}
+        base: dict[str, Any] = {"_type": "video", "fps": self.fps}
         if self.caption is not None:
             base["caption"] = self.caption
         data = self.data
