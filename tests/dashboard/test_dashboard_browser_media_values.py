@@ -4,6 +4,7 @@ test-output/screenshots/."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,5 +75,8 @@ def test_run_page_shows_a_gallery_players_and_wandb_plot_charts(served: Any, pag
     # The plotly figure, without plotly.js bundled: its trace drawn plainly, with the JSON to download.
     plotly = page.locator(".media-card[data-key='plotly']")
     assert "plotly.js is not bundled" in plotly.inner_text() and plotly.locator("canvas").evaluate(PAINTED) > 50
+    if importlib.util.find_spec("plotly") is not None:  # a real figure's typed arrays, decoded in the page
+        real = page.locator(".media-card[data-key='plotly/real']")
+        assert "1 x/y trace(s) drawn" in real.inner_text() and real.locator("canvas").evaluate(PAINTED) > 20
     page.locator(".media-card[data-key='gallery']").scroll_into_view_if_needed()
     shot(page, "run-page-media-values")

@@ -29,7 +29,7 @@ def _values(c: Any, run_id: str, key: str, **params: Any) -> dict[str, Any]:
 def test_the_media_index_lists_each_new_kind(store: Any) -> None:
     c, run_id = store
     keys = c.get("/api/media", params={"project": "values", "run": run_id}).json()["keys"]
-    kinds = {k["key"]: k["kind"] for k in keys}
+    kinds = {k["key"]: k["kind"] for k in keys if k["key"] != "plotly/real"}  # only where plotly is installed
     assert kinds == {
         "gallery": "gallery",
         "figure": "image",

@@ -41,6 +41,11 @@ run.log(
     },
     step=2,
 )
+try:  # a real plotly figure (plotly 6 sends numpy arrays as typed arrays), where plotly is installed
+    import plotly.graph_objects as go
+    run.log({"plotly/real": go.Figure(go.Scatter(x=np.arange(5), y=np.arange(5.0) ** 2, mode="markers"))}, step=2)
+except ImportError:
+    pass
 run.finish()
 print(run.id)
 """

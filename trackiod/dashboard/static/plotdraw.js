@@ -204,11 +204,23 @@ export function drawChart(canvas, data) {
   return false;
 }
 
-// A plotly figure's traces that have x and y arrays, drawn as lines (mode 'lines') or points; returns how many
+const TYPED = { f8: Float64Array, f4: Float32Array, i4: Int32Array, u4: Uint32Array, i2: Int16Array, u2: Uint16Array, i1: Int8Array, u1: Uint8Array };
+
+// A plotly array: a plain list, or plotly 6's typed array ({"dtype": "f8", "bdata": base64}, little-endian).
+function plotlyArray(value) {
+  if (Array.isArray(value)) return value;
+  if (value && typeof value === 'object' && typeof value.bdata === 'string' && TYPED[value.dtype]) {
+    const bytes = Uint8Array.from(atob(value.bdata), (c) => c.charCodeAt(0));
+    return Array.from(new TYPED[value.dtype](bytes.buffer));
+  }
+  return null;
+}
+
+// A plotly figure's traces that have a y array, drawn as lines (mode 'lines') or points; returns how many
 // traces were drawn.
 export function drawPlotlyTraces(canvas, figure) {
-  const traces = (figure.data || []).filter((t) => Array.isArray(t.y));
-  const series = traces.map((t, i) => ({ name: t.name || `trace ${i}`, xs: Array.isArray(t.x) ? t.x : t.y.map((_, j) => j), ys: t.y }));
+  const traces = (figure.data || []).map((t) => ({ ...t, x: plotlyArray(t.x), y: plotlyArray(t.y) })).filter((t) => t.y);
+  const series = traces.map((t, i) => ({ name: t.name || `trace ${i}`, xs: t.x || t.y.map((_, j) => j), ys: t.y }));
   const points = traces.length && traces.every((t) => (t.mode || '').includes('markers') && !(t.mode || '').includes('lines'));
   const layout = figure.layout || {};
   const title = (axis) => (axis && axis.title && (axis.title.text || axis.title)) || '';
