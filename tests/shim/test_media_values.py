@@ -348,3 +348,18 @@ def test_replacing_a_gallery_deletes_its_old_files(shim, daemon):
     (ref,) = _stored(shim, run, "g")
     assert ref["count"] == 1 and ref.elements[0].local_path.is_file()
     assert not any(Path(p).exists() for p in old)
+
+
+def test_table_cells_may_hold_videos_audio_and_3d_objects(shim, daemon):
+    table = shim.Table(columns=["id", "clip", "sound", "shape"])
+    table.add_data(
+        1, shim.Video(_frames(3)), shim.Audio(np.zeros(80), sample_rate=8000), shim.Object3D(np.zeros((4, 3)))
+    )
+    run = shim.init(project="table-media")
+    run.log({"t": table})
+    run.finish()
+    (row,) = _stored(shim, run, "t")[0].load().data
+    assert [cell.kind for cell in row[1:]] == ["video", "audio", "object3d"]
+    assert (
+        row[1].load()[:6] == b"GIF89a" and row[2].load()[:4] == b"RIFF" and json.loads(row[3].load()) == [[0.0] * 3] * 4
+    )

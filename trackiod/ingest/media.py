@@ -351,10 +351,11 @@ class MediaWriter:
         for i, row in enumerate(rows):
             out_row = []
             for j, cell in enumerate(row):
-                if isinstance(cell, dict) and cell.get("_type") == "image":
-                    meta, path = self._image(run_id, name, step, cell, f"-r{i}c{j}")
+                kind = cell.get("_type") if isinstance(cell, dict) else None
+                if kind in GALLERY_KINDS:  # an image, video, audio or 3-D cell: a file of its own
+                    meta, path = self._file_value(run_id, name, step, cell, f"-r{i}c{j}")
                     files.append(path)
-                    cell = {"_type": "image-file", "path": path, **meta}
+                    cell = {"_type": f"{kind}-file", "path": path, **meta}
                 out_row.append(_json_cell(cell))
             cells.append(out_row)
         body = json.dumps({"columns": columns, "data": cells}, allow_nan=True).encode()

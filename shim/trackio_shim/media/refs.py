@@ -105,8 +105,9 @@ class MediaRef(dict[str, Any]):
         raise UsageError(f"cannot load a stored value of type {kind!r}")
 
     def _cell(self, cell: Any) -> Any:
-        if isinstance(cell, dict) and cell.get("_type") == "image-file":
-            return MediaRef({**cell, "_type": "image", "step": self.step}, self.media_dir)
+        kind = cell.get("_type") if isinstance(cell, dict) else None
+        if isinstance(kind, str) and kind.endswith("-file"):  # image-file, video-file, audio-file, object3d-file
+            return MediaRef({**cell, "_type": kind[: -len("-file")], "step": self.step}, self.media_dir)
         return cell
 
     def __repr__(self) -> str:

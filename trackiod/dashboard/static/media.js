@@ -41,6 +41,9 @@ function cell(value) {
   if (value && typeof value === 'object' && value._type === 'image-file') {
     return el('img', { class: 'cell-image', src: mediaUrl(value.path), alt: value.caption || '' });
   }
+  if (value && typeof value === 'object' && typeof value._type === 'string' && value._type.endsWith('-file')) {
+    return fileElement(value._type.slice(0, -5), value);  // video, audio or 3-D cells
+  }
   return fmtValue(value);
 }
 
