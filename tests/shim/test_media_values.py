@@ -91,6 +91,23 @@ def test_pyplot_module_and_figures_are_stored_as_images_of_the_current_figure(sh
     assert [i.kind for i in gallery.elements] == ["image", "image"]
 
 
+def test_an_image_of_pyplot_shows_the_figure_as_it_was_when_the_image_was_made(shim, daemon):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.figure(figsize=(1, 1), dpi=20)
+    plt.gca().set_facecolor("red")
+    plt.gcf().set_facecolor("red")
+    image = shim.Image(plt)
+    plt.close("all")  # as scripts do before logging: wandb drew the figure when the Image was made
+    run = shim.init(project="pyplot")
+    run.log({"red": image})
+    run.finish()
+    pixels = np.asarray(_stored(shim, run, "red")[0].load())
+    assert pixels.shape == (20, 20, 4) and (pixels[0, 0, :3] == [255, 0, 0]).all()
+
+
 # -------------------------------------------------------------------------------------------------- wandb.plot
 
 

@@ -281,6 +281,14 @@ class Image(Media):
         file_type: str | None = None,
         normalize: bool = True,
     ) -> None:
+        if is_pyplot(data_or_path):
+            data_or_path = data_or_path.gcf()
+        if is_figure(data_or_path):
+            # Drawn now, as wandb does: the figure as it is when the Image is made, whatever happens to it later.
+            import numpy as np
+
+            data_or_path.canvas.draw()
+            data_or_path = np.array(data_or_path.canvas.buffer_rgba())
         self.data = data_or_path
         self.mode = mode
         self.caption = None if caption is None else str(caption)
@@ -318,13 +326,6 @@ class Image(Media):
         data = self.data
         if isinstance(data, (str, os.PathLike)):
             return self._file(os.fspath(data), ctx)
-        if is_pyplot(data):
-            data = data.gcf()
-        if is_figure(data):
-            data.canvas.draw()
-            import numpy as np
-
-            return self._raw(np.asarray(data.canvas.buffer_rgba()), "HWC", self._base(), ctx)
         if is_pil(data):
             image = data if data.mode in ("L", "RGB", "RGBA") else data.convert("RGBA")
             width, height = image.size
