@@ -24,6 +24,13 @@ def _stored(shim: Any, run: Any, key: str) -> list[Any]:
     return shim.Api().run(f"{run.project}/{run.id}").media(key)
 
 
+def _stored_each(shim: Any, run: Any, *keys: str) -> list[Any]:
+    """The first stored value of each key, waiting for them: encoding a video can outlast finish()'s bounded wait
+    for acknowledgements on a busy machine (what is left is then committed shortly after)."""
+    wait_for(lambda: all(_stored(shim, run, k) for k in keys), what=f"values of {keys} to be stored")
+    return [_stored(shim, run, k)[0] for k in keys]
+
+
 def _warnings_of(run: Any, caught: Any) -> str:
     """The warnings caught, once the daemon has committed what was sent and its notices have arrived."""
     client = current_client()
@@ -206,7 +213,7 @@ def test_videos_from_arrays_are_encoded_by_the_daemon_and_files_kept_as_given(sh
         }
     )
     run.finish()
-    gif, webm, batch = (_stored(shim, run, k)[0] for k in ("gif", "webm", "batch"))
+    gif, webm, batch = _stored_each(shim, run, "gif", "webm", "batch")
     assert (gif["format"], gif["fps"], gif["frames"], gif["width"], gif["height"]) == ("gif", 5, 5, 20, 16)
     assert gif["caption"] == "default gif" and gif.load()[:6] == b"GIF89a"
     assert PILImage.open(gif.local_path).n_frames == 5
@@ -218,7 +225,7 @@ def test_videos_from_arrays_are_encoded_by_the_daemon_and_files_kept_as_given(sh
     run2 = shim.init(project="video")
     run2.log({"file": shim.Video(str(copy), fps=8)})
     run2.finish()
-    assert _stored(shim, run2, "file")[0].load() == copy.read_bytes()
+    assert _stored_each(shim, run2, "file")[0].load() == copy.read_bytes()
 
 
 def test_audio_from_samples_is_written_as_wav_by_the_daemon(shim, daemon, tmp_path):
@@ -283,7 +290,7 @@ def test_a_daemon_without_pyav_names_the_package_to_install_for_mp4(shim, daemon
         text = _warnings_of(run, caught)
     assert "key 'mp4': encoding a video to mp4 needs PyAV where the daemon runs: pip install av" in text
     run.finish()
-    assert _stored(shim, run, "mp4") == [] and _stored(shim, run, "gif")[0]["format"] == "gif"
+    assert _stored(shim, run, "mp4") == [] and _stored_each(shim, run, "gif")[0]["format"] == "gif"
 
 
 # -------------------------------------------------------------------------------------------------- 3-D, plotly
@@ -375,7 +382,7 @@ def test_table_cells_may_hold_videos_audio_and_3d_objects(shim, daemon):
     run = shim.init(project="table-media")
     run.log({"t": table})
     run.finish()
-    (row,) = _stored(shim, run, "t")[0].load().data
+    (row,) = _stored_each(shim, run, "t")[0].load().data
     assert [cell.kind for cell in row[1:]] == ["video", "audio", "object3d"]
     assert (
         row[1].load()[:6] == b"GIF89a" and row[2].load()[:4] == b"RIFF" and json.loads(row[3].load()) == [[0.0] * 3] * 4
