@@ -83,13 +83,36 @@ _LAZY = {
 }
 
 
+# Rich values beyond wandb's first few (issue 14): video, audio, 3-D objects, plotly figures and wandb.plot's
+# charts; `trackio_shim.plot` is the module itself (wandb.plot).
+_LAZY.update(
+    {
+        "Audio": "media.audio",
+        "Object3D": "media.object3d",
+        "Plotly": "media.plotly_figure",
+        "Video": "media.video",
+        "plot": "plot",
+        "plot_table": "media.plot",
+    }
+)
+__all__ += ["Audio", "Object3D", "Plotly", "Video", "plot", "plot_table"]
+if TYPE_CHECKING:
+    from trackio_shim import plot
+    from trackio_shim.media.audio import Audio
+    from trackio_shim.media.object3d import Object3D
+    from trackio_shim.media.plot import plot_table
+    from trackio_shim.media.plotly_figure import Plotly
+    from trackio_shim.media.video import Video
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    imported = importlib.import_module(f".{module}", __name__)
+    value = imported if module == name else getattr(imported, name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -218,7 +218,7 @@ def test_the_daemon_refuses_a_malformed_rich_value_by_key_and_keeps_serving(shim
     client = current_client()
     bad_image = {"_type": "image", "format": "raw", "dtype": "uint8", "shape": [2, 2], "layout": "HW", "data": b"x"}
     fake_png = {"_type": "image", "format": "png", "data": b"\x89PNG\r\n\x1a\nnot really"}
-    items = {"img": bad_image, "png": fake_png, "what": {"_type": "video"}, "h": {"_type": "histogram"}}
+    items = {"img": bad_image, "png": fake_png, "what": {"_type": "hologram"}, "h": {"_type": "histogram"}}
     items["good"] = {"_type": "histogram", "values": [1, 2], "bins": [0.0, 1.0, 2.0]}
     with pytest.warns(UserWarning) as caught:
         client.emit((P.MEDIA, run._handle, 0, time.time(), items))
@@ -227,7 +227,7 @@ def test_the_daemon_refuses_a_malformed_rich_value_by_key_and_keeps_serving(shim
     text = "\n".join(str(w.message) for w in caught)
     assert "key 'img': an array of shape [2, 2] and dtype uint8 needs 4 bytes, got 1" in text
     assert "key 'png': not a readable png image" in text
-    assert "key 'what': unknown rich value type 'video'" in text
+    assert "key 'what': unknown rich value type 'hologram'" in text
     assert "key 'h': a histogram needs lists 'values' and 'bins'" in text
     run.finish()
     assert _api_run(shim, run).media("good")[0]["values"] == [1, 2]

@@ -1,4 +1,5 @@
-"""The run page's reads of rich values (images, tables, histograms, HTML, arrays) and of alerts and artifacts.
+"""The run page's reads of rich values (images, tables, histograms, HTML, arrays, videos, audio, 3-D objects,
+plotly figures, wandb.plot charts, galleries) and of alerts and artifacts.
 
 Rows come from the ``media`` table through :mod:`trackiod.read.media`; files (images, HTML, tables) stay where
 the daemon wrote them under ``TRACKIOD_HOME/media`` and the browser loads them through ``/media/PATH``. Only a
@@ -26,6 +27,17 @@ HEATMAP_BINS = 64
 MAX_TABLE_PAGE = 500
 #: Array values a summary reads at most to compute min, max and mean.
 ARRAY_STATS_LIMIT = 1 << 22
+#: Rows of a chart's table sent at most (wandb keeps at most 10,000 rows in a chart's table).
+MAX_CHART_ROWS = 10_000
+#: The fields of each file kind a step's value is sent with (the file itself loads from /media/PATH).
+_FILE_FIELDS = {
+    "image": ("width", "height", "format"),
+    "html": (),
+    "video": ("format", "fps", "frames", "width", "height"),
+    "audio": ("format", "sample_rate", "channels", "duration"),
+    "object3d": ("format",),
+    "plotly": ("traces",),
+}
 
 
 def media_index(conn: apsw.Connection, run_id: int) -> list[dict[str, Any]]:
@@ -65,11 +77,15 @@ def media_values(
     key_id, kind, _ = found
     if kind == "table":
         return _table(conn, media_dir, run_id, key_id, key, step, offset, limit)
+    if kind == "plot":
+        return _chart(conn, media_dir, run_id, key_id, key, step)
     _, _, values = read_media(conn, run_id, key_id)
     values = [v for v in values if v["_type"] == kind]
-    if kind in ("image", "html"):
-        fields = ("step", "path", "caption", "width", "height", "format")
+    if kind in _FILE_FIELDS:
+        fields = ("step", "path", "caption", *_FILE_FIELDS[kind])
         return {"key": key, "kind": kind, "values": [{f: v[f] for f in fields if f in v} for v in values]}
+    if kind == "gallery":
+        return {"key": key, "kind": kind, "values": [{"step": v["step"], "items": v["items"]} for v in values]}
     if kind == "histogram":
         return {"key": key, "kind": kind, **_histograms(_even(values, MAX_HISTOGRAM_STEPS))}
     return {"key": key, "kind": kind, "values": [_array_summary(v) for v in _even(values, MAX_HISTOGRAM_STEPS)]}
@@ -153,6 +169,29 @@ def _table(
         "rows": _clean(rows[offset : offset + limit]),
         "total": len(rows),
     }
+
+
+def _chart(
+    conn: apsw.Connection, media_dir: Path, run_id: int, key_id: int, key: str, step: int | None
+) -> dict[str, Any]:
+    """A wandb.plot chart at one step (the latest by default): its spec and its table's rows, for drawing."""
+    steps = [
+        int(s)
+        for (s,) in conn.execute("SELECT step FROM media WHERE run_id=? AND key_id=? ORDER BY step", (run_id, key_id))
+    ]
+    chosen = step if step is not None else steps[-1]
+    _, _, values = read_media(conn, run_id, key_id, chosen, chosen)
+    out: dict[str, Any] = {"key": key, "kind": "plot", "steps": steps, "step": chosen}
+    if not values or values[0]["_type"] != "plot":
+        return {**out, "columns": [], "rows": [], "total": 0, "error": f"no chart at step {chosen}"}
+    value = values[0]
+    out.update({f: value.get(f) for f in ("spec", "chart", "fields", "strings", "path")})
+    try:
+        body = json.loads((media_dir / value["path"]).read_text())
+    except (OSError, ValueError) as exc:
+        return {**out, "columns": value.get("columns", []), "rows": [], "total": 0, "error": f"table file: {exc}"}
+    rows = body.get("data", [])
+    return {**out, "columns": body.get("columns", []), "rows": _clean(rows[:MAX_CHART_ROWS]), "total": len(rows)}
 
 
 def _clean(value: Any) -> Any:

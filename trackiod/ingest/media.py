@@ -1,11 +1,14 @@
-"""Rich values in, rows and files out: the MEDIA messages' histograms, arrays, images, tables and HTML.
+"""Rich values in, rows and files out: the MEDIA messages' histograms, arrays, images, tables, HTML, videos,
+audio, 3-D objects, plotly figures, wandb.plot charts and galleries (lists of file values).
 
 Runs in the ingest thread, inside the open transaction. Histograms and arrays are stored inline in the
-``media`` table; images (encoded to PNG here, not in the training process), tables (JSON) and HTML are
-written as files under ``TRACKIOD_HOME/media`` and the row holds their path. File names are built from the
-internal run id, a sanitised key and a content hash, so no key can name a path outside that folder. Files
-are written before the commit; a rollback deletes the ones it created, and files replaced by a newer value
-at the same (run, key, step) are deleted after the commit that replaced them.
+``media`` table; images (encoded to PNG here, not in the training process), videos and audio given as arrays
+(encoded here by trackiod.ingest.encoders), tables (JSON), HTML, 3-D objects and plotly figures are written as
+files under ``TRACKIOD_HOME/media`` and the row holds their path. A chart is its table's file plus the chart
+spec in the row's ``meta``; a gallery has no ``path`` of its own: ``meta.items`` lists its elements' files.
+File names are built from the internal run id, a sanitised key and a content hash, so no key can name a path
+outside that folder. Files are written before the commit; a rollback deletes the ones it created, and files
+replaced by a newer value at the same (run, key, step) are deleted after the commit that replaced them.
 """
 
 from __future__ import annotations
@@ -24,12 +27,34 @@ import numpy as np
 
 from trackio_shim.errors import FrameRejected
 from trackiod.ingest.batch import check_key
+from trackiod.ingest.encoders import encode_video, encode_wav, to_uint8, video_frames
 from trackiod.ingest.stall import NO_SPACE_ERRNOS
 from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.media")
 
-KINDS = ("histogram", "array", "image", "table", "html")
+KINDS = ("histogram", "array", "image", "table", "html", "video", "audio", "object3d", "plotly", "plot", "gallery")
+#: The kinds a gallery's elements may have (values stored as one file each).
+GALLERY_KINDS = ("image", "video", "audio", "object3d")
+MAX_GALLERY_ITEMS = 1000
+#: Files stored as given, by kind: format -> (the bytes the file must start with, at which offset).
+_MAGIC: dict[str, dict[str, tuple[tuple[bytes, int], ...]]] = {
+    "video": {
+        "mp4": ((b"ftyp", 4),),
+        "mov": ((b"ftyp", 4), (b"moov", 4), (b"wide", 4), (b"mdat", 4)),
+        "webm": ((b"\x1a\x45\xdf\xa3", 0),),
+        "gif": ((b"GIF87a", 0), (b"GIF89a", 0)),
+        "ogg": ((b"OggS", 0),),
+    },
+    "audio": {
+        "wav": ((b"RIFF", 0),),
+        "mp3": ((b"ID3", 0), (b"\xff\xfb", 0), (b"\xff\xf3", 0), (b"\xff\xf2", 0)),
+        "ogg": ((b"OggS", 0),),
+        "flac": ((b"fLaC", 0),),
+        "m4a": ((b"ftyp", 4),),
+    },
+}
+_OBJECT3D_FORMATS = ("obj", "gltf", "glb", "babylon", "stl", "pts.json")
 ARRAY_DTYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64"}
 )
@@ -155,9 +180,22 @@ class MediaWriter:
         if kind == "array":
             array = _array(payload)
             return kind, {"dtype": array.dtype.name, "shape": list(array.shape)}, array.tobytes(), None, []
-        if kind == "image":
-            meta, path = self._image(run_id, name, step, payload, "")
+        if kind in GALLERY_KINDS:
+            meta, path = self._file_value(run_id, name, step, payload, "")
             return kind, meta, None, path, []
+        if kind == "gallery":
+            return self._gallery(run_id, name, step, payload)
+        if kind == "plot":
+            return self._plot(run_id, name, step, payload)
+        if kind == "plotly":
+            text = payload.get("json")
+            if not isinstance(text, str):
+                raise FrameRejected("a plotly figure must be sent as JSON text")
+            figure = json.loads(text)  # ValueError: refused as not JSON
+            if not isinstance(figure, dict) or not isinstance(figure.get("data", []), list):
+                raise FrameRejected("a plotly figure must be the JSON of an object with a 'data' list")
+            path = self._write(run_id, name, step, text.encode("utf-8"), "plotly.json")
+            return kind, {"traces": len(figure.get("data", []))}, None, path, []
         if kind == "html":
             html = payload.get("html")
             if not isinstance(html, str):
@@ -167,6 +205,102 @@ class MediaWriter:
         if kind == "table":
             return self._table(run_id, name, step, payload)
         raise FrameRejected(f"unknown rich value type {kind!r}; this trackiod stores {', '.join(KINDS)}")
+
+    def _file_value(self, run_id: int, name: str, step: int, payload: Any, suffix: str) -> tuple[dict[str, Any], str]:
+        """An image, video, audio or 3-D object written as one file: its meta and its path."""
+        if not isinstance(payload, dict):
+            raise FrameRejected(f"a rich value must be a map, not {type(payload).__name__}")
+        kind = payload.get("_type")
+        if kind == "image":
+            return self._image(run_id, name, step, payload, suffix)
+        meta: dict[str, Any] = {}
+        if isinstance(payload.get("caption"), str):
+            meta["caption"] = payload["caption"]
+        if kind == "video":
+            data, ext = self._video(payload, meta)
+        elif kind == "audio":
+            data, ext = self._audio(payload, meta)
+        elif kind == "object3d":
+            data, ext = self._object3d(payload)
+        else:
+            raise FrameRejected(f"a gallery holds {', '.join(GALLERY_KINDS)}, not {kind!r}")
+        meta["format"] = ext
+        return meta, self._write(run_id, name, step, data, ext, suffix)
+
+    def _video(self, payload: dict[str, Any], meta: dict[str, Any]) -> tuple[bytes, str]:
+        fmt, fps = payload.get("format"), payload.get("fps", 4)
+        if type(fps) is not int or not 1 <= fps <= 240:
+            raise FrameRejected("a video's fps must be an int from 1 to 240")
+        meta["fps"] = fps
+        if payload.get("raw"):
+            frames = video_frames(_array(payload))
+            meta.update(frames=int(frames.shape[0]), height=int(frames.shape[1]), width=int(frames.shape[2]))
+            return encode_video(frames, fps, str(fmt)), str(fmt)
+        return _checked_file(payload, "video"), str(fmt)
+
+    def _audio(self, payload: dict[str, Any], meta: dict[str, Any]) -> tuple[bytes, str]:
+        if payload.get("raw"):
+            rate = payload.get("sample_rate")
+            if type(rate) is not int or not 1 <= rate <= 768_000:
+                raise FrameRejected("audio samples need an int sample_rate from 1 to 768000")
+            samples = _array(payload)
+            data, channels = encode_wav(samples, rate)
+            meta.update(sample_rate=rate, channels=channels, duration=round(samples.shape[0] / rate, 6))
+            return data, "wav"
+        return _checked_file(payload, "audio"), str(payload.get("format"))
+
+    def _object3d(self, payload: dict[str, Any]) -> tuple[bytes, str]:
+        fmt = payload.get("format")
+        if fmt not in _OBJECT3D_FORMATS:
+            raise FrameRejected(f"a 3-D object's format must be one of {', '.join(_OBJECT3D_FORMATS)}, not {fmt!r}")
+        if payload.get("raw"):
+            points = _array(payload)
+            if points.ndim != 2 or points.shape[1] not in (3, 4, 6):
+                raise FrameRejected(f"a point cloud of shape {list(points.shape)} is not (N, 3), (N, 4) or (N, 6)")
+            return json.dumps(points.astype(np.float64).tolist(), allow_nan=False).encode(), "pts.json"
+        data = payload.get("data")
+        if not isinstance(data, bytes):
+            raise FrameRejected("a 3-D object's data must be bytes")
+        if fmt == "pts.json":
+            json.loads(data)  # ValueError: refused as not JSON
+        return data, str(fmt)
+
+    def _gallery(
+        self, run_id: int, name: str, step: int, payload: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], None, None, list[str]]:
+        items = payload.get("items")
+        if not isinstance(items, list) or not 1 <= len(items) <= MAX_GALLERY_ITEMS:
+            raise FrameRejected(f"a gallery needs a list of 1 to {MAX_GALLERY_ITEMS} items")
+        stored = []
+        for i, item in enumerate(items):
+            try:
+                meta, path = self._file_value(run_id, name, step, item, f"-i{i}")
+            except FrameRejected as exc:
+                raise FrameRejected(f"element {i}: {exc}") from None
+            stored.append({"kind": item["_type"], "path": path, **meta})
+        return "gallery", {"items": stored, "count": len(stored)}, None, None, [s["path"] for s in stored]
+
+    def _plot(
+        self, run_id: int, name: str, step: int, payload: dict[str, Any]
+    ) -> tuple[str, dict[str, Any], None, str, list[str]]:
+        spec, chart = payload.get("spec"), payload.get("chart")
+        fields, strings, table = payload.get("fields"), payload.get("strings", {}), payload.get("table")
+        if not isinstance(spec, str) or not isinstance(chart, str) or len(spec) > 200 or len(chart) > 40:
+            raise FrameRejected("a chart needs a 'spec' and a 'chart' name (strings)")
+        if not isinstance(fields, dict) or not all(
+            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in fields.items()
+        ):
+            raise FrameRejected("a chart's fields must map roles to column names")
+        if not isinstance(strings, dict) or not all(isinstance(v, str) for v in strings.values()):
+            raise FrameRejected("a chart's strings must be a map of strings")
+        if not isinstance(table, dict):
+            raise FrameRejected("a chart needs its table")
+        _, table_meta, _, path, files = self._table(run_id, name, step, table)
+        missing = [c for c in fields.values() if c is not None and c not in table_meta["columns"]]
+        if missing:
+            raise FrameRejected(f"the chart names columns {missing} its table does not have")
+        meta = {"spec": spec, "chart": chart, "fields": fields, "strings": {str(k): v for k, v in strings.items()}}
+        return "plot", {**meta, **table_meta}, None, path, files
 
     def _image(
         self, run_id: int, name: str, step: int, payload: dict[str, Any], suffix: str
@@ -217,10 +351,11 @@ class MediaWriter:
         for i, row in enumerate(rows):
             out_row = []
             for j, cell in enumerate(row):
-                if isinstance(cell, dict) and cell.get("_type") == "image":
-                    meta, path = self._image(run_id, name, step, cell, f"-r{i}c{j}")
+                kind = cell.get("_type") if isinstance(cell, dict) else None
+                if kind in GALLERY_KINDS:  # an image, video, audio or 3-D cell: a file of its own
+                    meta, path = self._file_value(run_id, name, step, cell, f"-r{i}c{j}")
                     files.append(path)
-                    cell = {"_type": "image-file", "path": path, **meta}
+                    cell = {"_type": f"{kind}-file", "path": path, **meta}
                 out_row.append(_json_cell(cell))
             cells.append(out_row)
         body = json.dumps({"columns": columns, "data": cells}, allow_nan=True).encode()
@@ -285,17 +420,21 @@ def _pixels(payload: dict[str, Any]) -> np.ndarray:
         raise FrameRejected(f"an image of {array.shape[0]}x{array.shape[1]} pixels is empty or too large")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if array.dtype == np.bool_:
-        return np.ascontiguousarray(array.astype(np.uint8) * 255)
-    if array.dtype.kind == "f":
-        values = np.nan_to_num(array.astype(np.float64), nan=0.0, posinf=255.0, neginf=0.0)
-        # As wandb: floats within [0, 1] are intensities and scaled; anything else is taken as 0..255.
-        if payload.get("normalize", True) and values.size and values.min() >= 0.0 and values.max() <= 1.0:
-            values = values * 255.0
-        return np.ascontiguousarray(np.clip(np.rint(values), 0, 255).astype(np.uint8))
-    if array.dtype != np.uint8:
-        return np.ascontiguousarray(np.clip(array, 0, 255).astype(np.uint8))
-    return np.ascontiguousarray(array)
+    return to_uint8(array, bool(payload.get("normalize", True)))
+
+
+def _checked_file(payload: dict[str, Any], kind: str) -> bytes:
+    """A file's bytes, checked to start as its named format does (so the browser is not handed a mislabelled
+    file)."""
+    fmt, data = payload.get("format"), payload.get("data")
+    formats = _MAGIC[kind]
+    if fmt not in formats:
+        raise FrameRejected(f"a {kind} file's format must be one of {', '.join(formats)}, not {fmt!r}")
+    if not isinstance(data, bytes):
+        raise FrameRejected(f"a {kind} file's data must be bytes")
+    if not any(data[at : at + len(magic)] == magic for magic, at in formats[fmt]):
+        raise FrameRejected(f"the data is not a {fmt} file")
+    return data
 
 
 def _json_cell(value: Any) -> Any:

@@ -1,8 +1,11 @@
 """Reads of stored rich values (the ``media`` table) through query-only connections.
 
-A value comes back as a plain dict in wandb's history style: ``_type`` (histogram, array, image, table or
-html), ``step``, and the kind's fields (``values``/``bins``, ``dtype``/``shape``/``data``, ``path`` relative to
-``TRACKIOD_HOME/media``, ``caption``, ``width``, ``height``, ``columns``, ``rows``).
+A value comes back as a plain dict in wandb's history style: ``_type`` (histogram, array, image, table, html,
+video, audio, object3d, plotly, plot or gallery), ``step``, and the kind's fields (``values``/``bins``,
+``dtype``/``shape``/``data``, ``path`` relative to ``TRACKIOD_HOME/media``, ``caption``, ``width``, ``height``,
+``format``, ``columns``, ``rows``; a video's ``fps`` and ``frames``, audio's ``sample_rate``, ``channels`` and
+``duration``, a plotly figure's ``traces``, a chart's ``spec``, ``chart``, ``fields`` and ``strings`` beside its
+table's ``path``, a gallery's ``items`` (each ``kind``, ``path`` and that kind's fields) and ``count``).
 """
 
 from __future__ import annotations

@@ -331,6 +331,28 @@ CREATE TABLE forward_state(
 );
 """
 
+# Version 8: more kinds of rich values (videos, audio, 3-D objects, plotly figures, wandb.plot charts and
+# galleries). SQLite cannot change a CHECK in place, so the table is rebuilt with its rows and ids.
+_V8_MEDIA_KINDS = """
+CREATE TABLE media_v8(
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    key_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('histogram', 'array', 'image', 'table', 'html', 'video', 'audio',
+        'object3d', 'plotly', 'plot', 'gallery')),
+    meta TEXT NOT NULL DEFAULT '{}',
+    body BLOB,
+    path TEXT,
+    UNIQUE(run_id, key_id, step)
+);
+INSERT INTO media_v8(id, run_id, key_id, step, ts, kind, meta, body, path)
+    SELECT id, run_id, key_id, step, ts, kind, meta, body, path FROM media;
+DROP TABLE media;
+ALTER TABLE media_v8 RENAME TO media;
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
 MIGRATIONS: list[str] = [
     _V1,
@@ -340,6 +362,7 @@ MIGRATIONS: list[str] = [
     _V5_CONTEXT_ALERTS_FILES_ARTIFACTS,
     _V6_RUN_MIRRORS,
     _V7_RANKS,
+    _V8_MEDIA_KINDS,
 ]
 #: Rank r > 0 stores key k's series under this plus its rank_keys id (see _V7_RANKS).
 RANK_KEY_OFFSET = 1 << 40

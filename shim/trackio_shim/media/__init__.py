@@ -1,4 +1,5 @@
-"""wandb's rich value types, with wandb's constructors: Histogram, Image, Html, plus Array (Table: media_table.py).
+"""wandb's rich value types, with wandb's constructors: Histogram, Image, Html, plus Array (Table: table.py; Video,
+Audio, Object3D, Plotly and the wandb.plot charts in their own modules of this package).
 
 These objects only gather what the caller gave them; nothing heavy happens here. Problems with the content (a
 wrong image shape, a table row of the wrong length, an unsupported dtype) are reported when the value is
@@ -18,7 +19,7 @@ from trackio_shim.errors import MediaError
 from trackio_shim.media import tensors as T
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import Prepared, WireContext
+    from trackio_shim.media.wire import Prepared, WireContext
 
 #: Largest number of histogram bins (as wandb).
 MAX_BINS = 512
@@ -49,6 +50,41 @@ def is_figure(value: Any) -> bool:
     return module_of(value).startswith("matplotlib") and hasattr(value, "canvas") and hasattr(value, "savefig")
 
 
+def is_pyplot(value: Any) -> bool:
+    """``matplotlib.pyplot`` itself, which wandb accepts as "the current figure"."""
+    return type(value).__name__ == "module" and getattr(value, "__name__", None) == "matplotlib.pyplot"
+
+
+def read_capped(source: Any, what: str, ctx: WireContext) -> bytes:
+    """The bytes of a file path or an open binary file, refused when they cannot fit in one frame.
+
+    Raises:
+        MediaError: the file cannot be read, or is over TRACKIOD_MAX_FRAME_BYTES (less the frame's margin).
+    """
+    limit = ctx.max_frame_bytes - _FRAME_MARGIN
+    if hasattr(source, "read"):
+        body = source.read(limit + 1)
+        name = getattr(source, "name", "the file object")
+    else:
+        name = os.fspath(source)
+        try:
+            if os.path.getsize(name) > limit:
+                body = b"x" * (limit + 1)
+            else:
+                with open(name, "rb") as handle:
+                    body = handle.read()
+        except OSError as exc:
+            raise MediaError(f"cannot read {what} file {name!r}: {exc.strerror or exc}") from None
+    if not isinstance(body, bytes):
+        raise MediaError(f"{what}: the file object {name!r} must be opened in binary mode")
+    if len(body) > limit:
+        raise MediaError(
+            f"{what} file {name!r} is over TRACKIOD_MAX_FRAME_BYTES ({ctx.max_frame_bytes:,} bytes, less 64 KiB "
+            "for the rest of the call); log a smaller file or raise the limit"
+        )
+    return body
+
+
 def array_fields(array: Any, what: str, limit: int, limit_name: str) -> dict[str, Any]:
     """``{dtype, shape, data}`` of a numpy array (C order, little-endian), checked against ``limit`` bytes."""
     import numpy as np
@@ -72,7 +108,16 @@ class Media:
     _problem: str | None = None
 
     def _wire(self, key: str, ctx: WireContext, out: Prepared) -> None:
-        raise NotImplementedError
+        out.media[key] = self.payload(ctx)
+
+    def payload(self, ctx: WireContext) -> dict[str, Any]:
+        """The value's wire form, on the host (what one element of a logged list becomes).
+
+        Raises:
+            MediaError: the value cannot be sent as given, or cannot be an element of a list (histograms,
+                arrays and tables are logged one per key).
+        """
+        raise MediaError(f"a {type(self).__name__} cannot be an element of a logged list; log it under its own key")
 
 
 # ------------------------------------------------------------------------------------------------ Histogram
@@ -220,8 +265,9 @@ def image_layout(shape: Sequence[int], channels_first: bool) -> str:
 
 class Image(Media):
     """An image, as ``wandb.Image``: from a file path, an HWC or CHW numpy array, a PIL image, a tensor (CHW,
-    as in torchvision) or a matplotlib figure, with a caption. Float values in [0, 1] are scaled to 0..255.
-    The daemon encodes arrays to PNG and writes the file."""
+    as in torchvision), a matplotlib figure or ``matplotlib.pyplot`` (its current figure), with a caption. Float
+    values in [0, 1] are scaled to 0..255. The daemon encodes arrays to PNG and writes the file; a figure is
+    drawn here (only this process has it) and sent as its raw pixels."""
 
     def __init__(
         self,
@@ -235,6 +281,14 @@ class Image(Media):
         file_type: str | None = None,
         normalize: bool = True,
     ) -> None:
+        if is_pyplot(data_or_path):
+            data_or_path = data_or_path.gcf()
+        if is_figure(data_or_path):
+            # Drawn now, as wandb does: the figure as it is when the Image is made, whatever happens to it later.
+            import numpy as np
+
+            data_or_path.canvas.draw()
+            data_or_path = np.array(data_or_path.canvas.buffer_rgba())
         self.data = data_or_path
         self.mode = mode
         self.caption = None if caption is None else str(caption)
@@ -272,11 +326,6 @@ class Image(Media):
         data = self.data
         if isinstance(data, (str, os.PathLike)):
             return self._file(os.fspath(data), ctx)
-        if is_figure(data):
-            data.canvas.draw()
-            import numpy as np
-
-            return self._raw(np.asarray(data.canvas.buffer_rgba()), "HWC", self._base(), ctx)
         if is_pil(data):
             image = data if data.mode in ("L", "RGB", "RGBA") else data.convert("RGBA")
             width, height = image.size
@@ -292,7 +341,7 @@ class Image(Media):
         if is_ndarray(data):
             return self._raw(data, image_layout(data.shape, channels_first=False), self._base(), ctx)
         raise MediaError(
-            f"Image() takes a path, a numpy array, a PIL image, a tensor or a matplotlib figure, "
+            f"Image() takes a path, a numpy array, a PIL image, a tensor, a matplotlib figure or pyplot, "
             f"not {module_of(data)}.{type(data).__qualname__}"
         )
 

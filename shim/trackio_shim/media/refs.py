@@ -10,8 +10,10 @@ from trackio_shim.errors import UsageError
 
 
 class MediaRef(dict[str, Any]):
-    """One stored histogram, array, image, table or HTML value: a dict with ``_type``, ``step`` and the kind's
-    fields (``path`` is relative to ``TRACKIOD_HOME/media``), plus :meth:`open` and :meth:`load`."""
+    """One stored rich value (histogram, array, image, table, HTML, video, audio, 3-D object, plotly figure,
+    chart or gallery): a dict with ``_type``, ``step`` and the kind's fields (``path`` is relative to
+    ``TRACKIOD_HOME/media``; a gallery has ``items`` instead, each with its own ``path``), plus :meth:`open` and
+    :meth:`load`."""
 
     def __init__(self, fields: dict[str, Any], media_dir: Path) -> None:
         super().__init__(fields)
@@ -26,8 +28,21 @@ class MediaRef(dict[str, Any]):
         return int(self["step"])
 
     @property
+    def elements(self) -> list[MediaRef]:
+        """A gallery's elements, each a MediaRef of its own kind (one element, itself, for any other kind)."""
+        if self.kind != "gallery":
+            return [self]
+        return [
+            MediaRef(
+                {**{k: v for k, v in item.items() if k != "kind"}, "_type": item["kind"], "step": self.step},
+                self.media_dir,
+            )
+            for item in self["items"]
+        ]
+
+    @property
     def local_path(self) -> Path | None:
-        """The file of an image, table or HTML value; None for values stored inline (histograms, arrays)."""
+        """The value's file; None for values stored inline (histograms, arrays) and for galleries (see items)."""
         path = self.get("path")
         return self.media_dir / path if path else None
 
@@ -43,7 +58,9 @@ class MediaRef(dict[str, Any]):
         return open(path, mode)
 
     def load(self) -> Any:
-        """The value as an object: a numpy array (array), a Histogram, a PIL image, a Table, or the HTML str.
+        """The value as an object: a numpy array (array), a Histogram, a PIL image, a Table (a table, or a
+        chart's table), the HTML str, a plotly figure as a dict, the list of a gallery's elements loaded, or the
+        file's bytes (video, audio, 3-D object).
 
         Raises:
             UsageError: loading an image needs pillow, which is not installed.
@@ -67,7 +84,15 @@ class MediaRef(dict[str, Any]):
                 image = Image.open(handle)
                 image.load()
                 return image
-        if kind == "table":
+        if kind == "gallery":
+            return [item.load() for item in self.elements]
+        if kind in ("video", "audio", "object3d"):
+            with self.open() as handle:
+                return handle.read()
+        if kind == "plotly":
+            with self.open() as handle:
+                return json.load(handle)
+        if kind in ("table", "plot"):
             from trackio_shim.media.table import Table
 
             with self.open() as handle:
@@ -80,8 +105,9 @@ class MediaRef(dict[str, Any]):
         raise UsageError(f"cannot load a stored value of type {kind!r}")
 
     def _cell(self, cell: Any) -> Any:
-        if isinstance(cell, dict) and cell.get("_type") == "image-file":
-            return MediaRef({**cell, "_type": "image", "step": self.step}, self.media_dir)
+        kind = cell.get("_type") if isinstance(cell, dict) else None
+        if isinstance(kind, str) and kind.endswith("-file"):  # image-file, video-file, audio-file, object3d-file
+            return MediaRef({**cell, "_type": kind[: -len("-file")], "step": self.step}, self.media_dir)
         return cell
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""wandb.Table: columns and rows (or a pandas DataFrame) whose cells are numbers, strings, None or Images."""
+"""wandb.Table: columns and rows (or a pandas DataFrame) whose cells are numbers, strings, None or media files."""
 
 from __future__ import annotations
 
@@ -8,16 +8,19 @@ from typing import TYPE_CHECKING, Any
 from trackio_shim.errors import MediaError, UsageError
 from trackio_shim.media import Image, Media, module_of
 from trackio_shim.media import tensors as T
+from trackio_shim.media.audio import Audio
+from trackio_shim.media.object3d import Object3D
+from trackio_shim.media.video import Video
 from trackio_shim.session.encoding import json_friendly
 
 if TYPE_CHECKING:
-    from trackio_shim.media.prepare import Prepared, WireContext
+    from trackio_shim.media.wire import Prepared, WireContext
 
 
 def _cell(value: Any, ctx: WireContext) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    if isinstance(value, Image):
+    if isinstance(value, (Image, Video, Audio, Object3D)):
         return value.payload(ctx)
     if module_of(value) == "numpy" and getattr(value, "ndim", None) == 0:
         return value.item()
@@ -28,8 +31,8 @@ def _cell(value: Any, ctx: WireContext) -> Any:
 
 class Table(Media):
     """A table, as ``wandb.Table``: ``columns`` and ``data`` (rows), or a pandas ``dataframe``. Cells hold
-    numbers, strings, None, or Images (stored as files by the daemon); other values are stored as JSON or
-    their str()."""
+    numbers, strings, None, or Images, Videos, Audio and Object3Ds (stored as files by the daemon); other
+    values are stored as JSON or their str()."""
 
     def __init__(
         self,
@@ -122,10 +125,14 @@ class Table(Media):
         return pd.DataFrame(self.data, columns=self.columns)
 
     def _wire(self, key: str, ctx: WireContext, out: Prepared) -> None:
+        out.media[key] = self.payload(ctx)
+
+    def payload(self, ctx: WireContext) -> dict[str, Any]:
+        """The table's wire form (also the table of a wandb.plot chart)."""
         if self._problem:
             raise MediaError(self._problem)
         rows = [[_cell(value, ctx) for value in row] for row in self.data]
-        out.media[key] = {"_type": "table", "columns": list(self.columns), "data": rows}
+        return {"_type": "table", "columns": list(self.columns), "data": rows}
 
     def __len__(self) -> int:
         return len(self.data)

@@ -1,8 +1,12 @@
 // The run page's media: one card per rich-value key (/api/media lists them, /api/media/values gives each one's
 // values). Images with a step slider; tables a page at a time; histograms as a heatmap over steps with a step
-// slider for one step's bars; HTML in a sandboxed frame; arrays as shape, dtype and statistics. Files (images,
-// HTML) load from /media/PATH, the traversal-safe media route, with the page's token cookie when one is needed.
+// slider for one step's bars; HTML in a sandboxed frame; arrays as shape, dtype and statistics; galleries (a
+// logged list) side by side; videos and audio in the browser's own players (a gif video as an image); 3-D objects
+// as a download; plotly figures with plotly.js when a page has it, else their x/y traces drawn plainly; wandb.plot
+// charts drawn from their table (plotdraw.js). Files load from /media/PATH, the traversal-safe media route, with
+// the page's token cookie when one is needed.
 import { getJSON } from './api.js';
+import { drawChart, drawPlotlyTraces } from './plotdraw.js';
 import { el, fmtValue } from './util.js';
 
 const PAGE = 25;
@@ -36,6 +40,9 @@ async function imageCard(body, values) {
 function cell(value) {
   if (value && typeof value === 'object' && value._type === 'image-file') {
     return el('img', { class: 'cell-image', src: mediaUrl(value.path), alt: value.caption || '' });
+  }
+  if (value && typeof value === 'object' && typeof value._type === 'string' && value._type.endsWith('-file')) {
+    return fileElement(value._type.slice(0, -5), value);  // video, audio or 3-D cells
   }
   return fmtValue(value);
 }
@@ -155,6 +162,94 @@ function arrayCard(body, values) {
       el('td', { class: 'mono' }, (v.preview || []).map(fmtValue).join(', ') + (v.shape.reduce((a, b) => a * b, 1) > 8 ? ', …' : ''))))));
 }
 
+// One file value as the browser shows it: an image, a player, or a download link.
+function fileElement(kind, v) {
+  const src = mediaUrl(v.path);
+  if (kind === 'image' || (kind === 'video' && v.format === 'gif')) {
+    return el('img', { class: 'media-image', src, alt: v.caption || `step ${v.step}`, 'data-kind': kind });
+  }
+  if (kind === 'video') return el('video', { class: 'media-video', src, controls: true, loop: true, muted: true, preload: 'metadata', style: 'max-width:100%;max-height:320px;min-width:192px;image-rendering:pixelated' });
+  if (kind === 'audio') return el('audio', { class: 'media-audio', src, controls: true, preload: 'metadata' });
+  const name = v.path.split('/').pop();
+  return el('a', { class: 'media-download', href: src, download: name }, `download ${v.format || kind} (${name})`);
+}
+
+function describe(kind, v) {
+  const parts = [];
+  if (v.caption) parts.push(v.caption);
+  if (kind === 'video') parts.push(`${v.format}${v.frames ? `, ${v.frames} frames` : ''}${v.fps ? ` at ${v.fps} fps` : ''}${v.width ? `, ${v.width}×${v.height}` : ''}`);
+  if (kind === 'audio') parts.push(`${v.format}${v.sample_rate ? `, ${v.sample_rate} Hz` : ''}${v.channels ? `, ${v.channels} ch` : ''}${v.duration ? `, ${fmtValue(v.duration)} s` : ''}`);
+  if (kind === 'object3d') parts.push(`3-D ${v.format}: not drawn here, download it to view`);
+  if (kind === 'image' && v.width) parts.push(`${v.width}×${v.height}`);
+  return parts.join(' · ');
+}
+
+// A step slider over values; show(v) fills the frame for one step and returns the caption's start.
+function stepped(body, values, frame, show) {
+  const caption = el('div', { class: 'caption' });
+  const pick = (i) => { frame.dataset.step = String(values[i].step); caption.textContent = `${show(values[i])} step ${values[i].step}`; };
+  body.append(slider(values.map((v) => v.step), values.length - 1, pick), frame, caption);
+  pick(values.length - 1);
+}
+
+function fileCard(body, kind, values) {
+  const frame = el('div', { class: 'image-frame' });
+  stepped(body, values, frame, (v) => {
+    frame.replaceChildren(fileElement(kind, v));
+    const text = describe(kind, v);
+    return text ? `${text} ·` : '';
+  });
+}
+
+function galleryCard(body, values) {
+  const frame = el('div', { class: 'media-gallery', style: 'display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start' });
+  stepped(body, values, frame, (v) => {
+    frame.replaceChildren(...v.items.map((item) => el('figure', { class: 'gallery-item', 'data-kind': item.kind, style: 'margin:0;max-width:220px' },
+      fileElement(item.kind, { ...item, step: v.step }), el('figcaption', { class: 'caption' }, describe(item.kind, item)))));
+    return `${v.items.length} item${v.items.length === 1 ? '' : 's'} ·`;
+  });
+}
+
+async function plotlyCard(body, values) {
+  const v = values[values.length - 1];
+  const figure = await (await fetch(mediaUrl(v.path), { credentials: 'same-origin' })).json();
+  const link = el('a', { class: 'media-download', href: mediaUrl(v.path), download: v.path.split('/').pop() }, 'download the figure (JSON)');
+  const note = `step ${v.step}${values.length > 1 ? ` (the latest of ${values.length})` : ''}`;
+  if (window.Plotly) {
+    const div = el('div', { class: 'plotly-figure' });
+    body.append(div, el('div', { class: 'caption' }, note, ' · ', link));
+    await window.Plotly.newPlot(div, figure.data, figure.layout || {});
+    return;
+  }
+  const canvas = el('canvas', { class: 'plotly-fallback', width: Math.max(300, Math.min(900, body.clientWidth || 600)), height: 260, style: 'width:100%' });
+  body.append(canvas, el('div', { class: 'caption' },
+    `plotly.js is not bundled with this dashboard: ${drawPlotlyTraces(canvas, figure)} x/y trace(s) drawn plainly; `, link, ` · ${note}`));
+}
+
+async function plotCard(body, params, first) {
+  const title = el('div', { class: 'chart-title' });
+  const canvas = el('canvas', { class: 'plot-chart', width: Math.max(300, Math.min(900, body.clientWidth || 600)), height: 280, style: 'width:100%;display:block' });
+  const note = el('div', { class: 'caption' });
+  const extra = el('div', { class: 'table-scroll' });
+  const stepPick = el('select', { class: 'table-step', 'aria-label': 'step' }, first.steps.map((s) => el('option', { value: s, selected: s === first.step }, `step ${s}`)));
+  const render = (data) => {
+    title.textContent = (data.strings && data.strings.title) || '';
+    canvas.dataset.chart = data.chart || '';
+    const drawn = !data.error && drawChart(canvas, data);
+    canvas.style.display = drawn ? 'block' : 'none';
+    extra.replaceChildren();
+    if (!drawn) {
+      extra.append(el('table', { class: 'kv media-table' }, el('tr', {}, data.columns.map((c) => el('th', {}, c))),
+        data.rows.slice(0, PAGE).map((row) => el('tr', {}, row.map((c) => el('td', {}, fmtValue(c)))))));
+    }
+    const shown = data.total > data.rows.length ? ` (the first ${data.rows.length} of ${data.total} rows)` : ` (${data.total} rows)`;
+    note.textContent = data.error || `${data.spec}${drawn ? '' : ': a custom chart, shown as its table'}${shown}, step ${data.step}`;
+  };
+  stepPick.onchange = async () => render(await getJSON('/api/media/values', { ...params, step: stepPick.value }));
+  body.append(first.steps.length > 1 ? stepPick : '', title, canvas, extra, note);
+  render(first);
+}
+
 export async function mediaSection(host, project, runId, keys) {
   const cards = keys.map((k) => {
     const body = el('div', { class: 'media-body' });
@@ -171,6 +266,10 @@ export async function mediaSection(host, project, runId, keys) {
       else if (k.kind === 'table') await tableCard(body, params, data);
       else if (k.kind === 'histogram') await histogramCard(body, data);
       else if (k.kind === 'html') htmlCard(body, data.values);
+      else if (k.kind === 'gallery') galleryCard(body, data.values);
+      else if (k.kind === 'video' || k.kind === 'audio' || k.kind === 'object3d') fileCard(body, k.kind, data.values);
+      else if (k.kind === 'plotly') await plotlyCard(body, data.values);
+      else if (k.kind === 'plot') await plotCard(body, params, data);
       else arrayCard(body, data.values);
       node.dataset.ready = '1';
     } catch (e) {
