@@ -81,7 +81,8 @@ _LAZY = {
     "Table": "media.table",
     "Artifact": "sdk.artifacts",
     "AlertLevel": "sdk.alerts",
-    # The switch (`import wandb` meaning trackio_shim) and wandb's terminal helpers (issue 14).
+    # The switch (`import wandb` meaning trackio_shim; typed Any here: the switch sits above integrations, which
+    # import this package) and wandb's terminal helpers (issue 14).
     "install": "switch",
     "uninstall": "switch",
     "termlog": "sdk.terminal",
@@ -112,7 +113,6 @@ if TYPE_CHECKING:
     from trackio_shim.sdk.api import Api
     from trackio_shim.sdk.artifacts import Artifact
     from trackio_shim.sdk.terminal import termerror, termlog, termwarn
-    from trackio_shim.switch import install, uninstall
 
 
 #: The most recent active run (wandb.run), or None.
