@@ -52,7 +52,6 @@ def warn_once(cause: Hashable, message: str) -> None:
         frame.f_lineno,
         module=str(module_globals.get("__name__", "<unknown>")),
         registry=module_globals.setdefault("__warningregistry__", {}),
-        module_globals=module_globals,
     )
 
 
