@@ -2,7 +2,8 @@
 
 Every name trackio_shim exports is here, looked up there on first use (``trackio.config`` on every use).
 :func:`init` takes trackio's signature: runs are found by name (``resume="allow"`` continues the newest run
-of that name, ``"must"`` requires one, ``"never"``, the default, always starts a new one). The Hugging Face
+of that name, ``"must"`` requires one, ``"never"``, the default, always starts a new one), and a new init()
+finishes the run before it, as trackio's does. The Hugging Face
 options trackio has (``server_url``, ``bucket_id``, ``private``, webhooks, system logging) are accepted; one
 given a value other than its default is warned about once and ignored, since trackiod keeps runs locally
 (``trackiod sync`` mirrors them to the Hub).
@@ -72,6 +73,7 @@ def init(
         resume=resume,
         settings=settings,
         resume_by="name",
+        reinit="finish_previous",
         **options,
     )
 
