@@ -10,9 +10,9 @@ library's own thread), it names the first frame outside the shim.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
-import sysconfig
 import threading
 import warnings
 from collections.abc import Hashable
@@ -22,16 +22,19 @@ _warned: set[Hashable] = set()
 _warned_lock = threading.Lock()
 #: Frames whose file lies under this folder are the shim's own.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-#: Folders of installed libraries and of the standard library: their frames are looked through.
-_LIBRARY_DIRS = tuple(
-    sorted(
-        {
-            os.path.abspath(path) + os.sep
-            for key in ("stdlib", "platstdlib", "purelib", "platlib")
-            if (path := sysconfig.get_paths().get(key))
-        }
-    )
-)
+
+
+@functools.cache
+def _library_dirs() -> tuple[str, ...]:
+    """Folders of installed libraries and of the standard library: their frames are looked through.
+
+    Computed at the first warning: sysconfig loads a module of its own, and ``import trackio_shim`` loads only
+    the standard library, zmq and msgpack (tests/shim/test_import_light.py)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(sorted({os.path.abspath(paths[key]) + os.sep for key in keys if paths.get(key)}))
 
 
 def warn_once(cause: Hashable, message: str) -> None:
@@ -58,13 +61,14 @@ def warn_once(cause: Hashable, message: str) -> None:
 def _user_frame(start: FrameType) -> FrameType | None:
     """The innermost frame from ``start`` outwards that is the user's, else the first one outside the shim."""
     outside: FrameType | None = None
+    libraries = _library_dirs()
     frame: FrameType | None = start
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(_PACKAGE_DIR):
             if outside is None:
                 outside = frame
-            if not (filename.startswith("<frozen ") or filename.startswith(_LIBRARY_DIRS)):
+            if not (filename.startswith("<frozen ") or filename.startswith(libraries)):
                 return frame
         frame = frame.f_back
     return outside
