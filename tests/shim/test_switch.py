@@ -11,8 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
+from tests.support.daemons import daemons_for
 from tests.support.scripts import run_script
 from tests.support.switch_env import venv_without
 
@@ -153,3 +155,24 @@ def test_not_installed_the_env_var_switches_through_the_pth(env: dict[str, str],
     assert "NO TRACKIO" in only.stdout, only.stderr
     bad = run("import sys; print('STARTED')", TRACKIO_SHIM_AS="comet")
     assert "STARTED" in bad.stdout and "comet cannot be switched" in bad.stderr
+
+
+def test_an_autostarted_daemon_does_not_inherit_the_switch(env: dict[str, str]) -> None:
+    """The daemon's wandb mirror drives the real wandb: TRACKIO_SHIM_AS stays with the training process."""
+    home = Path(env["TRACKIOD_HOME"])
+    # install() exports TRACKIO_SHIM_AS for this process's children; the daemon it autostarts is not one of them.
+    code = (
+        "import trackio_shim\ntrackio_shim.install('wandb')\nimport wandb\nwandb.init(project='auto')\nwandb.finish()\n"
+    )
+    try:
+        run_script(code, {**env, "TRACKIOD_AUTOSTART": "1"}, timeout=120)
+        (daemon,) = daemons_for(home)
+        environ = daemon.environ()
+        assert environ["TRACKIOD_HOME"] == str(home) and "TRACKIO_SHIM_AS" not in environ
+    finally:
+        for proc in daemons_for(home):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except psutil.TimeoutExpired:
+                proc.kill()
