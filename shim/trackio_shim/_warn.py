@@ -22,6 +22,9 @@ _warned: set[Hashable] = set()
 _warned_lock = threading.Lock()
 #: Frames whose file lies under this folder are the shim's own.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: Any folder of installed packages (another environment's, one on PYTHONPATH) is a library's too.
+_INSTALLED = os.sep + "site-packages" + os.sep
+_DEBIAN = os.sep + "dist-packages" + os.sep
 
 
 @functools.cache
@@ -68,7 +71,7 @@ def _user_frame(start: FrameType) -> FrameType | None:
         if not filename.startswith(_PACKAGE_DIR):
             if outside is None:
                 outside = frame
-            if not (filename.startswith("<frozen ") or filename.startswith(libraries)):
+            if not (filename.startswith(("<frozen ", *libraries)) or _INSTALLED in filename or _DEBIAN in filename):
                 return frame
         frame = frame.f_back
     return outside
