@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.daemons import DaemonProcess
+from tests.support.daemons import DaemonProcess, wait_for
 from tests.support.scripts import run_script
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -989,3 +989,42 @@ def test_under_the_trackio_name_runs_are_resumed_by_name(daemon: DaemonProcess, 
     other.finish()
     with pytest.warns(UserWarning, match="nothing was published"):
         assert trackio.freeze(space_id="x") is None  # transformers calls it after training when a Space is set
+
+
+def test_log_code_saves_the_source_files_with_the_run(daemon: DaemonProcess, shim: Any, tmp_path: Path) -> None:
+    code = tmp_path / "project"
+    for name, text in {
+        "train.py": "print('train')",
+        "pkg/model.py": "MODEL = 1",
+        "requirements.txt": "torch",
+        "data.bin": "not code",
+        ".venv/lib/x.py": "not mine",
+        "__pycache__/train.cpython-311.py": "cache",
+    }.items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_text(text)
+    run = shim.init(project="code", id="lc1")
+    saved = run.log_code(root=code)
+    assert sorted(Path(p).relative_to(code).as_posix() for p in saved) == [
+        "pkg/model.py",
+        "requirements.txt",
+        "train.py",
+    ]
+    only_models = run.log_code(root=code, include_fn=lambda path, root: path.endswith("model.py"))
+    assert [Path(p).name for p in only_models] == ["model.py"]
+    run.finish()
+    files = wait_for(lambda: (lambda f: f if len(f) == 3 else None)(shim.Api().run("code/lc1").files()))
+    assert sorted(f["name"] for f in files) == ["pkg/model.py", "requirements.txt", "train.py"]
+
+
+def test_wandbs_terminal_helpers_print_once_when_asked(shim: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shim.termwarn("The run_name is the output_dir", repeat=False)
+    shim.termwarn("The run_name is the output_dir", repeat=False)
+    shim.termlog("hello")
+    shim.termerror("bad", prefix=False)
+    assert capsys.readouterr().err.splitlines() == [
+        "trackiod: WARNING The run_name is the output_dir",
+        "trackiod: hello",
+        "bad",
+    ]
+    assert shim.require("service") is None and shim.setup() is None and shim.mark_preempting() is None
