@@ -35,6 +35,23 @@ def run(*args: str, timeout: float = 60) -> str:
     return done.stdout
 
 
+def check_switch() -> None:
+    """The wheel's .pth turns the switch on with TRACKIO_SHIM_AS, and only then (no real wandb in this venv)."""
+    probe = "import importlib.metadata, wandb; print(wandb.__name__, importlib.metadata.version('wandb'))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**ENV, "TRACKIO_SHIM_AS": "wandb"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if out.returncode != 0 or "trackio_shim.switch.wandb" not in out.stdout:
+        fail(f"TRACKIO_SHIM_AS=wandb did not make `import wandb` give trackio_shim:\n{out.stdout}\n{out.stderr}")
+    off = subprocess.run([sys.executable, "-c", "import wandb"], env=ENV, capture_output=True, text=True, timeout=60)
+    if off.returncode == 0 or "No module named 'wandb'" not in off.stderr:
+        fail(f"without TRACKIO_SHIM_AS, `import wandb` did not fail as it should:\n{off.stderr}")
+
+
 def main() -> None:
     import trackio_shim
 
@@ -49,6 +66,7 @@ def main() -> None:
         print(run.id)
     """
     run_id = run(sys.executable, "-c", textwrap.dedent(training)).strip().splitlines()[-1]
+    check_switch()
     status = json.loads(run(str(BIN / "trackiod"), "status", "--json"))
     if not status.get("pid"):
         fail(f"autostart left no daemon answering status: {status}")

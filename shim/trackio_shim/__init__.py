@@ -13,6 +13,7 @@ from trackio_shim._warn import warn_once
 from trackio_shim.errors import (
     ArtifactError,
     ArtifactNotFoundError,
+    CommError,
     ConfigError,
     ProtocolVersionError,
     RunExistsError,
@@ -80,6 +81,13 @@ _LAZY = {
     "Table": "media.table",
     "Artifact": "sdk.artifacts",
     "AlertLevel": "sdk.alerts",
+    # The switch (`import wandb` meaning trackio_shim; typed Any here: the switch sits above integrations, which
+    # import this package) and wandb's terminal helpers (issue 14).
+    "install": "switch",
+    "uninstall": "switch",
+    "termlog": "sdk.terminal",
+    "termwarn": "sdk.terminal",
+    "termerror": "sdk.terminal",
 }
 
 
@@ -127,6 +135,7 @@ if TYPE_CHECKING:
     from trackio_shim.sdk.alerts import AlertLevel
     from trackio_shim.sdk.api import Api
     from trackio_shim.sdk.artifacts import Artifact
+    from trackio_shim.sdk.terminal import termerror, termlog, termwarn
 
 
 #: The most recent active run (wandb.run), or None.
@@ -376,3 +385,22 @@ def import_tf_events(
 
 __all__ += ["import_csv", "import_tf_events"]
 __all__ += ["ProtocolVersionError", "RunExistsError", "RunNotFoundError"]
+
+
+# --------------------------------------------------------------------- names code written for wandb calls (issue 14)
+def require(requirement: str | None = None, experiment: str | None = None) -> None:
+    """Accepted as ``wandb.require("service")`` (Lightning's ddp_spawn calls it): trackio_shim works one way."""
+
+
+def setup(settings: Any = None) -> None:
+    """Accepted as ``wandb.setup()``: the session starts with the first init()."""
+
+
+def mark_preempting() -> None:
+    """``wandb.mark_preempting()``: see :meth:`Run.mark_preempting` (a no-op: the daemon sees a dead process)."""
+    if run is not None:
+        run.mark_preempting()
+
+
+__all__ += ["install", "mark_preempting", "require", "setup", "termerror", "termlog", "termwarn", "uninstall"]
+__all__ += ["CommError"]

@@ -20,6 +20,11 @@ class UsageError(TrackiodError):
     """The caller used the API in a way it does not support (wandb raises its own UsageError here)."""
 
 
+class CommError(TrackiodError):
+    """Named for ``except wandb.errors.CommError`` in code written for wandb; never raised by the shim, whose
+    troubles with the daemon become warnings and a spool, never an error in the training loop."""
+
+
 class ConfigError(UsageError):
     """A config key was changed without ``allow_val_change=True`` (as ``wandb.errors.ConfigError``)."""
 

@@ -8,6 +8,8 @@ out of the test process.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +216,47 @@ def test_transformers_callback_trains_resumes_and_logs(
     assert any(r.get("train/train_runtime") is not None for r in history)
 
 
+_EVALUATE_AFTER_TRAIN = """
+import json
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from trackio_shim.integrations.transformers import TrackiodCallback
+
+torch.manual_seed(0)
+config = GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=32, n_positions=16, bos_token_id=0, eos_token_id=0)
+data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 32, (16, 8))]
+args = TrainingArguments(
+    output_dir=OUT, max_steps=4, per_device_train_batch_size=4, logging_steps=2, save_strategy="no",
+    eval_strategy="steps", eval_steps=2, report_to="none", use_cpu=True, run_name="eval-after", disable_tqdm=True,
+)
+trainer = Trainer(model=GPT2LMHeadModel(config), args=args, train_dataset=data, eval_dataset=data[:4],
+                  callbacks=[TrackiodCallback(project="hf-eval")])
+trainer.train()
+in_training = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+after = trainer.evaluate(eval_dataset=data[8:12])["eval_loss"]  # another set: another loss
+print("RESULT", json.dumps({"in_training": in_training, "after": after}))
+"""
+
+
+def test_transformers_evaluate_after_train_keeps_the_training_values(
+    daemon: DaemonProcess, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Defect (issue 14): evaluate() after train() re-opened the finished run and overwrote the eval values of
+    the last training step. Now the run stays open and the evaluation lands at the next step."""
+    done = run_script(_EVALUATE_AFTER_TRAIN.replace("OUT", repr(str(tmp_path / "out"))), env, timeout=300)
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert "resumed" not in done.stderr  # the run was never re-opened
+    (run,) = _runs("hf-eval")
+    assert run.state == "finished"
+    evals = {r["_step"]: r["eval/loss"] for r in _history(f"hf-eval/{run.id}", keys=["eval/loss"])}
+    assert sorted(evals) == [2, 4, 5]
+    assert [evals[2], evals[4]] == pytest.approx(result["in_training"])
+    assert evals[5] == pytest.approx(result["after"])
+    assert [
+        (r["_step"], r["train/global_step"]) for r in _history(f"hf-eval/{run.id}", keys=["train/global_step"])
+    ] == [(5, 4)]
+
+
 # --------------------------------------------------------------------------- Lightning
 _LIGHTNING = """
 import torch
@@ -241,6 +284,8 @@ trainer = pl.Trainer(max_epochs=2, logger=logger, accelerator="cpu", log_every_n
                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 trainer.fit(Tiny(), loader)
 print("VERSION", logger.version, logger.name)
+from trackio_shim import Api
+print("STATE", Api().run(f"pl/{logger.version}").state)
 """
 
 
@@ -248,7 +293,40 @@ def test_lightning_logger_fits_a_tiny_model(daemon: DaemonProcess, env: dict[str
     out = run_script(_LIGHTNING, env, timeout=300).stdout
     (run,) = _runs("pl")
     assert f"VERSION {run.id} pl" in out
+    # Defect (issue 14): reading version after fit() re-opened the finished run.
+    assert "STATE finished" in out
     assert run.name == "tiny-pl" and run.state == "finished"
     assert run.config == {"lr": 0.1, "hidden": 4}
     history = _history(f"pl/{run.id}", keys=["train_loss"])
     assert [r["_step"] for r in history] == list(range(8))  # 4 batches x 2 epochs
+
+
+# --------------------------------------------------------------------------- warnings at the user's line
+_WARN_THROUGH_FRAMEWORK = """
+import warnings
+warnings.simplefilter("always")
+from accelerate import Accelerator
+from trackio_shim.integrations.accelerate import TrackiodTracker
+
+accelerator = Accelerator(log_with=[TrackiodTracker(project="warn", run_name="w")], cpu=True)
+accelerator.init_trackers("warn")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    accelerator.log({"ok": 1.0, "bad": object()}, step=0)  # THE LINE
+accelerator.end_training()
+(w,) = [w for w in caught if "'bad'" in str(w.message)]
+print("AT", w.filename, w.lineno)
+"""
+
+
+def test_a_warning_through_a_framework_points_at_the_users_line(
+    daemon: DaemonProcess, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Defect (issue 14): a warning raised while a framework called the shim pointed inside the framework
+    (accelerate/accelerator.py), or at the shim's own lines; it names the line of the user's script now."""
+    script = tmp_path / "train.py"
+    script.write_text(_WARN_THROUGH_FRAMEWORK)
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    line = next(i for i, text in enumerate(_WARN_THROUGH_FRAMEWORK.splitlines(), 1) if "THE LINE" in text)
+    assert f"AT {script} {line}" in done.stdout

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.daemons import DaemonProcess
+from tests.support.daemons import DaemonProcess, wait_for
 from tests.support.scripts import run_script
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -923,3 +923,108 @@ def test_history_without_pandas_returns_dicts_with_a_warning(
     with pytest.warns(UserWarning, match="pandas"):
         rows = stored(shim, run).history()
     assert [r["x"] for r in rows] == [1]
+
+
+# --------------------------------------------------------------------------- resume rules under each name (issue 14)
+
+
+def test_under_the_wandb_name_resume_allow_with_a_name_and_no_id_starts_a_new_run(
+    daemon: DaemonProcess, shim: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What Lightning's WandbLogger passes for every fit: name, resume="allow", no id. wandb makes a new run
+    each time (it resumes by id only); trackio_shim used to continue the newest run of that name."""
+    from trackio_shim.switch import wandb
+
+    runs = []
+    for value in (1.0, 2.0):
+        run = wandb.init(project="wb", name="fit", resume="allow")
+        assert run.resumed is False and run.step == 0
+        run.log({"loss": value})
+        run.finish()
+        runs.append(run)
+    assert runs[0].id != runs[1].id
+    stored_runs = {r.id: r for r in shim.Api().runs("wb")}
+    assert sorted(stored_runs) == sorted(r.id for r in runs)
+    assert [rows_by_step(shim, r) for r in runs] == [{0: {"loss": 1.0}}, {0: {"loss": 2.0}}]
+
+    # By id, wandb resumes: so does the facade.
+    again = wandb.init(project="wb", id=runs[0].id, resume="allow")
+    assert again.resumed is True and again.step == 1
+    again.finish()
+    # resume="must" with no id is refused, as wandb refuses it, and the text says how to resume by name.
+    with pytest.raises(shim.UsageError, match="resume_by='name'"):
+        wandb.init(project="wb", name="fit", resume="must")
+    # Resume by name when asked: the keyword, or the environment for code the user does not own.
+    by_name = wandb.init(project="wb", name="fit", resume="allow", resume_by="name")
+    assert by_name.id == runs[1].id and by_name.resumed is True
+    by_name.finish()
+    monkeypatch.setenv("TRACKIOD_RESUME_BY", "name")
+    by_env = wandb.init(project="wb", name="fit", resume="must")
+    assert by_env.id == runs[1].id
+    by_env.finish()
+    with pytest.raises(shim.UsageError, match="resume_by='sometimes'"):
+        wandb.init(project="wb", resume="allow", resume_by="sometimes")
+
+
+def test_under_the_trackio_name_runs_are_resumed_by_name(daemon: DaemonProcess, shim: Any) -> None:
+    """trackio's rule (and trackio_shim's own): "allow" continues the newest run of that name, "never" (the
+    default) starts another; trackio's Hub options are accepted, warned about only when given a value."""
+    from trackio_shim.switch import trackio
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        first = trackio.init(project="tk", name="t", resume="allow", private=None, bucket_id=None, embed=True)
+        assert matching(record, "Hugging Face option") == []
+        assert trackio.context_vars.current_project.get() == "tk"
+        assert trackio.context_vars.current_run.get() is first
+        trackio.log({"x": 1})
+        trackio.finish()
+        again = trackio.init(project="tk", name="t", resume="allow", bucket_id="me/bucket")
+        assert again.id == first.id and again.resumed is True and again.step == 1
+        assert len(matching(record, "init(bucket_id=...) is a Hugging Face option")) == 1
+        trackio.finish()
+    assert trackio.context_vars.current_project.get() is None
+    other = trackio.init(project="tk", name="t")
+    assert other.id != first.id
+    other.finish()
+    with pytest.warns(UserWarning, match="nothing was published"):
+        assert trackio.freeze(space_id="x") is None  # transformers calls it after training when a Space is set
+
+
+def test_log_code_saves_the_source_files_with_the_run(daemon: DaemonProcess, shim: Any, tmp_path: Path) -> None:
+    code = tmp_path / "project"
+    for name, text in {
+        "train.py": "print('train')",
+        "pkg/model.py": "MODEL = 1",
+        "requirements.txt": "torch",
+        "data.bin": "not code",
+        ".venv/lib/x.py": "not mine",
+        "__pycache__/train.cpython-311.py": "cache",
+    }.items():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_text(text)
+    run = shim.init(project="code", id="lc1")
+    saved = run.log_code(root=code)
+    assert sorted(Path(p).relative_to(code).as_posix() for p in saved) == [
+        "pkg/model.py",
+        "requirements.txt",
+        "train.py",
+    ]
+    only_models = run.log_code(root=code, include_fn=lambda path, root: path.endswith("model.py"))
+    assert [Path(p).name for p in only_models] == ["model.py"]
+    run.finish()
+    files = wait_for(lambda: (lambda f: f if len(f) == 3 else None)(shim.Api().run("code/lc1").files()))
+    assert sorted(f["name"] for f in files) == ["pkg/model.py", "requirements.txt", "train.py"]
+
+
+def test_wandbs_terminal_helpers_print_once_when_asked(shim: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    shim.termwarn("The run_name is the output_dir", repeat=False)
+    shim.termwarn("The run_name is the output_dir", repeat=False)
+    shim.termlog("hello")
+    shim.termerror("bad", prefix=False)
+    assert capsys.readouterr().err.splitlines() == [
+        "trackiod: WARNING The run_name is the output_dir",
+        "trackiod: hello",
+        "bad",
+    ]
+    assert shim.require("service") is None and shim.setup() is None and shim.mark_preempting() is None

@@ -46,6 +46,11 @@ class TrackedRun:
     def is_main(self) -> bool:
         return self._is_main()
 
+    @property
+    def last(self) -> Run | None:
+        """The run this object started or adopted last, finished or not; never starts one."""
+        return self._run
+
     def get(self) -> Run | None:
         """The run, started now if needed; None on a process other than the main one."""
         if self._run is not None and not self._run._finished:
@@ -66,6 +71,15 @@ class TrackedRun:
             if self._config:
                 active.config.update(self._config, allow_val_change=True)
             return active
+        if restore is not None:
+            open_here = _open_run(restore["project"], restore["id"])
+            if open_here is not None:  # left open by an earlier trainer of this process: continue it
+                self._owned = True
+                if self._config:
+                    open_here.config.update(self._config, allow_val_change=True)
+                if restore.get("step") is not None:
+                    open_here._step = int(restore["step"])
+                return open_here
         kwargs: dict[str, Any] = {"reinit": "create_new", **self.init_kwargs}
         if restore is not None:
             kwargs.update(project=restore["project"], id=restore["id"], resume="allow")
@@ -141,3 +155,13 @@ class TrackedRun:
                 run.finish()
         self._run = None
         self._restore = restore
+
+
+def _open_run(project: str, run_id: str) -> Run | None:
+    """The run of this process with that project and id that is still open, if any."""
+    from trackio_shim.sdk import active
+
+    for run in active.runs():
+        if (run.project, run.id) == (project, run_id) and not run._finished:
+            return run
+    return None

@@ -41,8 +41,9 @@ class TrackiodLogger(Logger):
 
     @property
     def version(self) -> str | None:
-        """The run id (known once the run has started)."""
-        run = self.tracked.get()
+        """The run id. Reading it starts the run if none has started (Lightning names checkpoint folders with
+        it before the first log); once a run has started, even a finished one, it is only read, never re-opened."""
+        run = self.tracked.last or self.tracked.get()
         return run.id if run is not None else None
 
     @property

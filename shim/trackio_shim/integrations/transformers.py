@@ -4,7 +4,10 @@ Imports transformers when imported. The run starts at train begin with the Train
 model's config, gets every ``on_log`` at the trainer's global step (``eval_*`` as ``eval/*``, ``test_*`` as
 ``test/*``, the rest as ``train/*``, as wandb's callback names them) and finishes at train end. Each
 checkpoint folder gets a ``trackiod_run.json``; ``trainer.train(resume_from_checkpoint=...)`` then continues
-the same run. Logs after training (``trainer.evaluate()``) re-open the same run. See docs/integrations.md.
+the same run. The run stays open after training, as wandb's callback leaves it: a ``trainer.evaluate()`` or
+``predict()`` afterwards logs to it at the steps after the last one (with ``train/global_step``), so it never
+overwrites what training logged, and the run finishes at process exit, at :meth:`TrackiodCallback.finish` or
+``trackio_shim.finish()``. See docs/integrations.md.
 """
 
 from __future__ import annotations
@@ -39,10 +42,12 @@ class TrackiodCallback(TrainerCallback):
 
     def __init__(self, project: str | None = None, name: str | None = None, **init_kwargs: Any) -> None:
         self.tracked = TrackedRun(project, name, is_main=lambda: True, **init_kwargs)
+        self._training = False
 
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
+        self._training = True
         saved = _checkpoint_state(args.output_dir, state.global_step) if state.global_step else None
         if saved is not None:
             self.tracked.load_state_dict(saved)
@@ -56,8 +61,16 @@ class TrackiodCallback(TrainerCallback):
         self.tracked.get()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if state.is_world_process_zero and logs:
+        if not (state.is_world_process_zero and logs):
+            return
+        if self._training:
             self.tracked.log(rewrite_logs(logs), step=state.global_step)
+            return
+        # After training (evaluate, predict): the step after the run's last one, so the values logged at the
+        # final training step stay as training logged them; train/global_step says where the model was.
+        run = self.tracked.get()
+        if run is not None:
+            run.log({**rewrite_logs(logs), "train/global_step": state.global_step}, step=run.step + 1)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
@@ -70,8 +83,16 @@ class TrackiodCallback(TrainerCallback):
                 json.dump(saved, f)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Training is over; the run stays open for evaluate() and predict() (see the module's docstring)."""
         if state.is_world_process_zero:
-            self.tracked.finish()
+            self._training = False
+            run = self.tracked.last
+            if run is not None:
+                run.flush()
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Finish the run now rather than at process exit (a notebook that goes on after training)."""
+        self.tracked.finish(exit_code)
 
     def state_dict(self) -> dict[str, Any]:
         return self.tracked.state_dict()

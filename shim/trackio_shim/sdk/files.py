@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from trackio_shim import protocol as P
@@ -66,3 +67,31 @@ def save(link: RunLink, glob_str: Any, base_path: Any = None, policy: str = "liv
             )
     link.send(P.SAVE_FILES, {"pattern": pattern, "base": base, "policy": policy, "matched": len(matched)})
     return matched
+
+
+_SKIPPED_DIRS = {"__pycache__", "wandb", "trackiod", "node_modules"}
+
+
+def _is_source(path: str, root: str) -> bool:
+    name = os.path.basename(path)
+    return (
+        name.endswith(".py")
+        or (name.startswith("requirements") and name.endswith(".txt"))
+        or name.startswith("Dockerfile")
+    )
+
+
+def source_files(
+    root: str | os.PathLike[str],
+    include_fn: Callable[..., bool] | None = None,
+    exclude_fn: Callable[..., bool] | None = None,
+) -> Iterator[str]:
+    """The files ``Run.log_code`` saves: under ``root``, not in hidden or tool folders, chosen by the two tests."""
+    top = os.path.abspath(os.fspath(root))
+    include = include_fn or _is_source
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+        for file in sorted(files):
+            path = os.path.join(folder, file)
+            if include(path, top) and not (exclude_fn is not None and exclude_fn(path, top)):
+                yield path

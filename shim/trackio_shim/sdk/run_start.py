@@ -61,7 +61,11 @@ INIT_KEYWORDS = {
     "rank",
     "world_size",
     "ranks",
+    "resume_by",
 }
+#: How init() finds the run to resume when it is given no id: "name" (the newest run of that name: trackio's
+#: rule and trackio_shim's default) or "id" (wandb's rule: without an id, resume="allow" starts a new run).
+RESUME_BY = ("name", "id")
 _ADJECTIVES = (
     "amber",
     "brave",
@@ -205,6 +209,7 @@ def resolve(
         space_id=space_id,
         dataset_id=dataset_id,
     )
+    _apply_resume_by(params, kwargs.get("resume_by") or env("TRACKIOD_RESUME_BY") or "name")
     params["mirror"] = _mirror_specs(mirror)
     # Not a RUN_START field: start_run() hands it to sdk/tensorboard (wandb's older name for it is "tensorboard").
     params["sync_tensorboard"] = bool(kwargs.get("sync_tensorboard") or kwargs.get("tensorboard"))
@@ -222,6 +227,24 @@ def resolve(
         if mode != "disabled" and place.rank > 0 and _rank_policy(kwargs.get("ranks")) == "zero":
             params["mode"] = "disabled"  # the rank-0-only behaviour of other trackers
     return params, cfg
+
+
+def _apply_resume_by(params: dict[str, Any], resume_by: str) -> None:
+    """Under wandb's rule (``resume_by="id"``) a run named but given no id is a new run: wandb resumes by id only.
+
+    Raises:
+        UsageError: an unknown rule, or ``resume="must"`` with no id under wandb's rule (wandb refuses it too).
+    """
+    if resume_by not in RESUME_BY:
+        raise UsageError(f"init(resume_by={resume_by!r}): use 'name' (trackio's rule) or 'id' (wandb's rule)")
+    if resume_by == "name" or params["id"] is not None or params["resume"] == "never":
+        return
+    if params["resume"] == "must":
+        raise UsageError(
+            "init(resume='must') needs id=...: under wandb's rule runs are resumed by id; pass "
+            "resume_by='name' (or set TRACKIOD_RESUME_BY=name) to resume the newest run of that name"
+        )
+    params["resume"] = "never"  # "allow" with nothing to resume by: a new run, as wandb makes
 
 
 def _rank_policy(ranks: Any) -> str:

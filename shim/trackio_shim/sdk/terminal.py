@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from trackio_shim import daemon_state
+from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -84,3 +85,38 @@ def farewell(name: str, path: str, info: dict[str, Any] | None, stats: dict[str,
             parts.append("nothing left buffered")
     detail = f": {', '.join(parts)}" if parts else ""
     print(f"trackiod: run {name} ({path}) {state}{detail}", file=sys.stderr)
+
+
+_termwarned: set[str] = set()
+
+
+def termlog(string: str = "", newline: bool = True, repeat: bool = True, prefix: bool = True) -> None:
+    """A line for the user on stderr, as ``wandb.termlog`` (integrations written for wandb call it); silent
+    when TRACKIOD_SILENT or WANDB_SILENT is set. ``repeat=False`` prints each text once per process."""
+    _term("", string, newline, repeat, prefix)
+
+
+def termwarn(string: str = "", newline: bool = True, repeat: bool = True, prefix: bool = True) -> None:
+    """A warning line on stderr, as ``wandb.termwarn``."""
+    _term("WARNING ", string, newline, repeat, prefix)
+
+
+def termerror(string: str = "", newline: bool = True, repeat: bool = True, prefix: bool = True) -> None:
+    """An error line on stderr, as ``wandb.termerror`` (nothing is raised)."""
+    _term("ERROR ", string, newline, repeat, prefix)
+
+
+def _term(level: str, string: str, newline: bool, repeat: bool, prefix: bool) -> None:
+    try:
+        silent = is_silent(TrackiodSettings.load())
+    except TrackiodError:  # broken settings are reported where they matter (init); still print the line
+        silent = False
+    if silent:
+        return
+    text = str(string)
+    if not repeat:
+        if text in _termwarned:
+            return
+        _termwarned.add(text)
+    head = f"trackiod: {level}" if prefix else ""
+    print(head + text, end="\n" if newline else "", file=sys.stderr)

@@ -7,6 +7,8 @@ trackio_shim.sdk.active, which hears of a finished run through :meth:`Run.on_fin
 
 from __future__ import annotations
 
+import glob
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -394,6 +396,39 @@ class Run:
                 farewell(self.name, self.path, info, client.stats(), "finished" if code == 0 else "failed")
         self._link.finished = True
         self._run_finish_hooks()
+
+    # --------------------------------------------------------------- names integrations written for wandb use
+    def _label(self, **labels: Any) -> None:
+        """Accepted for integrations that tag their runs for wandb's telemetry (transformers' callback); unused."""
+
+    @property
+    def _attach_id(self) -> str:
+        """What another process passes to ``wandb._attach()`` to log to this run (Lightning's ddp_spawn)."""
+        return self.path
+
+    def mark_preempting(self) -> None:
+        """Accepted as ``wandb.mark_preempting()``: trackiod needs no notice, since a run whose process dies is
+        marked crashed by the daemon and ``init(id=..., resume="allow")`` continues it."""
+
+    def log_code(
+        self,
+        root: str | os.PathLike[str] = ".",
+        name: str | None = None,
+        include_fn: Callable[..., bool] | None = None,
+        exclude_fn: Callable[..., bool] | None = None,
+    ) -> list[str]:
+        """Save the source files under ``root`` with the run (the daemon copies them once), as ``wandb.run.
+        log_code``: by default ``*.py``, ``requirements*.txt`` and ``Dockerfile*``, skipping hidden folders,
+        ``__pycache__`` and folders named ``wandb`` or ``trackiod``. ``include_fn(path, root)`` and
+        ``exclude_fn(path, root)`` choose otherwise. Returns the paths saved; ``name`` is accepted for wandb's
+        signature (the files are stored under their paths relative to ``root``)."""
+        from trackio_shim.sdk.files import source_files
+
+        return [
+            saved
+            for path in source_files(root, include_fn, exclude_fn)
+            for saved in self.save(glob.escape(path), base_path=root, policy="now")
+        ]
 
     def on_finish(self, hook: Callable[[Run], None]) -> None:
         """Call ``hook(run)`` once this run has finished (trackio_shim.sdk.active drops it from the active runs)."""

@@ -29,6 +29,9 @@ def spawn_daemon(settings: TrackiodSettings) -> subprocess.Popen[bytes] | None:
         except BlockingIOError:
             return None  # another process is starting one right now
         env = dict(os.environ)
+        # The switch (trackio_shim.switch.ENV_VAR) is for the training process: in the daemon, `import wandb`
+        # must stay the real wandb, which the wandb mirror drives.
+        env.pop("TRACKIO_SHIM_AS", None)
         env.update(settings.child_env())
         with open(settings.log_path, "ab") as log_file:
             proc = subprocess.Popen(
