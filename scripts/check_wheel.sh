@@ -40,7 +40,8 @@ for base, prefix in ((root, root), (root / "shim", root / "shim")):
         rel = init.relative_to(prefix).as_posix()
         if rel not in names:
             missing.append(rel)
-for data in ("trackio_shim/py.typed", "trackiod/dashboard/static/index.html"):
+# trackio_shim_switch.pth: the switch (TRACKIO_SHIM_AS) is read at interpreter start from site-packages.
+for data in ("trackio_shim/py.typed", "trackiod/dashboard/static/index.html", "trackio_shim_switch.pth"):
     if data not in names:
         missing.append(data)
 if missing:
