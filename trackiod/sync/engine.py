@@ -28,8 +28,9 @@ from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
 from trackiod.sync.compaction import COMPACT_AT, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
-from trackiod.sync.layout import LAYOUT_VERSION, collect, layout_marker, part_name, runs_with_state, write_deltas
+from trackiod.sync.layout import LAYOUT_VERSION, Marks, collect, layout_marker, part_name, runs_with_state, write_deltas
 from trackiod.sync.layout_kinds import Collector, write_extras
+from trackiod.sync.migration import old_files_replaced
 from trackiod.sync.state import RepoState, StateFiles, repo_slug
 
 log = logging.getLogger("trackiod.sync")
@@ -137,7 +138,10 @@ class SyncEngine:
             HubTransientError: the Hub could not be reached or failed; nothing advanced.
         """
         state = self.files.load(repo)
-        marks = copy.deepcopy(state.marks)
+        # A repository this node synced in an older layout: export everything again, into the new folders, and
+        # delete the old files this replaces in the same commit (trackiod.sync.migration).
+        migrating = state.tick > 0 and 0 < state.layout < LAYOUT_VERSION
+        marks = Marks() if migrating else copy.deepcopy(state.marks)
         staging = self.settings.sync_dir / "staging" / repo_slug(repo)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -174,7 +178,12 @@ class SyncEngine:
                 artifact_versions=extras.artifact_versions,
                 blobs=extras.blobs,
             )
-            outcome.commit = self._commit(repo, staging, paths, outcome)
+            deletes = []
+            if migrating:
+                listing = list(self.hub.list_files(repo, "dataset", ""))
+                deletes = old_files_replaced(listing, state.source, runs)
+                log.info("moving %s to layout %d: %d old file(s) replaced", repo, LAYOUT_VERSION, len(deletes))
+            outcome.commit = self._commit(repo, staging, paths, outcome, deletes)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         state.tick, state.marks, state.layout = tick, marks, LAYOUT_VERSION
@@ -216,13 +225,14 @@ class SyncEngine:
         self.files.save(state)
         return len(merges)
 
-    def _commit(self, repo: str, staging: Path, paths: list[str], outcome: Outcome) -> str:
-        from huggingface_hub import CommitOperationAdd
+    def _commit(self, repo: str, staging: Path, paths: list[str], outcome: Outcome, deletes: list[str]) -> str:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         if repo not in self._ensured:
             self.hub.ensure_repo(repo, "dataset", private=self.settings.sync_private)
             self._ensured.add(repo)
-        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in paths]
+        operations: list[Any] = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in paths]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in deletes if p not in paths]
         return self.hub.commit(repo, "dataset", operations, f"trackiod sync: {outcome.describe()}")
 
     def spaces_to_deploy(self) -> dict[str, str]:
