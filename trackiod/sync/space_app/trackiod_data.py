@@ -7,6 +7,7 @@ Needs only pyarrow, so it is tested without Gradio. Points are deduplicated as t
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,10 +31,21 @@ class Dataset:
     columns it needs, through pyarrow dataset scans, so opening a year of data reads nothing but the runs' rows.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, fetch: Callable[[list[str]], None] | None = None) -> None:
+        """``fetch(patterns)``, when given, downloads the dataset's files matching ``patterns`` into ``root``
+        (the Space passes huggingface_hub's ``snapshot_download`` with ``allow_patterns``): called for the runs
+        at start, then for a project's or a run's folders the first time a question needs them."""
         self.root = Path(root)
+        self._fetch = fetch
+        self._fetched: set[tuple[str, ...]] = set()
+        self._need(["trackiod.json", "runs/**"])
         runs = self._scan(self._files("runs"))
         self.runs = runs.to_table() if runs is not None else None
+
+    def _need(self, patterns: list[str]) -> None:
+        if self._fetch is not None and tuple(patterns) not in self._fetched:
+            self._fetch(patterns)
+            self._fetched.add(tuple(patterns))
 
     def _files(self, kind: str, project: str | None = None, run_id: str | None = None) -> list[str]:
         """Parquet files of ``kind``, of one project (and run) when given, in either folder naming."""
@@ -41,11 +53,13 @@ class Dataset:
         if project is None:
             found = folder.rglob("*.parquet") if folder.is_dir() else iter(())
         else:
-            hive = folder / f"project={_value(project)}"
-            plain = folder / quote(project, safe="-_.~@+=,")
+            hive = f"{kind}/project={_value(project)}"
+            plain = f"{kind}/{quote(project, safe='-_.~@+=,')}"
             if run_id is not None:
-                hive, plain = hive / f"run_id={_value(run_id)}", plain / quote(run_id, safe="-_.~@+=,")
-            found = (f for base in (hive, plain) if base.is_dir() for f in base.rglob("*.parquet"))
+                hive, plain = f"{hive}/run_id={_value(run_id)}", f"{plain}/{quote(run_id, safe='-_.~@+=,')}"
+            self._need([f"{hive}/**", f"{plain}/**"])
+            bases = [self.root / hive, self.root / plain]
+            found = (f for base in bases if base.is_dir() for f in base.rglob("*.parquet"))
         return sorted(str(f) for f in found if not f.name.startswith((".", "_")))
 
     @staticmethod
