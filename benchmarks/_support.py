@@ -69,7 +69,7 @@ SIZES: dict[str, tuple[int, int]] = {
     # uncompacted layout (one file per run per tick, as before compaction) is written for this many ticks only
     "dataset_runs": (3, 10),
     "dataset_ticks": (200, 2016),
-    "dataset_uncompacted_ticks": (200, 2016),
+    "dataset_uncompacted_ticks": (200, 500),
 }
 
 
