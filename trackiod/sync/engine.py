@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
 from trackiod.sync.compaction import COMPACT_AT, compact
@@ -194,7 +195,10 @@ class SyncEngine:
                 state.parts[folder] = state.parts.get(folder, 0) + 1
         self.files.save(state)
         log.info("synced %s: %s (commit %s)", repo, outcome.describe(), outcome.commit)
-        self.compact(repo, state)
+        try:
+            self.compact(repo, state)
+        except HubTransientError as exc:  # the tick is committed; the folders are compacted after a later one
+            log.warning("compacting %s failed, will retry after the next commit: %s", repo, exc)
         return outcome
 
     def compact(self, repo: str, state: RepoState) -> int:
