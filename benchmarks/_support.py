@@ -65,6 +65,11 @@ SIZES: dict[str, tuple[int, int]] = {
     "peer_calls": (500, 2_000),
     "peer_repeats": (1, 7),
     "peer_kill_steps": (150, 600),
+    # the dataset query (test_dataset.py): runs x 5-minute ticks (2016 = a week) of keys x steps per tick; the
+    # uncompacted layout (one file per run per tick, as before compaction) is written for this many ticks only
+    "dataset_runs": (3, 10),
+    "dataset_ticks": (200, 2016),
+    "dataset_uncompacted_ticks": (200, 500),
 }
 
 

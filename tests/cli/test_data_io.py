@@ -70,7 +70,7 @@ def test_export_csv_jsonl_parquet(daemon: DaemonProcess, env: dict[str, str], tm
     assert lines[7] == {"step": 7, "timestamp": history[7]["_timestamp"], "acc": history[7]["acc"], "loss": 1 / 8}
 
     assert cli(["export", "--project", "exp", "--format", "parquet", str(tmp_path / "p")]) == 0
-    points = pq.read_table(next((tmp_path / "p" / "points" / "exp" / "one").glob("*.parquet")))
+    points = pq.read_table(next((tmp_path / "p" / "points" / "project=exp" / "run_id=one").glob("*.parquet")))
     loss = points.filter(pc.equal(points["key"], "loss")).sort_by("step")
     np.testing.assert_array_equal(loss["value"].to_numpy(), [h["loss"] for h in history])
     # The export is in the sync layout, so pull restores it into another data directory.

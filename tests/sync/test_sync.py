@@ -137,7 +137,7 @@ def test_finished_run_is_committed_and_equals_the_database(
     train(sync_env)
     wait_commits(hub, 1)  # a finished run syncs within seconds, not at the next 5-minute tick
     root = repo_dir(hub)
-    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 2
+    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 3
     assert_dataset_equals_database(root, syncing.settings().db_path)
     # Nothing changed: no empty commit.
     assert sync_now(capsys)[0] == 0
@@ -146,7 +146,7 @@ def test_finished_run_is_committed_and_equals_the_database(
     train(sync_env, n=700)
     wait_commits(hub, 2)
     second = hub.commits(REPO)[1]["paths"]
-    assert any(p.startswith("points/proj/r1/") and p.endswith("-00000002.parquet") for p in second)
+    assert any(p.startswith("points/project=proj/run_id=r1/") and p.endswith("-00000002.parquet") for p in second)
     assert_dataset_equals_database(root, syncing.settings().db_path)
 
 
@@ -168,8 +168,12 @@ def test_one_commit_per_tick_for_several_runs_and_routing(
     wait_for(lambda: hub.commits("me/other") and hub.commits("me/board-dataset"), what="both repos to be synced")
     assert sync_now(capsys)[0] == 0
     other = hub.repo_dir("me/other")
-    assert sorted(p.name for p in (other / "runs" / "route").iterdir()) == ["c.parquet"]  # offline "e" never syncs
-    assert sorted(p.name for p in (hub.repo_dir("me/board-dataset") / "runs" / "route").iterdir()) == ["d.parquet"]
+    assert sorted(p.name for p in (other / "runs" / "project=route").iterdir()) == [
+        "run_id=c"
+    ]  # offline "e" never syncs
+    assert sorted(p.name for p in (hub.repo_dir("me/board-dataset") / "runs" / "project=route").iterdir()) == [
+        "run_id=d"
+    ]
     assert not hub.commits(REPO)  # runs without a dataset, and no default: not synced
     # One commit per repository per pass, never an empty one.
     assert len(hub.commits("me/other")) == 1

@@ -192,9 +192,11 @@ def test_media_energy_node_series_and_artifacts_sync_then_pull_exactly(
     train(kinds_env, data)
     wait_for(lambda: hub.commits(REPO), timeout=30, what="the finish-triggered commit")
     first = hub.commits(REPO)[0]["paths"]
-    assert any(p.startswith("media/kinds/r1/") for p in first) and any(p.startswith("media_files/") for p in first)
-    assert any(p.startswith("artifacts/versions/kinds/weights/v0") for p in first)
-    assert any(p.startswith("energy/kinds/r1") for p in first)
+    assert any(p.startswith("media/project=kinds/run_id=r1/") for p in first) and any(
+        p.startswith("media_files/") for p in first
+    )
+    assert any(p.startswith("artifacts/versions/project=kinds/name=weights/v0") for p in first)
+    assert any(p.startswith("energy/project=kinds/run_id=r1/") for p in first)
     # A second version shares a.bin's content with the first: its blob is not uploaded again.
     (data / "b.bin").write_bytes(b"new content")
     train(kinds_env, data, run_id="r2")
@@ -210,7 +212,7 @@ def test_media_energy_node_series_and_artifacts_sync_then_pull_exactly(
     uploads = blob_uploads(hub)
     assert len(uploads) == len(set(uploads)) == 2  # zeros + "new content"
     root = hub.repo_dir(REPO)
-    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 2
+    assert json.loads((root / "trackiod.json").read_text())["layout_version"] == 3
     assert_kinds_equal_database(root, stopped_daemon.home)
 
     # Pull restores all of it into another data directory, exactly.

@@ -79,6 +79,8 @@ def _sync_here(settings: TrackiodSettings, as_json: bool) -> int:
                 results[repo] = {"state": "failed", "message": str(exc)}
     if as_json:
         print(json.dumps(results, indent=2))
+    elif not results and engine.left_to_head:
+        print(f"nothing to sync here: this node forwards to {engine.left_to_head}, which syncs its runs")
     elif not results:
         print("nothing to sync: no run names a dataset_id or space_id, and TRACKIOD_SYNC_DATASET is unset")
     for repo, r in results.items() if not as_json else ():

@@ -72,6 +72,8 @@ def recovery_line(recovered: dict[str, Any]) -> str:
 def sync_lines(sync: dict[str, Any]) -> list[tuple[str, str]]:
     """``trackiod status`` rows for sync: one per repository, paused ones saying what to do."""
     repos = sync.get("repos") or {}
+    if sync.get("left_to_head"):
+        return [("sync", f"left to the head: this node forwards to {sync['left_to_head']} (docs/sync.md, Who syncs)")]
     if not repos:
         return [("sync", f"nothing to sync (every {sync['interval_s']:.0f} s; see docs/sync.md)")]
     rows = []

@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
+from trackiod.sync.compaction import COMPACT_AT, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
-from trackiod.sync.layout import LAYOUT_VERSION, collect, layout_marker, runs_with_state, write_deltas
+from trackiod.sync.layout import LAYOUT_VERSION, Marks, collect, layout_marker, part_name, runs_with_state, write_deltas
 from trackiod.sync.layout_kinds import Collector, write_extras
-from trackiod.sync.state import StateFiles, repo_slug
+from trackiod.sync.migration import old_files_replaced
+from trackiod.sync.state import RepoState, StateFiles, repo_slug
 
 log = logging.getLogger("trackiod.sync")
 
@@ -76,8 +79,9 @@ class Outcome:
 class SyncEngine:
     """One sync pass over every repository; shared by the daemon's thread and ``trackiod sync`` offline."""
 
-    def __init__(self, settings: TrackiodSettings, hub: Hub | None = None) -> None:
+    def __init__(self, settings: TrackiodSettings, hub: Hub | None = None, compact_at: int = COMPACT_AT) -> None:
         self.settings = settings
+        self.compact_at = compact_at
         self.files = StateFiles(settings.sync_dir)
         self._hub = hub
         self._ensured: set[str] = set()
@@ -103,9 +107,18 @@ class SyncEngine:
         finally:
             os.close(fd)
 
+    @property
+    def left_to_head(self) -> str | None:
+        """The head this node forwards to, which syncs every forwarded run; None when this node syncs its own.
+
+        One writer per run (docs/sync.md, "Who syncs"): a forwarding node's runs are all on the head, so if
+        both synced, every row would be in the dataset twice, under two sources.
+        """
+        return self.settings.forward or None
+
     def plan(self) -> dict[str, list[dict[str, Any]]]:
-        """Runs per target repository (read-only; empty when nothing is configured to sync)."""
-        if not self.settings.db_path.exists():
+        """Runs per target repository (read-only; empty when nothing is configured to sync, or the head syncs)."""
+        if not self.settings.db_path.exists() or self.left_to_head:
             return {}
         conn = open_reader(self.settings.db_path)
         try:
@@ -126,7 +139,10 @@ class SyncEngine:
             HubTransientError: the Hub could not be reached or failed; nothing advanced.
         """
         state = self.files.load(repo)
-        marks = copy.deepcopy(state.marks)
+        # A repository this node synced in an older layout: export everything again, into the new folders, and
+        # delete the old files this replaces in the same commit (trackiod.sync.migration).
+        migrating = state.tick > 0 and 0 < state.layout < LAYOUT_VERSION
+        marks = Marks() if migrating else copy.deepcopy(state.marks)
         staging = self.settings.sync_dir / "staging" / repo_slug(repo)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
@@ -163,22 +179,64 @@ class SyncEngine:
                 artifact_versions=extras.artifact_versions,
                 blobs=extras.blobs,
             )
-            outcome.commit = self._commit(repo, staging, paths, outcome)
+            deletes = []
+            if migrating:
+                listing = list(self.hub.list_files(repo, "dataset", ""))
+                deletes = old_files_replaced(listing, state.source, runs)
+                log.info("moving %s to layout %d: %d old file(s) replaced", repo, LAYOUT_VERSION, len(deletes))
+            outcome.commit = self._commit(repo, staging, paths, outcome, deletes)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         state.tick, state.marks, state.layout = tick, marks, LAYOUT_VERSION
         state.last_success, state.last_commit = time.time(), outcome.commit
+        for path in paths:
+            folder, _, name = path.rpartition("/")
+            if name == part_name(state.source, tick):
+                state.parts[folder] = state.parts.get(folder, 0) + 1
         self.files.save(state)
         log.info("synced %s: %s (commit %s)", repo, outcome.describe(), outcome.commit)
+        try:
+            self.compact(repo, state)
+        except HubTransientError as exc:  # the tick is committed; the folders are compacted after a later one
+            log.warning("compacting %s failed, will retry after the next commit: %s", repo, exc)
         return outcome
 
-    def _commit(self, repo: str, staging: Path, paths: list[str], outcome: Outcome) -> str:
-        from huggingface_hub import CommitOperationAdd
+    def compact(self, repo: str, state: RepoState) -> int:
+        """Merge the part files of every folder past ``compact_at`` in one commit (trackiod.sync.compaction);
+        returns the number of folders compacted. Runs after a tick was committed and its watermark saved."""
+        due = sorted(folder for folder, count in state.parts.items() if count > self.compact_at)
+        if not due:
+            return 0
+        staging = self.settings.sync_dir / "staging" / f"{repo_slug(repo)}.compact"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            merges, counts = compact(self.hub, repo, state.source, due, staging, self.compact_at)
+            if merges:
+                from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+                operations: list[Any] = []
+                for merge in merges:
+                    operations.append(CommitOperationAdd(merge.output, str(staging / merge.output)))
+                    operations += [CommitOperationDelete(p) for p in merge.inputs if p != merge.output]
+                files = sum(len(m.inputs) for m in merges)
+                message = f"trackiod compaction: {files} files into {len(merges)}"
+                commit = self.hub.commit(repo, "dataset", operations, message)
+                log.info("compacted %s: %s (commit %s)", repo, message, commit)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        state.parts.update(counts)
+        self.files.save(state)
+        return len(merges)
+
+    def _commit(self, repo: str, staging: Path, paths: list[str], outcome: Outcome, deletes: list[str]) -> str:
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         if repo not in self._ensured:
             self.hub.ensure_repo(repo, "dataset", private=self.settings.sync_private)
             self._ensured.add(repo)
-        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in paths]
+        operations: list[Any] = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(staging / p)) for p in paths]
+        operations += [CommitOperationDelete(path_in_repo=p) for p in deletes if p not in paths]
         return self.hub.commit(repo, "dataset", operations, f"trackiod sync: {outcome.describe()}")
 
     def spaces_to_deploy(self) -> dict[str, str]:

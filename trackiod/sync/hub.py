@@ -41,6 +41,14 @@ class Hub(Protocol):
         """Copy the repository's current files into ``local_dir``; returns it."""
         ...
 
+    def list_files(self, repo_id: str, repo_type: str, folder: str) -> dict[str, int]:
+        """``{path: size in bytes}`` of every file under ``folder`` in the repository's current revision."""
+        ...
+
+    def download_files(self, repo_id: str, repo_type: str, paths: Sequence[str], local_dir: Path) -> Path:
+        """Copy the files ``paths`` of the repository's current revision into ``local_dir`` (same relative paths)."""
+        ...
+
 
 def dataset_for_space(space_id: str) -> str:
     """The dataset a Space's runs sync to when no ``dataset_id`` is given (trackio's convention)."""
@@ -94,6 +102,22 @@ class HfHub:
         except Exception as exc:
             raise classify(exc, f"downloading {repo_type} {repo_id}") from exc
         return Path(str(path))
+
+    def list_files(self, repo_id: str, repo_type: str, folder: str) -> dict[str, int]:
+        try:
+            entries = self.api.list_repo_tree(repo_id, path_in_repo=folder, recursive=True, repo_type=repo_type)
+            return {e.path: int(e.size) for e in entries if hasattr(e, "size") and not hasattr(e, "tree_id")}
+        except Exception as exc:
+            if type(exc).__name__ == "EntryNotFoundError":
+                return {}
+            raise classify(exc, f"listing {folder} in {repo_type} {repo_id}") from exc
+
+    def download_files(self, repo_id: str, repo_type: str, paths: Sequence[str], local_dir: Path) -> Path:
+        try:
+            self.api.snapshot_download(repo_id, repo_type=repo_type, local_dir=local_dir, allow_patterns=list(paths))
+        except Exception as exc:
+            raise classify(exc, f"downloading {len(paths)} file(s) of {repo_type} {repo_id}") from exc
+        return local_dir
 
 
 #: ``TRACKIOD_HUB=<name>:<path>`` -> "module:class" of a Hub kept elsewhere than huggingface.co, constructed with

@@ -19,14 +19,19 @@ from urllib.parse import quote
 import apsw
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from trackiod.read.runs import list_runs
 from trackiod.store.codec import decode_floats, decode_steps
+from trackiod.store.schema import RANK_KEY_OFFSET, dict_rows
 
 #: Version of the file layout; written to ``trackiod.json`` at the dataset's root. Version 2 added media,
 #: energy, node series and artifacts (new folders only: a version 1 dataset reads as a version 2 one without them).
-LAYOUT_VERSION = 2
+#: Version 3 names folders ``key=value`` (Hive partitions: ``points/project=p/run_id=r/``) so query engines
+#: prune, and adds every rank's series (``rank_points``, ``rank_texts``) and ``run_ranks``; readers of this
+#: module read all three (every file carries its names as columns, so the folders are never parsed).
+LAYOUT_VERSION = 3
 
 POINTS_SCHEMA = pa.schema(
     [
@@ -73,6 +78,27 @@ RUNS_SCHEMA = pa.schema(
         ("summary", pa.string()),
         ("metric_defs", pa.string()),
         ("summary_state", pa.string()),
+        ("job_key", pa.string()),
+        ("world_size", pa.int64()),
+    ]
+)
+#: Rank r > 0's series of a distributed run (docs/ranks.md): ``points`` / ``texts`` keep rank 0's, as the
+#: local store does, so every query written for one process still means rank 0.
+RANK_POINTS_SCHEMA = POINTS_SCHEMA.append(pa.field("rank", pa.int64()))
+RANK_TEXTS_SCHEMA = TEXTS_SCHEMA.append(pa.field("rank", pa.int64()))
+#: Which ranks joined a distributed run (``run_ranks``); replaced whole when the run changes.
+RUN_RANKS_SCHEMA = pa.schema(
+    [
+        ("project", pa.string()),
+        ("run_id", pa.string()),
+        ("rank", pa.int64()),
+        ("host", pa.string()),
+        ("pid", pa.int64()),
+        ("local_rank", pa.int64()),
+        ("joined_at", pa.float64()),
+        ("exit_code", pa.int64()),
+        ("ended_at", pa.float64()),
+        ("config", pa.string()),
     ]
 )
 
@@ -82,13 +108,34 @@ def segment(name: str) -> str:
     return quote(name, safe="-_.~@+=,")
 
 
+def partition_value(name: str) -> str:
+    """A value as a Hive partition segment (``key=<value>``): percent-encoded, ``=`` and ``/`` included,
+    which DuckDB, pyarrow, polars and Spark decode back to the value the files' columns hold."""
+    return quote(name, safe="-_.~@+,")
+
+
+def partition(kind: str, **values: str) -> str:
+    """``kind/key=value/...``: the folder of one partition (``partition("points", project=p, run_id=r)``)."""
+    return "/".join([kind, *(f"{key}={partition_value(value)}" for key, value in values.items())])
+
+
+def run_folder(kind: str, project: str, run_key: str) -> str:
+    """The folder of one run's files of ``kind``: ``kind/project=<project>/run_id=<run_key>``."""
+    return partition(kind, project=project, run_id=run_key)
+
+
+def part_name(source: str, tick: int) -> str:
+    """A part file's name: the node that wrote it and its tick, so a retried tick overwrites its attempt."""
+    return f"{source}-{tick:08d}.parquet"
+
+
 def run_path(project: str, run_key: str) -> str:
-    return f"runs/{segment(project)}/{segment(run_key)}.parquet"
+    return f"{run_folder('runs', project, run_key)}/run.parquet"
 
 
 def part_path(kind: str, project: str, run_key: str, source: str, tick: int) -> str:
-    """``points/…`` or ``texts/…``: a tick's new rows of one run; named by tick, so a retry overwrites it."""
-    return f"{kind}/{segment(project)}/{segment(run_key)}/{source}-{tick:08d}.parquet"
+    """``points/…``, ``texts/…``, ``rank_points/…``: a tick's new rows of one run."""
+    return f"{run_folder(kind, project, run_key)}/{part_name(source, tick)}"
 
 
 @dataclass
@@ -97,6 +144,7 @@ class Marks:
     watermarks of the other kinds (trackiod.sync.layout_kinds)."""
 
     series: dict[str, dict[str, int]] = field(default_factory=dict)  # "project/run_key" -> {key: values}
+    rank_series: dict[str, dict[str, int]] = field(default_factory=dict)  # "project/run_key" -> {"rank/key": values}
     text_rev: int = 0
     runs: dict[str, float] = field(default_factory=dict)  # "project/run_key" -> updated_at
     media: dict[str, dict[str, str]] = field(default_factory=dict)  # "project/run_key" -> {media id: fingerprint}
@@ -121,11 +169,15 @@ class Marks:
 
 @dataclass
 class RunDelta:
-    """One run's changes: its row, and its new points and texts (None when there are none)."""
+    """One run's changes: its row, its new points and texts (None when there are none), the same of its ranks
+    > 0, and its ``run_ranks`` rows (None for a run logged by one process)."""
 
     run: dict[str, Any]
     points: pa.Table | None
     texts: pa.Table | None
+    rank_points: pa.Table | None = None
+    rank_texts: pa.Table | None = None
+    ranks: pa.Table | None = None
 
 
 def run_record(run: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +204,8 @@ def run_record(run: dict[str, Any]) -> dict[str, Any]:
         "summary": json.dumps(run["summary"], default=str),
         "metric_defs": json.dumps(run["metric_defs"], default=str),
         "summary_state": run.get("summary_state") or "{}",
+        "job_key": run.get("job_key"),
+        "world_size": run.get("world_size"),
     }
 
 
@@ -192,6 +246,85 @@ def _column(name: str, count: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(np.zeros(count, np.int32), pa.array([name])).cast(pa.string())
 
 
+#: Rank 0's numeric series of a run: (rank, key, series key id, values stored).
+_PLAIN_SERIES = (
+    "SELECT 0, k.name, c.key_id, SUM(c.n) FROM chunks c JOIN keys k ON k.id = c.key_id WHERE c.run_id=? "
+    "GROUP BY c.key_id"
+)
+#: Ranks > 0: their series key ids are RANK_KEY_OFFSET + rank_keys.id (docs/ranks.md, "Storage").
+_RANK_SERIES = (
+    "SELECT rk.rank, k.name, c.key_id, SUM(c.n) FROM chunks c "
+    f"JOIN rank_keys rk ON c.key_id = {RANK_KEY_OFFSET} + rk.id JOIN keys k ON k.id = rk.key_id "
+    "WHERE c.run_id=? GROUP BY c.key_id"
+)
+_PLAIN_TEXTS = (
+    "SELECT 0, k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN keys k ON k.id = t.key_id "
+    "WHERE t.run_id=? AND t.rev > ? ORDER BY t.rev"
+)
+_RANK_TEXTS = (
+    f"SELECT rk.rank, k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN rank_keys rk "
+    f"ON t.key_id = {RANK_KEY_OFFSET} + rk.id JOIN keys k ON k.id = rk.key_id "
+    "WHERE t.run_id=? AND t.rev > ? ORDER BY t.rev"
+)
+
+
+def _points(
+    conn: apsw.Connection, run: dict[str, Any], done: dict[str, int], sql: str, schema: pa.Schema
+) -> pa.Table | None:
+    """New values of a run's series (``sql`` picks rank 0's or the other ranks'); updates ``done`` in place.
+
+    ``done`` counts values exported per series: by key for rank 0, by ``"<rank>/<key>"`` for the others.
+    """
+    ranked = "rank" in schema.names
+    parts: list[pa.Table] = []
+    for rank, key, key_id, total in conn.execute(sql, (run["id"],)):
+        mark = f"{rank}/{key}" if ranked else key
+        if total <= done.get(mark, 0):
+            continue
+        steps, times, vals, seq = _series_delta(conn, run["id"], key_id, done.get(mark, 0))
+        n = steps.size
+        columns = [_column(run["project"], n), _column(run["run_key"], n), _column(key, n), steps, times, vals, seq]
+        if ranked:
+            columns.append(np.full(n, rank, np.int64))
+        parts.append(pa.table(columns, schema=schema))
+        done[mark] = int(total)
+    return pa.concat_tables(parts) if parts else None
+
+
+def _texts(conn: apsw.Connection, run: dict[str, Any], since: int, sql: str, schema: pa.Schema) -> pa.Table | None:
+    """A run's text values with a revision above ``since`` (rank 0's or the other ranks', as ``sql`` picks)."""
+    rows = conn.execute(sql, (run["id"], since)).fetchall()
+    if not rows:
+        return None
+    columns = list(zip(*rows))
+    data = {
+        "project": [run["project"]] * len(rows),
+        "run_id": [run["run_key"]] * len(rows),
+        "key": list(columns[1]),
+        "step": list(columns[2]),
+        "timestamp": list(columns[3]),
+        "value": list(columns[4]),
+        "seq": list(columns[5]),
+    }
+    if "rank" in schema.names:
+        data["rank"] = list(columns[0])
+    return pa.table(data, schema=schema)
+
+
+def _run_ranks(conn: apsw.Connection, run: dict[str, Any]) -> pa.Table | None:
+    """The ``run_ranks`` rows of a distributed run (None for a run logged by one process)."""
+    rows = [
+        {"project": run["project"], "run_id": run["run_key"], **row}
+        for row in dict_rows(
+            conn,
+            "SELECT rank, host, pid, local_rank, joined_at, exit_code, ended_at, config FROM run_ranks "
+            "WHERE run_id=? ORDER BY rank",
+            (run["id"],),
+        )
+    ]
+    return pa.Table.from_pylist(rows, schema=RUN_RANKS_SCHEMA) if rows else None
+
+
 def collect(conn: apsw.Connection, runs: list[dict[str, Any]], marks: Marks, force: bool = False) -> list[RunDelta]:
     """The changes of ``runs`` since ``marks`` (all of them with a fresh Marks); updates ``marks`` in place.
 
@@ -204,64 +337,42 @@ def collect(conn: apsw.Connection, runs: list[dict[str, Any]], marks: Marks, for
         name = f"{run['project']}/{run['run_key']}"
         if not force and marks.runs.get(name) == run["updated_at"]:
             continue
-        done = marks.series.setdefault(name, {})
-        point_parts: list[pa.Table] = []
-        for key, key_id, total in conn.execute(
-            "SELECT k.name, c.key_id, SUM(c.n) FROM chunks c JOIN keys k ON k.id = c.key_id WHERE c.run_id=? "
-            "GROUP BY c.key_id",
-            (run["id"],),
-        ):
-            if total <= done.get(key, 0):
-                continue
-            steps, times, vals, seq = _series_delta(conn, run["id"], key_id, done.get(key, 0))
-            n = steps.size
-            point_parts.append(
-                pa.table(
-                    [
-                        _column(run["project"], n),
-                        _column(run["run_key"], n),
-                        _column(key, n),
-                        steps,
-                        times,
-                        vals,
-                        seq,
-                    ],
-                    schema=POINTS_SCHEMA,
-                )
+        deltas.append(
+            RunDelta(
+                run,
+                _points(conn, run, marks.series.setdefault(name, {}), _PLAIN_SERIES, POINTS_SCHEMA),
+                _texts(conn, run, marks.text_rev, _PLAIN_TEXTS, TEXTS_SCHEMA),
+                _points(conn, run, marks.rank_series.setdefault(name, {}), _RANK_SERIES, RANK_POINTS_SCHEMA),
+                _texts(conn, run, marks.text_rev, _RANK_TEXTS, RANK_TEXTS_SCHEMA),
+                _run_ranks(conn, run),
             )
-            done[key] = int(total)
-        text_rows = conn.execute(
-            "SELECT k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN keys k ON k.id = t.key_id "
-            "WHERE t.run_id=? AND t.rev > ? ORDER BY t.rev",
-            (run["id"], marks.text_rev),
-        ).fetchall()
-        texts = None
-        if text_rows:
-            columns = list(zip(*text_rows))
-            texts = pa.table(
-                {
-                    "project": [run["project"]] * len(text_rows),
-                    "run_id": [run["run_key"]] * len(text_rows),
-                    "key": list(columns[0]),
-                    "step": list(columns[1]),
-                    "timestamp": list(columns[2]),
-                    "value": list(columns[3]),
-                    "seq": list(columns[4]),
-                },
-                schema=TEXTS_SCHEMA,
-            )
-        points = pa.concat_tables(point_parts) if point_parts else None
-        deltas.append(RunDelta(run, points, texts))
+        )
         marks.runs[name] = run["updated_at"]
     marks.text_rev = max(marks.text_rev, newest_rev)
     return deltas
+
+
+def with_partition_types(table: pa.Table, path: str | Path) -> pa.Table:
+    """``table`` with the columns its folders name (``project=…/run_id=…``) stored as dictionary strings.
+
+    pyarrow (``pq.read_table(folder)``, so pandas) infers Hive partition columns as dictionaries and refuses a
+    file column of the same name typed string; stored as a dictionary, the file's column merges with it, and
+    DuckDB, polars and Spark read it as a plain string either way. The files keep these columns so that one file
+    read alone still says which run it holds.
+    """
+    keys = {part.split("=", 1)[0] for part in Path(path).parts[:-1] if "=" in part}
+    for name in keys & set(table.column_names):
+        i = table.schema.get_field_index(name)
+        if pa.types.is_string(table.schema.field(i).type):
+            table = table.set_column(i, name, pc.dictionary_encode(table.column(i)))
+    return table
 
 
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet file under a temporary name, fsync it and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(with_partition_types(table, path), tmp, compression="zstd")
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -275,8 +386,15 @@ def write_deltas(deltas: list[RunDelta], root: Path, source: str, tick: int) -> 
         files = [(run_path(project, run_key), pa.Table.from_pylist([run_record(delta.run)], schema=RUNS_SCHEMA))]
         if delta.points is not None:
             files.append((part_path("points", project, run_key, source, tick), delta.points))
-        if delta.texts is not None:
-            files.append((part_path("texts", project, run_key, source, tick), delta.texts))
+        for kind, table in (
+            ("texts", delta.texts),
+            ("rank_points", delta.rank_points),
+            ("rank_texts", delta.rank_texts),
+        ):
+            if table is not None:
+                files.append((part_path(kind, project, run_key, source, tick), table))
+        if delta.ranks is not None:
+            files.append((f"{run_folder('run_ranks', project, run_key)}/ranks.parquet", delta.ranks))
         for relative, table in files:
             write_atomic(table, root / relative)
             written.append(relative)

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from trackiod.store.blobs import blob_path
 from trackiod.store.codec import decode_floats
-from trackiod.sync.layout import Marks, segment, write_atomic
+from trackiod.sync.layout import Marks, part_name, partition, run_folder, write_atomic
 
 log = logging.getLogger("trackiod.sync")
 
@@ -220,7 +220,7 @@ class Collector:
             done[str(media_id)] = print_
         if rows:
             self.extras.media += len(rows)
-            folder = f"media/{segment(run['project'])}/{segment(run['run_key'])}"
+            folder = run_folder("media", run["project"], run["run_key"])
             self.extras.parts[folder] = pa.Table.from_pylist(rows, schema=MEDIA_SCHEMA)
 
     def _table(self, path: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
@@ -241,7 +241,7 @@ class Collector:
             return set()
         columns = [c for c in ENERGY_SCHEMA.names if c not in ("project", "run_id")]
         records = [{"project": run["project"], "run_id": run["run_key"], **dict(zip(columns, r))} for r in rows]
-        self._table(f"energy/{segment(run['project'])}/{segment(run['run_key'])}.parquet", records, ENERGY_SCHEMA)
+        self._table(f"{run_folder('energy', run['project'], run['run_key'])}/energy.parquet", records, ENERGY_SCHEMA)
         self.marks.energy[name] = print_
         return {r[0] for r in rows}
 
@@ -280,7 +280,7 @@ class Collector:
                 self.extras.system_read = True
             if parts:
                 table = pa.concat_tables(parts).sort_by([("key", "ascending"), ("timestamp", "ascending")])
-                self.extras.parts[f"system/{segment(host)}"] = table
+                self.extras.parts[partition("system", host=host)] = table
                 self.extras.system_points += table.num_rows
                 hosts.add(host)
         return hosts
@@ -291,7 +291,7 @@ class Collector:
         if node is None:
             return
         self._table(
-            f"nodes/{segment(host)}.parquet",
+            f"{partition('nodes', host=host)}/node.parquet",
             [{"host": host, "first_seen": node[1], "last_seen": node[2]}],
             NODES_SCHEMA,
         )
@@ -304,7 +304,7 @@ class Collector:
             )
         ]
         if gpus:
-            self._table(f"gpus/{segment(host)}.parquet", gpus, GPUS_SCHEMA)
+            self._table(f"{partition('gpus', host=host)}/gpus.parquet", gpus, GPUS_SCHEMA)
 
     # ------------------------------------------------------------------ artifacts
     def _artifacts(self, project: str) -> None:
@@ -346,7 +346,7 @@ class Collector:
                     )
                 uploaded.add(sha)
             record = dict(zip(VERSIONS_SCHEMA.names, (project, *row[1:], entries)))
-            path = f"artifacts/versions/{segment(project)}/{segment(name)}/v{version}.parquet"
+            path = f"{partition('artifacts/versions', project=project, name=name)}/v{version}.parquet"
             self._table(path, [record], VERSIONS_SCHEMA)
             self.extras.artifact_versions += 1
             newest = version_id
@@ -383,16 +383,16 @@ class Collector:
         print_ = hashlib.sha1(json.dumps([aliases, usage]).encode()).hexdigest()[:12]
         if self.marks.artifact_links.get(marker) == print_:
             return
-        where = f"{segment(project)}/{segment(name)}.parquet"
-        self._table(f"artifacts/aliases/{where}", aliases, ALIASES_SCHEMA)
-        self._table(f"artifacts/usage/{where}", usage, USAGE_SCHEMA)
+        where = {"project": project, "name": name}
+        self._table(f"{partition('artifacts/aliases', **where)}/aliases.parquet", aliases, ALIASES_SCHEMA)
+        self._table(f"{partition('artifacts/usage', **where)}/usage.parquet", usage, USAGE_SCHEMA)
         self.marks.artifact_links[marker] = print_
 
 
 def write_extras(extras: Extras, root: Path, source: str, tick: int) -> list[str]:
     """Write the tables of ``extras`` under ``root`` (part names get ``source`` and ``tick``); returns every path."""
     written = []
-    named = {**extras.tables, **{f"{d}/{source}-{tick:08d}.parquet": t for d, t in extras.parts.items()}}
+    named = {**extras.tables, **{f"{d}/{part_name(source, tick)}": t for d, t in extras.parts.items()}}
     for relative, table in named.items():
         write_atomic(table, root / relative)
         written.append(relative)

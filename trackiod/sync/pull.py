@@ -14,20 +14,28 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from trackio_shim.errors import DaemonError, UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.store.writer import Store
 from trackiod.sync.hub import make_hub
-from trackiod.sync.layout import LAYOUT_VERSION, POINTS_SCHEMA, RUNS_SCHEMA, TEXTS_SCHEMA
-from trackiod.sync.pull_kinds import restore_kinds
+from trackiod.sync.layout import (
+    LAYOUT_VERSION,
+    POINTS_SCHEMA,
+    RANK_POINTS_SCHEMA,
+    RANK_TEXTS_SCHEMA,
+    RUN_RANKS_SCHEMA,
+    RUNS_SCHEMA,
+    TEXTS_SCHEMA,
+)
+from trackiod.sync.pull_kinds import read_kind, restore_kinds
 
 log = logging.getLogger("trackiod.pull")
 
@@ -54,14 +62,20 @@ def writer_lock(settings: TrackiodSettings) -> Iterator[None]:
         os.close(fd)
 
 
-def _read_all(root: Path, kind: str, schema: pa.Schema) -> pa.Table:
-    files = sorted((root / kind).rglob("*.parquet")) if (root / kind).is_dir() else []
-    tables = [pq.read_table(f, schema=schema) for f in files]
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+@dataclass
+class Contents:
+    """What :func:`read_dataset` found: runs, rank 0's points and texts, the other ranks' and ``run_ranks``."""
+
+    runs: list[dict[str, Any]]
+    points: pa.Table
+    texts: pa.Table
+    rank_points: pa.Table
+    rank_texts: pa.Table
+    ranks: pa.Table
 
 
-def read_dataset(root: Path) -> tuple[list[dict[str, Any]], pa.Table, pa.Table]:
-    """The runs, points and texts of a dataset folder in the open layout.
+def read_dataset(root: Path) -> Contents:
+    """The runs and series of a dataset folder in the open layout (any version up to LAYOUT_VERSION).
 
     Raises:
         UsageError: the folder is not in a layout this trackiod can read.
@@ -76,8 +90,14 @@ def read_dataset(root: Path) -> tuple[list[dict[str, Any]], pa.Table, pa.Table]:
             )
     elif not (root / "runs").is_dir():
         raise UsageError(f"{root} is not a trackiod dataset (no trackiod.json, no runs/ folder)")
-    runs = _read_all(root, "runs", RUNS_SCHEMA).to_pylist()
-    return runs, _read_all(root, "points", POINTS_SCHEMA), _read_all(root, "texts", TEXTS_SCHEMA)
+    return Contents(
+        read_kind(root, "runs", RUNS_SCHEMA).to_pylist(),
+        read_kind(root, "points", POINTS_SCHEMA),
+        read_kind(root, "texts", TEXTS_SCHEMA),
+        read_kind(root, "rank_points", RANK_POINTS_SCHEMA),
+        read_kind(root, "rank_texts", RANK_TEXTS_SCHEMA),
+        read_kind(root, "run_ranks", RUN_RANKS_SCHEMA),
+    )
 
 
 def fetch(settings: TrackiodSettings, source: str, scratch: Path) -> Path:
@@ -99,19 +119,18 @@ def pull(settings: TrackiodSettings, source: str, force: bool = False) -> list[s
     """
     with tempfile.TemporaryDirectory(prefix="trackiod-pull-") as scratch:
         root = fetch(settings, source, Path(scratch))
-        runs, points, texts = read_dataset(root)
+        contents = read_dataset(root)
         with writer_lock(settings):
             store = Store(settings.db_path)
             try:
-                return _restore(store, runs, points, texts, force, settings.home, root)
+                return _restore(store, contents, force, settings.home, root)
             finally:
                 store.close()
 
 
-def _restore(
-    store: Store, runs: list[dict[str, Any]], points: pa.Table, texts: pa.Table, force: bool, home: Path, root: Path
-) -> list[str]:
+def _restore(store: Store, contents: Contents, force: bool, home: Path, root: Path) -> list[str]:
     conn = store.conn
+    runs = contents.runs
     existing = []
     for run in runs:
         pid = conn.execute("SELECT id FROM projects WHERE name=?", (run["project"],)).fetchone()
@@ -129,8 +148,11 @@ def _restore(
         for run in runs:
             run_id = _replace_run(store, run)
             key_counts: dict[int, tuple[str, int, int]] = {}
-            _restore_points(store, run_id, run, points, key_counts)
-            _restore_texts(store, run_id, run, texts, key_counts)
+            _restore_points(store, run_id, run, contents.points, key_counts)
+            _restore_texts(store, run_id, run, contents.texts, key_counts)
+            _restore_points(store, run_id, run, contents.rank_points, key_counts)
+            _restore_texts(store, run_id, run, contents.rank_texts, key_counts)
+            _restore_ranks(store, run_id, run, contents.ranks)
             if key_counts:
                 store.count_keys({(run_id, k): v for k, v in key_counts.items()})
             restored.append(f"{run['project']}/{run['run_id']}")
@@ -145,7 +167,7 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
     project_id = store.project_id(run["project"])
     old = conn.execute("SELECT id FROM runs WHERE project_id=? AND run_key=?", (project_id, run["run_id"])).fetchone()
     if old:
-        for table in ("chunks", "texts", "run_keys", "session_runs", "media", "run_gpus", "run_energy"):
+        for table in ("chunks", "texts", "run_keys", "session_runs", "media", "run_gpus", "run_energy", "run_ranks"):
             conn.execute(f"DELETE FROM {table} WHERE run_id=?", (old[0],))
         conn.execute("DELETE FROM runs WHERE id=?", (old[0],))
         store.forget_tails(old[0])
@@ -153,7 +175,7 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
     conn.execute(
         "INSERT INTO runs(project_id, run_key, name, state, exit_code, created_at, updated_at, ended_at, host, "
         "config, summary, summary_state, metric_defs, tags, notes, group_name, job_type, mode, space_id, "
-        "dataset_id, last_step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "dataset_id, last_step, job_key, world_size) VALUES (" + ", ".join("?" * 23) + ")",
         (
             project_id,
             run["run_id"],
@@ -176,6 +198,8 @@ def _replace_run(store: Store, run: dict[str, Any]) -> int:
             run["space_id"],
             run["dataset_id"],
             run["last_step"],
+            run.get("job_key"),
+            run.get("world_size"),
         ),
     )
     run_id = int(conn.last_insert_rowid())
@@ -196,18 +220,20 @@ def _restore_points(
     mine = _of_run(points, run)
     if mine.num_rows == 0:
         return
-    mine = mine.sort_by([("key", "ascending"), ("seq", "ascending")])
+    ranked = "rank" in mine.schema.names
+    mine = mine.sort_by([("key", "ascending"), *([("rank", "ascending")] if ranked else []), ("seq", "ascending")])
     keys = mine["key"].to_numpy(zero_copy_only=False)
+    ranks = mine["rank"].to_numpy() if ranked else np.zeros(mine.num_rows, np.int64)
     steps = mine["step"].to_numpy()
     times = mine["timestamp"].to_numpy()
     vals = mine["value"].to_numpy()
     seqs = mine["seq"].to_numpy()
-    bounds = np.flatnonzero(keys[1:] != keys[:-1]) + 1
+    bounds = np.flatnonzero((keys[1:] != keys[:-1]) | (ranks[1:] != ranks[:-1])) + 1
     for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), keys.size]):
         # A retried part overwrote its earlier attempt, so a seq appears once; drop repeats defensively.
         unique = np.concatenate(([True], seqs[start + 1 : end] != seqs[start : end - 1]))
         s, t, v = steps[start:end][unique], times[start:end][unique], vals[start:end][unique]
-        key_id = store.key_id(str(keys[start]))
+        key_id = _series_id(store, str(keys[start]), int(ranks[start]))
         store.write_series(run_id, key_id, s.astype(np.int64), t.astype(np.float64), v.astype(np.float64))
         counts[key_id] = ("scalar", int(s.size), int(s.max()))
 
@@ -220,8 +246,35 @@ def _restore_texts(
         return
     rows = []
     for row in mine.sort_by([("seq", "ascending")]).to_pylist():
-        key_id = store.key_id(row["key"])
+        key_id = _series_id(store, row["key"], int(row.get("rank") or 0))
         rows.append((run_id, key_id, row["step"], row["timestamp"], row["value"]))
         _, n, last = counts.get(key_id, ("text", 0, row["step"]))
         counts[key_id] = ("text", n + 1, max(last, row["step"]))
     store.write_texts(rows)
+
+
+def _series_id(store: Store, key: str, rank: int) -> int:
+    """The series key id of ``key`` as logged by ``rank`` (rank 0: the plain key; docs/ranks.md, "Storage")."""
+    key_id = store.key_id(key)
+    return key_id if rank == 0 else store.rank_key_id(key_id, rank)
+
+
+def _restore_ranks(store: Store, run_id: int, run: dict[str, Any], ranks: pa.Table) -> None:
+    """The run's ``run_ranks`` rows; their sessions are not here, so each gets an empty session id."""
+    for row in _of_run(ranks, run).to_pylist():
+        store.conn.execute(
+            "INSERT OR REPLACE INTO run_ranks(run_id, rank, sid, host, pid, local_rank, config, joined_at, exit_code, "
+            "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                row["rank"],
+                b"",
+                row["host"],
+                row["pid"],
+                row["local_rank"],
+                row["config"] or "{}",
+                row["joined_at"],
+                row["exit_code"],
+                row["ended_at"],
+            ),
+        )

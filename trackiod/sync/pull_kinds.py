@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as ds
 
 from trackio_shim.errors import UsageError
 from trackiod.store.blobs import blob_path, file_sha256
@@ -40,10 +40,18 @@ log = logging.getLogger("trackiod.pull")
 
 
 def read_kind(root: Path, kind: str, schema: pa.Schema) -> pa.Table:
-    """Every Parquet file under ``root/kind`` as one table (empty when there is none)."""
-    files = sorted((root / kind).rglob("*.parquet")) if (root / kind).is_dir() else []
-    tables = [pq.read_table(f, schema=schema) for f in files]
-    return pa.concat_tables(tables) if tables else schema.empty_table()
+    """Every Parquet file under ``root/kind`` as one table (empty when there is none).
+
+    Reads every layout version: the files carry their names as columns, so the folders (``key=value`` from
+    version 3, plain names before) are not parsed; a column a file predates (``rank_points``' peers, the
+    ``runs`` job columns) reads as null. Hidden files (a writer's ``.tmp``) are skipped.
+    """
+    folder = root / kind
+    if not folder.is_dir():
+        return schema.empty_table()
+    found = (f for f in folder.rglob("*.parquet") if not f.relative_to(folder).name.startswith((".", "_")))
+    files = sorted(str(f) for f in found)
+    return ds.dataset(files, format="parquet", schema=schema).to_table() if files else schema.empty_table()
 
 
 def _safe(relative: str) -> str:

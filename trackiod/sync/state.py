@@ -30,6 +30,8 @@ class RepoState:
     last_success: float | None = None
     last_commit: str | None = None
     layout: int = 0  # the layout version the repository's trackiod.json says (0: not written yet)
+    #: Part files this node has in each partition folder (trackiod.sync.compaction merges them past a bound).
+    parts: dict[str, int] = field(default_factory=dict)
 
 
 class StateFiles:
@@ -52,6 +54,7 @@ class StateFiles:
             data.get("last_success"),
             data.get("last_commit"),
             int(data.get("layout", 1 if int(data["tick"]) else 0)),
+            {str(k): int(v) for k, v in data.get("parts", {}).items()},
         )
 
     def save(self, state: RepoState) -> None:
@@ -64,6 +67,7 @@ class StateFiles:
             "last_success": state.last_success,
             "last_commit": state.last_commit,
             "layout": state.layout,
+            "parts": state.parts,
         }
         path = self.directory / f"{repo_slug(state.repo)}.json"
         tmp = path.with_name(f".{path.name}.tmp")

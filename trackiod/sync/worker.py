@@ -179,4 +179,5 @@ class SyncWorker(threading.Thread):
             "requested": self.requested,
             "completed": self.completed,
             "repos": repos,
+            "left_to_head": self.engine.left_to_head,
         }

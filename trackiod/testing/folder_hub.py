@@ -4,6 +4,11 @@ The Hub cannot be reached from the test machines, so the tests, and the daemons 
 with that setting, use :class:`FolderHub` instead of the network. It applies the same huggingface_hub
 ``CommitOperationAdd`` / ``CommitOperationDelete`` objects the real Hub gets, to ``root/<repo_type>s/<repo_id>/``,
 and can be told to fail (see :meth:`FolderHub.inject`). trackiod.sync.hub.make_hub imports it by name.
+
+Like the Hub, a commit is atomic: each commit builds a new revision folder (the previous one's files
+hard-linked, then the operations applied) and swaps ``root/<repo_type>s/<repo_id>``, a symbolic link, to it
+in one rename. A reader that resolves that link once (:meth:`FolderHub.revision_dir`) reads one revision
+whatever commits follow, as a reader of the Hub pinned to a commit does.
 """
 
 from __future__ import annotations
@@ -35,7 +40,33 @@ class FolderHub:
         self._lock = threading.Lock()
 
     def repo_dir(self, repo_id: str, repo_type: str = "dataset") -> Path:
+        """The repository's current revision (a symbolic link swapped by each commit)."""
         return self.root / f"{repo_type}s" / repo_id
+
+    def revision_dir(self, repo_id: str, repo_type: str = "dataset") -> Path:
+        """The folder of the current revision: never changed by later commits (a pinned reader's view)."""
+        return self.repo_dir(repo_id, repo_type).resolve()
+
+    def _new_revision(self, repo_id: str, repo_type: str) -> Path:
+        """A new revision folder holding the current revision's files (hard links: never written in place)."""
+        history = self.root / "revisions" / f"{repo_type}s" / repo_id
+        history.mkdir(parents=True, exist_ok=True)
+        target = history / f"{len(list(history.iterdir())):06d}-{os.urandom(4).hex()}"
+        current = self.repo_dir(repo_id, repo_type)
+        if current.is_dir():
+            shutil.copytree(current.resolve(), target, copy_function=os.link)
+        else:
+            target.mkdir()
+        return target
+
+    def _publish(self, repo_id: str, repo_type: str, revision: Path) -> None:
+        """Make ``revision`` the current one in one rename of the link."""
+        link = self.repo_dir(repo_id, repo_type)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        tmp = link.with_name(f".{link.name}.{os.getpid()}.link")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(revision, target_is_directory=True)
+        os.replace(tmp, link)
 
     def inject(self, *faults: str) -> None:
         """Queue failures for the next calls (see the class docstring)."""
@@ -71,16 +102,17 @@ class FolderHub:
 
     def ensure_repo(self, repo_id: str, repo_type: str, private: bool, space_sdk: str | None = None) -> None:
         with self._lock:
-            self.repo_dir(repo_id, repo_type).mkdir(parents=True, exist_ok=True)
+            if not self.repo_dir(repo_id, repo_type).is_dir():
+                self._publish(repo_id, repo_type, self._new_revision(repo_id, repo_type))
 
     def commit(self, repo_id: str, repo_type: str, operations: Sequence[Operation], message: str) -> str:
         from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
         with self._lock:
             fault = self._next_fault(f"committing to {repo_type} {repo_id}")
-            base = self.repo_dir(repo_id, repo_type)
-            if not base.is_dir():
+            if not self.repo_dir(repo_id, repo_type).is_dir():
                 raise HubAuthError(f"committing to {repo_type} {repo_id}: repository not found (404)")
+            base = self._new_revision(repo_id, repo_type)
             paths = []
             for op in operations:
                 target = _inside(base, op.path_in_repo)
@@ -103,6 +135,7 @@ class FolderHub:
                 else:
                     raise TypeError(f"not a commit operation: {op!r}")
                 paths.append(op.path_in_repo)
+            self._publish(repo_id, repo_type, base)
             oid = os.urandom(20).hex()
             with open(self.root / "commits.jsonl", "a") as f:
                 record = {"repo": repo_id, "type": repo_type, "oid": oid, "message": message, "paths": paths}
@@ -117,7 +150,24 @@ class FolderHub:
             base = self.repo_dir(repo_id, repo_type)
             if not base.is_dir():
                 raise HubAuthError(f"downloading {repo_type} {repo_id}: repository not found (404)")
-            shutil.copytree(base, local_dir, dirs_exist_ok=True)
+            shutil.copytree(base.resolve(), local_dir, dirs_exist_ok=True)
+            return Path(local_dir)
+
+    def list_files(self, repo_id: str, repo_type: str, folder: str) -> dict[str, int]:
+        base = self.revision_dir(repo_id, repo_type)
+        start = _inside(base, folder) if folder else base
+        if not start.is_dir():
+            return {}
+        return {str(f.relative_to(base)): f.stat().st_size for f in start.rglob("*") if f.is_file()}
+
+    def download_files(self, repo_id: str, repo_type: str, paths: Sequence[str], local_dir: Path) -> Path:
+        with self._lock:
+            self._next_fault(f"downloading {len(paths)} file(s) of {repo_type} {repo_id}")
+            base = self.revision_dir(repo_id, repo_type)
+            for path in paths:
+                target = Path(local_dir) / path
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(_inside(base, path), target)
             return Path(local_dir)
 
 

@@ -1,0 +1,97 @@
+"""Compaction: merge a node's small part files in a partition folder into one, in one Hub commit (docs/sync.md).
+
+Each sync tick adds one part file per partition folder that changed (``points/project=p/run_id=r/<source>-<tick>``),
+so a run synced every five minutes for a week would hold about 2,000 files per kind. After a tick's commit, any
+folder where this node holds more than ``compact_at`` part files is compacted: its newest ``compact_at`` files, and
+older ones while each is no bigger than what is merged so far, are downloaded, concatenated in tick order (the
+rows and their ``seq`` unchanged) and written as one file named after the newest tick merged
+(``<source>-<tick>-c.parquet``). The merged file is added and its inputs deleted in **one** commit, and a Hub commit
+is atomic: a reader of any revision sees either the parts or the merged file, never both, never neither. Each
+file left is bigger than all newer ones together, so a folder holds at most ``compact_at`` plus about log2(rows)
+files however long the run goes on, and each row is rewritten about log2 times in all.
+
+The inputs are read from the Hub's listing of the folder at compaction time, never from local state alone, so
+a compaction whose commit was in doubt is simply done again or found done: the same listing gives the same
+merge, or shows the merged file with its inputs gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trackiod.sync.hub import Hub
+from trackiod.sync.layout import write_atomic
+
+log = logging.getLogger("trackiod.sync")
+
+#: A folder holding more than this many of one node's part files is compacted after the tick that passed it.
+COMPACT_AT = 16
+
+
+def part_tick(name: str, source: str) -> int | None:
+    """The tick in a part file's name (``<source>-<tick>.parquet`` or ``…-c.parquet``); None if not ``source``'s."""
+    found = re.fullmatch(rf"{re.escape(source)}-(\d{{8}})(-c)?\.parquet", name)
+    return int(found.group(1)) if found else None
+
+
+def choose(sizes: list[tuple[int, str, int]], compact_at: int) -> list[str]:
+    """Which of ``(tick, path, size)`` (one folder, one node) to merge: nothing while there are at most
+    ``compact_at``; else the newest ``compact_at``, and each older file no bigger than everything chosen so far."""
+    if len(sizes) <= compact_at:
+        return []
+    ordered = sorted(sizes)
+    chosen = ordered[-compact_at:]
+    total = sum(size for _, _, size in chosen)
+    for entry in reversed(ordered[:-compact_at]):
+        if entry[2] > total:
+            break
+        chosen.insert(0, entry)
+        total += entry[2]
+    return [path for _, path, _ in chosen]
+
+
+@dataclass
+class Merge:
+    """One folder's compaction: the files merged, and the file that replaces them."""
+
+    folder: str
+    inputs: list[str]
+    output: str
+    rows: int
+
+
+def compact(
+    hub: Hub, repo: str, source: str, folders: list[str], staging: Path, compact_at: int = COMPACT_AT
+) -> tuple[list[Merge], dict[str, int]]:
+    """Write the merged files of ``folders`` into ``staging``; returns the merges and each folder's file count after.
+
+    Nothing is committed here: the caller commits every merge's output and deletes its inputs in one commit.
+    """
+    merges: list[Merge] = []
+    counts: dict[str, int] = {}
+    for folder in folders:
+        mine = []
+        for path, size in hub.list_files(repo, "dataset", folder).items():
+            tick = part_tick(path.rsplit("/", 1)[-1], source)
+            if tick is not None and path.rsplit("/", 1)[0] == folder:
+                mine.append((tick, path, size))
+        inputs = choose(mine, compact_at)
+        counts[folder] = len(mine) - max(0, len(inputs) - 1)
+        if not inputs:
+            continue
+        with tempfile.TemporaryDirectory(prefix="trackiod-compact-") as scratch:
+            hub.download_files(repo, "dataset", inputs, Path(scratch))
+            tables = [pq.read_table(Path(scratch) / p) for p in inputs]  # tick order: seq order kept
+            merged = pa.concat_tables(tables, promote_options="permissive")
+            newest = max(t for t, p, _ in mine if p in inputs)
+            output = f"{folder}/{source}-{newest:08d}-c.parquet"
+            write_atomic(merged, staging / output)
+        merges.append(Merge(folder, inputs, output, merged.num_rows))
+    return merges, counts
