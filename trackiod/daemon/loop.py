@@ -141,8 +141,10 @@ class WriterLoop:
         ready = dict(poller.poll(min(timeout, 20) if forwarder is not None else timeout))
         if self.sock in ready:
             self._receive(10_000)
-        if listener is not None and listener.sock in ready:
-            listener.receive(self.ingest, 10_000)
+        if listener is not None:
+            if listener.sock in ready:
+                listener.receive(self.ingest, 100_000)
+            listener.check()
         if forwarder is not None:
             before = forwarder.acked
             forwarder.receive()

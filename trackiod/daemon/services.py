@@ -159,7 +159,11 @@ class ListenerService:
         return True
 
     def status(self) -> dict[str, Any]:
-        return {"listen": self.settings.listen or None}
+        listener = self.listener
+        return {
+            "listen": self.settings.listen or None,
+            "listener": None if listener is None else {"on": self.settings.listen, **listener.status()},
+        }
 
 
 class ForwarderService:
@@ -189,14 +193,7 @@ class ForwarderService:
         forwarder = self.forwarder
         if forwarder is None:
             return {"forward": None}
-        return {
-            "forward": {
-                "to": forwarder.target,
-                "forwarded": forwarder.forwarded,
-                "acked": forwarder.acked,
-                "backlog": forwarder.backlog(),
-            }
-        }
+        return {"forward": forwarder.status()}
 
 
 class SamplingService:
