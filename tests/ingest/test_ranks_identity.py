@@ -66,7 +66,8 @@ def test_the_run_takes_rank_0s_id_when_another_rank_made_it(
 ) -> None:
     hold = tmp_path / "hold"
     code = _RANK.replace("STEPS", "3").replace("run.finish()", "")
-    code += "import pathlib, time\nwhile not pathlib.Path(os.environ['HOLD']).exists(): time.sleep(0.05)\nrun.finish()\n"
+    code += "import pathlib, time\nwhile not pathlib.Path(os.environ['HOLD']).exists():\n    time.sleep(0.05)\n"
+    code += "run.finish()\n"
     r1_out = tmp_path / "r1"
     r1_env = {**env, "RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "named", "OUT": str(r1_out)}
     rank1 = spawn_script(code, {**r1_env, "HOLD": str(hold), "TRACKIOD_SILENT": "1"})
@@ -94,7 +95,8 @@ time.sleep(600)
     job = {**env, "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "boom", "TRACKIOD_SILENT": "1"}
     rank0 = spawn_script(hang, {**job, "RANK": "0", "READY": str(ready)})
     wait_for(ready.exists, timeout=60, what="rank 0 to start")
-    raises = "import trackio_shim as wandb\nrun = wandb.init(project='jobs')\nrun.log({'x': 2.0})\nraise RuntimeError('boom')\n"
+    raises = "import trackio_shim as wandb\nrun = wandb.init(project='jobs')\nrun.log({'x': 2.0})\n"
+    raises += "raise RuntimeError('boom')\n"
     result = run_script(raises, {**job, "RANK": "1"}, check=False)
     assert result.returncode == 1 and "boom" in result.stderr
     os.kill(rank0.pid, signal.SIGKILL)  # what torchrun does to the other ranks when one fails
