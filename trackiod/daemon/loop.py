@@ -151,8 +151,10 @@ class WriterLoop:
             if forwarder.acked > before:
                 self.ingest.begin()  # acknowledged rows leave the journal in the writer's next transaction
                 forwarder.trim()
-            if not self.ingest.in_transaction:
-                forwarder.pump()
+            # Also while a transaction is open: journal rows enter the table only as their transaction commits,
+            # so what pump() reads is committed. Waiting for a moment between transactions starved it on a busy
+            # node, where a new frame opens the next transaction right after each commit.
+            forwarder.pump()
 
     def _maintenance(self) -> None:
         ingest, store = self.ingest, self.writer.store
