@@ -46,6 +46,11 @@ def test_a_late_rank_joins_the_run_rank_0_already_finished(
     wait_for(lambda: Api().run(run.path).state == "finished", what="the run to finish again after rank 1")
     rows = Api().run(run.path).history(keys=["x"], ranks="all", pandas=False, samples=0)
     assert sorted(row["x"] for row in rows) == [float(r * 1000 + s) for r in (0, 1) for s in range(5)]
+    # history() samples each rank on its own; scan_history() reads the ranks asked for, every row.
+    sampled = Api().run(run.path).history(keys=["x"], ranks="all", pandas=False, samples=3)
+    assert [row["_rank"] for row in sampled] == [0, 0, 0, 1, 1, 1]
+    scanned = list(Api().run(run.path).scan_history(keys=["x"], ranks=[1], min_step=1, max_step=4))
+    assert [(row["_rank"], row["_step"], row["x"]) for row in scanned] == [(1, s, 1000.0 + s) for s in (1, 2, 3)]
 
 
 def test_a_resubmitted_job_with_the_same_key_gets_a_new_run(
