@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -362,7 +363,7 @@ class Forwarder:
             if changed:  # `trackiod keys --head=KEY` ran: a wrong key may have been fixed
                 self._reconnect("the head's key changed")
 
-    def _on_event(self, event: dict[str, Any], now: float) -> None:
+    def _on_event(self, event: Mapping[str, Any], now: float) -> None:
         kind = event["event"]
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             if self.state != "connected":
