@@ -37,7 +37,9 @@ from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.forward")
 
-RESEND_AFTER_S = 2.0
+#: Go back to the last ACK when none came for this long (a lost connection resends at once, see _on_event).
+#: Long, because a busy head may take seconds to commit a backlog, and a resend it must drop costs it as much.
+RESEND_AFTER_S = 15.0
 #: One FORWARD_BATCH holds at most this many journal rows, and about this many bytes of frames.
 BATCH_ROWS = 2000
 BATCH_BYTES = 1 << 20
@@ -324,7 +326,7 @@ class Forwarder:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
-        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)  # a head that comes back gets its nodes within 0.5 s
         monitor = sock.get_monitor_socket(_EVENTS)
         sock.connect(self.target)
         return sock, monitor
@@ -384,8 +386,13 @@ class Forwarder:
                 "probably not the head's; run `trackiod keys --head=KEY` with the key `trackiod keys` prints on the "
                 "head (this node picks it up on its own)",
             )
-        elif kind == zmq.EVENT_DISCONNECTED and self.state == "connected":
-            self.state = "connecting"
+        elif kind == zmq.EVENT_DISCONNECTED:
+            # What was in flight may be lost with the connection (a head killed, a network cut): resend from the
+            # last ACK once connected again; the head drops what it already committed.
+            self.sent = self.acked
+            self._progress = now
+            if self.state == "connected":
+                self.state = "connecting"
 
     def _fail(self, state: str, error: str) -> None:
         if self.last_error != error:
@@ -420,6 +427,8 @@ class Forwarder:
                 self.sock.send(P.pack([P.FORWARD_BATCH, self.sid, seqs, frames]), zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if self.sent <= self.acked:  # nothing was in flight: the wait for an ACK starts now, not at the last one
+                self._progress = time.monotonic()
             self.sent = seqs[-1]
             room -= len(seqs)
 

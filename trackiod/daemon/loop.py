@@ -143,7 +143,7 @@ class WriterLoop:
             self._receive(10_000)
         if listener is not None:
             if listener.sock in ready:
-                listener.receive(self.ingest, 100_000)
+                listener.receive(self.ingest, 20_000)  # frames: then the loop may commit and acknowledge
             listener.check()
         if forwarder is not None:
             before = forwarder.acked
