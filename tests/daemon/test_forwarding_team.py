@@ -171,7 +171,9 @@ def test_a_wrong_head_key_is_said_on_both_sides_and_fixed_without_a_restart(
     wrong = zmq.curve_keypair()[0].decode()
     trackiod_keys(node_env, "--head", wrong)
     head = daemons(head_env, tmp_path / "head.log").start()
-    node = flagged(daemons, node_env, tmp_path / "node.log", "--forward", url).start()
+    # This node's role comes from its environment, as a systemd unit's Environment= gives it: kept all the same.
+    node = daemons({**node_env, "TRACKIOD_FORWARD": url}, tmp_path / "node.log").start()
+    assert TrackiodSettings.load(environ=node_env).forward == url
     code = "import trackio_shim as w\nr = w.init(project='keys', id='r')\nfor i in range(10): r.log({'x': float(i)})\n"
     spawn_script(code + "r.finish()\n", {**node_env, "TRACKIOD_SILENT": "1"}).communicate(timeout=60)
     wait_for(
