@@ -82,6 +82,15 @@ def _job(tmp_path: Path, nodes: list[dict[str, str]], job: int, port: int, mark_
     return procs
 
 
+def _forward(daemon: Any) -> dict[str, Any]:
+    """The daemon's forward status, {} while it does not answer in time (a loaded machine: ask again)."""
+    return ((daemon.status() or {}).get("forward")) or {}
+
+
+def _listener(daemon: Any) -> dict[str, Any]:
+    return ((daemon.status() or {}).get("listener")) or {}
+
+
 def _by_job(runs: dict[str, dict[str, Any]]) -> dict[int, tuple[str, dict[str, Any]]]:
     """The runs of one daemon keyed by the job their values say they belong to (each run: one job only)."""
     out = {}
@@ -107,14 +116,15 @@ def test_a_team_ends_exactly_once_on_the_head(env: dict[str, str], tmp_path: Pat
     b = flagged(daemons, b_env, tmp_path / "b.log", "--forward", url).start()
     try:
         # b is refused: said on both sides, in status JSON and text; it retries on its own once authorised.
-        wait_for(lambda: (b.status() or {})["forward"]["state"] == "refused", timeout=30, what="b to be refused")
-        assert f"--authorize={b_key}" in b.status()["forward"]["last_error"]  # type: ignore[index]
-        assert "refused" in _status_text(b_env) and f"--authorize={b_key}" in (tmp_path / "b.log").read_text()
-        listener = head.status()["listener"]  # type: ignore[index]
+        wait_for(lambda: _forward(b).get("state") == "refused", timeout=30, what="b to be refused")
+        assert f"--authorize={b_key}" in wait_for(lambda: _forward(b).get("last_error"))
+        assert wait_for(lambda: "refused" in _status_text(b_env), timeout=30)
+        assert f"--authorize={b_key}" in (tmp_path / "b.log").read_text()
+        listener = wait_for(lambda: _listener(head))
         assert listener["refused"] >= 1 and listener["last_refused_key"] == b_key
-        assert "refused" in _status_text(head_env)
+        assert wait_for(lambda: "refused" in _status_text(head_env), timeout=30)
         trackiod_keys(head_env, "--authorize", b_key)
-        wait_for(lambda: b.status()["forward"]["state"] == "connected", timeout=40, what="b to retry")  # type: ignore[index]
+        wait_for(lambda: _forward(b).get("state") == "connected", timeout=40, what="b to retry")
 
         # Job 1 is killed mid-run and resubmitted with the same rendezvous at once: on the head its remote
         # ranks still count as alive (heartbeat timeout 120 s), yet job 2 must not join its run.
@@ -177,19 +187,19 @@ def test_a_wrong_head_key_is_said_on_both_sides_and_fixed_without_a_restart(
     code = "import trackio_shim as w\nr = w.init(project='keys', id='r')\nfor i in range(10): r.log({'x': float(i)})\n"
     spawn_script(code + "r.finish()\n", {**node_env, "TRACKIOD_SILENT": "1"}).communicate(timeout=60)
     wait_for(
-        lambda: node.status()["forward"]["state"] == "handshake failed",  # type: ignore[index]
+        lambda: _forward(node).get("state") == "handshake failed",
         timeout=30,
         what="the node to notice the failed handshake",
     )
-    assert "trackiod keys --head=KEY" in node.status()["forward"]["last_error"]  # type: ignore[index]
-    assert "handshake failed" in _status_text(node_env)
-    wait_for(lambda: head.status()["listener"]["handshake_failures"] > 0, what="the head to see it")  # type: ignore[index]
+    assert "trackiod keys --head=KEY" in wait_for(lambda: _forward(node).get("last_error"))
+    assert wait_for(lambda: "handshake failed" in _status_text(node_env), timeout=30)
+    wait_for(lambda: _listener(head).get("handshake_failures", 0) > 0, what="the head to see it")
     assert "failed the CURVE handshake" in (tmp_path / "head.log").read_text()
     assert stored(head.home, "keys") == {}
     trackiod_keys(node_env, "--head", head_key)  # fixed while the node daemon runs
-    wait_for(lambda: node.status()["forward"]["backlog"] == 0, timeout=30, what="the backlog to drain")  # type: ignore[index]
+    wait_for(lambda: _forward(node).get("backlog") == 0, timeout=30, what="the backlog to drain")
     assert stored(head.home, "keys")["r"]["ranks"] == {0: ([float(i) for i in range(10)], 10)}
-    assert node.status()["forward"]["state"] == "connected"  # type: ignore[index]
+    assert wait_for(lambda: _forward(node).get("state")) == "connected"
 
 
 def test_start_says_why_a_forwarder_or_listener_cannot_start(env: dict[str, str], tmp_path: Path) -> None:
