@@ -39,6 +39,9 @@ SIZES: dict[str, tuple[int, int]] = {
     "ingest_senders": (2, 2),
     "ingest_steps": (20_000, 200_000),
     "paced_seconds": (1, 4),
+    # forwarding (test_forwarding.py): steps x 10 keys per sender, one sender per node; paced seconds at 100k pts/s
+    "forward_steps": (10_000, 60_000),
+    "forward_paced_seconds": (2, 6),
     # system and GPU sampling: samples timed per figure
     "sampling_samples": (20, 300),
     # store read

@@ -39,6 +39,10 @@ ARTIFACT_USE = 27  # handle, ref: {version_id, project, name}
 LOG_CONTEXT = 28  # handle, step, timestamp, data, context (a LOG whose series carry a context)
 FORWARD = 29  # frame: one sequenced frame another daemon committed, relayed to a head daemon (docs/forwarding.md)
 TENSORBOARD = 30  # handle, spec: {logdir, prefix, since} (the daemon reads that directory's event files into the run)
+#: [FORWARD_BATCH, sid, seqs, frames]: many FORWARDs of one forwarder in one message, over TCP to a head only;
+#: the head's listener unpacks it into FORWARD(seqs[i], frames[i]) (docs/forwarding.md). Not a kind a client
+#: sends to its own daemon: decode_client() refuses it.
+FORWARD_BATCH = 31
 
 # --- control, client -> daemon: [kind, sid, *fields] ---
 PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot serve that version

@@ -53,6 +53,48 @@ def _parse(name: str, raw: str, kind: type) -> Any:
         raise SettingsError(f"{env}={raw!r} is not a valid {kind.__name__}; fix or unset {env}") from None
 
 
+#: The file in the data directory that keeps the node's role (docs/forwarding.md), and the settings it may hold.
+NODE_FILE = "node.json"
+NODE_SETTINGS = ("listen", "forward", "forward_window")
+#: What clears a stored ``listen`` or ``forward`` (``trackiod start --forward off``).
+NODE_OFF = ("off", "none")
+
+
+def read_node_file(home: Path) -> dict[str, Any]:
+    """The node settings ``trackiod start --listen/--forward`` stored in ``home/node.json`` ({} when none).
+
+    Forwarding belongs to the data directory, not to one process: whatever starts a daemon for it (the CLI,
+    systemd, a training process's autostart) reads this file, so every daemon of the node forwards alike.
+    They rank below the flags and the environment. A file that cannot be read is an error naming it, not
+    silently a node that stopped forwarding.
+
+    Raises:
+        SettingsError: the file exists but is not a JSON object of known node settings.
+    """
+    path = home / NODE_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc}") from None
+    import json
+
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or set(data) - set(NODE_SETTINGS):
+        raise SettingsError(
+            f"{path} is not a JSON object of {', '.join(NODE_SETTINGS)}; fix it, or delete it and run "
+            "`trackiod start --forward/--listen` again"
+        )
+    for name, value in data.items():
+        if not isinstance(value, type(_DEFAULTS[name])):
+            raise SettingsError(f"{path}: {name} must be a {type(_DEFAULTS[name]).__name__}, not {value!r}")
+    return data
+
+
 def _check_sampling(values: dict[str, Any]) -> None:
     interval = float(values.get("sample_interval_s", 2.0))
     if interval != 0 and not 0.05 <= interval <= 3600:
@@ -122,7 +164,7 @@ class TrackiodSettings:
     ranks: str = "all"
     listen: str = ""
     forward: str = ""
-    forward_window: int = 1000
+    forward_window: int = 50_000
     #: The explicit overrides load() was given (for child_env); not compared, hashed or shown in repr.
     overrides: tuple[tuple[str, Any], ...] = ()
 
@@ -172,6 +214,11 @@ class TrackiodSettings:
     def keys_dir(self) -> Path:
         """Where ``trackiod keys`` writes the CURVE key pairs and authorised client keys (docs/forwarding.md)."""
         return self.home / "keys"
+
+    @property
+    def node_path(self) -> Path:
+        """The node's own settings (forwarding, listening), kept with its data: see :func:`read_node_file`."""
+        return self.home / NODE_FILE
 
     @property
     def db_path(self) -> Path:
@@ -236,6 +283,9 @@ class TrackiodSettings:
         unknown = set(given) - set(_FIELDS)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
+        home = home.absolute()
+        stored = read_node_file(home)
         values: dict[str, Any] = {}
         for name in _FIELDS:
             if name in ("home", "runtime_dir", "endpoint", "overrides"):
@@ -245,6 +295,8 @@ class TrackiodSettings:
                 values[name] = given[name]
             elif f"TRACKIOD_{name.upper()}" in env:
                 values[name] = _parse(name, env[f"TRACKIOD_{name.upper()}"], kind)
+            elif name in stored:
+                values[name] = stored[name]
         level = str(values.get("log_level", "INFO")).upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
             raise SettingsError(f"log level {level!r} is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
@@ -262,9 +314,11 @@ class TrackiodSettings:
             )
         for name in ("listen", "forward"):
             spec = str(values.get(name, ""))
+            if spec in NODE_OFF:
+                spec = values[name] = ""
             if spec and not (spec.startswith("tcp://") and ":" in spec[6:]):
                 raise SettingsError(f"TRACKIOD_{name.upper()}={spec!r}: use tcp://HOST:PORT")
-        if int(values.get("forward_window", 1000)) < 1:
+        if int(values.get("forward_window", 50_000)) < 1:
             raise SettingsError("TRACKIOD_FORWARD_WINDOW must be at least 1")
         hub = str(values.get("hub", ""))
         if hub and not (hub.startswith("folder:") and len(hub) > len("folder:")):
@@ -282,8 +336,6 @@ class TrackiodSettings:
                 parse_mirrors(values["mirrors"], "TRACKIOD_MIRRORS")
             except UsageError as exc:
                 raise SettingsError(f"{exc}; fix or unset TRACKIOD_MIRRORS") from None
-        home = Path(given.get("home") or env.get("TRACKIOD_HOME") or _default_home(env)).expanduser()
-        home = home.absolute()
         runtime_raw = given.get("runtime_dir") or env.get("TRACKIOD_RUNTIME_DIR")
         runtime = Path(runtime_raw).expanduser().absolute() if runtime_raw else _default_runtime_dir(env, home)
         endpoint = given.get("endpoint") or env.get("TRACKIOD_ENDPOINT") or f"ipc://{runtime / 'trackiod.sock'}"

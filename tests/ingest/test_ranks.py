@@ -77,12 +77,12 @@ def test_torchrun_four_gloo_ranks_join_one_run(daemon: DaemonProcess, tmp_path: 
     result = _torchrun(tmp_path, env)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [(tmp_path / "out" / f"rank{r}.txt").read_text().splitlines() for r in range(WORLD)]
-    run_ids = {line[0] for line in lines}
-    assert len(run_ids) == 1, f"ranks started different runs: {run_ids}"
     assert [int(line[1]) for line in lines] == list(range(WORLD))
     runs = list(Api().runs("ddp"))
-    assert len(runs) == 1
-    api_run = Api().run(f"ddp/{run_ids.pop()}")
+    assert len(runs) == 1, f"ranks started different runs: {[r.id for r in runs]}"
+    # The run has the id rank 0 printed (a rank that started before rank 0 holds the id it was given then).
+    assert runs[0].id == lines[0][0]
+    api_run = Api().run(f"ddp/{lines[0][0]}")
     wait_for(lambda: Api().run(api_run.path).state == "finished", what="the run to finish once all ranks did")
     ranks = api_run.ranks()
     assert [r["rank"] for r in ranks] == list(range(WORLD)) and all(r["exit_code"] == 0 for r in ranks)

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from trackio_shim.errors import DaemonAlreadyRunning
+from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.session.autostart import spawn_daemon
 from trackio_shim.settings import TrackiodSettings
 from trackiod.cli.format import human_bytes, recovery_line, sync_lines, writes_line
@@ -18,6 +18,16 @@ from trackiod.daemon import control
 
 
 def cmd_start(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    if args.listen is not None or args.forward is not None:
+        from trackiod.daemon.forward import preflight
+        from trackiod.daemon.node_role import remember_role
+
+        try:
+            preflight(settings)  # a role stored without keys would stop every later daemon of this node
+        except DaemonError as exc:
+            print(f"trackiod: could not start: {exc}", file=sys.stderr)
+            return 1
+        remember_role(settings.home, listen=args.listen, forward=args.forward)
     if args.foreground:
         from trackiod.daemon.logs import setup_logging
         from trackiod.daemon.process import Daemon
@@ -45,8 +55,11 @@ def cmd_start(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     deadline = time.monotonic() + settings.autostart_timeout_s
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None and control.daemon_pid(settings) is None:
+            reason = _start_failure(settings)
             print(
-                f"trackiod: the daemon exited at start (code {proc.returncode}); see {settings.log_path}",
+                f"trackiod: the daemon exited at start (code {proc.returncode})"
+                + (f": {reason}" if reason else "")
+                + f"; see {settings.log_path}",
                 file=sys.stderr,
             )
             return 1
@@ -61,12 +74,50 @@ def cmd_start(args: argparse.Namespace, settings: TrackiodSettings) -> int:
                 print(f"  dashboard: {status['dashboard']}")
             if status.get("database_recovered"):
                 print(f"trackiod: warning: {recovery_line(status['database_recovered'])}", file=sys.stderr)
+            for label, value in _network_rows(status):
+                print(f"  {label}: {value}")
             return 0
     print(
         f"trackiod: the daemon did not come up within {settings.autostart_timeout_s:.0f}s; see {settings.log_path}",
         file=sys.stderr,
     )
     return 1
+
+
+def _start_failure(settings: TrackiodSettings) -> str | None:
+    """Why a background daemon exited at start: the line it wrote to its log (its stderr) as it gave up."""
+    try:
+        with open(settings.log_path, "rb") as log_file:
+            log_file.seek(max(0, log_file.seek(0, 2) - 65536))
+            tail = log_file.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    marker = "trackiod: could not start: "
+    found = [line.split(marker, 1)[1] for line in tail if marker in line]
+    return found[-1].rsplit(" (details in ", 1)[0] if found else None
+
+
+def _network_rows(status: dict[str, Any]) -> list[tuple[str, str]]:
+    """The forwarding and listening lines of ``trackiod status`` and ``trackiod start`` (docs/forwarding.md)."""
+    rows = []
+    forward = status.get("forward")
+    if forward:
+        text = (
+            f"to {forward['to']}: {forward.get('state', 'unknown')}, {forward['forwarded']} frames forwarded, "
+            f"{forward['backlog']} waiting"
+        )
+        if forward.get("last_error"):
+            text += f"; last error: {forward['last_error']}"
+        rows.append(("forward", text))
+    listener = status.get("listener")
+    if listener:
+        text = f"on {listener['on']}: {listener['forwarders']} forwarders seen"
+        if listener.get("refused"):
+            text += f", {listener['refused']} refused (last key {listener['last_refused_key']})"
+        if listener.get("last_error"):
+            text += f"; last error: {listener['last_error']}"
+        rows.append(("listen", text))
+    return rows
 
 
 def cmd_keys(args: argparse.Namespace, settings: TrackiodSettings) -> int:
@@ -155,6 +206,7 @@ def cmd_status(args: argparse.Namespace, settings: TrackiodSettings) -> int:
         ("sampling", _sampling_line(status.get("sampling") or {})),
         *sync_lines(status["sync"]),
         ("dashboard", status.get("dashboard") or "not served (trackiod show, or start --dashboard)"),
+        *(_network_rows(status) or [("forward", "off (this node neither forwards nor listens)")]),
     ]
     rows += _mirror_rows(status.get("mirrors") or {})
     width = max(len(r[0]) for r in rows)
@@ -205,8 +257,16 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         help="system/GPU sampling period in seconds, 0 = off (TRACKIOD_SAMPLE_INTERVAL_S)",
     )
     start.add_argument("--dashboard", action="store_true", help="also serve the dashboard (TRACKIOD_DASHBOARD)")
-    start.add_argument("--listen", help="accept forwarding daemons on tcp://HOST:PORT, with CURVE (TRACKIOD_LISTEN)")
-    start.add_argument("--forward", help="forward everything to a head daemon at tcp://HEAD:PORT (TRACKIOD_FORWARD)")
+    start.add_argument(
+        "--listen",
+        help="accept forwarding daemons on tcp://HOST:PORT, with CURVE; kept for this data directory, off clears it "
+        "(TRACKIOD_LISTEN)",
+    )
+    start.add_argument(
+        "--forward",
+        help="forward everything to a head daemon at tcp://HEAD:PORT; kept for this data directory, so every daemon "
+        "of it forwards (autostart too); off clears it (TRACKIOD_FORWARD)",
+    )
     add_server_flags(start)
     start.set_defaults(func=cmd_start)
     keys = sub.add_parser("keys", parents=[common], help="make this node's CURVE keys; authorise forwarders")

@@ -142,16 +142,20 @@ class WriterLoop:
         ready = dict(poller.poll(min(timeout, 20) if forwarder is not None else timeout))
         if self.sock in ready:
             self._receive(10_000)
-        if listener is not None and listener.sock in ready:
-            listener.receive(self.ingest, 10_000)
+        if listener is not None:
+            if listener.sock in ready:
+                listener.receive(self.ingest, 20_000)  # frames: then the loop may commit and acknowledge
+            listener.check()
         if forwarder is not None:
             before = forwarder.acked
             forwarder.receive()
             if forwarder.acked > before:
                 self.ingest.begin()  # acknowledged rows leave the journal in the writer's next transaction
                 forwarder.trim()
-            if not self.ingest.in_transaction:
-                forwarder.pump()
+            # Also while a transaction is open: journal rows enter the table only as their transaction commits,
+            # so what pump() reads is committed. Waiting for a moment between transactions starved it on a busy
+            # node, where a new frame opens the next transaction right after each commit.
+            forwarder.pump()
 
     def _maintenance(self) -> None:
         ingest, store = self.ingest, self.writer.store

@@ -136,6 +136,18 @@ class MirrorsService:
         return {"mirrors": self.mirrors.status()}
 
 
+def _keep_role(settings: TrackiodSettings, name: str) -> None:
+    """Store a role this daemon took up (from a flag or a ``TRACKIOD_*`` variable, a systemd unit's say) in
+    ``node.json``, so the daemon that replaces it (an autostart knows no variables) takes it up too."""
+    from trackio_shim.settings import read_node_file
+    from trackiod.daemon.node_role import remember_role
+
+    value = getattr(settings, name)
+    if read_node_file(settings.home).get(name) != value:
+        remember_role(settings.home, **{name: value})
+        log.info("kept this node's role in %s: %s %s", settings.node_path, name, value)
+
+
 class ListenerService:
     """The head's CURVE listener for forwarding daemons (docs/forwarding.md); it refuses to start without keys."""
 
@@ -152,6 +164,7 @@ class ListenerService:
             from trackiod.daemon.forward import Listener  # CURVE and its authenticator only when used
 
             self.listener = Listener(self.settings, self.ctx)
+            _keep_role(self.settings, "listen")
 
     def stop(self, timeout: float) -> bool:
         if self.listener is not None:
@@ -159,7 +172,11 @@ class ListenerService:
         return True
 
     def status(self) -> dict[str, Any]:
-        return {"listen": self.settings.listen or None}
+        listener = self.listener
+        return {
+            "listen": self.settings.listen or None,
+            "listener": None if listener is None else {"on": self.settings.listen, **listener.status()},
+        }
 
 
 class ForwarderService:
@@ -179,6 +196,7 @@ class ForwarderService:
             from trackiod.daemon.forward import Forwarder
 
             self.forwarder = Forwarder(self.settings, self.ctx, self.store)
+            _keep_role(self.settings, "forward")
 
     def stop(self, timeout: float) -> bool:
         if self.forwarder is not None:
@@ -189,14 +207,7 @@ class ForwarderService:
         forwarder = self.forwarder
         if forwarder is None:
             return {"forward": None}
-        return {
-            "forward": {
-                "to": forwarder.target,
-                "forwarded": forwarder.forwarded,
-                "acked": forwarder.acked,
-                "backlog": forwarder.backlog(),
-            }
-        }
+        return {"forward": forwarder.status()}
 
 
 class SamplingService:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from trackio_shim.settings import TrackiodSettings
 from trackiod.attachments.dispatch import Attachments
+from trackiod.daemon.node_role import journals
 from trackiod.ingest.ingest import Ingest, IngestHooks
 from trackiod.ingest.media import MediaWriter
 from trackiod.store.writer import Store
@@ -43,6 +44,6 @@ def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: byt
         max_frame_bytes=settings.max_frame_bytes,
         boot_id=boot_id,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
-        journal=bool(settings.forward),
+        journal=journals(settings),
     )
     return Writer(store, ingest, attachments)

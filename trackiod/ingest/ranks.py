@@ -3,6 +3,13 @@
 All of it runs on the single writer inside its open transaction, so two ranks starting at the same moment
 are resolved one after the other: the first creates the run, the next finds it. No collective operation,
 no coordination between the training processes (docs/ranks.md).
+
+The run identity rule (docs/ranks.md#one-run-per-job) uses only what every daemon that sees the rank's
+RUN_START sees alike, its node's and a head's: the job key, the rank, the world size, the rank's start time
+and which ranks each run of the job already has. So the node daemons and the head group the ranks into the
+same runs whatever order the nodes' frames arrive in, and no daemon needs to know whether another node's
+processes are alive: a run takes each rank once, so a resubmitted job (its rank 0 again) starts a new run
+while a late rank still finds the run its job's other ranks made, even one that already finished.
 """
 
 from __future__ import annotations
@@ -39,14 +46,48 @@ def rank_params(params: dict[str, Any]) -> tuple[int, int, str | None] | None:
     return rank, world, job
 
 
-def find_joinable(store: Store, project: str, run_key: str | None, name: str | None, job: str | None) -> RunRow | None:
-    """The running run this rank belongs to: by explicit id, else by job key (and name); None: start one."""
+#: How far apart (seconds) the ranks of one job may start and still join one run; docs/ranks.md.
+JOIN_WINDOW_S = 900.0
+#: A run that ended so is over for its job: a rank arriving later belongs to a new job with the same key.
+_OVER = ("failed", "crashed")
+
+
+def find_joinable(
+    store: Store,
+    project: str,
+    run_key: str | None,
+    name: str | None,
+    job: str | None,
+    rank: int,
+    world: int,
+    started: float,
+) -> RunRow | None:
+    """The run this rank belongs to: by explicit id, else by the job rule; None: this rank starts the run.
+
+    By job key: of the runs of the job (and name) created within :data:`JOIN_WINDOW_S` of this rank's start,
+    with the same world size, without this rank yet, with fewer ranks than the world size and not ended
+    failed or crashed, the one created closest to this rank's start. A finished one is joined too (reopened):
+    its other ranks finished before this one started.
+    """
     if run_key:
         row = store.find_run(project, run_key, None)
         return row if row is not None and row["state"] == "running" else None
-    if job:
-        return store.ranks.find_job_run(project, job, name)
-    return None
+    if not job:
+        return None
+    best: tuple[float, RunRow] | None = None
+    for row, joined in store.ranks.job_runs(project, job, name, started - JOIN_WINDOW_S):
+        if row["state"] in _OVER or (row["world_size"] or 1) != world or rank in joined or len(joined) >= world:
+            continue
+        distance = abs(float(row["created_at"]) - started)
+        if distance <= JOIN_WINDOW_S and (best is None or distance < best[0]):
+            best = (distance, row)
+    return best[1] if best else None
+
+
+def start_time(params: dict[str, Any], now: float) -> float:
+    """When the rank called init() (its own clock, as sent), or ``now`` if it sent nothing sensible."""
+    started = params.get("started")
+    return float(started) if isinstance(started, (int, float)) and 0 < started <= now + 60 else now
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -112,9 +153,20 @@ class RankJoin:
     notices: list[tuple[bytes, str]] = field(default_factory=list)
 
 
-def join_run(store: Store, params: dict[str, Any], row: RunRow, rank: int, world: int, pid: int | None) -> RankJoin:
-    """Merge a rank into its job's running run (``runs`` row only); its config only adds keys (written once)."""
+def join_run(
+    store: Store, project: str, params: dict[str, Any], row: RunRow, rank: int, world: int, pid: int | None
+) -> RankJoin:
+    """Merge a rank into its job's run (``runs`` row only); its config only adds keys (written once).
+
+    A finished run is reopened (a late rank); rank 0 gives the run its id and name unless they were given
+    explicitly, so the id rank 0 prints is the run's here and on a head that gets the same frames.
+    """
     run_id = row["id"]
+    if row["state"] != "running":
+        store.update_run(run_id, state="running", exit_code=None, ended_at=None)
+        log.info("rank %d of job %s reopened run %s", rank, row["job_key"], row["run_key"])
+    if rank == 0 and not params.get("id"):
+        row = _named_by_rank0(store, project, params, row)
     stored = json.loads(row["config"])
     incoming = params["config"] if isinstance(params.get("config"), dict) else {}
     earlier = store.ranks.configs(run_id)
@@ -148,3 +200,15 @@ def join_run(store: Store, params: dict[str, Any], row: RunRow, rank: int, world
     log.info("rank %d joined run %s (%s)", rank, row["run_key"], row["job_key"] or "by id")
     added = {k: v for k, v in merged.items() if k not in stored}
     return RankJoin(run_id, body, incoming, added, notices)
+
+
+def _named_by_rank0(store: Store, project: str, params: dict[str, Any], row: RunRow) -> RunRow:
+    """The run, renamed to rank 0's id (and default name, unless a name was given) if another rank made it."""
+    key = params.get("default_id")
+    if not isinstance(key, str) or not key or key == row["run_key"] or store.find_run(project, key, None):
+        return row
+    name = None if params.get("name") else params.get("default_name")  # no name given: rank 0's default one
+    store.ranks.rename_run(row["id"], key, name if isinstance(name, str) and name else None)
+    log.info("run %s takes rank 0's id %s", row["run_key"], key)
+    renamed = store.run(row["id"])
+    return renamed if renamed is not None else row

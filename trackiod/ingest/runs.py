@@ -124,9 +124,11 @@ class RunBook:
         distributed = R.rank_params(params)
         pid, host = self.store.session_process(sid)
         if distributed is not None:
-            joinable = R.find_joinable(self.store, project, run_key, name, distributed[2])
+            rank, world, job = distributed
+            started = R.start_time(params, time.time())
+            joinable = R.find_joinable(self.store, project, run_key, name, job, rank, world, started)
             if joinable is not None:
-                return True, self._join(sid, handle, params, joinable, distributed[0], distributed[1], pid, host)
+                return True, self._join(sid, handle, project, params, joinable, rank, world, pid, host)
         existing = self.store.find_run(project, run_key, None if run_key or policy == "never" else name)
         if existing is not None and policy == "never":
             self.rejected[(sid, handle)] = params
@@ -196,6 +198,7 @@ class RunBook:
         self,
         sid: bytes,
         handle: int,
+        project: str,
         params: dict[str, Any],
         row: dict[str, Any],
         rank: int,
@@ -203,8 +206,8 @@ class RunBook:
         pid: int | None,
         host: str | None,
     ) -> dict[str, Any]:
-        """Attach a rank of a distributed job to the job's running run (trackiod.ingest.ranks.join_run)."""
-        joined = R.join_run(self.store, params, row, rank, world, pid)
+        """Attach a rank of a distributed job to the job's run (trackiod.ingest.ranks.join_run)."""
+        joined = R.join_run(self.store, project, params, row, rank, world, pid)
         for other_sid, text in joined.notices:
             self.notice(other_sid, text)
         if joined.added_config:
@@ -304,10 +307,21 @@ class RunBook:
         return crashed
 
     def mark_crashed(self, run_ids: list[int], now: float) -> None:
+        """End runs none of whose processes is alive: ``failed`` with its exit code if a rank reported one.
+
+        A launcher (torchrun) kills the other ranks when one raises; they never finish, but the run failed,
+        and the failing rank said how.
+        """
         for run_id in run_ids:
-            self.store.update_run(run_id, state="crashed", ended_at=now, updated_at=now)
-            self.events.append(("finish", run_id, "crashed"))
-            log.warning("run %d marked crashed: none of its processes is alive", run_id)
+            code = next((c for c in self.store.ranks.exit_codes(run_id) if c), None)
+            if code is None:
+                self.store.update_run(run_id, state="crashed", ended_at=now, updated_at=now)
+                self.events.append(("finish", run_id, "crashed"))
+                log.warning("run %d marked crashed: none of its processes is alive", run_id)
+            else:
+                self.store.update_run(run_id, state="failed", exit_code=code, ended_at=now, updated_at=now)
+                self.events.append(("finish", run_id, "failed"))
+                log.warning("run %d failed: a rank exited with code %d and the others are gone", run_id, code)
 
     # ------------------------------------------------------------------ points and summaries
     def write_points(self, columns: Columns) -> None:

@@ -74,11 +74,21 @@ class RankTable:
         """Each rank's exit code (None: it never finished) of a distributed run; empty for other runs."""
         return [r[0] for r in self.conn.execute("SELECT exit_code FROM run_ranks WHERE run_id=?", (run_id,))]
 
-    def find_job_run(self, project: str, job_key: str, name: str | None) -> RunRow | None:
-        """The running run of job ``job_key`` in ``project`` (with that name, if given): where a rank joins."""
-        sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND state='running'"
-        args: tuple[Any, ...] = (self._project_id(project), job_key)
+    def job_runs(self, project: str, job_key: str, name: str | None, since: float) -> list[tuple[RunRow, set[int]]]:
+        """The runs of job ``job_key`` in ``project`` (with that name, if given) created after ``since``, each
+        with the ranks that joined it: what a rank of that job may join (trackiod.ingest.ranks.find_joinable)."""
+        sql = "SELECT * FROM runs WHERE project_id=? AND job_key=? AND created_at>=?"
+        args: tuple[Any, ...] = (self._project_id(project), job_key, since)
         if name:
             sql, args = sql + " AND name=?", (*args, name)
-        rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 1", args)
-        return rows[0] if rows else None
+        rows = dict_rows(self.conn, sql + " ORDER BY id DESC LIMIT 50", args)
+        return [
+            (row, {r[0] for r in self.conn.execute("SELECT rank FROM run_ranks WHERE run_id=?", (row["id"],))})
+            for row in rows
+        ]
+
+    def rename_run(self, run_id: int, run_key: str, name: str | None) -> None:
+        """Give a job's run rank 0's id (and name): the id rank 0 prints is the run's on every daemon."""
+        self.conn.execute("UPDATE runs SET run_key=? WHERE id=?", (run_key, run_id))
+        if name is not None:
+            self.conn.execute("UPDATE runs SET name=? WHERE id=?", (name, run_id))

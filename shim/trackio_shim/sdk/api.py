@@ -8,6 +8,7 @@ never at ``import trackio_shim``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +54,25 @@ class ApiRun:
         min_step: int | None = None,
         max_step: int | None = None,
         context: dict[str, Any] | None = None,
+        ranks: Any = None,
     ) -> Iterator[dict[str, Any]]:
         """Every history row as a dict (``_step``, ``_timestamp``, ``_runtime`` and the keys), in step order.
 
         With ``keys``, only rows that have all of those keys, as in wandb. As in wandb, ``min_step`` is
         inclusive and ``max_step`` exclusive (``max_step=run.last_step + 1`` reads to the end). With
         ``context``, the rows of the series logged with exactly that context instead of the context-free ones.
+        With ``ranks`` (``"all"``, a rank or a list) of a distributed run, every row of those ranks with a
+        ``_rank`` column, by rank then step (docs/ranks.md).
         """
         from trackio_shim import _local
 
+        if ranks is not None:
+            wanted = None if ranks == "all" else _rank_list(ranks)
+            last = None if max_step is None else max_step - 1
+            with self._api._reader() as conn:
+                rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted, min_step, last))
+            yield from (row for row in rows if not keys or all(key in row for key in keys))
+            return
         if context:
             yield from self._context_rows(context, keys, min_step, max_step)
             return
@@ -101,8 +112,8 @@ class ApiRun:
         """At most ``samples`` rows spread over the run; a pandas DataFrame when pandas is installed.
 
         With ``context``, the series logged with exactly that context (see :meth:`contexts`). With ``ranks``
-        (``"all"`` or a list of ranks) of a distributed run, one row per rank and step with a ``_rank`` column
-        (docs/ranks.md); without it, rank 0's series, as a run logged by one process reads.
+        (``"all"`` or a list of ranks) of a distributed run, one row per rank and step with a ``_rank`` column,
+        at most ``samples`` rows per rank (docs/ranks.md); without it, rank 0's series, as one process's run reads.
         """
         from trackio_shim import _local
         from trackio_shim.media.refs import wrap_row
@@ -110,8 +121,10 @@ class ApiRun:
         if ranks is not None:
             wanted = None if ranks == "all" else _rank_list(ranks)
             with self._api._reader() as conn:
-                rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted))
-            rows = _spread(rows, samples)
+                every = list(_local.ranks.rank_history(conn, self._row, keys, wanted))
+            rows = []  # ``samples`` rows for each rank, not across them (a rank's rows are consecutive)
+            for _, of_rank in groupby(every, key=lambda row: row["_rank"]):
+                rows += _spread(list(of_rank), samples)
         elif context:
             rows = list(self._context_rows(context, keys, None, None))
             rows = _spread(rows, samples)
