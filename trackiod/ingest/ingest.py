@@ -41,6 +41,8 @@ from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.ingest")
 
+_INT64 = 2**63
+
 #: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
 _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
 
@@ -143,7 +145,9 @@ class Ingest:
         self.runs = RunBook(store, handles, self.notice)
         self.runs.heartbeat_timeout_s = heartbeat_timeout_s
         #: Frames a shim wrote to disk while no daemon took them; read at start, on a gap and at maintenance.
-        self.spool = SpoolIngester(spool_dir, max_frame_bytes, self._replay, self.commit, self.drop_malformed)
+        self.spool = SpoolIngester(spool_dir, max_frame_bytes, self._replay, self.commit)
+        #: Sessions whose live frames were dropped while their spool files waited; NACKed once those are read.
+        self._behind_spool: set[bytes] = set()
         self.batch = Batch()
         self.counters = Counters()
         self.stall = WriteStall(store.path)
@@ -160,14 +164,61 @@ class Ingest:
     def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
         """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
         try:
-            kind, sid, seq, fields = P.decode_client(raw)
+            msg = P.unpack(raw)
         except ProtocolError as exc:
             self._malformed(str(exc))
             return
-        if sid != routing_id:  # a peer may only speak for its own session
+        self.handle_message(msg, routing_id)
+
+    def handle_message(self, msg: Any, routing_id: bytes | None, origin: str = "") -> None:
+        """Apply one decoded client message: the one entry point after decoding, whatever carried the frame.
+
+        ``routing_id`` is the sending socket's session (a peer may only speak for its own session), or None for
+        a frame read from a spool file (no replies are sent). ``origin`` prefixes the malformed-frame reason.
+
+        A plain LOG frame that continues its session's sequence takes the fast path below: the same checks as
+        :func:`~trackio_shim.protocol.check_client` and :meth:`_apply` in one place, for the 500k frames/s of
+        one-key frames (docs/benchmarks.md). Anything else, or anything that fails a check there, takes the
+        general path, which names what is wrong.
+        """
+        if type(msg) is list and len(msg) == 7 and msg[0] == P.LOG and type(msg[0]) is int:
+            _, sid, seq, handle, step, ts, data = msg
+            accepted = self.accepted
+            if (
+                (sid == routing_id if routing_id is not None else type(sid) is bytes)
+                and len(sid) == P.SESSION_ID_BYTES
+                and type(seq) is int
+                and seq == accepted.get(sid, 0) + 1
+                and seq <= P.MAX_SEQ
+                and type(handle) is int
+                and type(step) is int
+                and -_INT64 <= step < _INT64
+                and type(ts) is float
+                and ts - ts == 0.0  # finite: NaN and infinities fail
+                and type(data) is dict
+                and self.journal is None
+                and not self.stall.active
+            ):
+                runs = self.runs  # its dicts are replaced on undo and rollback: looked up each time
+                run_id = runs.handles.get((sid, handle))
+                if run_id is not None and (sid, handle) not in runs.ranks:
+                    self.counters.frames += 1
+                    if not self._in_txn:
+                        self.begin()
+                    accepted[sid] = seq
+                    self._touched.add(sid)
+                    self.batch.add(run_id, step, ts, data)
+                    self.counters.points += len(data)
+                    return
+        try:
+            kind, sid, seq, fields = P.check_client(msg)
+        except ProtocolError as exc:
+            self._malformed(f"{origin}{exc}")
+            return
+        if routing_id is not None and sid != routing_id:
             self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
             return
-        self.handle(kind, sid, seq, fields, live=True)
+        self.handle(kind, sid, seq, fields, live=routing_id is not None)
 
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""
@@ -181,8 +232,20 @@ class Ingest:
         """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""
         self._malformed(reason)
 
-    def _replay(self, kind: int, sid: bytes, seq: int, fields: list[Any]) -> None:
-        self.handle(kind, sid, seq, fields, live=False)
+    def _replay(self, msg: Any) -> None:
+        self.handle_message(msg, None, "spool: ")
+
+    def spool_step(self, budget: int, batch_limit: int) -> int:
+        """Apply up to ``budget`` spooled frames (stopping early once the batch holds ``batch_limit`` points);
+        then NACK the sessions that waited for their spool files, now that those are read. Returns frames applied.
+        """
+        applied = self.spool.step(budget, lambda: self.batch.points >= batch_limit)
+        if self._behind_spool:
+            for sid in [s for s in self._behind_spool if not self.spool.holds(s)]:
+                self._behind_spool.discard(sid)
+                self._last_nack.pop(sid, None)
+                self._nack(sid, self.accepted.get(sid, 0) + 1)
+        return applied
 
     def notice(self, sid: bytes | None, text: str, level: str = "warning") -> None:
         """Tell a session something went wrong with what it sent (the shim warns once per text)."""
@@ -196,9 +259,8 @@ class Ingest:
             self._refuse(sid)
             return
         expected = self.accepted.get(sid, 0) + 1
-        if seq > expected and live:
-            self.spool.ingest(sid)  # the missing frames may be waiting in a spool file
-            expected = self.accepted.get(sid, 0) + 1
+        if seq > expected and live and self._waits_for_spool(sid):
+            return  # resent after its spool files are read (spool_step NACKs it then)
         if seq < expected:
             self.counters.duplicates += 1
             self._dups.add(sid)
@@ -360,6 +422,19 @@ class Ingest:
             return None
         return created if created <= float(info.get("started", 0)) + 1.0 else None
 
+    def _waits_for_spool(self, sid: bytes) -> bool:
+        """Whether a session's missing frames may wait in its spool files; if so they are read next.
+
+        Its live frames are then dropped without a NACK (a NACK per frame while the files are read would make
+        the shim resend the same frames again and again); :meth:`spool_step` NACKs it once they are read.
+        """
+        if sid not in self._behind_spool:
+            self.spool.prioritize(sid)
+            if not self.spool.holds(sid):
+                return False
+            self._behind_spool.add(sid)
+        return True
+
     def _nack(self, sid: bytes, expected: int) -> None:
         last = self._last_nack.get(sid)
         now = time.monotonic()
@@ -400,7 +475,7 @@ class Ingest:
                 return
             self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
         elif kind == P.SPOOL_READY:
-            self.spool.ingest(sid)
+            self.spool.prioritize(sid)
         elif kind == P.RESYNC:
             first = fields[0]
             if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
@@ -506,6 +581,7 @@ class Ingest:
             participant.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
+        self.spool.rewind()  # the frames it applied from the file being read are gone: read it again
         if storage:
             self.stall.enter(exc)
             for sid in touched:

@@ -4,6 +4,14 @@ A shim holds an exclusive flock on its spool file while writing. The daemon inge
 that lock itself (the writer closed it or died), applies its frames through the same dedupe path as live
 frames, commits, and only then deletes the file. A crash anywhere in between re-ingests the file, and the
 watermark drops whatever was already committed.
+
+Spool files are ingested in the background of the writer loop, a slice at a time (:meth:`SpoolIngester.step`),
+so that a restarted daemon serves new sessions at once whatever the spool holds. A file is streamed in blocks
+(:class:`SpoolReader`): memory is bounded by one block plus the largest frame, never by the file. Order keeps
+the per-session sequence rules: a session's files are read one after the other by first sequence number, and a
+session that asks for frames still waiting in its files has them moved to the front of the queue
+(:meth:`SpoolIngester.prioritize`). Slices may commit mid-file; the watermark committed with them makes a
+re-read after a crash (or after a rolled-back batch, :meth:`SpoolIngester.rewind`) skip what is already stored.
 """
 
 from __future__ import annotations
@@ -13,16 +21,19 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import ProtocolError
 
 log = logging.getLogger("trackiod.spool")
 
-Apply = Callable[[int, bytes, int, list[Any]], None]
+#: ``apply(message)``: one decoded message of a spool file, with no routing id (ingest checks its shape).
+Apply = Callable[[Any], None]
+
+#: Bytes read from a spool file at a time.
+_BLOCK = 1 << 20
 
 
 def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
@@ -33,26 +44,68 @@ def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
         return []
 
 
-def read_frames(path: Path, max_frame: int) -> Iterator[Any]:
-    """Decoded messages of one spool file; a truncated last frame (writer killed mid-write) is skipped."""
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 1 << 20))
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            unpacker.feed(block)
+def _session_of(path: Path) -> str:
+    """The hex session id a spool file's name starts with (see ``protocol.spool_name``)."""
+    return path.name.split("-", 1)[0]
+
+
+class SpoolReader:
+    """One spool file decoded frame by frame from blocks read as needed; the file is never held whole.
+
+    :meth:`frames` is the one place where a spool file's bytes become messages: a frame that cannot be
+    decoded ends the file (logged), and a truncated last frame (writer killed mid-write) is skipped.
+    """
+
+    def __init__(self, path: Path, stream: BinaryIO, max_frame: int) -> None:
+        self.path = path
+        self._stream = stream
+        self._unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 2 * _BLOCK)
+        )
+        self.done = False
+
+    def frames(self) -> Iterator[Any]:
+        """Decoded messages from where the last call stopped; sets :attr:`done` at the end of the file."""
+        unpacker = self._unpacker
+        while not self.done:
             try:
                 yield from unpacker
             except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-                log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", path, exc)
+                log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", self.path, exc)
+                self.done = True
                 return
-    if unpacker.tell() < path.stat().st_size:
-        log.warning("spool file %s ends in a truncated frame; it was skipped", path)
+            block = self._stream.read(_BLOCK)
+            if not block:
+                self.done = True
+                if unpacker.tell() < self._stream.tell():
+                    log.warning("spool file %s ends in a truncated frame; it was skipped", self.path)
+                return
+            unpacker.feed(block)
+
+
+def read_frames(path: Path, max_frame: int) -> Iterator[Any]:
+    """Every decoded message of one spool file, streamed (see :class:`SpoolReader`)."""
+    with open(path, "rb") as stream:
+        yield from SpoolReader(path, stream, max_frame).frames()
+
+
+class _OpenFile:
+    """The spool file being ingested: its descriptor (holding the flock), its reader and its frame count."""
+
+    def __init__(self, path: Path, fd: int, max_frame: int) -> None:
+        self.path = path
+        self.stream = os.fdopen(fd, "rb", buffering=0)
+        self.reader = SpoolReader(path, self.stream, max_frame)
+        self.frames = self.reader.frames()
+        self.count = 0
+
+    def close(self) -> None:
+        self.frames.close()
+        self.stream.close()  # closing the descriptor releases the flock
 
 
 class SpoolIngester:
-    """Finds claimable spool files and feeds them to the ingest path."""
+    """A queue of claimable spool files, fed to the ingest path a slice at a time; see the module docstring."""
 
     def __init__(
         self,
@@ -60,49 +113,124 @@ class SpoolIngester:
         max_frame: int,
         apply: Apply,
         commit: Callable[[], bool],
-        malformed: Callable[[str], None],
     ) -> None:
         self.directory = directory
         self.max_frame = max_frame
         self.apply = apply
         self.commit = commit
-        self.malformed = malformed
+        #: Frames and files fully ingested (committed, file deleted) so far.
         self.frames = 0
         self.files = 0
+        self._queue: list[Path] = []
+        self._current: _OpenFile | None = None
 
-    def ingest(self, sid: bytes | None = None) -> int:
-        """Ingest every spool file whose writer is gone (of one session, or all); returns frames read."""
-        total = 0
-        for path in spool_files(self.directory, sid):
-            total += self._ingest_file(path)
-        return total
+    @property
+    def pending(self) -> bool:
+        """Whether a file is being read or waits in the queue."""
+        return self._current is not None or bool(self._queue)
 
-    def _ingest_file(self, path: Path) -> int:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return 0
-        try:
+    def pending_files(self) -> int:
+        """Files queued or being read (``trackiod status``)."""
+        return len(self._queue) + (self._current is not None)
+
+    def holds(self, sid: bytes) -> bool:
+        """Whether one session's files are queued or being read."""
+        mine = sid.hex()
+        current = self._current
+        return (current is not None and _session_of(current.path) == mine) or any(
+            _session_of(p) == mine for p in self._queue
+        )
+
+    def scan(self) -> None:
+        """Queue the spool files not yet known, after those already queued, in ingest order."""
+        known = set(self._queue)
+        if self._current is not None:
+            known.add(self._current.path)
+        self._queue.extend(p for p in spool_files(self.directory) if p not in known)
+
+    def prioritize(self, sid: bytes) -> None:
+        """Move one session's files to the front of the queue: it asked for frames they may hold."""
+        self.scan()
+        mine = sid.hex()
+        if self._current is not None and _session_of(self._current.path) == mine:
+            return  # already being read: its other files follow it below
+        front = [p for p in self._queue if _session_of(p) == mine]
+        if front:
+            self._queue = front + [p for p in self._queue if _session_of(p) != mine]
+
+    def step(self, budget: int, full: Callable[[], bool]) -> int:
+        """Apply up to ``budget`` frames (fewer once ``full()`` says the batch should commit); returns frames applied.
+
+        A file whose last frame was applied is committed and deleted here; its session's next file follows.
+        """
+        applied = 0
+        while applied < budget:
+            current = self._current or self._open_next()
+            if current is None:
+                break
+            for msg in current.frames:
+                self.apply(msg)
+                current.count += 1
+                applied += 1
+                if applied >= budget or full():
+                    break
+            else:
+                self._finish(current)
+                continue
+            break
+        return applied
+
+    def ingest(self) -> int:
+        """Ingest every claimable file now, in the caller's turn; returns frames applied.
+
+        For tests and tools; the serving loop calls :meth:`step` instead, a slice per turn.
+        """
+        self.scan()
+        return self.step(1 << 62, lambda: False)
+
+    def rewind(self) -> None:
+        """The open batch was rolled back: read the current file again from its start (the watermark skips what
+        was committed), after releasing its lock so that the next :meth:`step` claims it afresh."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
+            self._queue.insert(0, current.path)
+
+    def close(self) -> None:
+        """Release the file being read (the daemon is stopping); it is read again by the next daemon."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
+
+    # ------------------------------------------------------------------ files
+    def _open_next(self) -> _OpenFile | None:
+        """Claim the next queued file whose writer is gone; files still being written are dropped from the queue
+        (their writer announces them when it closes them, and maintenance rescans)."""
+        while self._queue:
+            path = self._queue.pop(0)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                return 0  # its writer is still appending
-            count = 0
-            for msg in read_frames(path, self.max_frame):
-                try:
-                    kind, sid, seq, fields = P.check_client(msg)
-                except ProtocolError as exc:
-                    self.malformed(f"spool {path.name}: {exc}")
-                    continue
-                self.apply(kind, sid, seq, fields)
-                count += 1
+                os.close(fd)  # its writer is still appending
+                continue
+            self._current = _OpenFile(path, fd, self.max_frame)
+            return self._current
+        return None
+
+    def _finish(self, current: _OpenFile) -> None:
+        """Commit what the file held, then delete it; a failed commit keeps it for the next try."""
+        self._current = None
+        try:
             if not self.commit():
-                log.error("spool file %s could not be committed; it is kept for the next try", path.name)
-                return 0
-            path.unlink(missing_ok=True)
-            self.frames += count
-            self.files += 1
-            log.info("ingested spool file %s (%d frames)", path.name, count)
-            return count
+                log.error("spool file %s could not be committed; it is kept for the next try", current.path.name)
+                return
+            current.path.unlink(missing_ok=True)
         finally:
-            os.close(fd)
+            current.close()
+        self.frames += current.count
+        self.files += 1
+        log.info("ingested spool file %s (%d frames)", current.path.name, current.count)
