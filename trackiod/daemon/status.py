@@ -46,6 +46,7 @@ def daemon_status(
         "internal_errors": counters.internal_errors,
         "spooled_frames_ingested": ingest.spool.frames,
         "spool_files_pending": len(spool_files(settings.spool_dir)),
+        "spool_files_queued": ingest.spool.pending_files(),
         "last_error": counters.last_error,
         "writes": ingest.stall.status(),
         "database_recovered": recovery.as_dict() if recovery else None,

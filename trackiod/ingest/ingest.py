@@ -235,11 +235,13 @@ class Ingest:
     def _replay(self, msg: Any) -> None:
         self.handle_message(msg, None, "spool: ")
 
-    def spool_step(self, budget: int, batch_limit: int) -> int:
-        """Apply up to ``budget`` spooled frames (stopping early once the batch holds ``batch_limit`` points);
-        then NACK the sessions that waited for their spool files, now that those are read. Returns frames applied.
+    def spool_step(self, budget: int, batch_limit: int, deadline: float) -> int:
+        """Apply up to ``budget`` spooled frames (fewer once the batch holds ``batch_limit`` points or the
+        monotonic clock passes ``deadline``); then NACK the sessions that waited for their spool files, now that
+        those are read. Returns frames applied.
         """
-        applied = self.spool.step(budget, lambda: self.batch.points >= batch_limit)
+        batch, clock = self.batch, time.monotonic
+        applied = self.spool.step(budget, lambda: batch.points >= batch_limit or clock() >= deadline)
         if self._behind_spool:
             for sid in [s for s in self._behind_spool if not self.spool.holds(s)]:
                 self._behind_spool.discard(sid)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -64,7 +64,7 @@ class SpoolReader:
         )
         self.done = False
 
-    def frames(self) -> Iterator[Any]:
+    def frames(self) -> Generator[Any, None, None]:
         """Decoded messages from where the last call stopped; sets :attr:`done` at the end of the file."""
         unpacker = self._unpacker
         while not self.done:
