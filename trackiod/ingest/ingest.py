@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import apsw
 import psutil
+from msgpack import unpackb as _unpackb
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
@@ -164,10 +165,15 @@ class Ingest:
     def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
         """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
         try:
-            msg = P.unpack(raw)
-        except ProtocolError as exc:
-            self._malformed(str(exc))
-            return
+            # msgpack >= 1.0 bounds every container by the frame's length when it unpacks bytes: the same limits
+            # P.unpack sets, without its keyword arguments per call. P.unpack words the error.
+            msg = _unpackb(raw, strict_map_key=False)
+        except Exception:
+            try:
+                msg = P.unpack(raw)
+            except ProtocolError as exc:
+                self._malformed(str(exc))
+                return
         self.handle_message(msg, routing_id)
 
     def handle_message(self, msg: Any, routing_id: bytes | None, origin: str = "") -> None:
