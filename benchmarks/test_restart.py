@@ -163,7 +163,8 @@ pk = msgpack.Packer(use_bin_type=True)
 if mode == "daemon":
     info = {"version": P.PROTOCOL_VERSION, "pid": os.getpid(), "host": "bench", "started": time.time()}
     sock.send(pk.pack([P.SESSION, sid, 1, info]))
-    sock.send(pk.pack([P.RUN_START, sid, 2, 1, {"project": "bench-restart", "id": "socket", "resume": "allow", "req": 1}]))
+    params = {"project": "bench-restart", "id": "socket", "resume": "allow", "req": 1}
+    sock.send(pk.pack([P.RUN_START, sid, 2, 1, params]))
     while msgpack.unpackb(sock.recv())[0] != P.REPLY:
         pass
     first = 3
