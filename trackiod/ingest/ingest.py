@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -226,6 +226,79 @@ class Ingest:
             return
         self.handle(kind, sid, seq, fields, live=routing_id is not None)
 
+    def handle_messages(self, msgs: Iterable[Any], routing_id: bytes | None, origin: str = "") -> None:
+        """Apply decoded messages in order, as :meth:`handle_message` applies each (a spool slice, the frames of a
+        coalesced message).
+
+        A run of plain LOG frames from one session and run handle, each the next in sequence, is applied with
+        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`):
+        that is what makes spooled one-key frames cheap. Any other frame ends the run and takes the general path.
+        """
+        accepted, counters = self.accepted, self.counters
+        run_sid: Any = None  # the session of the current run of LOG frames (None: no run)
+        run_handle = run_id = expected = frames = points = 0
+        add: Any = None
+        for msg in msgs:
+            if run_sid is not None and type(msg) is list and len(msg) == 7:
+                kind, sid, seq, handle, step, ts, data = msg
+                if (
+                    kind == P.LOG
+                    and type(kind) is int
+                    and sid == run_sid
+                    and handle == run_handle
+                    and type(handle) is int
+                    and type(seq) is int
+                    and seq == expected
+                    and seq <= P.MAX_SEQ
+                    and type(step) is int
+                    and -_INT64 <= step < _INT64
+                    and type(ts) is float
+                    and ts - ts == 0.0
+                    and type(data) is dict
+                ):
+                    add(run_id, step, ts, data)
+                    expected += 1
+                    frames += 1
+                    points += len(data)
+                    continue
+            if frames:  # the run ends: what it applied, counted and consumed as handle_message would have
+                accepted[run_sid] = expected - 1
+                counters.frames += frames
+                counters.points += points
+                frames = points = 0
+            run_sid = None
+            self.handle_message(msg, routing_id, origin)
+            first = self._run_start(msg, routing_id)
+            if first is not None:
+                run_sid, run_handle, run_id = first
+                expected = msg[2] + 1
+                add = self.batch.add
+        if frames:
+            accepted[run_sid] = expected - 1
+            counters.frames += frames
+            counters.points += points
+
+    def _run_start(self, msg: Any, routing_id: bytes | None) -> tuple[bytes, int, int] | None:
+        """``(sid, handle, run_id)`` if ``msg`` was a plain LOG frame that :meth:`handle_message` just applied on
+        its fast path (so the frames that follow it may skip the session's lookups), else None."""
+        if type(msg) is not list or len(msg) != 7 or msg[0] != P.LOG or type(msg[0]) is not int:
+            return None
+        sid, seq, handle = msg[1], msg[2], msg[3]
+        if (
+            type(sid) is not bytes
+            or (routing_id is not None and sid != routing_id)
+            or type(handle) is not int
+            or type(seq) is not int
+            or self.accepted.get(sid) != seq
+            or not self._in_txn
+            or self.journal is not None
+            or self.stall.active
+            or (sid, handle) in self.runs.ranks
+        ):
+            return None
+        run_id = self.runs.handles.get((sid, handle))
+        return None if run_id is None else (sid, handle, run_id)
+
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""
         self.counters.frames += 1
@@ -238,8 +311,8 @@ class Ingest:
         """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""
         self._malformed(reason)
 
-    def _replay(self, msg: Any) -> None:
-        self.handle_message(msg, None, "spool: ")
+    def _replay(self, msgs: list[Any]) -> None:
+        self.handle_messages(msgs, None, "spool: ")
 
     def spool_step(self, budget: int, batch_limit: int, deadline: float) -> int:
         """Apply up to ``budget`` spooled frames (fewer once the batch holds ``batch_limit`` points or the

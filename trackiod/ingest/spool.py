@@ -20,6 +20,7 @@ import fcntl
 import logging
 import os
 from collections.abc import Callable, Generator, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -29,8 +30,11 @@ from trackio_shim import protocol as P
 
 log = logging.getLogger("trackiod.spool")
 
-#: ``apply(message)``: one decoded message of a spool file, with no routing id (ingest checks its shape).
-Apply = Callable[[Any], None]
+#: ``apply(messages)``: decoded messages of a spool file, in order, with no routing id (ingest checks them).
+Apply = Callable[[list[Any]], None]
+
+#: Frames handed to ``apply`` at a time (a slice's budget and its end are checked between them).
+_FRAMES_AT_ONCE = 1024
 
 #: Bytes read from a spool file at a time.
 _BLOCK = 1 << 20
@@ -168,16 +172,17 @@ class SpoolIngester:
             current = self._current or self._open_next()
             if current is None:
                 break
-            for msg in current.frames:
-                self.apply(msg)
-                current.count += 1
-                applied += 1
-                if applied >= budget or full():
-                    break
-            else:
+            wanted = min(_FRAMES_AT_ONCE, budget - applied)
+            msgs = list(islice(current.frames, wanted))
+            if msgs:
+                self.apply(msgs)
+                current.count += len(msgs)
+                applied += len(msgs)
+            if len(msgs) < wanted:  # the file is read to its end
                 self._finish(current)
                 continue
-            break
+            if full():
+                break
         return applied
 
     def ingest(self) -> int:

@@ -71,17 +71,18 @@ def _windows(
 ) -> list[tuple[int | None, int | None]]:
     """Step windows of about WINDOW_POINTS points per key (from the chunks' step ranges and counts)."""
     marks = ",".join("?" * len(key_ids))
-    lo, hi, points = conn.execute(
+    row = conn.execute(
         f"SELECT MIN(step_min), MAX(step_max), SUM(n) FROM chunks WHERE run_id=? AND key_id IN ({marks})",
         (run_id, *key_ids),
     ).fetchone()
-    if lo is None or not points or points / len(key_ids) <= WINDOW_POINTS:
+    if row is None or row[0] is None or not row[2] or row[2] / len(key_ids) <= WINDOW_POINTS:
         return [(min_step, max_step)]
-    lo = lo if min_step is None else max(lo, min_step)
-    hi = hi if max_step is None else min(hi, max_step)
+    points = int(row[2])
+    lo = int(row[0]) if min_step is None else max(int(row[0]), min_step)
+    hi = int(row[1]) if max_step is None else min(int(row[1]), max_step)
     if hi < lo:
         return [(min_step, max_step)]
-    count = -(-int(points) // (len(key_ids) * WINDOW_POINTS))
+    count = -(-points // (len(key_ids) * WINDOW_POINTS))
     width = -(-(hi - lo + 1) // count)
     return [(start, min(hi, start + width - 1)) for start in range(lo, hi + 1, width)]
 
