@@ -93,6 +93,7 @@ def _restart(env: dict[str, str], log: Path) -> tuple[DaemonProcess, float, floa
     return daemon, serving, init_s
 
 
+@pytest.mark.timeout(3600)  # at full size: a 2 GB database and 10M frames to write, then to read
 @pytest.mark.benchmark(group="restart")
 def test_restart_with_large_spool_and_database(
     benchmark: Any, env: dict[str, str], tmp_path: Path, figures: Any, mode: Any
