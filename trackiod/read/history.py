@@ -16,8 +16,8 @@ from typing import Any
 import apsw
 import numpy as np
 
+from trackiod.read.keys import run_keys
 from trackiod.read.media import media_keys, read_media
-from trackiod.read.runs import run_keys
 from trackiod.read.series import merge_mixed, read_series, read_texts
 
 #: Points per numeric key read at a time by a scan of the whole history.

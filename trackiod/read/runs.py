@@ -13,6 +13,7 @@ from typing import Any
 import apsw
 
 from trackio_shim.errors import RunNotFoundError, UsageError
+from trackiod.read.keys import run_keys as run_keys  # where the readers of runs look for it
 from trackiod.store.schema import dict_rows
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs", "mirrors")
@@ -60,21 +61,21 @@ def list_runs(conn: apsw.Connection, project: str | None = None) -> list[dict[st
     return [_run_dict(r) for r in rows]
 
 
+def run_table(conn: apsw.Connection, project: str | None = None) -> list[tuple[Any, ...]]:
+    """``(project, run_key, name, state, last_step, created_at, ended_at, updated_at)`` of each run, newest
+    first: what ``trackiod runs`` prints, without decoding every run's JSON columns."""
+    sql = (
+        "SELECT p.name, r.run_key, r.name, r.state, r.last_step, r.created_at, r.ended_at, r.updated_at "
+        "FROM runs r JOIN projects p ON p.id = r.project_id"
+    )
+    if project is None:
+        return list(conn.execute(f"{sql} ORDER BY r.id DESC"))
+    return list(conn.execute(f"{sql} WHERE p.name=? ORDER BY r.id DESC", (project,)))
+
+
 def get_run(conn: apsw.Connection, project: str, run_key: str) -> dict[str, Any] | None:
     rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? AND r.run_key=?", (project, run_key))
     return _run_dict(rows[0]) if rows else None
-
-
-def run_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, int]]:
-    """``{name: (key_id, kind, points)}`` for every key a run logged."""
-    return {
-        name: (key_id, kind, points)
-        for name, key_id, kind, points in conn.execute(
-            "SELECT k.name, k.id, rk.kind, rk.points FROM run_keys rk JOIN keys k ON k.id = rk.key_id "
-            "WHERE rk.run_id=? ORDER BY k.name",
-            (run_id,),
-        )
-    }
 
 
 def find_run(conn: apsw.Connection, ref: str) -> dict[str, Any]:
