@@ -95,3 +95,15 @@ def test_clean_mark_is_taken_once(tmp_path: Path) -> None:
     mark_clean(db)
     assert take_clean_mark(db)
     assert not take_clean_mark(db), "a daemon that crashes after start leaves no mark"
+
+
+def test_markers_are_owner_only_and_never_follow_a_planted_symlink(tmp_path: Path) -> None:
+    db = tmp_path / "trackiod.db"
+    small_database(db)
+    mark_clean(db)
+    assert (tmp_path / "trackiod.db.clean").stat().st_mode & 0o077 == 0
+    assert take_clean_mark(db)
+    target = tmp_path / "elsewhere"
+    (tmp_path / "trackiod.db.clean").symlink_to(target)
+    mark_clean(db)  # refused (logged), not followed
+    assert not target.exists()

@@ -53,10 +53,15 @@ def _recheck_marker(path: Path) -> Path:
     return path.with_name(f"{path.name}.check-at-start")
 
 
+def _touch(marker: Path) -> None:
+    """Create an empty marker file, owner-only, never through a symlink planted in the data directory."""
+    os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+
+
 def mark_clean(path: Path) -> None:
     """Record that the database was closed cleanly (the next start skips the background check)."""
     try:
-        _clean_marker(path).touch()
+        _touch(_clean_marker(path))
     except OSError as exc:
         log.warning("could not record the clean shutdown of %s: %s", path, exc)
 
@@ -228,9 +233,9 @@ class BackgroundCheck:
         problem = "; ".join(str(r[0]) for r in rows[:3])
         self.state = f"damaged: {problem}"
         try:
-            _recheck_marker(self.path).touch()
-        except OSError:
-            pass
+            _touch(_recheck_marker(self.path))
+        except OSError as exc:
+            log.warning("could not leave the mark that asks the next start for a full check: %s", exc)
         log.error(
             "the database %s is damaged (%s). Stop trackiod (`trackiod stop`) and start it again: the start moves "
             "the file aside for salvage and starts a fresh database",
