@@ -183,7 +183,12 @@ class WriterLoop:
             self.writer.attachments.drain(ingest)
             store.checkpoint()
             now = time.time()
-            crashed = ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
+            # A run whose last frames (its finish among them) wait in a spool file is not crashed: it is read soon.
+            crashed = [
+                run_id
+                for run_id in ingest.runs.find_crashed(now, self.settings.heartbeat_timeout_s, ingest.last_seen)
+                if not ingest.waits_for_spool(run_id)
+            ]
             if crashed:
                 ingest.begin()
                 ingest.runs.mark_crashed(crashed, now)

@@ -503,6 +503,10 @@ class Ingest:
             return None
         return created if created <= float(info.get("started", 0)) + 1.0 else None
 
+    def waits_for_spool(self, run_id: int) -> bool:
+        """Whether a session of the run has spool files still to read (the run's finish may be in them)."""
+        return any(self.spool.holds(session[0]) for session in self.store.run_sessions(run_id))
+
     def _waits_for_spool(self, sid: bytes) -> bool:
         """Whether a session's missing frames may wait in its spool files; if so they are read next.
 
