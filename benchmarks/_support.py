@@ -73,6 +73,15 @@ SIZES: dict[str, tuple[int, int]] = {
     "dataset_runs": (3, 10),
     "dataset_ticks": (200, 2016),
     "dataset_uncompacted_ticks": (200, 500),
+    # restart (test_restart.py): one-key frames in a dead trainer's spool, points in the database, one-key
+    # frames sent through the socket
+    "restart_spool_frames": (200_000, 10_000_000),
+    "restart_db_points": (500_000, 80_000_000),
+    "socket_frames": (100_000, 2_000_000),
+    # history reads (test_history.py): steps x 10 keys of one run; runs listed by `trackiod runs`
+    "history_steps": (100_000, 1_000_000),
+    "history_repeats": (2, 5),
+    "list_runs": (200, 1_000),
 }
 
 

@@ -12,7 +12,6 @@ from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
 from trackiod.cli.common import reader
 from trackiod.cli.format import duration, print_table
-from trackiod.read.energy import energy_reports, run_energy
 from trackiod.read.runs import find_run
 
 DEFAULT_TRAINING_TYPE = "pre-training"
@@ -65,6 +64,8 @@ def card_yaml(report: dict[str, Any], training_type: str, location: str) -> str:
 
 
 def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.read.energy import energy_reports, run_energy  # numpy: only for this command
+
     with reader(settings) as conn:
         if args.run:
             reports = [run_energy(conn, find_run(conn, args.run), args.grid_intensity)]
@@ -113,6 +114,8 @@ def cmd_energy(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_card(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.read.energy import run_energy  # numpy: only for this command
+
     with reader(settings) as conn:
         run = find_run(conn, args.run)
         report = run_energy(conn, run, args.grid_intensity)

@@ -12,28 +12,28 @@ from trackiod.cli.format import print_table, when
 
 
 def cmd_runs(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-    from trackiod.read.runs import list_runs
+    from trackiod.read.runs import list_runs, run_table
 
     with reader(settings) as conn:
-        runs = list_runs(conn, args.project)
-    if args.json:
-        print(json.dumps(runs, indent=2, default=str))
-        return 0
+        if args.json:
+            print(json.dumps(list_runs(conn, args.project), indent=2, default=str))
+            return 0
+        runs = run_table(conn, args.project)
     if not runs:
         print("no runs" + (f" in project {args.project!r}" if args.project else ""))
         return 0
     table: list[tuple[Any, ...]] = [("project", "id", "name", "state", "steps", "started", "duration")]
-    for r in runs:
-        end = r["ended_at"] or r["updated_at"]
+    for project, run_key, name, state, last_step, created_at, ended_at, updated_at in runs:
+        end = ended_at or updated_at
         table.append(
             (
-                r["project"],
-                r["run_key"],
-                r["name"],
-                r["state"],
-                "" if r["last_step"] is None else str(r["last_step"] + 1),
-                when(r["created_at"]),
-                f"{end - r['created_at']:.1f}s",
+                project,
+                run_key,
+                name,
+                state,
+                "" if last_step is None else str(last_step + 1),
+                when(created_at),
+                f"{end - created_at:.1f}s",
             )
         )
     print_table(table)

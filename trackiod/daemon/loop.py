@@ -2,9 +2,11 @@
 
 It runs on the daemon's main thread, which owns the socket and the database. Frames go to
 :class:`~trackiod.ingest.ingest.Ingest`; the batch commits when it holds ``batch_max_points`` or when the
-flush deadline passes; maintenance (spool files, the attachments' results, samples, crashed runs, the WAL
-checkpoint) runs every ``maintenance_interval_s``. :meth:`WriterLoop.request_stop` ends the loop after the
-current turn; :meth:`WriterLoop.drain` then takes in what was already sent and commits it.
+flush deadline passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs,
+the WAL checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a time between
+turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the spool holds.
+:meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
+what was already sent and commits it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from trackiod.ingest.spool import spool_files
 from trackiod.sync.worker import FINISH_DELAY_S, SyncWorker
 
 log = logging.getLogger("trackiod")
+
+#: The longest one turn spends reading spool files before it looks at the socket again.
+SPOOL_SLICE_S = 0.02
+#: Frames read from spool files per turn at most (a slice also ends at SPOOL_SLICE_S or a full batch).
+SPOOL_SLICE_FRAMES = 50_000
 
 
 class Sender:
@@ -95,12 +102,15 @@ class WriterLoop:
             wait = next_maintenance - now
             if ingest.pending:
                 wait = min(wait, ingest.opened_at + settings.flush_interval_s - now)
-            timeout = max(0, min(int(wait * 1000), 100))
+            spooling = ingest.spool.pending and not ingest.stall.active
+            timeout = 0 if spooling else max(0, min(int(wait * 1000), 100))
             if poller is None:
                 if self.sock.poll(timeout):
                     self._receive(10_000)
             else:
                 self._poll_network(poller, timeout)
+            if spooling:
+                self._spool_slice()
             now = time.monotonic()
             if ingest.pending and (
                 now - ingest.opened_at >= settings.flush_interval_s or ingest.batch.points >= settings.batch_max_points
@@ -111,6 +121,15 @@ class WriterLoop:
             if now >= next_maintenance:
                 next_maintenance = now + settings.maintenance_interval_s
                 self._maintenance()
+
+    def _spool_slice(self) -> None:
+        """Read spooled frames for at most SPOOL_SLICE_S (see trackiod.ingest.spool)."""
+        ingest = self.ingest
+        try:
+            ingest.spool_step(SPOOL_SLICE_FRAMES, self.settings.batch_max_points, time.monotonic() + SPOOL_SLICE_S)
+        except Exception as exc:  # like maintenance: a spool file never takes the daemon down
+            log.exception("reading spool files failed: %s", exc)
+            ingest.counters.last_error = f"spool: {exc}"
 
     def _receive(self, budget: int) -> int:
         sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
@@ -162,18 +181,19 @@ class WriterLoop:
         try:
             if not ingest.may_write():  # the disk is full: nothing is written until a retry (stall.py)
                 return
-            ingest.spool.ingest()
+            ingest.spool.scan()  # files are read between turns (_spool_slice)
             ingest.commit()
             self.sampling.take()
             self.writer.attachments.tick(store)
             self.writer.attachments.drain(ingest)
             store.checkpoint()
             now = time.time()
+            # A run whose last frames (its finish among them) wait in a spool file is not crashed: it is read soon.
             crashed = ingest.runs.find_crashed(
                 now,
                 self.settings.heartbeat_timeout_s,
                 ingest.last_seen,
-                lambda sid: bool(spool_files(self.settings.spool_dir, sid)),
+                lambda sid: ingest.spool.holds(sid) or bool(spool_files(self.settings.spool_dir, sid)),
             )
             if crashed:
                 ingest.begin()
@@ -198,3 +218,4 @@ class WriterLoop:
         while time.monotonic() < deadline and self.sock.poll(50):
             self._receive(10_000)
         self.ingest.commit()
+        self.ingest.spool.close()  # a file read in part is read again by the next daemon (the watermark dedupes)

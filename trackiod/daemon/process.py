@@ -2,10 +2,11 @@
 
 :class:`Daemon` builds every part in its constructor, in order, each registering its own release on one exit
 stack: the lock, the socket, the writer (store, ingest, attachments), the writer loop and the
-:class:`~trackiod.daemon.services.Services`. :meth:`Daemon.run` starts the services, ingests what was spooled,
-binds, serves, and on every exit path (the loop returned or raised) stops the services in reverse order and
-releases the rest in reverse, the lock last. SIGTERM, SIGINT and ``trackiod stop`` all call
-:meth:`Daemon.request_shutdown`; the loop then drains what was received, commits it and exits.
+:class:`~trackiod.daemon.services.Services`. :meth:`Daemon.run` starts the services, queues what was
+spooled (read in the background of the loop), binds, serves, and on every exit path (the loop returned or
+raised) stops the services in reverse order and releases the rest in reverse, the lock last. SIGTERM, SIGINT
+and ``trackiod stop`` all call :meth:`Daemon.request_shutdown`; the loop then drains what was received,
+commits it and exits.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from trackio_shim.daemon_state import DaemonState
 from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
 from trackio_shim.settings import TrackiodSettings
 from trackiod import __version__
-from trackiod.daemon.integrity import ensure_usable
+from trackiod.daemon.integrity import BackgroundCheck, checks_upfront, ensure_usable, mark_clean, take_clean_mark
 from trackiod.daemon.ipc import bind_private
 from trackiod.daemon.loop import Sender, WriterLoop
 from trackiod.daemon.queries import answer_query
@@ -34,6 +35,7 @@ from trackiod.daemon.services import (
     AttachmentsService,
     DashboardService,
     ForwarderService,
+    IntegrityService,
     ListenerService,
     MirrorsService,
     SamplingService,
@@ -76,7 +78,11 @@ class Daemon:
         settings.ensure_dirs()
         self._lock()
         exit_stack.callback(settings.state_path.unlink, missing_ok=True)
-        self.recovery = ensure_usable(settings.db_path, settings.media_dir, settings.integrity_check)
+        db_path, check = settings.db_path, settings.integrity_check
+        closed_cleanly = take_clean_mark(db_path)
+        deferred = check != "off" and checks_upfront(db_path, check) != check and not closed_cleanly
+        self.recovery = ensure_usable(db_path, settings.media_dir, check)
+        background = BackgroundCheck(db_path, check) if deferred and self.recovery is None else None
         self.ctx = zmq.Context(io_threads=1)
         exit_stack.callback(self.ctx.term)
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -90,7 +96,7 @@ class Daemon:
         )
         self.writer = build_writer(settings, hooks, boot_id=self.boot_id)
         store, ingest = self.writer.store, self.writer.ingest
-        exit_stack.callback(store.close)
+        exit_stack.callback(self._close_store)
         forwarding = ForwarderService(settings, self.ctx, store)
         sampling = SamplingService(settings, ingest, _STOP_TIMEOUT_S)
         self.dashboard = DashboardService(settings, ingest, _STOP_TIMEOUT_S)
@@ -105,10 +111,16 @@ class Daemon:
                 sampling,
                 self.dashboard,
                 SyncService(self.sync, _STOP_TIMEOUT_S),
+                IntegrityService(background),
             ]
         )
         exit_stack.callback(self.services.stop)
         self.loop = WriterLoop(settings, self.sock, self.writer, listening, forwarding, sampling, self.sync)
+
+    def _close_store(self) -> None:
+        """Close the database, then record that it was closed cleanly (the next start skips the background check)."""
+        self.writer.store.close()
+        mark_clean(self.settings.db_path)
 
     @property
     def ingest(self) -> Ingest:
@@ -132,9 +144,8 @@ class Daemon:
         """Serve until asked to stop; returns the process exit code. Everything is released when it returns."""
         with self._exit:
             self.services.start()
-            pending = self.writer.ingest.spool.ingest()  # before serving, so resends find their spooled elders
-            if pending:
-                log.info("ingested %d spooled frames at start", pending)
+            # Spooled frames are read in the background of the loop (trackiod.ingest.spool): serving starts now.
+            self.writer.ingest.spool.scan()
             self._bind()
             self._write_state()
             previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -33,6 +33,7 @@ from trackiod.sync.worker import SyncWorker
 
 if TYPE_CHECKING:
     from trackiod.daemon.forward import Forwarder, Listener
+    from trackiod.daemon.integrity import BackgroundCheck
 
 log = logging.getLogger("trackiod")
 
@@ -318,6 +319,29 @@ class DashboardService:
 
     def status(self) -> dict[str, Any]:
         return {"dashboard": self.url}
+
+
+class IntegrityService:
+    """The full database check of a large file after an unclean shutdown, run while serving (integrity.py)."""
+
+    name = "integrity check"
+    stop_timeout_s = 2.0
+
+    def __init__(self, check: BackgroundCheck | None) -> None:
+        self.check = check
+
+    def start(self) -> None:
+        if self.check is not None:
+            self.check.start()
+
+    def stop(self, timeout: float) -> bool:
+        return True if self.check is None else self.check.stop(timeout)
+
+    def status(self) -> dict[str, Any]:
+        check = self.check
+        if check is None:
+            return {"integrity_check": None}
+        return {"integrity_check": {"check": check.check, "state": check.state, "seconds": check.seconds}}
 
 
 class SyncService:

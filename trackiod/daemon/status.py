@@ -50,6 +50,7 @@ def daemon_status(
         "frames_lost": counters.frames_lost,
         "sessions_in_memory": len(ingest.accepted),
         "sessions_pruned": counters.sessions_pruned,
+        "spool_files_queued": ingest.spool.pending_files(),
         "last_error": counters.last_error,
         "writes": ingest.stall.status(),
         "database_recovered": recovery.as_dict() if recovery else None,

@@ -207,6 +207,17 @@ def frame_header(raw: bytes) -> tuple[int, bytes, int] | None:
         kind, sid, seq = unpacker.unpack(), unpacker.unpack(), unpacker.unpack()
     except Exception:
         return None
+    return _sequenced_header(kind, sid, seq)
+
+
+def message_header(msg: Any) -> tuple[int, bytes, int] | None:
+    """``(kind, session id, seq)`` of a decoded message the frame checks refused; None if it has none."""
+    if type(msg) is not list or len(msg) < 3:
+        return None
+    return _sequenced_header(msg[0], msg[1], msg[2])
+
+
+def _sequenced_header(kind: Any, sid: Any, seq: Any) -> tuple[int, bytes, int] | None:
     if type(kind) is not int or kind not in P.SEQUENCED_KINDS:
         return None
     if not isinstance(sid, bytes) or len(sid) != P.SESSION_ID_BYTES or type(seq) is not int:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import apsw
 import psutil
+from msgpack import unpackb as _unpackb
 
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
@@ -34,6 +35,7 @@ from trackiod.ingest.guard import (
     is_int64,
     is_step,
     is_time,
+    message_header,
 )
 from trackiod.ingest.media import MediaWriter
 from trackiod.ingest.runs import RunBook
@@ -42,6 +44,8 @@ from trackiod.ingest.stall import WriteStall, is_storage_error, notice_text, pro
 from trackiod.store.writer import Store
 
 log = logging.getLogger("trackiod.ingest")
+
+_INT64 = 2**63
 
 #: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
 _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
@@ -149,7 +153,9 @@ class Ingest:
         self.runs = RunBook(store, handles, self.notice)
         self.runs.heartbeat_timeout_s = heartbeat_timeout_s
         #: Frames a shim wrote to disk while no daemon took them; read at start, on a gap and at maintenance.
-        self.spool = SpoolIngester(spool_dir, max_frame_bytes, self._replay, self.commit, self.drop_malformed)
+        self.spool = SpoolIngester(spool_dir, max_frame_bytes, self._replay, self.commit)
+        #: Sessions whose live frames were dropped while their spool files waited; NACKed once those are read.
+        self._behind_spool: set[bytes] = set()
         self.batch = Batch()
         self.counters = Counters()
         self.stall = WriteStall(store.path)
@@ -166,14 +172,139 @@ class Ingest:
     def handle_raw(self, raw: bytes, routing_id: bytes) -> None:
         """Decode and apply one frame from the socket; malformed frames are counted, logged and dropped."""
         try:
-            kind, sid, seq, fields = P.decode_client(raw)
+            # msgpack >= 1.0 bounds every container by the frame's length when it unpacks bytes: the same limits
+            # P.unpack sets, without its keyword arguments per call. P.unpack words the error.
+            msg = _unpackb(raw, strict_map_key=False)
+        except Exception:
+            try:
+                msg = P.unpack(raw)
+            except ProtocolError as exc:
+                self._undecodable(raw, routing_id, str(exc))
+                return
+        self.handle_message(msg, routing_id)
+
+    def handle_message(self, msg: Any, routing_id: bytes | None, origin: str = "") -> None:
+        """Apply one decoded client message: the one entry point after decoding, whatever carried the frame.
+
+        ``routing_id`` is the sending socket's session (a peer may only speak for its own session), or None for
+        a frame read from a spool file (no replies are sent). ``origin`` prefixes the malformed-frame reason.
+
+        A plain LOG frame that continues its session's sequence takes the fast path below: the same checks as
+        :func:`~trackio_shim.protocol.check_client` and :meth:`_apply` in one place, for the 500k frames/s of
+        one-key frames (docs/benchmarks.md). Anything else, or anything that fails a check there, takes the
+        general path, which names what is wrong.
+        """
+        if type(msg) is list and len(msg) == 7 and msg[0] == P.LOG and type(msg[0]) is int:
+            _, sid, seq, handle, step, ts, data = msg
+            accepted = self.accepted
+            if (
+                (sid == routing_id if routing_id is not None else type(sid) is bytes)
+                and len(sid) == P.SESSION_ID_BYTES
+                and type(seq) is int
+                and seq == accepted.get(sid, 0) + 1
+                and seq <= P.MAX_SEQ
+                and type(handle) is int
+                and type(step) is int
+                and -_INT64 <= step < _INT64
+                and type(ts) is float
+                and ts - ts == 0.0  # finite: NaN and infinities fail
+                and type(data) is dict
+                and self.journal is None
+                and not self.stall.active
+            ):
+                runs = self.runs  # its dicts are replaced on undo and rollback: looked up each time
+                run_id = runs.handles.get((sid, handle))
+                if run_id is not None and (sid, handle) not in runs.ranks:
+                    self.counters.frames += 1
+                    if not self._in_txn:
+                        self.begin()
+                    accepted[sid] = seq
+                    self._touched.add(sid)
+                    self.batch.add(run_id, step, ts, data)
+                    self.counters.points += len(data)
+                    return
+        try:
+            kind, sid, seq, fields = P.check_client(msg)
         except ProtocolError as exc:
-            self._undecodable(raw, routing_id, str(exc))
+            self._refused(message_header(msg), routing_id, f"{origin}{exc}")
             return
-        if sid != routing_id:  # a peer may only speak for its own session
+        if routing_id is not None and sid != routing_id:
             self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
             return
-        self.handle(kind, sid, seq, fields, live=True)
+        self.handle(kind, sid, seq, fields, live=routing_id is not None)
+
+    def handle_messages(self, msgs: Iterable[Any], routing_id: bytes | None, origin: str = "") -> None:
+        """Apply decoded messages in order, as :meth:`handle_message` applies each (a spool slice, the frames of a
+        coalesced message).
+
+        A run of plain LOG frames from one session and run handle, each the next in sequence, is applied with
+        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`):
+        that is what makes spooled one-key frames cheap. Any other frame ends the run and takes the general path.
+        """
+        accepted, counters = self.accepted, self.counters
+        run_sid: Any = None  # the session of the current run of LOG frames (None: no run)
+        run_handle = run_id = expected = frames = points = 0
+        add: Any = None
+        for msg in msgs:
+            if run_sid is not None and type(msg) is list and len(msg) == 7:
+                kind, sid, seq, handle, step, ts, data = msg
+                if (
+                    kind == P.LOG
+                    and type(kind) is int
+                    and sid == run_sid
+                    and handle == run_handle
+                    and type(handle) is int
+                    and type(seq) is int
+                    and seq == expected
+                    and seq <= P.MAX_SEQ
+                    and type(step) is int
+                    and -_INT64 <= step < _INT64
+                    and type(ts) is float
+                    and ts - ts == 0.0
+                    and type(data) is dict
+                ):
+                    add(run_id, step, ts, data)
+                    expected += 1
+                    frames += 1
+                    points += len(data)
+                    continue
+            if frames:  # the run ends: what it applied, counted and consumed as handle_message would have
+                accepted[run_sid] = expected - 1
+                counters.frames += frames
+                counters.points += points
+                frames = points = 0
+            run_sid = None
+            self.handle_message(msg, routing_id, origin)
+            first = self._run_start(msg, routing_id)
+            if first is not None:
+                run_sid, run_handle, run_id = first
+                expected = msg[2] + 1
+                add = self.batch.add
+        if frames:
+            accepted[run_sid] = expected - 1
+            counters.frames += frames
+            counters.points += points
+
+    def _run_start(self, msg: Any, routing_id: bytes | None) -> tuple[bytes, int, int] | None:
+        """``(sid, handle, run_id)`` if ``msg`` was a plain LOG frame that :meth:`handle_message` just applied on
+        its fast path (so the frames that follow it may skip the session's lookups), else None."""
+        if type(msg) is not list or len(msg) != 7 or msg[0] != P.LOG or type(msg[0]) is not int:
+            return None
+        sid, seq, handle = msg[1], msg[2], msg[3]
+        if (
+            type(sid) is not bytes
+            or (routing_id is not None and sid != routing_id)
+            or type(handle) is not int
+            or type(seq) is not int
+            or self.accepted.get(sid) != seq
+            or not self._in_txn
+            or self.journal is not None
+            or self.stall.active
+            or (sid, handle) in self.runs.ranks
+        ):
+            return None
+        run_id = self.runs.handles.get((sid, handle))
+        return None if run_id is None else (sid, handle, run_id)
 
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""
@@ -199,14 +330,19 @@ class Ingest:
             if sid == routing_id:
                 self.handle(kind, sid, seq, fields, live=True)
                 return
-        header = frame_header(raw)
-        if header is None or header[1] != routing_id:
+        self._refused(frame_header(raw), routing_id, reason)
+
+    def _refused(self, header: tuple[int, bytes, int] | None, routing_id: bytes | None, reason: str) -> None:
+        """A sequenced frame the checks refused is still one frame of its session: its sequence number is
+        consumed as one rejected frame (never a reason to refuse the session's later frames as out of order)."""
+        if header is None or (routing_id is not None and header[1] != routing_id):
             self._malformed(reason)  # not even a session's frame: nothing to consume
             return
+        sid = header[1]
         self.counters.frames += 1
-        if routing_id not in self.accepted:
-            self._recall(routing_id)
-        self._sequenced(*header, [], live=True, undecodable=reason)
+        if sid not in self.accepted:
+            self._recall(sid)
+        self._sequenced(*header, [], live=routing_id is not None, undecodable=reason)
 
     def _recall(self, sid: bytes) -> None:
         """Bring back the watermark of a session pruned from memory (:meth:`prune_sessions`), so that its
@@ -244,8 +380,22 @@ class Ingest:
         """Count and log a frame refused before it could be decoded (by the socket, the spool or a listener)."""
         self._malformed(reason)
 
-    def _replay(self, kind: int, sid: bytes, seq: int, fields: list[Any]) -> None:
-        self.handle(kind, sid, seq, fields, live=False)
+    def _replay(self, msgs: list[Any]) -> None:
+        self.handle_messages(msgs, None, "spool: ")
+
+    def spool_step(self, budget: int, batch_limit: int, deadline: float) -> int:
+        """Apply up to ``budget`` spooled frames (fewer once the batch holds ``batch_limit`` points or the
+        monotonic clock passes ``deadline``); then NACK the sessions that waited for their spool files, now that
+        those are read. Returns frames applied.
+        """
+        batch, clock = self.batch, time.monotonic
+        applied = self.spool.step(budget, lambda: batch.points >= batch_limit or clock() >= deadline)
+        if self._behind_spool:
+            for sid in [s for s in self._behind_spool if not self.spool.holds(s)]:
+                self._behind_spool.discard(sid)
+                self._last_nack.pop(sid, None)
+                self._nack(sid, self.accepted.get(sid, 0) + 1)
+        return applied
 
     def notice(self, sid: bytes | None, text: str, level: str = "warning") -> None:
         """Tell a session something went wrong with what it sent (the shim warns once per text)."""
@@ -261,9 +411,8 @@ class Ingest:
             self._refuse(sid)
             return
         expected = self.accepted.get(sid, 0) + 1
-        if seq > expected and live:
-            self.spool.ingest(sid)  # the missing frames may be waiting in a spool file
-            expected = self.accepted.get(sid, 0) + 1
+        if seq > expected and live and self._waits_for_spool(sid):
+            return  # resent after its spool files are read (spool_step NACKs it then)
         if seq < expected:
             self.counters.duplicates += 1
             self._dups.add(sid)
@@ -428,6 +577,19 @@ class Ingest:
             return None
         return created if created <= float(info.get("started", 0)) + 1.0 else None
 
+    def _waits_for_spool(self, sid: bytes) -> bool:
+        """Whether a session's missing frames may wait in its spool files; if so they are read next.
+
+        Its live frames are then dropped without a NACK (a NACK per frame while the files are read would make
+        the shim resend the same frames again and again); :meth:`spool_step` NACKs it once they are read.
+        """
+        if sid not in self._behind_spool:
+            self.spool.prioritize(sid)
+            if not self.spool.holds(sid):
+                return False
+            self._behind_spool.add(sid)
+        return True
+
     def _nack(self, sid: bytes, expected: int) -> None:
         last = self._last_nack.get(sid)
         now = time.monotonic()
@@ -468,7 +630,7 @@ class Ingest:
                 return
             self.send(sid, (P.PONG, self.boot_id, self.committed.get(sid, 0)))
         elif kind == P.SPOOL_READY:
-            self.spool.ingest(sid)
+            self.spool.prioritize(sid)
         elif kind == P.RESYNC:
             first = fields[0]
             if type(first) is not int or not 1 <= first <= P.MAX_SEQ:
@@ -575,6 +737,7 @@ class Ingest:
             participant.rolled_back()
         self.accepted = dict(self.committed)
         self.runs.reset()
+        self.spool.rewind()  # the frames it applied from the file being read are gone: read it again
         if storage:
             self.stall.enter(exc)
             for sid in touched:

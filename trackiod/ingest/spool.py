@@ -4,6 +4,14 @@ A shim holds an exclusive flock on its spool file while writing. The daemon inge
 that lock itself (the writer closed it or died), applies its frames through the same dedupe path as live
 frames, commits, and only then deletes the file. A crash anywhere in between re-ingests the file, and the
 watermark drops whatever was already committed.
+
+Spool files are ingested in the background of the writer loop, a slice at a time (:meth:`SpoolIngester.step`),
+so that a restarted daemon serves new sessions at once whatever the spool holds. A file is streamed in blocks
+(:class:`SpoolReader`): memory is bounded by one block plus the largest frame, never by the file. Order keeps
+the per-session sequence rules: a session's files are read one after the other by first sequence number, and a
+session that asks for frames still waiting in its files has them moved to the front of the queue
+(:meth:`SpoolIngester.prioritize`). Slices may commit mid-file; the watermark committed with them makes a
+re-read after a crash (or after a rolled-back batch, :meth:`SpoolIngester.rewind`) skip what is already stored.
 """
 
 from __future__ import annotations
@@ -11,19 +19,26 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgpack
 
 from trackio_shim import protocol as P
-from trackio_shim.errors import ProtocolError
 from trackiod.ingest.guard import lenient_frame_at
 
 log = logging.getLogger("trackiod.spool")
 
-Apply = Callable[[int, bytes, int, list[Any]], None]
+#: ``apply(messages)``: decoded messages of a spool file, in order, with no routing id (ingest checks them).
+Apply = Callable[[list[Any]], None]
+
+#: Frames handed to ``apply`` at a time (a slice's budget and its end are checked between them).
+_FRAMES_AT_ONCE = 1024
+
+#: Bytes read from a spool file at a time.
+_BLOCK = 1 << 20
 
 
 def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
@@ -34,50 +49,89 @@ def spool_files(directory: Path, sid: bytes | None = None) -> list[Path]:
         return []
 
 
-def _unpacker(max_frame: int) -> msgpack.Unpacker:
-    return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(max_frame * 2, 1 << 20))
+def _session_of(path: Path) -> str:
+    """The hex session id a spool file's name starts with (see ``protocol.spool_name``)."""
+    return path.name.split("-", 1)[0]
+
+
+class SpoolReader:
+    """One spool file decoded frame by frame from blocks read as needed; the file is never held whole.
+
+    :meth:`frames` is the one place where a spool file's bytes become messages: a frame that cannot be
+    decoded ends the file (logged), and a truncated last frame (writer killed mid-write) is skipped.
+    """
+
+    def __init__(self, path: Path, stream: BinaryIO, max_frame: int) -> None:
+        self.path = path
+        self._stream = stream
+        self._max_frame = max_frame
+        self._unpacker = self._new_unpacker()
+        self._base = 0  # the file offset the unpacker's input starts at
+        self.done = False
+
+    def _new_unpacker(self) -> msgpack.Unpacker:
+        return msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(self._max_frame * 2, 2 * _BLOCK))
+
+    def frames(self) -> Generator[Any, None, None]:
+        """Decoded messages from where the last call stopped; sets :attr:`done` at the end of the file.
+
+        A frame the strict decoder refuses for its content (a tuple key written by an old shim, invalid UTF-8)
+        is decoded again leniently (:func:`~trackiod.ingest.guard.lenient_frame_at`) and reading goes on after
+        it: one bad frame, never a stuck file. Only bytes that are not msgpack at all end the file.
+        """
+        while not self.done:
+            unpacker = self._unpacker
+            start = unpacker.tell()
+            try:
+                msg = next(unpacker)
+            except StopIteration:
+                block = self._stream.read(_BLOCK)
+                if not block:
+                    self.done = True
+                    if self._base + unpacker.tell() < self._stream.tell():
+                        log.warning("spool file %s ends in a truncated frame; it was skipped", self.path)
+                    return
+                unpacker.feed(block)
+                continue
+            except (TypeError, UnicodeDecodeError):  # an unhashable map key, bad UTF-8: one frame's content
+                found = lenient_frame_at(self._stream, self._base + start, self._max_frame)
+                if found is None:
+                    log.warning("spool file %s is corrupt after some frames; the rest is skipped", self.path)
+                    self.done = True
+                    return
+                msg, self._base = found
+                self._stream.seek(self._base)
+                self._unpacker = self._new_unpacker()
+            except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+                log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", self.path, exc)
+                self.done = True
+                return
+            yield msg
 
 
 def read_frames(path: Path, max_frame: int) -> Iterator[Any]:
-    """Decoded messages of one spool file; a truncated last frame (writer killed mid-write) is skipped.
+    """Every decoded message of one spool file, streamed (see :class:`SpoolReader`)."""
+    with open(path, "rb") as stream:
+        yield from SpoolReader(path, stream, max_frame).frames()
 
-    A frame the strict decoder refuses for its content (a tuple key written by an old shim, invalid UTF-8) is
-    decoded again leniently (trackiod.ingest.guard.lenient_frame_at) and reading goes on after it; only bytes
-    that are not msgpack at all end the file.
-    """
-    with open(path, "rb") as f:
-        unpacker, base = _unpacker(max_frame), 0  # base: the file offset the unpacker's input starts at
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            unpacker.feed(block)
-            while True:
-                start = unpacker.tell()
-                try:
-                    msg = next(unpacker)
-                except StopIteration:
-                    break
-                except (TypeError, UnicodeDecodeError):  # an unhashable map key, bad UTF-8: one frame's content
-                    found = lenient_frame_at(f, base + start, max_frame)
-                    if found is None:
-                        log.warning("spool file %s is corrupt after some frames; the rest is skipped", path)
-                        return
-                    msg, base = found
-                    f.seek(base)
-                    unpacker = _unpacker(max_frame)
-                    yield msg
-                    break
-                except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-                    log.warning("spool file %s is corrupt after some frames (%s); the rest is skipped", path, exc)
-                    return
-                yield msg
-        if base + unpacker.tell() < path.stat().st_size:
-            log.warning("spool file %s ends in a truncated frame; it was skipped", path)
+
+class _OpenFile:
+    """The spool file being ingested: its descriptor (holding the flock), its reader and its frame count."""
+
+    def __init__(self, path: Path, fd: int, max_frame: int) -> None:
+        self.path = path
+        self.stream = os.fdopen(fd, "rb", buffering=0)
+        self.reader = SpoolReader(path, self.stream, max_frame)
+        self.frames = self.reader.frames()
+        self.count = 0
+
+    def close(self) -> None:
+        self.frames.close()
+        self.stream.close()  # closing the descriptor releases the flock
 
 
 class SpoolIngester:
-    """Finds claimable spool files and feeds them to the ingest path."""
+    """A queue of claimable spool files, fed to the ingest path a slice at a time; see the module docstring."""
 
     def __init__(
         self,
@@ -85,24 +139,131 @@ class SpoolIngester:
         max_frame: int,
         apply: Apply,
         commit: Callable[[], bool],
-        malformed: Callable[[str], None],
     ) -> None:
         self.directory = directory
         self.max_frame = max_frame
         self.apply = apply
         self.commit = commit
-        self.malformed = malformed
+        #: Frames and files fully ingested (committed, file deleted) so far.
         self.frames = 0
         self.files = 0
         #: Spool files set aside (renamed ``*.bad``) because reading them raised: kept for a bug report.
         self.bad_files = 0
+        self._queue: list[Path] = []
+        self._current: _OpenFile | None = None
 
-    def ingest(self, sid: bytes | None = None) -> int:
-        """Ingest every spool file whose writer is gone (of one session, or all); returns frames read."""
-        total = 0
-        for path in spool_files(self.directory, sid):
-            total += self._ingest_file(path)
-        return total
+    @property
+    def pending(self) -> bool:
+        """Whether a file is being read or waits in the queue."""
+        return self._current is not None or bool(self._queue)
+
+    def pending_files(self) -> int:
+        """Files queued or being read (``trackiod status``)."""
+        return len(self._queue) + (self._current is not None)
+
+    def holds(self, sid: bytes) -> bool:
+        """Whether one session's files are queued or being read."""
+        mine = sid.hex()
+        current = self._current
+        return (current is not None and _session_of(current.path) == mine) or any(
+            _session_of(p) == mine for p in self._queue
+        )
+
+    def scan(self) -> None:
+        """Queue the spool files not yet known, after those already queued, in ingest order."""
+        known = set(self._queue)
+        if self._current is not None:
+            known.add(self._current.path)
+        self._queue.extend(p for p in spool_files(self.directory) if p not in known)
+
+    def prioritize(self, sid: bytes) -> None:
+        """Move one session's files to the front of the queue: it asked for frames they may hold."""
+        self.scan()
+        mine = sid.hex()
+        if self._current is not None and _session_of(self._current.path) == mine:
+            return  # already being read: its other files follow it below
+        front = [p for p in self._queue if _session_of(p) == mine]
+        if front:
+            self._queue = front + [p for p in self._queue if _session_of(p) != mine]
+
+    def step(self, budget: int, full: Callable[[], bool]) -> int:
+        """Apply up to ``budget`` frames (fewer once ``full()`` says the batch should commit); returns frames applied.
+
+        A file whose last frame was applied is committed and deleted here; its session's next file follows.
+        """
+        applied = 0
+        while applied < budget:
+            current = self._current or self._open_next()
+            if current is None:
+                break
+            wanted = min(_FRAMES_AT_ONCE, budget - applied)
+            try:
+                msgs = list(islice(current.frames, wanted))
+            except OSError as exc:  # the file vanished or cannot be read: its remaining frames are lost, no more
+                log.error("spool file %s could not be read (%s); what was read of it is kept", current.path.name, exc)
+                self._finish(current)
+                continue
+            except Exception:  # never again: a file that broke the reader would break every later turn
+                log.exception(
+                    "reading spool file %s failed; it is set aside as %s.bad", current.path.name, current.path.name
+                )
+                self._abandon(current)
+                continue
+            if msgs:
+                self.apply(msgs)
+                current.count += len(msgs)
+                applied += len(msgs)
+            if len(msgs) < wanted:  # the file is read to its end
+                self._finish(current)
+                continue
+            if full():
+                break
+        return applied
+
+    def ingest(self) -> int:
+        """Ingest every claimable file now, in the caller's turn; returns frames applied.
+
+        For tests and tools; the serving loop calls :meth:`step` instead, a slice per turn.
+        """
+        self.scan()
+        return self.step(1 << 62, lambda: False)
+
+    def rewind(self) -> None:
+        """The open batch was rolled back: read the current file again from its start (the watermark skips what
+        was committed), after releasing its lock so that the next :meth:`step` claims it afresh."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
+            self._queue.insert(0, current.path)
+
+    def close(self) -> None:
+        """Release the file being read (the daemon is stopping); it is read again by the next daemon."""
+        current, self._current = self._current, None
+        if current is not None:
+            current.close()
+
+    # ------------------------------------------------------------------ files
+    def _open_next(self) -> _OpenFile | None:
+        """Claim the next queued file whose writer is gone; files still being written are dropped from the queue
+        (their writer announces them when it closes them, and maintenance rescans)."""
+        while self._queue:
+            path = self._queue.pop(0)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in the spool is refused, never followed
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.error("spool file %s cannot be opened (%s); it is set aside as %s.bad", path.name, exc, path.name)
+                self._set_aside(path)
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # its writer is still appending
+                continue
+            self._current = _OpenFile(path, fd, self.max_frame)
+            return self._current
+        return None
 
     def _set_aside(self, path: Path) -> None:
         """Rename a spool file that cannot be read to ``*.bad`` (out of the spool glob), and count it."""
@@ -112,45 +273,25 @@ class SpoolIngester:
         except OSError as exc:
             log.error("spool file %s could not be set aside: %s", path.name, exc)
 
-    def _ingest_file(self, path: Path) -> int:
+    def _abandon(self, current: _OpenFile) -> None:
+        """Commit what was read of a file whose reading raised, then set it aside for a bug report."""
+        self._current = None
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)  # a link in the spool is refused, never followed
-        except FileNotFoundError:
-            return 0
-        except OSError as exc:
-            log.error("spool file %s cannot be opened (%s); it is set aside as %s.bad", path.name, exc, path.name)
-            self._set_aside(path)
-            return 0
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return 0  # its writer is still appending
-            count = 0
-            try:
-                for msg in read_frames(path, self.max_frame):
-                    try:
-                        kind, sid, seq, fields = P.check_client(msg)
-                    except ProtocolError as exc:
-                        self.malformed(f"spool {path.name}: {exc}")
-                        continue
-                    self.apply(kind, sid, seq, fields)
-                    count += 1
-            except OSError as exc:  # the file vanished or cannot be read: its remaining frames are lost, no more
-                log.error("spool file %s could not be read (%s); what was read of it is kept", path.name, exc)
-            except Exception as exc:  # never again: a file that broke the reader would break every maintenance
-                log.exception("reading spool file %s failed; it is set aside as %s.bad", path.name, path.name)
-                self.malformed(f"spool {path.name}: {type(exc).__name__}: {exc}")
-                if self.commit():
-                    self._set_aside(path)
-                return count
-            if not self.commit():
-                log.error("spool file %s could not be committed; it is kept for the next try", path.name)
-                return 0
-            path.unlink(missing_ok=True)
-            self.frames += count
-            self.files += 1
-            log.info("ingested spool file %s (%d frames)", path.name, count)
-            return count
+            if self.commit():
+                self._set_aside(current.path)
         finally:
-            os.close(fd)
+            current.close()
+
+    def _finish(self, current: _OpenFile) -> None:
+        """Commit what the file held, then delete it; a failed commit keeps it for the next try."""
+        self._current = None
+        try:
+            if not self.commit():
+                log.error("spool file %s could not be committed; it is kept for the next try", current.path.name)
+                return
+            current.path.unlink(missing_ok=True)
+        finally:
+            current.close()
+        self.frames += current.count
+        self.files += 1
+        log.info("ingested spool file %s (%d frames)", current.path.name, current.count)

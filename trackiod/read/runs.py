@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import apsw
-import numpy as np
 
 from trackio_shim.errors import RunNotFoundError, UsageError
-from trackiod.read.media import media_keys, read_media
-from trackiod.read.series import logged_value, merge_mixed, read_series, read_texts
+from trackiod.read.keys import run_keys as run_keys  # where the readers of runs look for it
 from trackiod.store.schema import dict_rows
 
 RUN_JSON_COLUMNS = ("pids", "config", "summary", "tags", "metric_defs", "mirrors")
@@ -63,21 +61,21 @@ def list_runs(conn: apsw.Connection, project: str | None = None) -> list[dict[st
     return [_run_dict(r) for r in rows]
 
 
+def run_table(conn: apsw.Connection, project: str | None = None) -> list[tuple[Any, ...]]:
+    """``(project, run_key, name, state, last_step, created_at, ended_at, updated_at)`` of each run, newest
+    first: what ``trackiod runs`` prints, without decoding every run's JSON columns."""
+    sql = (
+        "SELECT p.name, r.run_key, r.name, r.state, r.last_step, r.created_at, r.ended_at, r.updated_at "
+        "FROM runs r JOIN projects p ON p.id = r.project_id"
+    )
+    if project is None:
+        return list(conn.execute(f"{sql} ORDER BY r.id DESC"))
+    return list(conn.execute(f"{sql} WHERE p.name=? ORDER BY r.id DESC", (project,)))
+
+
 def get_run(conn: apsw.Connection, project: str, run_key: str) -> dict[str, Any] | None:
     rows = dict_rows(conn, f"{_RUN_SELECT} WHERE p.name=? AND r.run_key=?", (project, run_key))
     return _run_dict(rows[0]) if rows else None
-
-
-def run_keys(conn: apsw.Connection, run_id: int) -> dict[str, tuple[int, str, int]]:
-    """``{name: (key_id, kind, points)}`` for every key a run logged."""
-    return {
-        name: (key_id, kind, points)
-        for name, key_id, kind, points in conn.execute(
-            "SELECT k.name, k.id, rk.kind, rk.points FROM run_keys rk JOIN keys k ON k.id = rk.key_id "
-            "WHERE rk.run_id=? ORDER BY k.name",
-            (run_id,),
-        )
-    }
 
 
 def find_run(conn: apsw.Connection, ref: str) -> dict[str, Any]:
@@ -131,54 +129,12 @@ def history_rows(
     max_step: int | None = None,
     samples: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """History rows ``{"_step", "_timestamp", "_runtime", key: value...}`` in step order.
+    """History rows ``{"_step", key: value..., "_timestamp", "_runtime"}`` in step order, made lazily.
 
     With ``keys``, only rows where every one of those keys has a value (as wandb's scan_history). With
     ``samples``, at most that many rows, evenly spread over the steps and including the first and last.
+    Built by :mod:`trackiod.read.history`, imported here on first use: listing runs needs no numpy.
     """
-    available = run_keys(conn, run["id"])
-    rich = {name: entry for name, entry in media_keys(conn, run["id"]).items() if name not in available}
-    wanted = [*available, *rich] if keys is None else [k for k in keys if k in available or k in rich]
-    if keys is not None and len(wanted) < len(keys):
-        return
-    columns: list[tuple[str, Any, Any, Any, bool]] = []
-    for name in wanted:
-        if name in rich:  # histograms, arrays, images, tables, HTML: dicts (trackiod.read.media)
-            media_steps, media_times, media_vals = read_media(conn, run["id"], rich[name][0], min_step, max_step)
-            columns.append((name, media_steps, media_times, media_vals, False))
-            continue
-        key_id, kind, _ = available[name]
-        if kind == "text":
-            steps, times, text_vals = read_texts(conn, run["id"], key_id, min_step, max_step)
-            more_steps, more_times, more_vals = read_series(conn, run["id"], key_id, min_step, max_step)
-            if more_steps.size:  # a key with numbers at some steps and text at others: one column
-                steps, times, text_vals = merge_mixed(steps, times, text_vals, more_steps, more_times, more_vals)
-            columns.append((name, steps, times, text_vals, False))
-        else:
-            steps, times, vals = read_series(conn, run["id"], key_id, min_step, max_step)
-            columns.append((name, steps, times, vals, True))
-    if not columns:
-        return
-    if keys is None:
-        all_steps = np.unique(np.concatenate([c[1] for c in columns]))
-    else:
-        all_steps = columns[0][1]
-        for column in columns[1:]:
-            all_steps = np.intersect1d(all_steps, column[1])
-    if samples is not None and all_steps.size > samples:
-        count = max(samples, 1)
-        spread = np.linspace(0, all_steps.size - 1, count) if count > 1 else np.array([all_steps.size - 1])
-        all_steps = all_steps[np.unique(spread.round().astype(np.int64))]
-    positions = [np.searchsorted(c[1], all_steps) for c in columns]
-    created = float(run["created_at"])
-    for i, step in enumerate(all_steps.tolist()):
-        row: dict[str, Any] = {"_step": step}
-        stamp = 0.0
-        for (name, steps, times, vals, numeric), pos in zip(columns, positions):
-            j = int(pos[i])
-            if j < steps.size and steps[j] == step:
-                row[name] = logged_value(float(vals[j])) if numeric else vals[j]
-                stamp = max(stamp, float(times[j]))
-        row["_timestamp"] = stamp
-        row["_runtime"] = max(0.0, stamp - created)
-        yield row
+    from trackiod.read.history import rows
+
+    return rows(conn, run, keys, min_step, max_step, samples)

@@ -70,8 +70,8 @@ class ApiRun:
             wanted = None if ranks == "all" else _rank_list(ranks)
             last = None if max_step is None else max_step - 1
             with self._api._reader() as conn:
-                rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted, min_step, last))
-            yield from (row for row in rows if not keys or all(key in row for key in keys))
+                rank_rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted, min_step, last))
+            yield from (row for row in rank_rows if not keys or all(key in row for key in keys))
             return
         if context:
             yield from self._context_rows(context, keys, min_step, max_step)
@@ -82,7 +82,11 @@ class ApiRun:
         last = None if max_step is None else max_step - 1
         media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            for row in _local.runs.history_rows(conn, self._row, keys, min_step, last):
+            rows = _local.runs.history_rows(conn, self._row, keys, min_step, last)
+            if not _local.media.media_keys(conn, self._row["id"]):  # no rich values: nothing to wrap, row by row
+                yield from rows
+                return
+            for row in rows:
                 yield wrap_row(row, media_dir)
 
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
