@@ -167,7 +167,31 @@ class Ingest:
         if sid != routing_id:  # a peer may only speak for its own session
             self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
             return
+        if kind == P.BATCH:
+            self._handle_batch(fields, routing_id)
+            return
         self.handle(kind, sid, seq, fields, live=True)
+
+    def _handle_batch(self, fields: list[Any], routing_id: bytes) -> None:
+        """A coalesced message (protocol 2): each frame is decoded and applied as if it had come alone."""
+        try:
+            frames = P.batch_frames(fields)
+        except ProtocolError as exc:
+            self._malformed(str(exc), routing_id)
+            return
+        decode, handle = P.decode_client, self.handle
+        for raw in frames:
+            try:
+                if type(raw) is not bytes:
+                    raise ProtocolError("BATCH: a frame must be msgpack bin")
+                kind, sid, seq, inner = decode(raw)
+            except ProtocolError as exc:
+                self._malformed(str(exc), routing_id)
+                continue
+            if sid != routing_id or kind == P.BATCH:
+                self._malformed("BATCH: a frame of another session, or a batch inside a batch", routing_id)
+                continue
+            handle(kind, sid, seq, inner, True)
 
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""

@@ -160,9 +160,11 @@ class Run:
             deferred.poll()
 
     def flush(self) -> None:
-        """Wait for the tensor copies still in flight and hand their values to the session (a device sync)."""
+        """Wait for the tensor copies still in flight, hand their values to the session (a device sync) and send
+        what log() has coalesced so far."""
         if self._client is not None:
             self._client.drain_deferred()
+            self._client.flush()
 
     def watch(
         self,

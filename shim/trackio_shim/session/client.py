@@ -1,10 +1,14 @@
 """The per-process session: one DEALER socket, the unacknowledged-frame buffer, the spool and the pump.
 
-Hot path: a caller holding :attr:`Client.lock` packs a frame, appends it to the buffer and hands it to
-ZeroMQ with NOBLOCK. Nothing on that path waits for the daemon. A background *pump* thread, taking the same
-lock for a few microseconds every ``pump_interval_s``, reads acknowledgements, resends after reconnects,
-spills to the spool when the buffer outgrows ``buffer_bytes``, pings, and restarts a vanished daemon.
-All socket access happens under the lock, because ZeroMQ sockets are not thread-safe.
+Hot path: a caller holding :attr:`Client.lock` packs a frame and appends it to the buffer. Frames go out
+coalesced (docs/protocol.md, BATCH): log() sends whatever is unsent when the last send is ``_WINDOW_S`` old
+(a lone call after a pause goes out at once), and the pump sends the rest within the window, so a kill -9
+loses at most the last few milliseconds while a tight loop pays one pack and one append per call instead of
+a ZeroMQ send. Nothing on that path waits for the daemon. The background *pump* thread, taking the same lock
+for a few microseconds every ``pump_interval_s`` (every ``_WINDOW_S`` while frames wait to be sent), reads
+acknowledgements, resends after reconnects, spills to the spool when the buffer outgrows ``buffer_bytes``,
+pings, and restarts a vanished daemon. All socket access happens under the lock, because ZeroMQ sockets are
+not thread-safe.
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ if TYPE_CHECKING:
 
 _LOG = P.LOG
 _RESEND_BATCH = 4096
+#: Frames wait at most this long to be sent (log() sends when the last send is older; the pump otherwise).
+_WINDOW_S = 0.002
+#: log() sends at once when this many frames wait, or for a frame this big.
+_BATCH_FRAMES = 512
+_BIG_FRAME = 64 * 1024
+#: One BATCH message holds at most this many bytes of frames (larger runs are split).
+_BATCH_BYTES = 1 << 20
 _NOBLOCK = zmq.NOBLOCK
 _now = time.time
 
@@ -72,6 +83,8 @@ class Client:
         self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
         self._bytes = 0
         self._sent = 0  # highest seq handed to ZeroMQ
+        self._sent_at = 0.0  # time.time() of the last send: log() sends once it is _WINDOW_S old
+        self._pump_idle = False  # the pump sleeps pump_interval_s: log() wakes it when it leaves frames unsent
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
         self.acked = 0
         self._spooler = Spooler(settings, self.sid, self._announce_spool)
@@ -124,29 +137,37 @@ class Client:
             return self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
 
     def log_locked(self, handle: int, step: int, data: dict[Any, Any]) -> bool:
-        """log()'s hot path (caller holds :attr:`lock`): one pack, one append, one NOBLOCK send.
+        """log()'s hot path (caller holds :attr:`lock`): one pack and one append; a send once per window.
 
         The enqueue below repeats :meth:`emit_locked` on purpose: a method call is 5% of the budget here.
         Returns False, having sent nothing, for anything unusual (a tensor, a rich value, a value to salvage,
         an oversized frame): the caller then takes the slow path (Run._log_slow) outside the lock.
         """
         seq = self.seq + 1
+        ts = _now()
         try:
-            frame = self._pack((_LOG, self.sid, seq, handle, step, _now(), data))
+            frame = self._pack((_LOG, self.sid, seq, handle, step, ts, data))
         except Exception:
             return False
-        if len(frame) > self._max_frame:
+        size = len(frame)
+        if size > self._max_frame:
             return False
         self.seq = seq
         self._unacked.append(frame)
-        self._bytes += len(frame)
+        self._bytes += size
         if not self.hold:
-            try:
-                self._send(frame, _NOBLOCK)
-                self._sent = seq
-            except zmq.ZMQError:
-                self.hold = True
+            if ts - self._sent_at >= _WINDOW_S or seq - self._sent >= _BATCH_FRAMES or size >= _BIG_FRAME:
+                self._send_pending(ts)
+            elif self._pump_idle:
+                self._pump_idle = False
+                self._wake.set()
         return True
+
+    def flush(self) -> None:
+        """Send the frames waiting for the coalescing window now (flush(), finish() and exit call this)."""
+        with self.lock:
+            if not self.hold and not self._closed and self._sent < self.seq:
+                self._send_pending(_now())
 
     def deferred(self) -> DeferredCopies:
         """The queue of deferred device-to-host copies, created when the first tensor is logged."""
@@ -189,12 +210,42 @@ class Client:
         self._unacked.append(frame)
         self._bytes += len(frame)
         if not self.hold:
-            try:
-                self._sock.send(frame, zmq.NOBLOCK)
-                self._sent = seq
-            except zmq.ZMQError:
-                self.hold = True  # Again (no peer, or high-water mark): the pump takes over
+            self._send_pending(_now())  # with the log() frames before it, in order
         return seq
+
+    def _send_pending(self, now: float) -> None:
+        """Send every buffered frame not yet sent, coalesced (caller holds :attr:`lock`).
+
+        On Again (no peer, or the high-water mark) the rest waits in the buffer and the pump takes over.
+        """
+        self._sent_at = now
+        first = self._head + self._sent + 1 - self._base
+        if first < self._head:  # frames below _base were spooled or acknowledged meanwhile
+            first = self._head
+            self._sent = self._base - 1
+        if not self._send_range(first, len(self._unacked)):
+            self.hold = True
+
+    def _send_range(self, first: int, end: int) -> bool:
+        """Send ``_unacked[first:end]`` (one frame alone, more as BATCH messages); False at the first Again."""
+        frames = self._unacked
+        while first < end:
+            if first + 1 == end:
+                message = frames[first]
+                count = 1
+            else:
+                chunk = frames[first:end]
+                while len(chunk) > 1 and sum(map(len, chunk)) > _BATCH_BYTES:
+                    chunk = chunk[: len(chunk) // 2]
+                count = len(chunk)
+                message = chunk[0] if count == 1 else self._pack((P.BATCH, self.sid, chunk))
+            try:
+                self._send(message, _NOBLOCK)
+            except zmq.ZMQError:
+                return False
+            self._sent += count
+            first += count
+        return True
 
     def _control(self, fields: tuple[Any, ...]) -> bool:
         try:
@@ -277,9 +328,13 @@ class Client:
     # ------------------------------------------------------------------ the pump
     def _pump_loop(self) -> None:
         while not self._closed:
-            # Back sooner while a resend is under way (it goes out in batches), else every pump interval.
-            backlog = self.hold and self._spooler.writer is None and self.last_heard
-            self._wake.wait(0.002 if backlog else self.settings.pump_interval_s)
+            # Back sooner while a resend is under way (it goes out in batches) or frames wait to be sent,
+            # else every pump interval (log() wakes an idle pump when it leaves a frame unsent).
+            with self.lock:
+                backlog = self.hold and self._spooler.writer is None and self.last_heard
+                busy = backlog or (not self.hold and self._sent < self.seq)
+                self._pump_idle = not busy
+            self._wake.wait(_WINDOW_S if busy else self.settings.pump_interval_s)
             self._wake.clear()
             if self._closed:
                 return
@@ -331,6 +386,8 @@ class Client:
             return spooler.take(frames), frames
         if self.hold:
             self._send_backlog()
+        elif self._sent < self.seq:
+            self._send_pending(_now())
         if self._bytes > self.settings.buffer_bytes and spooler.retry_due(now):
             if not spooler.open(self._base):
                 return None
@@ -387,19 +444,13 @@ class Client:
         if start < 0:
             start = 0
             self._sent = self._base - 1
-        frames = self._unacked
         first = self._head + start
         # At most _RESEND_BATCH per round, so a long backlog after an outage is resent over several pump
-        # rounds (~200k frames/s) instead of holding log() up for tens of milliseconds in one.
-        last = min(len(frames), first + _RESEND_BATCH)
-        for i in range(first, last):
-            try:
-                self._sock.send(frames[i], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                return
-            self._sent += 1
-        if last == len(frames):
+        # rounds instead of holding log() up for tens of milliseconds in one.
+        last = min(len(self._unacked), first + _RESEND_BATCH)
+        if self._send_range(first, last) and last == len(self._unacked):
             self.hold = False
+            self._sent_at = _now()
 
     # ------------------------------------------------------------------ the daemon
     def ping(self, timeout: float) -> bool:
