@@ -19,6 +19,14 @@ _warned_lock = threading.Lock()
 _PACKAGE_DIR = os.path.dirname(__file__) + os.sep
 
 
+def _new_lock_after_fork() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # the parent's pump may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def warn_once(cause: Hashable, message: str) -> None:
     """Issue ``message`` as a UserWarning the first time ``cause`` is seen in this process."""
     with _warned_lock:

@@ -75,9 +75,11 @@ class Client:
         self.sid = os.urandom(P.SESSION_ID_BYTES)
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.seq = 0
         # Unacknowledged frames are _unacked[_head:], with seqs _base, _base + 1, ... An ACK only moves _head
-        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up.
+        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up. The last seq
+        # given out is not stored but derived from them (:attr:`seq`): the append is the one step that gives a
+        # frame its seq, so an exception a signal handler raises at any point of log() (a timeout helper's,
+        # KeyboardInterrupt) leaves buffer and seqs agreeing (docs/robustness.md, "Signals").
         self._unacked: list[bytes] = []
         self._head = 0
         self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
@@ -130,6 +132,11 @@ class Client:
         self._pump = threading.Thread(target=self._pump_loop, name="trackio_shim-pump", daemon=True)
         self._pump.start()
 
+    @property
+    def seq(self) -> int:
+        """The last sequence number given out (0 before the first frame)."""
+        return self._base + len(self._unacked) - self._head - 1
+
     # ------------------------------------------------------------------ sending
     def emit(self, fields: tuple[Any, ...]) -> int:
         """Send one sequenced message ``(kind, *rest)``; returns its sequence number (0 if not sendable)."""
@@ -143,7 +150,8 @@ class Client:
         Returns False, having sent nothing, for anything unusual (a tensor, a rich value, a value to salvage,
         an oversized frame): the caller then takes the slow path (Run._log_slow) outside the lock.
         """
-        seq = self.seq + 1
+        unacked = self._unacked
+        seq = self._base + len(unacked) - self._head
         ts = _now()
         try:
             frame = self._pack((_LOG, self.sid, seq, handle, step, ts, data))
@@ -152,8 +160,7 @@ class Client:
         size = len(frame)
         if size > self._max_frame:
             return False
-        self.seq = seq
-        self._unacked.append(frame)
+        unacked.append(frame)  # the frame now has its seq; nothing before this changed any state
         self._bytes += size
         if not self.hold:
             if ts - self._sent_at >= _WINDOW_S or seq - self._sent >= _BATCH_FRAMES or size >= _BIG_FRAME:
@@ -196,6 +203,8 @@ class Client:
         Returns the seq (0 if nothing sendable was left).
         """
         seq = message[2] = self.seq + 1
+        if self._closed:
+            return 0  # a forked child's copy of its parent's session (a new one serves the child)
         try:
             frame = self.packer.pack(message)
         except Exception:
@@ -206,7 +215,6 @@ class Client:
             frame = salvage(self.packer, message, self._max_frame)
             if frame is None:
                 return 0
-        self.seq = seq
         self._unacked.append(frame)
         self._bytes += len(frame)
         if not self.hold:
@@ -248,6 +256,8 @@ class Client:
         return True
 
     def _control(self, fields: tuple[Any, ...]) -> bool:
+        if self._closed:
+            return False
         try:
             self._sock.send(self.packer.pack((fields[0], self.sid, *fields[1:])), zmq.NOBLOCK)
             return True
@@ -404,11 +414,12 @@ class Client:
     # ------------------------------------------------------------------ the spool (files: Spooler)
     def _take_for_spool(self) -> list[bytes]:
         """Take every buffered frame out of the buffer for the spool: from here on they count as sent."""
+        last = self.seq
         frames = self._unacked[self._head :]
         self._unacked, self._head = [], 0
         self._bytes = 0
-        self._base = self.seq + 1
-        self._sent = self.seq
+        self._base = last + 1
+        self._sent = last
         return frames
 
     def _end_spool(self) -> bool:
@@ -433,6 +444,8 @@ class Client:
     def spill_locked(self) -> Path | None:
         """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
         spooler = self._spooler
+        if self._closed:
+            return None  # a forked child's copy: its frames are the parent's to deliver
         if spooler.writer is None and (len(self._unacked) == self._head or not spooler.open(self._base)):
             return None
         assert spooler.writer is not None
@@ -463,7 +476,7 @@ class Client:
         deadline = time.monotonic() + timeout
         with self.lock:
             self._control((P.PING, P.PROTOCOL_VERSION))
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._closed:
             with self.lock:
                 self._drain_locked()
                 if self.refused:
@@ -485,6 +498,8 @@ class Client:
     def reconnect(self, endpoint: str) -> None:
         """Point the socket at ``endpoint`` (the daemon's state file says it listens there)."""
         with self.lock:
+            if self._closed:
+                return
             self._sock.disconnect(self.endpoint)
             self._sock.connect(endpoint)
             self.endpoint = endpoint
@@ -498,7 +513,7 @@ class Client:
             with self.lock:
                 if self.acked >= seq:
                     return True
-                if not self.last_heard:
+                if not self.last_heard or self._closed:
                     return False  # no daemon has ever answered this session: nothing to wait for
                 now = time.monotonic()
                 silent_for = now - (self.last_heard or self._created_at)
@@ -524,7 +539,7 @@ class Client:
             else:
                 self._control((fields[0], req_id, *fields[2:]))
         deadline = time.monotonic() + timeout
-        while not reply.done and time.monotonic() < deadline:
+        while not reply.done and time.monotonic() < deadline and not self._closed:
             self.service()
             with self.lock:
                 if not reply.done:
@@ -547,6 +562,17 @@ class Client:
                 "spool_files": [str(p) for p in self._spooler.paths],
                 "connected": self._boot_id is not None,
             }
+
+    def abandon_in_child(self) -> None:
+        """Make this copy of the parent's session inert in a forked child (run in the at-fork hook).
+
+        From here on it sends nothing, waits on nothing and spools nothing: its frames are the parent's, which
+        delivers them. Its lock is a new one, since a thread of the parent may have held the old one.
+        """
+        self.lock = threading.Lock()
+        self._closed = True
+        self.hold = True
+        self._deferred = None
 
     def close(self, timeout: float | None = None) -> None:
         """Wait (bounded) for acknowledgements, spool whatever is left, and tear the socket down."""
@@ -625,8 +651,16 @@ def close_client(timeout: float | None = None) -> None:
 
 
 def _forget_after_fork() -> None:
-    global _client
-    _client = None  # a ZeroMQ context must not cross fork(); the child makes its own session
+    """In a forked child: leave the parent's session alone and let the next get_client() make the child's.
+
+    The child must never touch the inherited socket (libzmq answers EINTR forever after a fork, and a retry
+    loop spins) nor wait on an inherited lock (the thread that held it at the fork does not exist here).
+    """
+    global _client, _client_lock
+    _client_lock = threading.Lock()
+    inherited, _client = _client, None
+    if inherited is not None:
+        inherited.abandon_in_child()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
