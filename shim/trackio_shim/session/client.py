@@ -116,7 +116,11 @@ class Client:
         self._sock.connect(settings.endpoint)
         self._send = self._sock.send
         self._closed = False
-        self._wake = threading.Event()
+        # The pump sleeps by acquiring this lock with a timeout; releasing it wakes the pump. A plain lock, not
+        # a threading.Event: Event.set() is Python code around a Condition, and an exception a signal handler
+        # raises inside it (in log(), in the main thread) can leave its inner lock held for good.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._deferred: DeferredCopies | None = None
         self._locator = DaemonLocator(settings, self)
         info = {
@@ -167,7 +171,7 @@ class Client:
                 self._send_pending(ts)
             elif self._pump_idle:
                 self._pump_idle = False
-                self._wake.set()
+                self._wake_pump()
         return True
 
     def flush(self) -> None:
@@ -344,8 +348,7 @@ class Client:
                 backlog = self.hold and self._spooler.writer is None and self.last_heard
                 busy = backlog or (not self.hold and self._sent < self.seq)
                 self._pump_idle = not busy
-            self._wake.wait(_WINDOW_S if busy else self.settings.pump_interval_s)
-            self._wake.clear()
+            self._wake.acquire(timeout=_WINDOW_S if busy else self.settings.pump_interval_s)
             if self._closed:
                 return
             try:
@@ -356,6 +359,11 @@ class Client:
                     self._locator.maybe_restart(self.last_heard, self.seq > self.acked)
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
+
+    def _wake_pump(self) -> None:
+        """End the pump's sleep now (one C call, safe against a signal handler's exception)."""
+        with contextlib.suppress(RuntimeError):  # already woken: the lock is released and not yet re-taken
+            self._wake.release()
 
     def service(self) -> None:
         """One round of background work: read replies, ping, resend, spool.
@@ -595,7 +603,7 @@ class Client:
                     f"spooled to {self.settings.spool_dir} (is the disk full?); they are lost with this process",
                 )
             self._closed = True
-            self._wake.set()
+            self._wake_pump()
         self._pump.join(timeout=1.0)
         with self.lock:
             self._sock.close(linger=0)
