@@ -41,11 +41,12 @@ _LOG = P.LOG
 _RESEND_BATCH = 4096
 #: Frames wait at most this long to be sent (log() sends when the last send is older; the pump otherwise).
 _WINDOW_S = 0.002
-#: log() sends at once when this many frames wait, or for a frame this big.
-_BATCH_FRAMES = 512
-_BIG_FRAME = 64 * 1024
 #: One BATCH message holds at most this many bytes of frames (larger runs are split).
 _BATCH_BYTES = 1 << 20
+#: What a buffered frame costs beyond its bytes: the bytes object's header and allocator rounding, and its
+#: slot in the list. Counted in the buffer's size, so the trainer's memory stays near buffer_bytes before
+#: the pump spools (issue 18, finding 13: 142 MiB for the 64 MiB default when only payloads were counted).
+_FRAME_OVERHEAD = 56
 _NOBLOCK = zmq.NOBLOCK
 _now = time.time
 
@@ -85,7 +86,7 @@ class Client:
         self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
         self._bytes = 0
         self._sent = 0  # highest seq handed to ZeroMQ
-        self._sent_at = 0.0  # time.time() of the last send: log() sends once it is _WINDOW_S old
+        self._send_by = 0.0  # time.time() of the last send + _WINDOW_S: log() sends from then on
         self._pump_idle = False  # the pump sleeps pump_interval_s: log() wakes it when it leaves frames unsent
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
         self.acked = 0
@@ -165,13 +166,12 @@ class Client:
         if size > self._max_frame:
             return False
         unacked.append(frame)  # the frame now has its seq; nothing before this changed any state
-        self._bytes += size
-        if not self.hold:
-            if ts - self._sent_at >= _WINDOW_S or seq - self._sent >= _BATCH_FRAMES or size >= _BIG_FRAME:
-                self._send_pending(ts)
-            elif self._pump_idle:
-                self._pump_idle = False
-                self._wake_pump()
+        self._bytes += size + _FRAME_OVERHEAD
+        if ts >= self._send_by and not self.hold:
+            self._send_pending(ts)
+        elif self._pump_idle:
+            self._pump_idle = False
+            self._wake_pump()
         return True
 
     def flush(self) -> None:
@@ -220,7 +220,7 @@ class Client:
             if frame is None:
                 return 0
         self._unacked.append(frame)
-        self._bytes += len(frame)
+        self._bytes += len(frame) + _FRAME_OVERHEAD
         if not self.hold:
             self._send_pending(_now())  # with the log() frames before it, in order
         return seq
@@ -230,7 +230,7 @@ class Client:
 
         On Again (no peer, or the high-water mark) the rest waits in the buffer and the pump takes over.
         """
-        self._sent_at = now
+        self._send_by = now + _WINDOW_S
         first = self._head + self._sent + 1 - self._base
         if first < self._head:  # frames below _base were spooled or acknowledged meanwhile
             first = self._head
@@ -320,7 +320,7 @@ class Client:
         count = min(seq - self._base + 1, len(self._unacked) - self._head)
         if count > 0:
             end = self._head + count
-            self._bytes -= sum(map(len, self._unacked[self._head : end]))
+            self._bytes -= sum(map(len, self._unacked[self._head : end])) + count * _FRAME_OVERHEAD
             self._head, self._base = end, self._base + count
             if end >= 4096 and 2 * end >= len(self._unacked):
                 del self._unacked[:end]
@@ -445,7 +445,7 @@ class Client:
         if frames:
             self._unacked = frames + self._unacked[self._head :]
             self._head, self._base = 0, first
-            self._bytes += sum(map(len, frames))
+            self._bytes += sum(map(len, frames)) + len(frames) * _FRAME_OVERHEAD
         self._sent = self._base - 1
         self.hold = True
 
@@ -471,7 +471,7 @@ class Client:
         last = min(len(self._unacked), first + _RESEND_BATCH)
         if self._send_range(first, last) and last == len(self._unacked):
             self.hold = False
-            self._sent_at = _now()
+            self._send_by = _now() + _WINDOW_S
 
     # ------------------------------------------------------------------ the daemon
     def ping(self, timeout: float) -> bool:
