@@ -64,8 +64,6 @@ def test_batch_field_that_is_not_a_list_is_one_malformed_message(daemon: DaemonP
         sock.setsockopt(zmq.ROUTING_ID, sid)
         sock.connect(daemon.settings().endpoint)
         sock.send(_pack(P.BATCH, sid, {"not": "a list"}))
-        wait_for(
-            lambda: int((daemon.status() or {}).get("malformed_frames", 0)) == 1, timeout=20, what="one malformed"
-        )
+        wait_for(lambda: int((daemon.status() or {}).get("malformed_frames", 0)) == 1, timeout=20, what="one malformed")
     finally:
         ctx.destroy(linger=0)
