@@ -43,6 +43,10 @@ _RESEND_BATCH = 4096
 _WINDOW_S = 0.002
 #: One BATCH message holds at most this many bytes of frames (larger runs are split).
 _BATCH_BYTES = 1 << 20
+#: Frames sent and not yet acknowledged, at most: ZeroMQ's high-water marks count messages, and a BATCH
+#: holds thousands of frames, so without this a daemon slower than the trainer would let gigabytes queue in
+#: the sockets' pipes (and a PING wait behind them). Past it, frames wait in the buffer (and the spool).
+_MAX_INFLIGHT = 65_536
 #: What a buffered frame costs beyond its bytes: the bytes object's header and allocator rounding, and its
 #: slot in the list. Counted in the buffer's size, so the trainer's memory stays near buffer_bytes before
 #: the pump spools (issue 18, finding 13: 142 MiB for the 64 MiB default when only payloads were counted).
@@ -239,8 +243,17 @@ class Client:
             self.hold = True
 
     def _send_range(self, first: int, end: int) -> bool:
-        """Send ``_unacked[first:end]`` (one frame alone, more as BATCH messages); False at the first Again."""
+        """Send ``_unacked[first:end]`` (one frame alone, more as BATCH messages); False at the first Again
+        or when the in-flight window (:data:`_MAX_INFLIGHT`) is full."""
         frames = self._unacked
+        room = self.acked + _MAX_INFLIGHT - self._sent
+        if end - first > room:
+            if room <= 0:
+                return False
+            end = first + room
+            if not self._send_range(first, end):
+                return False
+            return False  # the rest waits for acknowledgements (the pump sends it)
         while first < end:
             if first + 1 == end:
                 message = frames[first]
