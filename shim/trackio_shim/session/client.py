@@ -90,6 +90,7 @@ class Client:
         self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
         self._bytes = 0
         self._sent = 0  # highest seq handed to ZeroMQ
+        self._spooled_to = 0  # last seq handed to the spool: frames up to it are not in flight on the socket
         self._send_by = 0.0  # time.time() of the last send + _WINDOW_S: log() sends from then on
         self._pump_idle = False  # the pump sleeps pump_interval_s: log() wakes it when it leaves frames unsent
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
@@ -246,7 +247,7 @@ class Client:
         """Send ``_unacked[first:end]`` (one frame alone, more as BATCH messages); False at the first Again
         or when the in-flight window (:data:`_MAX_INFLIGHT`) is full."""
         frames = self._unacked
-        room = self.acked + _MAX_INFLIGHT - self._sent
+        room = max(self.acked, self._spooled_to) + _MAX_INFLIGHT - self._sent
         if end - first > room:
             if room <= 0:
                 return False
@@ -440,7 +441,7 @@ class Client:
         self._unacked, self._head = [], 0
         self._bytes = 0
         self._base = last + 1
-        self._sent = last
+        self._sent = self._spooled_to = last
         return frames
 
     def _end_spool(self) -> bool:
