@@ -2,8 +2,11 @@
 
 The floor is ``msgpack.packb(d)`` plus a blocking ZeroMQ DEALER ``send`` over ipc to a ROUTER in another
 process that only drains (DESIGN.md, "Measured"). Floor and log() are timed call by call (perf_counter_ns) in
-alternating batches, so machine noise hits both alike; the budget is a ratio of medians: log() p50 <= 1.5x
-the floor's p50. pytest-benchmark's own table (group "log: 10 scalars") shows the same three side by side.
+alternating batches, so machine noise hits both alike. log() coalesces its frames (docs/protocol.md,
+"Coalescing"), so it pays one pack and one append per call and a send per 2 ms: the budgets (issue 16) are
+log() p50 <= 1.0x the floor's p50 and log() p99 <= 1.0x the floor's p99 with the daemon running; 1.5x at p50
+with the daemon stopped (buffering, then spooling). pytest-benchmark's own table (group "log: 10 scalars")
+shows the same three side by side.
 """
 
 from __future__ import annotations
@@ -17,22 +20,29 @@ from benchmarks._support import Floor, interleaved, percentiles, rss_bytes, ten_
 from tests.support.daemons import DaemonProcess, wait_for
 
 D = ten_scalars()
-RATIO_BUDGET = 1.5
+RATIO_BUDGET = 1.5  # daemon stopped
+RUNNING_P50_BUDGET = 1.0
+RUNNING_P99_BUDGET = 1.0
 
 
 def _noop(data: Any) -> None:
     return None
 
 
-def _record_ratio(figures: Any, test: str, t: dict[str, Any], label: str = "") -> float:
+def _record_ratio(
+    figures: Any, test: str, t: dict[str, Any], label: str = "", p50: float = RATIO_BUDGET, p99: float | None = None
+) -> float:
     floor, log, timer = (percentiles(t[k]) for k in ("floor", "log", "timer"))
     for name, p in (("floor", floor), ("log()", log)):
         for q in ("p50", "p90", "p99"):
             figures.add(test, f"{name}{label} {q}", p[q] / 1000, "µs", note=f"n={p['n']}")
     figures.add(test, "timer overhead p50 (in every sample)", timer["p50"] / 1000, "µs")
     ratio = log["p50"] / floor["p50"]
-    figures.budget(test, f"log(){label} p50 / floor p50", ratio, "x", RATIO_BUDGET)
-    figures.add(test, f"log(){label} p99 / floor p99", log["p99"] / floor["p99"], "x")
+    figures.budget(test, f"log(){label} p50 / floor p50", ratio, "x", p50)
+    if p99 is None:
+        figures.add(test, f"log(){label} p99 / floor p99", log["p99"] / floor["p99"], "x")
+    else:
+        figures.budget(test, f"log(){label} p99 / floor p99", log["p99"] / floor["p99"], "x", p99)
     return ratio
 
 
@@ -54,7 +64,7 @@ def test_log_daemon_running(
     fns = {"floor": floor.send, "log": run.log, "timer": _noop}
     interleaved(fns, D, 1, 2_000)  # warm-up: connections, caches, the daemon's first batches
     t = interleaved(fns, D, mode.size("log_batches"), mode.size("log_batch_calls"))
-    _record_ratio(figures, test, t)
+    _record_ratio(figures, test, t, p50=RUNNING_P50_BUDGET, p99=RUNNING_P99_BUDGET)
 
     # Sustained: a tight loop of calls, then the time until the daemon acknowledged all of them.
     n = mode.size("log_sustained_calls")

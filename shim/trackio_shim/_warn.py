@@ -40,6 +40,14 @@ def _library_dirs() -> tuple[str, ...]:
     return tuple(sorted({os.path.abspath(paths[key]) + os.sep for key in keys if paths.get(key)}))
 
 
+def _new_lock_after_fork() -> None:
+    global _warned_lock
+    _warned_lock = threading.Lock()  # the parent's pump may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def warn_once(cause: Hashable, message: str) -> None:
     """Issue ``message`` as a UserWarning, at the user's line, the first time ``cause`` is seen in this process."""
     with _warned_lock:

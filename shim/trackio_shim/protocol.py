@@ -1,6 +1,8 @@
 """The trackiod wire protocol: the single source of truth for both sides (docs/protocol.md explains it).
 
-Every message is one ZeroMQ frame holding one msgpack array whose first element is the message kind.
+Every message is one ZeroMQ frame holding one msgpack array whose first element is the message kind. Since
+version 2 a client may coalesce frames: a BATCH message carries many frames, each decoded exactly as if it had
+come alone (:func:`batch_frames`), so one bad frame never costs its neighbours.
 Clients use DEALER sockets whose routing id is their 16-byte session id; the daemon uses one ROUTER.
 
 Sequenced messages (kinds below 32) are durable: each carries the producer session id and a per-session
@@ -18,9 +20,9 @@ import msgpack
 
 from trackio_shim.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
-#: Versions this build of the daemon can ingest.
-SUPPORTED_VERSIONS = frozenset({1})
+PROTOCOL_VERSION = 2
+#: Versions this build of the daemon can ingest (2 added BATCH; a version-1 session never sends one).
+SUPPORTED_VERSIONS = frozenset({1, 2})
 
 # --- sequenced, client -> daemon: [kind, sid, seq, *fields] ---
 SESSION = 1  # info: {version, pid, host, started, argv, python, cuda}
@@ -49,6 +51,7 @@ PING = 33  # protocol version; the daemon answers PONG, or REFUSE if it cannot s
 SPOOL_READY = 34  # spool file path (a hint: ingest it now)
 RESYNC = 35  # first seq the client still holds; older ones are gone for good
 QUERY = 36  # req_id, what, args
+BATCH = 37  # frames: a list of whole client frames (bin), applied in order as if each had come alone
 
 # --- daemon -> client: [kind, *fields] ---
 REFUSE = 65  # reason
@@ -77,7 +80,7 @@ SEQUENCED_KINDS = frozenset(
         TENSORBOARD,
     }
 )
-CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY})
+CONTROL_KINDS = frozenset({PING, SPOOL_READY, RESYNC, QUERY, BATCH})
 
 # Field count after [kind, sid, seq] (sequenced) or after [kind, sid] (control); -1 means "at least 0".
 _ARITY = {
@@ -100,6 +103,7 @@ _ARITY = {
     SPOOL_READY: 1,
     RESYNC: 1,
     QUERY: 3,
+    BATCH: 1,
 }
 
 SESSION_ID_BYTES = 16
@@ -192,6 +196,22 @@ def check_client(msg: Any) -> tuple[int, bytes, int, list[Any]]:
     if len(msg) != 2 + _ARITY[kind]:
         raise ProtocolError(f"{KIND_NAMES[kind]}: expected {2 + _ARITY[kind]} elements, got {len(msg)}")
     return kind, sid, 0, msg[2:]
+
+
+def batch_frames(fields: list[Any]) -> list[Any]:
+    """The frames a BATCH message carries (its decoded ``fields``), for the receiver to decode one by one.
+
+    The one place that unpacks a coalesced message: whoever receives client messages calls it, then handles
+    each frame exactly as a frame that came alone (its own :func:`decode_client`, checks and sequence number;
+    an element that is not bytes, or is itself a BATCH, is one malformed frame).
+
+    Raises:
+        ProtocolError: the field is not a list.
+    """
+    frames = fields[0]
+    if type(frames) is not list:
+        raise ProtocolError("BATCH: expected a list of frames (msgpack bin)")
+    return frames
 
 
 def decode_daemon(raw: bytes) -> list[Any]:

@@ -231,6 +231,12 @@ class Ingest:
         if routing_id is not None and sid != routing_id:
             self._malformed(f"{P.KIND_NAMES[kind]}: session id does not match the sending socket")
             return
+        if kind == P.BATCH:
+            if routing_id is None:  # spool files hold single frames; a shim never spools a BATCH
+                self._malformed("BATCH: not a frame of a spool file")
+                return
+            self._handle_batch(fields, routing_id)
+            return
         self.handle(kind, sid, seq, fields, live=routing_id is not None)
 
     def handle_messages(self, msgs: Iterable[Any], routing_id: bytes | None, origin: str = "") -> None:
@@ -305,6 +311,40 @@ class Ingest:
             return None
         run_id = self.runs.handles.get((sid, handle))
         return None if run_id is None else (sid, handle, run_id)
+
+    def _handle_batch(self, fields: list[Any], routing_id: bytes) -> None:
+        """A coalesced message (protocol 2): each frame is decoded and applied as if it had come alone.
+
+        Runs of decodable frames go through :meth:`handle_messages` (its LOG fast path); a frame that cannot be
+        decoded is one bad frame of its session (:meth:`_undecodable`), in its place in the order.
+        """
+        try:
+            frames = P.batch_frames(fields)
+        except ProtocolError as exc:
+            self._malformed(str(exc), routing_id)
+            return
+        msgs: list[Any] = []
+        for raw in frames:
+            if type(raw) is not bytes:
+                self._malformed("BATCH: a frame must be msgpack bin", routing_id)
+                continue
+            try:
+                msg = _unpackb(raw, strict_map_key=False)
+            except Exception:
+                try:
+                    msg = P.unpack(raw)
+                except ProtocolError as exc:
+                    if msgs:
+                        self.handle_messages(msgs, routing_id)
+                        msgs = []
+                    self._undecodable(raw, routing_id, f"BATCH: {exc}")
+                    continue
+            if type(msg) is list and msg and msg[0] == P.BATCH:
+                self._malformed("BATCH: a batch inside a batch", routing_id)
+                continue
+            msgs.append(msg)
+        if msgs:
+            self.handle_messages(msgs, routing_id)
 
     def handle(self, kind: int, sid: bytes, seq: int, fields: list[Any], live: bool) -> None:
         """Apply one decoded message (``live`` False for spool files, which get no replies)."""

@@ -7,6 +7,7 @@ follows the changes here through :func:`follow`, so that neither module has to i
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -79,6 +80,18 @@ def reset() -> None:
     with lock:
         _runs.clear()
         _make_current(None)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child keeps its parent's runs (``wandb.log`` in a worker logs to them), each of which joins
+    its run with the child's own session at its first log() (:meth:`Run.detach_after_fork`)."""
+    global lock
+    lock = threading.RLock()  # another thread of the parent may have held it at the fork
+    for run in _runs:
+        run.detach_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_hooks() -> None:

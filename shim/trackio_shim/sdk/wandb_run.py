@@ -65,6 +65,7 @@ class Run:
         self._dir = dir
         self._step = step
         self._sink = client  # the client while the run is live, None once finished: one check in log()
+        self._rejoin = False  # in a forked child, until its first log(): join the run with the child's session
         #: How tensors are copied to the host when log() gets no ``copy=``: "deferred" (default) or "sync".
         self.tensor_copy: str = client.settings.tensor_copy if client is not None else "deferred"
         self._watches: list[Any] = []
@@ -99,9 +100,11 @@ class Run:
         """
         client = self._sink
         if client is None:
-            if self._finished:
-                warn_once(("log-after-finish", self.id), f"trackio_shim: run {self.id} is finished; log ignored")
-            return
+            client = self._join_from_child() if self._rejoin else None
+            if client is None:
+                if self._finished:
+                    warn_once(("log-after-finish", self.id), f"trackio_shim: run {self.id} is finished; log ignored")
+                return
         if type(data) is not dict:
             if not isinstance(data, Mapping):
                 warn_once(
@@ -124,6 +127,44 @@ class Run:
             else:
                 merged = self._merged_context(context)
         self._log_slow(client, at, data, copy, merged)
+
+    def detach_after_fork(self) -> None:
+        """In a forked child (at-fork hook): stop using the parent's session; the next log() joins with a new one.
+
+        Nothing is sent until then, so a worker that never logs (a DataLoader worker) costs the daemon nothing.
+        """
+        if self._sink is not None:
+            self._sink = None
+            self._rejoin = True
+
+    def _join_from_child(self) -> Client | None:
+        """Join this run from a forked child: a session of its own, then RUN_START(resume="allow") for the run.
+
+        The daemon attaches the child's session to the same run (one more process of it); the child's
+        RUN_FINISH, or its exit, detaches only that session, and the run ends when its last process does.
+        """
+        from trackio_shim.session.client import get_client
+
+        self._rejoin = False
+        inherited = self._client
+        if inherited is None:
+            return None
+        client = get_client(inherited.settings)
+        client.ping(0.25)  # the new socket connects before its first frames (never longer than this)
+        params = {
+            "project": self.project,
+            "id": self.id,
+            "name": self.name,
+            "resume": "allow",
+            "config": {},
+            "default_id": self.id,
+            "default_name": self.name,
+            "started": time.time(),
+            "req": None,
+        }
+        client.emit((P.RUN_START, self._handle, params))
+        self._client = self._sink = self._link.client = client
+        return client
 
     def _log_slow(
         self, client: Client, at: int, data: dict[Any, Any], copy: str | None, context: dict[str, Any] | None
@@ -164,9 +205,11 @@ class Run:
             deferred.poll()
 
     def flush(self) -> None:
-        """Wait for the tensor copies still in flight and hand their values to the session (a device sync)."""
+        """Wait for the tensor copies still in flight, hand their values to the session (a device sync) and send
+        what log() has coalesced so far."""
         if self._client is not None:
             self._client.drain_deferred()
+            self._client.flush()
 
     def watch(
         self,
@@ -373,6 +416,11 @@ class Run:
         ingests it when it can.
         """
         if self._finished:
+            return
+        if self._rejoin:  # a forked child that never logged: nothing of its own to send; the parent finishes
+            self._rejoin = False
+            self._link.finished = True
+            self._run_finish_hooks()
             return
         code = 0 if exit_code is None else int(exit_code)
         client = self._client

@@ -1,10 +1,14 @@
 """The per-process session: one DEALER socket, the unacknowledged-frame buffer, the spool and the pump.
 
-Hot path: a caller holding :attr:`Client.lock` packs a frame, appends it to the buffer and hands it to
-ZeroMQ with NOBLOCK. Nothing on that path waits for the daemon. A background *pump* thread, taking the same
-lock for a few microseconds every ``pump_interval_s``, reads acknowledgements, resends after reconnects,
-spills to the spool when the buffer outgrows ``buffer_bytes``, pings, and restarts a vanished daemon.
-All socket access happens under the lock, because ZeroMQ sockets are not thread-safe.
+Hot path: a caller holding :attr:`Client.lock` packs a frame and appends it to the buffer. Frames go out
+coalesced (docs/protocol.md, BATCH): log() sends whatever is unsent when the last send is ``_WINDOW_S`` old
+(a lone call after a pause goes out at once), and the pump sends the rest within the window, so a kill -9
+loses at most the last few milliseconds while a tight loop pays one pack and one append per call instead of
+a ZeroMQ send. Nothing on that path waits for the daemon. The background *pump* thread, taking the same lock
+for a few microseconds every ``pump_interval_s`` (every ``_WINDOW_S`` while frames wait to be sent), reads
+acknowledgements, resends after reconnects, spills to the spool when the buffer outgrows ``buffer_bytes``,
+pings, and restarts a vanished daemon. All socket access happens under the lock, because ZeroMQ sockets are
+not thread-safe.
 """
 
 from __future__ import annotations
@@ -35,6 +39,18 @@ if TYPE_CHECKING:
 
 _LOG = P.LOG
 _RESEND_BATCH = 4096
+#: Frames wait at most this long to be sent (log() sends when the last send is older; the pump otherwise).
+_WINDOW_S = 0.002
+#: One BATCH message holds at most this many bytes of frames (larger runs are split).
+_BATCH_BYTES = 1 << 20
+#: Frames sent and not yet acknowledged, at most: ZeroMQ's high-water marks count messages, and a BATCH
+#: holds thousands of frames, so without this a daemon slower than the trainer would let gigabytes queue in
+#: the sockets' pipes (and a PING wait behind them). Past it, frames wait in the buffer (and the spool).
+_MAX_INFLIGHT = 65_536
+#: What a buffered frame costs beyond its bytes: the bytes object's header and allocator rounding, and its
+#: slot in the list. Counted in the buffer's size, so the trainer's memory stays near buffer_bytes before
+#: the pump spools (issue 18, finding 13: 142 MiB for the 64 MiB default when only payloads were counted).
+_FRAME_OVERHEAD = 56
 _NOBLOCK = zmq.NOBLOCK
 _now = time.time
 
@@ -64,14 +80,19 @@ class Client:
         self.sid = os.urandom(P.SESSION_ID_BYTES)
         self.pid = os.getpid()
         self.lock = threading.Lock()
-        self.seq = 0
         # Unacknowledged frames are _unacked[_head:], with seqs _base, _base + 1, ... An ACK only moves _head
-        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up.
+        # (the list is compacted now and then), so releasing 10,000 frames never holds log() up. The last seq
+        # given out is not stored but derived from them (:attr:`seq`): the append is the one step that gives a
+        # frame its seq, so an exception a signal handler raises at any point of log() (a timeout helper's,
+        # KeyboardInterrupt) leaves buffer and seqs agreeing (docs/robustness.md, "Signals").
         self._unacked: list[bytes] = []
         self._head = 0
         self._base = 1  # seq of _unacked[_head]; frames below it are acknowledged or spooled
         self._bytes = 0
         self._sent = 0  # highest seq handed to ZeroMQ
+        self._spooled_to = 0  # last seq handed to the spool: frames up to it are not in flight on the socket
+        self._send_by = 0.0  # time.time() of the last send + _WINDOW_S: log() sends from then on
+        self._pump_idle = False  # the pump sleeps pump_interval_s: log() wakes it when it leaves frames unsent
         self.hold = False  # when True, callers only buffer; the pump sends (backlog or spooling)
         self.acked = 0
         self._spooler = Spooler(settings, self.sid, self._announce_spool)
@@ -101,7 +122,11 @@ class Client:
         self._sock.connect(settings.endpoint)
         self._send = self._sock.send
         self._closed = False
-        self._wake = threading.Event()
+        # The pump sleeps by acquiring this lock with a timeout; releasing it wakes the pump. A plain lock, not
+        # a threading.Event: Event.set() is Python code around a Condition, and an exception a signal handler
+        # raises inside it (in log(), in the main thread) can leave its inner lock held for good.
+        self._wake = threading.Lock()
+        self._wake.acquire()
         self._deferred: DeferredCopies | None = None
         self._locator = DaemonLocator(settings, self)
         info = {
@@ -117,6 +142,11 @@ class Client:
         self._pump = threading.Thread(target=self._pump_loop, name="trackio_shim-pump", daemon=True)
         self._pump.start()
 
+    @property
+    def seq(self) -> int:
+        """The last sequence number given out (0 before the first frame)."""
+        return self._base + len(self._unacked) - self._head - 1
+
     # ------------------------------------------------------------------ sending
     def emit(self, fields: tuple[Any, ...]) -> int:
         """Send one sequenced message ``(kind, *rest)``; returns its sequence number (0 if not sendable)."""
@@ -124,29 +154,36 @@ class Client:
             return self.emit_locked([fields[0], self.sid, 0, *fields[1:]])
 
     def log_locked(self, handle: int, step: int, data: dict[Any, Any]) -> bool:
-        """log()'s hot path (caller holds :attr:`lock`): one pack, one append, one NOBLOCK send.
+        """log()'s hot path (caller holds :attr:`lock`): one pack and one append; a send once per window.
 
         The enqueue below repeats :meth:`emit_locked` on purpose: a method call is 5% of the budget here.
         Returns False, having sent nothing, for anything unusual (a tensor, a rich value, a value to salvage,
         an oversized frame): the caller then takes the slow path (Run._log_slow) outside the lock.
         """
-        seq = self.seq + 1
+        unacked = self._unacked
+        seq = self._base + len(unacked) - self._head
+        ts = _now()
         try:
-            frame = self._pack([_LOG, self.sid, seq, handle, step, _now(), data])
+            frame = self._pack([_LOG, self.sid, seq, handle, step, ts, data])
         except Exception:
             return False
-        if len(frame) > self._max_frame:
+        size = len(frame)
+        if size > self._max_frame:
             return False
-        self.seq = seq
-        self._unacked.append(frame)
-        self._bytes += len(frame)
-        if not self.hold:
-            try:
-                self._send(frame, _NOBLOCK)
-                self._sent = seq
-            except zmq.ZMQError:
-                self.hold = True
+        unacked.append(frame)  # the frame now has its seq; nothing before this changed any state
+        self._bytes += size + _FRAME_OVERHEAD
+        if ts >= self._send_by and not self.hold:
+            self._send_pending(ts)
+        elif self._pump_idle:
+            self._pump_idle = False
+            self._wake_pump()
         return True
+
+    def flush(self) -> None:
+        """Send the frames waiting for the coalescing window now (flush(), finish() and exit call this)."""
+        with self.lock:
+            if not self.hold and not self._closed and self._sent < self.seq:
+                self._send_pending(_now())
 
     def deferred(self) -> DeferredCopies:
         """The queue of deferred device-to-host copies, created when the first tensor is logged."""
@@ -175,6 +212,8 @@ class Client:
         Returns the seq (0 if nothing sendable was left).
         """
         seq = message[2] = self.seq + 1
+        if self._closed:
+            return 0  # a forked child's copy of its parent's session (a new one serves the child)
         try:
             frame = self.packer.pack(message)
         except Exception:
@@ -185,18 +224,58 @@ class Client:
             frame = salvage(self.packer, message, self._max_frame)
             if frame is None:
                 return 0
-        self.seq = seq
         self._unacked.append(frame)
-        self._bytes += len(frame)
+        self._bytes += len(frame) + _FRAME_OVERHEAD
         if not self.hold:
-            try:
-                self._sock.send(frame, zmq.NOBLOCK)
-                self._sent = seq
-            except zmq.ZMQError:
-                self.hold = True  # Again (no peer, or high-water mark): the pump takes over
+            self._send_pending(_now())  # with the log() frames before it, in order
         return seq
 
+    def _send_pending(self, now: float) -> None:
+        """Send every buffered frame not yet sent, coalesced (caller holds :attr:`lock`).
+
+        On Again (no peer, or the high-water mark) the rest waits in the buffer and the pump takes over.
+        """
+        self._send_by = now + _WINDOW_S
+        first = self._head + self._sent + 1 - self._base
+        if first < self._head:  # frames below _base were spooled or acknowledged meanwhile
+            first = self._head
+            self._sent = self._base - 1
+        if not self._send_range(first, len(self._unacked)):
+            self.hold = True
+
+    def _send_range(self, first: int, end: int) -> bool:
+        """Send ``_unacked[first:end]`` (one frame alone, more as BATCH messages); False at the first Again
+        or when the in-flight window (:data:`_MAX_INFLIGHT`) is full."""
+        frames = self._unacked
+        room = max(self.acked, self._spooled_to) + _MAX_INFLIGHT - self._sent
+        if end - first > room:
+            if room <= 0:
+                return False
+            end = first + room
+            if not self._send_range(first, end):
+                return False
+            return False  # the rest waits for acknowledgements (the pump sends it)
+        while first < end:
+            if first + 1 == end:
+                message = frames[first]
+                count = 1
+            else:
+                chunk = frames[first:end]
+                while len(chunk) > 1 and sum(map(len, chunk)) > _BATCH_BYTES:
+                    chunk = chunk[: len(chunk) // 2]
+                count = len(chunk)
+                message = chunk[0] if count == 1 else self._pack((P.BATCH, self.sid, chunk))
+            try:
+                self._send(message, _NOBLOCK)
+            except zmq.ZMQError:
+                return False
+            self._sent += count
+            first += count
+        return True
+
     def _control(self, fields: tuple[Any, ...]) -> bool:
+        if self._closed:
+            return False
         try:
             self._sock.send(self.packer.pack((fields[0], self.sid, *fields[1:])), zmq.NOBLOCK)
             return True
@@ -255,7 +334,7 @@ class Client:
         count = min(seq - self._base + 1, len(self._unacked) - self._head)
         if count > 0:
             end = self._head + count
-            self._bytes -= sum(map(len, self._unacked[self._head : end]))
+            self._bytes -= sum(map(len, self._unacked[self._head : end])) + count * _FRAME_OVERHEAD
             self._head, self._base = end, self._base + count
             if end >= 4096 and 2 * end >= len(self._unacked):
                 del self._unacked[:end]
@@ -277,10 +356,13 @@ class Client:
     # ------------------------------------------------------------------ the pump
     def _pump_loop(self) -> None:
         while not self._closed:
-            # Back sooner while a resend is under way (it goes out in batches), else every pump interval.
-            backlog = self.hold and self._spooler.writer is None and self.last_heard
-            self._wake.wait(0.002 if backlog else self.settings.pump_interval_s)
-            self._wake.clear()
+            # Back sooner while a resend is under way (it goes out in batches) or frames wait to be sent,
+            # else every pump interval (log() wakes an idle pump when it leaves a frame unsent).
+            with self.lock:
+                backlog = self.hold and self._spooler.writer is None and self.last_heard
+                busy = backlog or (not self.hold and self._sent < self.seq)
+                self._pump_idle = not busy
+            self._wake.acquire(timeout=_WINDOW_S if busy else self.settings.pump_interval_s)
             if self._closed:
                 return
             try:
@@ -291,6 +373,11 @@ class Client:
                     self._locator.maybe_restart(self.last_heard, self.seq > self.acked)
             except Exception as exc:  # the pump must outlive any surprise; the training loop never sees it
                 warn_once(("pump", type(exc).__name__), f"trackio_shim: background sender error: {exc!r}")
+
+    def _wake_pump(self) -> None:
+        """End the pump's sleep now (one C call, safe against a signal handler's exception)."""
+        with contextlib.suppress(RuntimeError):  # already woken: the lock is released and not yet re-taken
+            self._wake.release()
 
     def service(self) -> None:
         """One round of background work: read replies, ping, resend, spool.
@@ -331,6 +418,8 @@ class Client:
             return spooler.take(frames), frames
         if self.hold:
             self._send_backlog()
+        elif self._sent < self.seq:
+            self._send_pending(_now())
         if self._bytes > self.settings.buffer_bytes and spooler.retry_due(now):
             if not spooler.open(self._base):
                 return None
@@ -347,11 +436,12 @@ class Client:
     # ------------------------------------------------------------------ the spool (files: Spooler)
     def _take_for_spool(self) -> list[bytes]:
         """Take every buffered frame out of the buffer for the spool: from here on they count as sent."""
+        last = self.seq
         frames = self._unacked[self._head :]
         self._unacked, self._head = [], 0
         self._bytes = 0
-        self._base = self.seq + 1
-        self._sent = self.seq
+        self._base = last + 1
+        self._sent = self._spooled_to = last
         return frames
 
     def _end_spool(self) -> bool:
@@ -369,13 +459,15 @@ class Client:
         if frames:
             self._unacked = frames + self._unacked[self._head :]
             self._head, self._base = 0, first
-            self._bytes += sum(map(len, frames))
+            self._bytes += sum(map(len, frames)) + len(frames) * _FRAME_OVERHEAD
         self._sent = self._base - 1
         self.hold = True
 
     def spill_locked(self) -> Path | None:
         """Write every unacknowledged frame to a closed spool file (used when finish() stops waiting)."""
         spooler = self._spooler
+        if self._closed:
+            return None  # a forked child's copy: its frames are the parent's to deliver
         if spooler.writer is None and (len(self._unacked) == self._head or not spooler.open(self._base)):
             return None
         assert spooler.writer is not None
@@ -387,19 +479,13 @@ class Client:
         if start < 0:
             start = 0
             self._sent = self._base - 1
-        frames = self._unacked
         first = self._head + start
         # At most _RESEND_BATCH per round, so a long backlog after an outage is resent over several pump
-        # rounds (~200k frames/s) instead of holding log() up for tens of milliseconds in one.
-        last = min(len(frames), first + _RESEND_BATCH)
-        for i in range(first, last):
-            try:
-                self._sock.send(frames[i], zmq.NOBLOCK)
-            except zmq.ZMQError:
-                return
-            self._sent += 1
-        if last == len(frames):
+        # rounds instead of holding log() up for tens of milliseconds in one.
+        last = min(len(self._unacked), first + _RESEND_BATCH)
+        if self._send_range(first, last) and last == len(self._unacked):
             self.hold = False
+            self._send_by = _now() + _WINDOW_S
 
     # ------------------------------------------------------------------ the daemon
     def ping(self, timeout: float) -> bool:
@@ -412,7 +498,7 @@ class Client:
         deadline = time.monotonic() + timeout
         with self.lock:
             self._control((P.PING, P.PROTOCOL_VERSION))
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._closed:
             with self.lock:
                 self._drain_locked()
                 if self.refused:
@@ -434,6 +520,8 @@ class Client:
     def reconnect(self, endpoint: str) -> None:
         """Point the socket at ``endpoint`` (the daemon's state file says it listens there)."""
         with self.lock:
+            if self._closed:
+                return
             self._sock.disconnect(self.endpoint)
             self._sock.connect(endpoint)
             self.endpoint = endpoint
@@ -447,7 +535,7 @@ class Client:
             with self.lock:
                 if self.acked >= seq:
                     return True
-                if not self.last_heard:
+                if not self.last_heard or self._closed:
                     return False  # no daemon has ever answered this session: nothing to wait for
                 now = time.monotonic()
                 silent_for = now - (self.last_heard or self._created_at)
@@ -473,7 +561,7 @@ class Client:
             else:
                 self._control((fields[0], req_id, *fields[2:]))
         deadline = time.monotonic() + timeout
-        while not reply.done and time.monotonic() < deadline:
+        while not reply.done and time.monotonic() < deadline and not self._closed:
             self.service()
             with self.lock:
                 if not reply.done:
@@ -497,6 +585,17 @@ class Client:
                 "connected": self._boot_id is not None,
             }
 
+    def abandon_in_child(self) -> None:
+        """Make this copy of the parent's session inert in a forked child (run in the at-fork hook).
+
+        From here on it sends nothing, waits on nothing and spools nothing: its frames are the parent's, which
+        delivers them. Its lock is a new one, since a thread of the parent may have held the old one.
+        """
+        self.lock = threading.Lock()
+        self._closed = True
+        self.hold = True
+        self._deferred = None
+
     def close(self, timeout: float | None = None) -> None:
         """Wait (bounded) for acknowledgements, spool whatever is left, and tear the socket down."""
         if self._closed:
@@ -518,7 +617,7 @@ class Client:
                     f"spooled to {self.settings.spool_dir} (is the disk full?); they are lost with this process",
                 )
             self._closed = True
-            self._wake.set()
+            self._wake_pump()
         self._pump.join(timeout=1.0)
         with self.lock:
             self._sock.close(linger=0)
@@ -574,8 +673,16 @@ def close_client(timeout: float | None = None) -> None:
 
 
 def _forget_after_fork() -> None:
-    global _client
-    _client = None  # a ZeroMQ context must not cross fork(); the child makes its own session
+    """In a forked child: leave the parent's session alone and let the next get_client() make the child's.
+
+    The child must never touch the inherited socket (libzmq answers EINTR forever after a fork, and a retry
+    loop spins) nor wait on an inherited lock (the thread that held it at the fork does not exist here).
+    """
+    global _client, _client_lock
+    _client_lock = threading.Lock()
+    inherited, _client = _client, None
+    if inherited is not None:
+        inherited.abandon_in_child()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
