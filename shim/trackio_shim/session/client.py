@@ -264,7 +264,7 @@ class Client:
                 while len(chunk) > 1 and sum(map(len, chunk)) > _BATCH_BYTES:
                     chunk = chunk[: len(chunk) // 2]
                 count = len(chunk)
-                message = chunk[0] if count == 1 else self._pack((P.BATCH, self.sid, chunk))
+                message = chunk[0] if count == 1 else self._pack([P.BATCH, self.sid, chunk])
             try:
                 self._send(message, _NOBLOCK)
             except zmq.ZMQError:
