@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
+from trackiod.dashboard.sweep import SweepAnswers
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.read.alerts import list_alerts
 from trackiod.read.contexts import run_contexts
@@ -90,6 +91,7 @@ class Api:
     def __init__(self, settings: TrackiodSettings, readers: reads.Readers) -> None:
         self.settings = settings
         self.readers = readers
+        self.sweeps = SweepAnswers()
 
     def routes(self) -> list[tuple[str, Any]]:
         return [
@@ -104,6 +106,7 @@ class Api:
             ("/api/media/values", self.media_values),
             ("/api/alerts", self.alerts),
             ("/api/artifacts", self.artifacts),
+            ("/api/sweep", self.sweep),
         ]
 
     def handle(self, endpoint: Any, request: Request) -> Response:
@@ -292,6 +295,11 @@ class Api:
         """Artifact versions a run produced and used."""
         conn, run = self._run(request)
         return _json(richvalues.run_artifacts(conn, run["id"]))
+
+    def sweep(self, request: Request) -> Response:
+        """Every run's config and numeric summary as columns (binary, see trackiod.dashboard.sweep)."""
+        project = _need(request, "project")
+        return Response(self.sweeps.get(self.readers.get(), project), media_type="application/octet-stream")
 
     # ------------------------------------------------------------------ helpers
     def _width(self, request: Request) -> int:

@@ -40,3 +40,10 @@ export async function getChart(params) {
   });
   return { header, x, ys };
 }
+
+// A binary answer (/api/sweep) as an ArrayBuffer.
+export async function getBuffer(path, params) {
+  const res = await fetch(apiUrl(path, params), { headers: headers() });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return res.arrayBuffer();
+}

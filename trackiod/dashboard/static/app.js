@@ -5,6 +5,7 @@ import { ChartPanel } from './charts.js';
 import { flatOf, matches, rowsToRuns, sortRuns, tableColumns, VirtualTable } from './runs.js';
 import { readURL, setState, state } from './state.js';
 import { assignColors, colorFor, debounce, el, emaWeight, errorText, PALETTE, smoothingWindow } from './util.js';
+import { sweepView } from './sweep.js';
 import { alertsView, diffView, projectsView, runView, systemView } from './views.js';
 
 const DEFAULT_SELECTION = 10;
@@ -44,7 +45,7 @@ function toggleTheme() {
 function redrawForTheme() {
   const view = state.view || 'charts';
   if ((view === 'charts' || view === 'run') && app.panel) app.panel.redraw();
-  else if (view === 'system') route();
+  else if (view === 'system' || view === 'sweep') route();
 }
 
 function applyChrome() {
@@ -182,6 +183,17 @@ const chartCtx = {
   },
 };
 
+// What the sweep view needs of the page: its state, and the selection its brushes and table change.
+const sweepCtx = {
+  get project() { return state.project; },
+  state,
+  setState(patch) { setState(patch); },
+  select(ids) { setState({ runs: ids === null ? undefined : ids }); refreshTables(); },
+  isSelected(id) { const run = resolve(id); return !!run && selectedRuns().includes(run); },
+  toggle(id) { const run = resolve(id); if (run) { const current = selectedRuns(); setState({ runs: (current.includes(run) ? current.filter((r) => r !== run) : [...current, run]).map((r) => r.id) }); refreshTables(); } },
+  openRun(id) { setState({ view: 'run', run: id }, true); route(); },
+};
+
 // The keys to chart, and why there are none when there are none (shown instead of an empty page).
 async function chartKeys(runs) {
   const data = await getJSON('/api/keys', { project: state.project, runs: runs.map((r) => r.id) });
@@ -317,6 +329,8 @@ async function route() {
       const run = resolve(state.run);
       if (run && app.sidebar) app.sidebar.reveal(run);
       if (await runView(main, state.project, state.run, host, app.runs)) await chartsPage(host, run ? [run] : []);
+    } else if (view === 'sweep') {
+      await sweepView(main, sweepCtx);
     } else if (view === 'diff') {
       diffView(main, selectedRuns());
     } else if (view === 'system') {
