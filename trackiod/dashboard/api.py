@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
-from trackiod.dashboard.sweep import SweepAnswers
+from trackiod.dashboard.columns import ProjectColumns
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.read.alerts import list_alerts
 from trackiod.read.contexts import run_contexts
@@ -91,7 +91,7 @@ class Api:
     def __init__(self, settings: TrackiodSettings, readers: reads.Readers) -> None:
         self.settings = settings
         self.readers = readers
-        self.sweeps = SweepAnswers()
+        self.columns = ProjectColumns()
 
     def routes(self) -> list[tuple[str, Any]]:
         return [
@@ -148,7 +148,13 @@ class Api:
         conn = self.readers.get()
         if conn is None:
             return _json({"columns": list(reads.RUN_COLUMNS), "rows": [], "now": now})
-        body = reads.runs_json(conn, project, since)
+        fmt = request.query_params.get("format") or "rows"
+        if fmt not in ("rows", "columns"):
+            raise BadRequest(f"format must be 'rows' or 'columns', got {fmt!r}")
+        if fmt == "columns" and since is None:
+            body = self.columns.runs_json(conn, project)
+        else:
+            body = reads.runs_json(conn, project, since)
         return _raw_json(f'{body[:-1]},"now":{json.dumps(now)}}}')
 
     def run(self, request: Request) -> Response:
@@ -297,9 +303,9 @@ class Api:
         return _json(richvalues.run_artifacts(conn, run["id"]))
 
     def sweep(self, request: Request) -> Response:
-        """Every run's config and numeric summary as columns (binary, see trackiod.dashboard.sweep)."""
+        """Every run's config and numeric summary as columns (binary, see trackiod.dashboard.columns)."""
         project = _need(request, "project")
-        return Response(self.sweeps.get(self.readers.get(), project), media_type="application/octet-stream")
+        return Response(self.columns.sweep(self.readers.get(), project), media_type="application/octet-stream")
 
     # ------------------------------------------------------------------ helpers
     def _width(self, request: Request) -> int:

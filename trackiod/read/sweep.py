@@ -1,11 +1,10 @@
-"""A project's runs as columns: every config key and every numeric summary key, one value per run.
+"""A project's config and numeric summary as float64 columns, for the sweep view.
 
 The sweep view (docs/dashboard.md, "Sweep view") draws parallel coordinates, scatters and a best-runs table over
 thousands of runs; it needs the same few keys of every run side by side, not one JSON object per run. Columns
 are exact (float64, no sampling): a key's values are numbers when every run that has it logged a number or a
 bool, otherwise categories (strings, lists and dicts as their JSON text) coded as indexes into a sorted list.
-Missing values are NaN. Nested config dicts are flattened with dots, as the runs table does, and wandb's
-``{"value": x}`` wrappers are unwrapped.
+Missing values are NaN. Keys are flattened as :mod:`trackiod.read.run_columns` flattens them.
 """
 
 from __future__ import annotations
@@ -15,8 +14,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import apsw
 import numpy as np
+
+from trackiod.read.run_columns import RunColumns
 
 
 @dataclass
@@ -45,25 +45,6 @@ class SweepColumns:
 
 
 _NUMBER = (int, float, bool)
-
-
-def _collect(obj: dict[str, Any], prefix: str, row: int, cells: dict[str, list[Any]], count: int) -> None:
-    """Write a (nested) config's leaves into ``cells[flat key][row]``; dicts recurse, everything else is a leaf."""
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if type(value) is dict and value:
-            if list(value) == ["value"]:
-                value = value["value"]
-                if type(value) is dict and value:
-                    _collect(value, f"{name}.", row, cells, count)
-                    continue
-            else:
-                _collect(value, f"{name}.", row, cells, count)
-                continue
-        column = cells.get(name)
-        if column is None:
-            column = cells[name] = [None] * count
-        column[row] = value
 
 
 def _columns(cells: dict[str, list[Any]], numeric_only: bool) -> list[Column]:
@@ -96,32 +77,13 @@ def _summary_number(value: Any) -> float | None:
     return None
 
 
-def sweep_columns(conn: apsw.Connection, project: str) -> SweepColumns:
-    """Every run of ``project`` (newest first) with its config and numeric summary as columns."""
-    rows = conn.execute(
-        "SELECT r.run_key, r.name, r.state, r.config, r.summary FROM runs r JOIN projects p ON p.id = r.project_id "
-        "WHERE p.name=? ORDER BY r.id DESC",
-        (project,),
-    ).fetchall()
-    count = len(rows)
-    config: dict[str, list[Any]] = {}
-    summary: dict[str, list[Any]] = {}
-    loads = json.loads
-    for i, (_, _, _, raw_config, raw_summary) in enumerate(rows):
-        if raw_config:
-            _collect(loads(raw_config), "", i, config, count)
-        top = loads(raw_summary) if raw_summary else None
-        if type(top) is dict:
-            for key, value in top.items():
-                if not key.startswith("_"):
-                    column = summary.get(key)
-                    if column is None:
-                        column = summary[key] = [None] * count
-                    column[i] = value
+def sweep_columns(runs: RunColumns) -> SweepColumns:
+    """The runs' config columns and numeric summary columns (keys starting with ``_`` left out), coded as floats."""
+    summary = {key: values for key, values in runs.summary.items() if not key.startswith("_")}
     return SweepColumns(
-        [r[0] for r in rows],
-        [r[1] or r[0] for r in rows],
-        [r[2] for r in rows],
-        _columns(config, False),
+        list(runs.base["id"]),
+        [name or key for name, key in zip(runs.base["name"], runs.base["id"])],
+        list(runs.base["state"]),
+        _columns(runs.config, False),
         _columns(summary, True),
     )

@@ -58,7 +58,7 @@ function applyChrome() {
 
 // ------------------------------------------------------------------ runs and selection
 async function loadRuns(pending = null) {
-  const payload = await (pending || getJSON('/api/runs', { project: state.project }));
+  const payload = await (pending || getJSON('/api/runs', { project: state.project, format: 'columns' }));
   app.runs = rowsToRuns(payload);
   app.now = payload.now;
   app.byId = new Map(app.runs.map((r) => [r.id, r]));
@@ -396,7 +396,7 @@ async function start() {
   readURL();
   applyChrome();
   // The runs are the biggest answer: ask for them at once, alongside the projects.
-  const runsPending = state.project ? getJSON('/api/runs', { project: state.project }) : null;
+  const runsPending = state.project ? getJSON('/api/runs', { project: state.project, format: 'columns' }) : null;
   if (runsPending) runsPending.catch(() => {});
   const { projects } = await getJSON('/api/projects');
   const picker = $('project-picker');

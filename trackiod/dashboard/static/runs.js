@@ -7,12 +7,33 @@ const ROW = 24;
 const FIRST = 64;
 
 export function rowsToRuns(payload) {
+  if (payload.format === 'columns') return columnsToRuns(payload);
   const cols = payload.columns;
   return payload.rows.map((r) => {
     const run = {};
     for (let i = 0; i < cols.length; i++) run[cols[i]] = r[i];
     return run;
   });
+}
+
+// The columnar answer (/api/runs?format=columns): each field, config key and summary key named once. Config and
+// summary arrive flattened, so they serve as their own flat forms.
+function columnsToRuns(payload) {
+  const runs = new Array(payload.n);
+  const fields = Object.entries(payload.base);
+  for (let i = 0; i < payload.n; i++) {
+    const run = { config: {}, summary: {} };
+    for (const [name, values] of fields) run[name] = values[i];
+    run._configFlat = run.config;
+    run._summaryFlat = run.summary;
+    runs[i] = run;
+  }
+  for (const part of ['config', 'summary']) {
+    for (const [key, values] of Object.entries(payload[part])) {
+      for (let i = 0; i < values.length; i++) if (values[i] !== null) runs[i][part][key] = values[i];
+    }
+  }
+  return runs;
 }
 
 export function duration(run, now) {
