@@ -184,7 +184,7 @@ def test_system_media_alerts_artifacts_of_a_run_that_logged_none(home: Path) -> 
     assert c.get("/api/alerts", params={"project": "proj"}).json() == {"alerts": []}
     assert c.get("/api/artifacts", params={"project": "proj", "run": "run0"}).json() == {"produced": [], "used": []}
     features = c.get("/api/info").json()["features"]
-    assert features == {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False}
+    assert features == {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": True}
 
 
 def test_reads_what_a_real_daemon_wrote(daemon: Any, shim: Any) -> None:

@@ -21,11 +21,14 @@ from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
 from trackiod.dashboard.columns import ProjectColumns
+from trackiod.dashboard.rankseries import MODES as RANK_MODES
+from trackiod.dashboard.rankseries import rank_series
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.read.alerts import list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
 from trackiod.read.files import list_files
+from trackiod.read.ranks import rank_counts
 from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
@@ -127,7 +130,7 @@ class Api:
                 "database": str(self.settings.db_path),
                 "poll_interval_s": self.settings.dashboard_poll_interval_s,
                 "max_width": MAX_WIDTH,
-                "features": {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False},
+                "features": {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": True},
             }
         )
 
@@ -194,7 +197,9 @@ class Api:
                 metric = reads.step_metric(info["metric_defs"], entry["key"])
                 if metric:
                     step_metrics.setdefault(entry["key"], metric)
-        return _json({"keys": keys, "step_metrics": step_metrics})
+        counts = rank_counts(conn, [info["id"] for info in found.values()])
+        ranks = {info["run"]: counts[info["id"]] for info in found.values() if counts.get(info["id"], 0) > 1}
+        return _json({"keys": keys, "step_metrics": step_metrics, "ranks": ranks})
 
     def chart(self, request: Request) -> Response:
         """One metric for many runs, reduced to the chart's width and aligned on one x array."""
@@ -209,6 +214,9 @@ class Api:
         fmt = request.query_params.get("format") or "json"
         if fmt not in ("json", "bin"):
             raise BadRequest(f"format must be 'json' or 'bin', got {fmt!r}")
+        ranks = request.query_params.get("ranks") or "0"
+        if ranks not in RANK_MODES:
+            raise BadRequest(f"ranks must be one of {', '.join(RANK_MODES)}, got {ranks!r}")
         conn = self.readers.get()
         found = reads.run_ids(conn, project, wanted) if conn is not None else {}
         meta: list[dict[str, Any]] = []
@@ -218,12 +226,16 @@ class Api:
             info = found.get(name)
             if info is None or conn is None:
                 continue
-            # The plain series first, then one per context it was also logged with (drawn as extra lines).
-            sources: list[tuple[int | None, dict[str, Any] | None]] = [(None, None)]
-            sources += [(kid, ctx) for kid, ctx in reads.contexts_of(conn, info["id"], key)]
-            for series_id, context in sources:
-                steps, x, y = reads.series_xy(conn, info, key, xaxis, after.get(info["run"]), series_id)
-                if context is not None and not y.size:
+            # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
+            # (drawn as extra lines).
+            since = after.get(info["run"])
+            parts = rank_series(conn, info, key, xaxis, since, ranks) or [({}, *reads.series_xy(conn, info, key, xaxis, since))]
+            parts += [
+                ({"context": ctx}, *reads.series_xy(conn, info, key, xaxis, since, kid))
+                for kid, ctx in reads.contexts_of(conn, info["id"], key)
+            ]
+            for extras, steps, x, y in parts:
+                if "context" in extras and not y.size:
                     continue
                 if xmin is not None or xmax is not None:
                     lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
@@ -237,8 +249,7 @@ class Api:
                     "points": int(y.size),
                     "last_step": int(steps.max()) if steps.size else after.get(info["run"]),
                 }
-                if context is not None:
-                    entry["context"] = context
+                entry.update(extras)
                 meta.append(entry)
                 xs.append(x)
                 ys.append(y)

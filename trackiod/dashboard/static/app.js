@@ -164,6 +164,7 @@ const chartCtx = {
   get logy() { return state.logy === '1'; },
   get logx() { return state.logx === '1'; },
   get aggregate() { return state.aggregate; },
+  get ranks() { return ['all', 'band'].includes(state.ranks) ? state.ranks : undefined; },
   get groupBy() { return groupByKey(); },
   groupOf,
   groupLabel(group) { return groupByKey() ? `${groupByKey()}: ${group}` : `group ${group}`; },
@@ -198,6 +199,7 @@ const sweepCtx = {
 async function chartKeys(runs) {
   const data = await getJSON('/api/keys', { project: state.project, runs: runs.map((r) => r.id) });
   app.stepMetrics = data.step_metrics || {};
+  app.rankRuns = data.ranks || {};
   app.keys = data.keys;
   const scalars = data.keys.filter((k) => k.kind === 'scalar').map((k) => k.key);
   app.badXaxis = !!state.xaxis && !['step', 'time', 'relative'].includes(state.xaxis) && !scalars.includes(state.xaxis);
@@ -250,6 +252,11 @@ function controls() {
   if (state.group_by && !configKeys().includes(groupByKey()) && groupByKey() !== 'group') {
     groupBy.append(el('option', { value: state.group_by, selected: true }, `group by: ${groupByKey()}`));
   }
+  // The rank view, offered when a charted run was logged by several ranks (docs/ranks.md).
+  const ranks = Object.keys(app.rankRuns || {}).length ? el('select', { id: 'ranks', title: 'how to draw runs logged by several ranks', onchange: (e) => { setState({ ranks: e.target.value || undefined }); route(); } },
+    el('option', { value: '' }, 'ranks: rank 0'),
+    el('option', { value: 'band', selected: state.ranks === 'band' }, 'ranks: mean, min–max band'),
+    el('option', { value: 'all', selected: state.ranks === 'all' }, 'ranks: every rank')) : null;
   const live = el('input', { id: 'live', type: 'checkbox', checked: state.live !== '0', onchange: (e) => setState({ live: e.target.checked ? undefined : '0' }) });
   const zoomed = state.xmin || state.xmax;
   return el('div', { class: 'controls' },
@@ -261,6 +268,7 @@ function controls() {
     perRow,
     groupBy,
     aggregate,
+    ranks,
     filter,
     el('label', {}, live, ' live'),
     zoomed ? el('button', { id: 'reset-zoom', onclick: () => zoom(null, null) }, 'reset zoom') : null,
