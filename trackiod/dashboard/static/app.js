@@ -443,6 +443,13 @@ async function main() {
     a.onclick = () => { setState({ view: a.dataset.view === 'charts' ? undefined : a.dataset.view }, true); route(); };
   }
   window.addEventListener('popstate', () => start());
+  // An edit written by the daemon: reload the runs (names, tags) and the page; a deleted run's page goes.
+  window.addEventListener('trackiod:runs-changed', async (e) => {
+    if (e.detail && e.detail.deleted) setState({ view: 'runs', run: undefined, runs: (state.runs || []).filter((r) => r !== e.detail.deleted) }, true);
+    await loadRuns();
+    refreshTables();
+    await route();
+  });
   $('theme-toggle').onclick = toggleTheme;
   if (window.matchMedia) window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { if (applyTheme()) redrawForTheme(); });
   window.addEventListener('resize', debounce(() => route(), 300));

@@ -1,5 +1,6 @@
 // The pages other than charts and the runs table: projects, a run, a config diff, the system panel.
 import { getJSON } from './api.js';
+import { editSection } from './runedit.js';
 import { colorFor, el, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
 
 export async function projectsView(main, open) {
@@ -50,6 +51,7 @@ export async function runView(main, project, runId, chartsHost, runs) {
   main.replaceChildren(
     el('h2', {}, el('span', { class: 'swatch', style: `background:${colorFor(run.id)}` }), run.name),
     kvTable(facts),
+    el('details', { class: 'edit' }, el('summary', {}, 'Edit name, tags, notes'), editSection(project, run)),
     el('h3', {}, 'Config'), kvTable(run.config),
     el('h3', {}, 'Summary'), kvTable(run.summary),
     el('h3', {}, 'Energy'), energySection(run.energy),
