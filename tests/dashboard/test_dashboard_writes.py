@@ -1,4 +1,5 @@
-"""Issue 15 part 2: rename, tags, notes and delete from the dashboard, written by the daemon (the single writer).
+"""Issue 15 part 2: rename, tags, notes and delete from the dashboard, written by the daemon (the single writer);
+and the alerts panel's level filters.
 
 End to end: a real daemon serves the dashboard, a real script logs runs, the page edits one, and ``Api()`` in a
 fresh process reads the edit back. The refusals: read-only off loopback without a user's token, no daemon, a body
@@ -26,6 +27,9 @@ import trackio_shim as wandb
 for i in range(2):
     wandb.init(project="edits", name=f"before-{i}", tags=["old"], config={"i": i})
     wandb.log({"loss": 1.0 + i})
+    if i == 0:
+        for n, level in enumerate(["INFO", "WARN", "WARN", "ERROR"]):
+            wandb.alert(title=f"alert {n}", text=f"a {level.lower()} alert", level=level)
     wandb.finish()
 """
 
@@ -134,3 +138,33 @@ def test_read_only_and_no_daemon_refusals(tmp_path: Path) -> None:
         answer = http.post("/api/run/edit", json=body, headers={"Authorization": "Bearer generated"})
         assert answer.status_code == 403 and "read-only" in answer.json()["error"]
         assert http.get("/api/runs", params={"project": "p"}, headers={"Authorization": "Bearer generated"}).status_code == 200
+
+
+@pytest.mark.browser
+def test_alerts_panel_level_filters(page: Any, served: tuple[str, dict[str, str], Any]) -> None:
+    base, env, _ = served
+    wait_for(
+        lambda: httpx.get(f"{base}/api/alerts", params={"project": "edits"}).json()["levels"]
+        == {"INFO": 1, "WARN": 2, "ERROR": 1},
+        timeout=30,
+        what="the four alerts stored",
+    )
+    page.goto(f"{base}/?project=edits&view=alerts&live=0")
+    page.wait_for_selector(READY)
+    levels = lambda: page.locator("#alerts-table tr[data-level]").evaluate_all("rs => rs.map(r => r.dataset.level)")  # noqa: E731
+    assert sorted(levels()) == ["ERROR", "INFO", "WARN", "WARN"]
+    assert page.locator(".level-filter[data-level='WARN']").inner_text() == "WARN 2"
+    page.locator(".level-filter[data-level='INFO']").click()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('levels') === 'WARN,ERROR'")
+    page.wait_for_selector(READY)
+    assert sorted(levels()) == ["ERROR", "WARN", "WARN"]
+    page.locator(".level-filter[data-level='WARN']").click()
+    page.wait_for_function("() => new URLSearchParams(location.search).get('levels') === 'ERROR'")
+    page.wait_for_selector(READY)
+    assert levels() == ["ERROR"]
+    save_view(page, "alerts-filtered")
+    page.reload()
+    page.wait_for_selector(READY)
+    assert levels() == ["ERROR"], "the filter is kept in the URL"
+    only_warn = httpx.get(f"{base}/api/alerts", params={"project": "edits", "level": "warn"}).json()
+    assert [a["level"] for a in only_warn["alerts"]] == ["WARN", "WARN"]

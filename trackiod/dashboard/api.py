@@ -24,7 +24,7 @@ from trackiod.dashboard.columns import ProjectColumns
 from trackiod.dashboard.rankseries import MODES as RANK_MODES
 from trackiod.dashboard.rankseries import rank_series
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
-from trackiod.read.alerts import list_alerts
+from trackiod.read.alerts import alert_levels, list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
 from trackiod.read.files import list_files
@@ -297,7 +297,8 @@ class Api:
         return Response(json.dumps(body, allow_nan=False), media_type="application/json")
 
     def alerts(self, request: Request) -> Response:
-        """Alerts of a project (or of one of its runs), newest first."""
+        """Alerts of a project (or of one of its runs), newest first; ``level=WARN,ERROR`` keeps those levels, and
+        ``levels`` counts every level (for the filters)."""
         project = _need(request, "project")
         limit = _int(request, "limit", 200) or 200
         if not 1 <= limit <= 1000:
@@ -306,7 +307,8 @@ class Api:
         if conn is None:
             return _json({"alerts": []})
         run = request.query_params.get("run") or None
-        return _json({"alerts": list_alerts(conn, project, run, limit)})
+        levels = [level.upper() for level in _list(request, "level")]
+        return _json({"alerts": list_alerts(conn, project, run, limit, levels), "levels": alert_levels(conn, project, run)})
 
     def artifacts(self, request: Request) -> Response:
         """Artifact versions a run produced and used."""

@@ -344,7 +344,7 @@ async function route() {
     } else if (view === 'system') {
       await systemView(main, state.project, selectedRuns());
     } else if (view === 'alerts') {
-      await alertsView(main, state.project, app.runs);
+      await alertsView(main, state.project, app.runs, state.levels || [], (levels) => { setState({ levels }); route(); });
     } else {
       await chartsPage(main, selectedRuns());
     }
