@@ -168,3 +168,22 @@ def test_alerts_panel_level_filters(page: Any, served: tuple[str, dict[str, str]
     assert levels() == ["ERROR"], "the filter is kept in the URL"
     only_warn = httpx.get(f"{base}/api/alerts", params={"project": "edits", "level": "warn"}).json()
     assert [a["level"] for a in only_warn["alerts"]] == ["WARN", "WARN"]
+
+
+def test_delete_covers_every_table_of_a_run(tmp_path: Path) -> None:
+    """Deleting a run removes its rows from every table with a run_id: a table added later must join RUN_TABLES."""
+    from trackiod.ingest.edits import RUN_TABLES
+    from trackiod.store.writer import Store
+
+    store = Store(tmp_path / "t.db")
+    try:
+        tables = {
+            name
+            for (name,) in store.conn.execute(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c "
+                "WHERE m.type='table' AND c.name='run_id' AND m.name != 'runs'"
+            )
+        }
+    finally:
+        store.close()
+    assert tables == set(RUN_TABLES)

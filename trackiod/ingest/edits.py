@@ -18,6 +18,23 @@ from trackiod.store.writer import Store
 MAX_NAME = 128
 MAX_NOTES = 10_000
 MAX_TAGS = 64
+#: Every table with a ``run_id`` column besides ``runs``: what deleting a run removes
+#: (tests/dashboard/test_dashboard_writes.py checks it against the schema, so a new table is not forgotten).
+RUN_TABLES = (
+    "alerts",
+    "artifact_jobs",
+    "artifact_usage",
+    "chunks",
+    "file_watches",
+    "media",
+    "run_energy",
+    "run_files",
+    "run_gpus",
+    "run_keys",
+    "run_ranks",
+    "session_runs",
+    "texts",
+)
 
 
 def _run_id(store: Store, project: str, run_key: str) -> int:
@@ -65,22 +82,15 @@ def edit_run(store: Store, project: str, run_key: str, args: dict[str, Any]) -> 
 
 
 def delete_run(store: Store, project: str, run_key: str) -> dict[str, Any]:
-    """Remove a finished run and everything stored for it (every table with a ``run_id``); media and attachment
-    files stay on disk. Raises UsageError for a running run or no such run."""
+    """Remove a finished run and everything stored for it (:data:`RUN_TABLES`); media and attachment files stay
+    on disk. Raises UsageError for a running run or no such run."""
     with store.conn:
         run_id = _run_id(store, project, run_key)
         row = store.run(run_id)
         if row is not None and row["state"] == "running":
             raise UsageError(f"run {run_key!r} is running; finish it (or wait until it ends) before deleting it")
-        tables = [
-            name
-            for (name,) in store.conn.execute(
-                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c "
-                "WHERE m.type='table' AND c.name='run_id' AND m.name != 'runs'"
-            )
-        ]
-        for table in tables:
-            store.conn.execute(f'DELETE FROM "{table}" WHERE run_id=?', (run_id,))
+        for table in RUN_TABLES:
+            store.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
         store.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
     store.forget_tails(run_id)
     return {"project": project, "id": run_key, "deleted": True}
