@@ -7,7 +7,6 @@ Three real processes (RANK=0..2, one job id) log to a real daemon that serves th
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
@@ -56,12 +55,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
             assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
         ids = {(out / f"joined{r}").read_text() for r in range(WORLD)}
         assert len(ids) == 1, f"the ranks joined one run: {ids}"
-        run_script("import trackio_shim as w\nw.init(project='ddp', name='single')\nw.log({'loss': 1.0})\nw.finish()", env)
+        run_script(
+            "import trackio_shim as w\nw.init(project='ddp', name='single')\nw.log({'loss': 1.0})\nw.finish()", env
+        )
         yield status["dashboard"].rstrip("/"), ids.pop()
 
 
 def chart_series(base: str, run: str, ranks: str) -> tuple[dict[str, Any], list[Any]]:
-    body = httpx.get(f"{base}/api/chart", params={"project": "ddp", "key": "loss", "runs": run, "ranks": ranks, "format": "bin"})
+    body = httpx.get(
+        f"{base}/api/chart", params={"project": "ddp", "key": "loss", "runs": run, "ranks": ranks, "format": "bin"}
+    )
     assert body.status_code == 200, body.text
     header, _, ys = decode_chart(body.content)
     return header, ys

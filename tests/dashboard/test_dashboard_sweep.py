@@ -108,8 +108,16 @@ def test_sweep_api_columns_are_exact(home: Path) -> None:
         cfg, summary = run_values(r)
         assert columns["lr"][i] == cfg["lr"], "exact doubles"
         assert config["optimizer"]["categories"][int(columns["optimizer"][i])] == cfg["optimizer"]
-        assert math.isnan(columns["batch_size"][i]) if "batch_size" not in cfg else columns["batch_size"][i] == cfg["batch_size"]
-        assert math.isnan(columns["train/loss"][i]) if "train/loss" not in summary else columns["train/loss"][i] == summary["train/loss"]
+        assert (
+            math.isnan(columns["batch_size"][i])
+            if "batch_size" not in cfg
+            else columns["batch_size"][i] == cfg["batch_size"]
+        )
+        assert (
+            math.isnan(columns["train/loss"][i])
+            if "train/loss" not in summary
+            else columns["train/loss"][i] == summary["train/loss"]
+        )
     assert empty["n"] == 0
 
 
@@ -119,12 +127,13 @@ def test_sweep_api_answer_follows_updates(home: Path, tmp_path: Path) -> None:
 
     write_sweep(tmp_path / "h", runs=3, project="p")
     with client(settings_for(tmp_path / "h")) as http:
-        before, cols = decode_sweep(http.get("/api/sweep", params={"project": "p"}).content)
+        before, first = decode_sweep(http.get("/api/sweep", params={"project": "p"}).content)
         store = Store(tmp_path / "h" / "trackiod.db")
         with store.conn:
             store.update_run(1, summary=json.dumps({"train/loss": 42.0}), updated_at=9e9)
         store.close()
         after, cols = decode_sweep(http.get("/api/sweep", params={"project": "p"}).content)
+    assert first["train/loss"][before["runs"].index("s0000")] != 42.0
     assert cols["train/loss"][after["runs"].index("s0000")] == 42.0
 
 
@@ -151,7 +160,14 @@ def test_sweep_view_draws_every_run_and_the_best(page: Any, served: str) -> None
     page.wait_for_selector(READY)
     lines = page.locator("#sweep-parallel")
     assert int(lines.get_attribute("data-lines")) == RUNS, "every run drawn, the ones without the metric in grey"
-    assert lines.get_attribute("data-axes").split("|") == ["batch_size", "lr", "model.depth", "optimizer", "seed", "train/loss"]
+    assert lines.get_attribute("data-axes").split("|") == [
+        "batch_size",
+        "lr",
+        "model.depth",
+        "optimizer",
+        "seed",
+        "train/loss",
+    ]
     with_x = [run for run in best_runs() if "batch_size" in run_values(int(run[1:]))[0]]
     assert int(page.locator("#sweep-scatter").get_attribute("data-points")) == len(with_x), "x: batch_size"
     rows = page.locator("#sweep-best tbody tr").evaluate_all("rs => rs.map(r => r.dataset.run)")
@@ -169,9 +185,7 @@ def test_sweep_brush_in_url_selects_those_runs(page: Any, served: str) -> None:
     brush = quote("1e-4..1e-2@lr;0..0@optimizer")
     page.goto(f"{served}/?project=sweep&view=sweep&live=0&brush={brush}&sweep_metric=train/loss")
     page.wait_for_selector(READY)
-    expected = [
-        run for run in best_runs({"lr": (1e-4, 1e-2)}) if run_values(int(run[1:]))[0]["optimizer"] == "adamw"
-    ]
+    expected = [run for run in best_runs({"lr": (1e-4, 1e-2)}) if run_values(int(run[1:]))[0]["optimizer"] == "adamw"]
     assert page.locator("#sweep-best tbody tr").evaluate_all("rs => rs.map(r => r.dataset.run)") == expected[:20]
     inside = [r for r in range(RUNS) if 1e-4 <= run_values(r)[0]["lr"] <= 1e-2 and r % 3 == 0]
     assert page.locator("#sweep-count").inner_text().startswith(f"{len(inside)} of 300 runs")
@@ -205,7 +219,11 @@ def test_sweep_brush_dragged_on_an_axis_and_the_scatter(page: Any, served: str) 
     assert lo == pytest.approx(1e-3, rel=0.05) and hi == pytest.approx(1e-1, rel=0.1)
     expected = best_runs({"lr": (lo, hi)})
     assert selected(page) == expected[:200]
-    assert page.locator("#sweep-count").inner_text().startswith(f"{sum(1 for r in range(RUNS) if lo <= run_values(r)[0]['lr'] <= hi)} of 300")
+    assert (
+        page.locator("#sweep-count")
+        .inner_text()
+        .startswith(f"{sum(1 for r in range(RUNS) if lo <= run_values(r)[0]['lr'] <= hi)} of 300")
+    )
     save_view(page, "sweep-brushed")
     # A rectangle on the scatter brushes its x key and the metric; a click on the lr axis drops its brush.
     page.mouse.click(x, y_mid)

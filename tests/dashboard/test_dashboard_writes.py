@@ -67,8 +67,10 @@ def test_rename_tags_notes_and_delete_through_the_page(page: Any, served: tuple[
     page.locator("#edit-tags").fill("new, best ,new")
     page.locator("#edit-notes").fill("lr too high\nsecond line")
     page.locator("#edit-save").click()
-    page.wait_for_function("() => document.querySelector('#edit-message')?.textContent.startsWith('saved')"
-                           " || document.querySelector('h2')?.textContent.includes('after-0')")
+    page.wait_for_function(
+        "() => document.querySelector('#edit-message')?.textContent.startsWith('saved')"
+        " || document.querySelector('h2')?.textContent.includes('after-0')"
+    )
     page.wait_for_selector(f"{READY} #run-list .row[data-run='{run_id}']:has-text('after-0')")
     stored = read_back(env)["after-0"]
     assert stored == {"id": run_id, "name": "after-0", "tags": ["new", "best"], "notes": "lr too high\nsecond line"}
@@ -137,15 +139,20 @@ def test_read_only_and_no_daemon_refusals(tmp_path: Path) -> None:
     with TestClient(app, base_url="http://10.0.0.5:7860") as http:
         answer = http.post("/api/run/edit", json=body, headers={"Authorization": "Bearer generated"})
         assert answer.status_code == 403 and "read-only" in answer.json()["error"]
-        assert http.get("/api/runs", params={"project": "p"}, headers={"Authorization": "Bearer generated"}).status_code == 200
+        assert (
+            http.get("/api/runs", params={"project": "p"}, headers={"Authorization": "Bearer generated"}).status_code
+            == 200
+        )
 
 
 @pytest.mark.browser
 def test_alerts_panel_level_filters(page: Any, served: tuple[str, dict[str, str], Any]) -> None:
-    base, env, _ = served
+    base = served[0]
     wait_for(
-        lambda: httpx.get(f"{base}/api/alerts", params={"project": "edits"}).json()["levels"]
-        == {"INFO": 1, "WARN": 2, "ERROR": 1},
+        lambda: (
+            httpx.get(f"{base}/api/alerts", params={"project": "edits"}).json()["levels"]
+            == {"INFO": 1, "WARN": 2, "ERROR": 1}
+        ),
         timeout=30,
         what="the four alerts stored",
     )

@@ -289,8 +289,8 @@ class DashboardService:
         if not self.settings.dashboard:
             return
         try:
-            from trackiod.dashboard.app import DashboardServer
             from trackiod.daemon.control import request
+            from trackiod.dashboard.app import DashboardServer
 
             settings = self.settings
             # Edits from the page come back to this daemon as queries on its own socket (the single writer).

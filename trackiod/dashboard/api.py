@@ -21,9 +21,9 @@ from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
 from trackiod.dashboard.columns import ProjectColumns
+from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.dashboard.rankseries import MODES as RANK_MODES
 from trackiod.dashboard.rankseries import rank_series
-from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.read.alerts import alert_levels, list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
@@ -229,7 +229,9 @@ class Api:
             # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
             # (drawn as extra lines).
             since = after.get(info["run"])
-            parts = rank_series(conn, info, key, xaxis, since, ranks) or [({}, *reads.series_xy(conn, info, key, xaxis, since))]
+            parts = rank_series(conn, info, key, xaxis, since, ranks) or [
+                ({}, *reads.series_xy(conn, info, key, xaxis, since))
+            ]
             parts += [
                 ({"context": ctx}, *reads.series_xy(conn, info, key, xaxis, since, kid))
                 for kid, ctx in reads.contexts_of(conn, info["id"], key)
@@ -308,7 +310,9 @@ class Api:
             return _json({"alerts": []})
         run = request.query_params.get("run") or None
         levels = [level.upper() for level in _list(request, "level")]
-        return _json({"alerts": list_alerts(conn, project, run, limit, levels), "levels": alert_levels(conn, project, run)})
+        return _json(
+            {"alerts": list_alerts(conn, project, run, limit, levels), "levels": alert_levels(conn, project, run)}
+        )
 
     def artifacts(self, request: Request) -> Response:
         """Artifact versions a run produced and used."""

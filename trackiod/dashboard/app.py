@@ -212,7 +212,11 @@ class DashboardServer:
     """The dashboard on one socket: run it in the foreground (``trackiod show``) or in a thread (the daemon)."""
 
     def __init__(
-        self, settings: TrackiodSettings, host: str | None = None, port: int | None = None, control: Control | None = None
+        self,
+        settings: TrackiodSettings,
+        host: str | None = None,
+        port: int | None = None,
+        control: Control | None = None,
     ) -> None:
         self.settings = settings
         self.host = host or settings.dashboard_host

@@ -11,7 +11,10 @@ from trackiod.dashboard.writes import Control
 
 
 def serve(
-    settings: TrackiodSettings, project: str | None = None, open_browser: bool | None = None, control: Control | None = None
+    settings: TrackiodSettings,
+    project: str | None = None,
+    open_browser: bool | None = None,
+    control: Control | None = None,
 ) -> int:
     """Serve until Ctrl-C; prints the URL first (with the token, when one is needed). Edits made on the page go
     to the daemon through ``control``."""

@@ -57,7 +57,11 @@ def _changes(args: dict[str, Any]) -> dict[str, Any]:
         columns["name"] = name.strip()
     if "tags" in args:
         tags = args["tags"]
-        if not isinstance(tags, list) or len(tags) > MAX_TAGS or not all(isinstance(t, str) and t.strip() for t in tags):
+        if (
+            not isinstance(tags, list)
+            or len(tags) > MAX_TAGS
+            or not all(isinstance(t, str) and t.strip() for t in tags)
+        ):
             raise UsageError(f"tags must be a list of at most {MAX_TAGS} non-empty strings, got {tags!r}")
         columns["tags"] = json.dumps(list(dict.fromkeys(t.strip() for t in tags)))
     if "notes" in args:
@@ -78,7 +82,13 @@ def edit_run(store: Store, project: str, run_key: str, args: dict[str, Any]) -> 
         store.update_run(run_id, **columns, updated_at=time.time())
     row = store.run(run_id)
     assert row is not None
-    return {"project": project, "id": run_key, "name": row["name"], "tags": json.loads(row["tags"] or "[]"), "notes": row["notes"]}
+    return {
+        "project": project,
+        "id": run_key,
+        "name": row["name"],
+        "tags": json.loads(row["tags"] or "[]"),
+        "notes": row["notes"],
+    }
 
 
 def delete_run(store: Store, project: str, run_key: str) -> dict[str, Any]:

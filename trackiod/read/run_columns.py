@@ -79,7 +79,7 @@ def project_stamp(conn: apsw.Connection, project: str) -> tuple[Any, ...]:
 
 def run_columns(conn: apsw.Connection, project: str) -> RunColumns:
     """Every run of ``project``, newest first, as columns."""
-    rows = conn.execute(_SQL, (project,)).fetchall()
+    rows: list[Any] = conn.execute(_SQL, (project,)).fetchall()
     count = len(rows)
     base: dict[str, list[Any]] = {name: [] for name in BASE_FIELDS}
     if rows:
