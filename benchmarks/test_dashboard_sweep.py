@@ -3,6 +3,8 @@
 - ``GET /api/sweep`` over 10,000 runs, the first answer (every config decoded) and the reused one (no run
   changed), against a floor measured in the same run: ``json.loads`` of the same configs and summaries, the least
   any reader of the stored JSON must do;
+- the runs table's compact answer (``/api/runs?format=columns``, what the page loads) against the row answer
+  (``/api/runs``, what it loaded before): bytes, first and reused answer;
 - in headless Chromium, with the project's page open, a click on the Sweep tab until its parallel coordinates,
   scatter and best-runs table are drawn (budget), and a navigation straight to the view (which also loads the
   runs table's rows, reported).
@@ -47,6 +49,11 @@ def test_sweep_view_10k(benchmark: Any, tmp_path: Path, figures: Any, mode: Any)
         body = http.get("/api/sweep", params={"project": "table"}).content
         first = (time.perf_counter() - started) * 1000
         reused = _timed(lambda: http.get("/api/sweep", params={"project": "table"}), repeats)
+        rows_body = http.get("/api/runs", params={"project": "table"}).content
+        columns_body = http.get("/api/runs", params={"project": "table", "format": "columns"}).content
+        assert json.loads(columns_body)["n"] == runs
+        rows_ms = _timed(lambda: http.get("/api/runs", params={"project": "table"}), repeats)
+        columns_ms = _timed(lambda: http.get("/api/runs", params={"project": "table", "format": "columns"}), repeats)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
             try:
@@ -74,6 +81,10 @@ def test_sweep_view_10k(benchmark: Any, tmp_path: Path, figures: Any, mode: Any)
     figures.add(test, "GET /api/sweep, reused p50", percentiles(reused)["p50"], "ms")
     figures.add(test, "floor: json.loads of the configs and summaries p50", p_floor, "ms")
     figures.add(test, "first /api/sweep / json.loads floor", first / p_floor, "x")
+    figures.add(test, "GET /api/runs (rows) answer size", len(rows_body) / 1e6, "MB")
+    figures.add(test, "GET /api/runs?format=columns answer size", len(columns_body) / 1e6, "MB")
+    figures.add(test, "GET /api/runs (rows) p50", percentiles(rows_ms)["p50"], "ms")
+    figures.add(test, "GET /api/runs?format=columns, reused p50", percentiles(columns_ms)["p50"], "ms")
     figures.budget(test, "click on Sweep to view drawn, p50", p_tab, "ms", SWEEP_BUDGET_MS * max(1.0, runs / 10_000))
     figures.add(test, "of which compute and draw in the page, p50", percentiles(draw)["p50"], "ms")
     figures.add(test, "navigation to the view (runs table rows included), p50", percentiles(navigation)["p50"], "ms")

@@ -28,6 +28,7 @@ from trackiod.read.alerts import alert_levels, list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
 from trackiod.read.files import list_files
+from trackiod.read.gallery import gallery
 from trackiod.read.ranks import rank_counts
 from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
 
@@ -110,6 +111,7 @@ class Api:
             ("/api/alerts", self.alerts),
             ("/api/artifacts", self.artifacts),
             ("/api/sweep", self.sweep),
+            ("/api/gallery", self.gallery),
         ]
 
     def handle(self, endpoint: Any, request: Request) -> Response:
@@ -323,6 +325,28 @@ class Api:
         """Every run's config and numeric summary as columns (binary, see trackiod.dashboard.columns)."""
         project = _need(request, "project")
         return Response(self.columns.sweep(self.readers.get(), project), media_type="application/octet-stream")
+
+    def gallery(self, request: Request) -> Response:
+        """Images (video, audio) across a project's runs, filtered by run, key and step, a page at a time."""
+        project = _need(request, "project")
+        offset = _int(request, "offset", 0)
+        limit = _int(request, "limit", 60)
+        if offset is None or limit is None or offset < 0 or not 1 <= limit <= 500:
+            raise BadRequest("offset must be >= 0 and limit between 1 and 500")
+        conn = self.readers.get()
+        if conn is None:
+            return _json({"total": 0, "offset": 0, "limit": limit, "items": [], "keys": [], "steps": [None, None]})
+        body = gallery(
+            conn,
+            project,
+            _list(request, "runs") or None,
+            _list(request, "keys") or None,
+            _int(request, "step_min", None),
+            _int(request, "step_max", None),
+            offset,
+            limit,
+        )
+        return _json(body)
 
     # ------------------------------------------------------------------ helpers
     def _width(self, request: Request) -> int:

@@ -5,6 +5,7 @@ import { ChartPanel } from './charts.js';
 import { flatOf, matches, rowsToRuns, sortRuns, tableColumns, VirtualTable } from './runs.js';
 import { readURL, setState, state } from './state.js';
 import { assignColors, colorFor, debounce, el, emaWeight, errorText, PALETTE, smoothingWindow } from './util.js';
+import { galleryView } from './gallery.js';
 import { sweepView } from './sweep.js';
 import { alertsView, diffView, projectsView, runView, systemView } from './views.js';
 
@@ -337,6 +338,12 @@ async function route() {
       const run = resolve(state.run);
       if (run && app.sidebar) app.sidebar.reveal(run);
       if (await runView(main, state.project, state.run, host, app.runs)) await chartsPage(host, run ? [run] : []);
+    } else if (view === 'gallery') {
+      await galleryView(main, {
+        get project() { return state.project; }, state,
+        setState(patch) { setState(patch); route(); },
+        selected() { return selectedRuns().map((r) => r.id); },
+      });
     } else if (view === 'sweep') {
       await sweepView(main, sweepCtx);
     } else if (view === 'diff') {
