@@ -174,10 +174,9 @@ def test_sweep_view_draws_every_run_and_the_best(page: Any, served: str) -> None
     assert rows == best_runs()[:20]
     assert "lowest first" in page.locator("#sweep-best h3").inner_text()
     save_view(page, "sweep-view")
-    page.evaluate("document.documentElement.dataset.theme = 'dark'")
     page.locator("#theme-toggle").click()
-    page.wait_for_selector(READY)
-    save_view(page, "sweep-view-toggled-theme")
+    page.wait_for_selector(f"html[data-theme='dark'] body[data-view='sweep'][data-ready='1'] #sweep-best tbody tr")
+    save_view(page, "sweep-view-dark")
 
 
 @pytest.mark.browser
