@@ -60,7 +60,10 @@ def test_gallery_api_filters(served: tuple[str, list[str]]) -> None:
     one_run = get(runs=ids[0])
     assert one_run["total"] == 4 and {i["run"] for i in one_run["items"]} == {ids[0]}
     samples = get(keys="samples", step_min=5, step_max=10)
-    assert samples["total"] == 4 and {(i["key"], i["step"]) for i in samples["items"]} == {("samples", 5), ("samples", 10)}
+    assert samples["total"] == 4 and {(i["key"], i["step"]) for i in samples["items"]} == {
+        ("samples", 5),
+        ("samples", 10),
+    }
     assert all(i["caption"].endswith(f"step {i['step']}") for i in samples["items"])
     page = get(limit=3, offset=3)
     assert len(page["items"]) == 3 and page["total"] == 8
@@ -78,7 +81,9 @@ def test_gallery_page_filters_by_run_key_and_step(page: Any, served: tuple[str, 
         "fs => fs.map(f => [f.dataset.run, f.dataset.key, Number(f.dataset.step)])"
     )
     assert len(items()) == 8, "the default selection (the newest runs) holds both runs"
-    page.wait_for_function("() => [...document.querySelectorAll('.gallery-item img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.gallery-item img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     save_view(page, "gallery")
     page.locator("#gallery-key").select_option("samples")
     page.wait_for_selector(f"{READY} .gallery-item")

@@ -175,7 +175,7 @@ def test_sweep_view_draws_every_run_and_the_best(page: Any, served: str) -> None
     assert "lowest first" in page.locator("#sweep-best h3").inner_text()
     save_view(page, "sweep-view")
     page.locator("#theme-toggle").click()
-    page.wait_for_selector(f"html[data-theme='dark'] body[data-view='sweep'][data-ready='1'] #sweep-best tbody tr")
+    page.wait_for_selector("html[data-theme='dark'] body[data-view='sweep'][data-ready='1'] #sweep-best tbody tr")
     save_view(page, "sweep-view-dark")
 
 

@@ -41,7 +41,7 @@ def gallery(
     if runs:
         where += f" AND r.run_key IN ({','.join('?' * len(runs))})"
         args.extend(runs)
-    facets = conn.execute(
+    facets: list[Any] = conn.execute(
         f"SELECT k.name, COUNT(*), MIN(m.step), MAX(m.step) {_FROM}{where} GROUP BY k.name ORDER BY k.name", args
     ).fetchall()
     if keys:
@@ -53,7 +53,8 @@ def gallery(
     if max_step is not None:
         where += " AND m.step <= ?"
         args.append(max_step)
-    total = int(conn.execute(f"SELECT COUNT(*) {_FROM}{where}", args).fetchone()[0])
+    counted: Any = conn.execute(f"SELECT COUNT(*) {_FROM}{where}", args).fetchone()
+    total = int(counted[0])
     items = []
     for run_key, run_name, key, step, kind, meta, path in conn.execute(
         f"SELECT r.run_key, r.name, k.name, m.step, m.kind, m.meta, m.path {_FROM}{where} "
