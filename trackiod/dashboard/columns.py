@@ -24,6 +24,9 @@ import apsw
 from trackiod.read.run_columns import RunColumns, project_stamp, run_columns
 from trackiod.read.sweep import sweep_columns
 
+#: Projects whose decoded columns are kept (the most recently decoded): 10,000 runs hold some tens of MB.
+KEPT_PROJECTS = 4
+
 
 class ProjectColumns:
     """Decoded run columns and their encoded answers per project, reused while the project's stamp holds."""
@@ -39,9 +42,13 @@ class ProjectColumns:
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2]
         columns = run_columns(conn, project)
+        answers: dict[str, Any] = {}
         with self._lock:
-            self._cached[project] = (stamp, columns, {})
-        return columns, self._cached[project][2]
+            self._cached.pop(project, None)
+            self._cached[project] = (stamp, columns, answers)
+            while len(self._cached) > KEPT_PROJECTS:
+                del self._cached[next(iter(self._cached))]
+        return columns, answers
 
     def sweep(self, conn: apsw.Connection | None, project: str) -> bytes:
         if conn is None:
