@@ -181,10 +181,10 @@ def test_system_media_alerts_artifacts_of_a_run_that_logged_none(home: Path) -> 
         "energy": {},
     }
     assert c.get("/api/media", params={"project": "proj", "run": "run0"}).json() == {"available": True, "keys": []}
-    assert c.get("/api/alerts", params={"project": "proj"}).json() == {"alerts": []}
+    assert c.get("/api/alerts", params={"project": "proj"}).json() == {"alerts": [], "levels": {}}
     assert c.get("/api/artifacts", params={"project": "proj", "run": "run0"}).json() == {"produced": [], "used": []}
     features = c.get("/api/info").json()["features"]
-    assert features == {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False}
+    assert features == {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": True}
 
 
 def test_reads_what_a_real_daemon_wrote(daemon: Any, shim: Any) -> None:

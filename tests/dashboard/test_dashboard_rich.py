@@ -131,7 +131,7 @@ def test_alerts_and_artifacts(store: Any) -> None:
     c, run_id, _ = store
     alerts = c.get("/api/alerts", params={"project": "rich"}).json()["alerts"]
     assert [(a["title"], a["level"], a["run_id"]) for a in alerts] == [("loss spike", "WARN", run_id)]
-    assert c.get("/api/alerts", params={"project": "rich", "run": "other"}).json() == {"alerts": []}
+    assert c.get("/api/alerts", params={"project": "rich", "run": "other"}).json() == {"alerts": [], "levels": {}}
     artifacts = c.get("/api/artifacts", params={"project": "rich", "run": run_id}).json()
     produced, used = artifacts["produced"], artifacts["used"]
     assert [(a["name"], a["type"], a["version"], a["file_count"]) for a in produced] == [

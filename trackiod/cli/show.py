@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
+from trackiod.daemon.control import request
 from trackiod.dashboard.server import serve
 
 
 def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
-
-    return serve(settings, args.project)
+    # Edits made on the page are written by the daemon (the single writer), asked over its socket.
+    return serve(settings, args.project, control=lambda what, body: request(settings, what, body, 5.0))
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:

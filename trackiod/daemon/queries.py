@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from trackio_shim.errors import UsageError
+from trackiod.ingest.edits import delete_run, edit_run
 from trackiod.ingest.ingest import Ingest
 from trackiod.sync.worker import SyncWorker
 
@@ -72,6 +74,27 @@ def _run_info(daemon: Served, sid: bytes, args: dict[str, Any]) -> tuple[bool, A
     return True, {"points": ingest.store.run_points(run_id), "state": row["state"], "last_step": row["last_step"]}
 
 
+def _edit_run(daemon: Served, sid: bytes, args: dict[str, Any]) -> tuple[bool, Any]:
+    """The dashboard's rename / tags / notes: applied between batches, answered with the run as stored."""
+    return _edit(daemon, args, lambda store, project, run: edit_run(store, project, run, args))
+
+
+def _delete_run(daemon: Served, sid: bytes, args: dict[str, Any]) -> tuple[bool, Any]:
+    return _edit(daemon, args, delete_run)
+
+
+def _edit(daemon: Served, args: dict[str, Any], apply: Callable[[Any, str, str], dict[str, Any]]) -> tuple[bool, Any]:
+    project, run = args.get("project"), args.get("run")
+    if not isinstance(project, str) or not isinstance(run, str):
+        return False, "project and run must be given as strings"
+    if not daemon.ingest.commit():
+        return False, "the store is not writable right now (see trackiod status)"
+    try:
+        return True, apply(daemon.ingest.store, project, run)
+    except UsageError as exc:
+        return False, str(exc)
+
+
 QUERIES: dict[str, Query] = {
     "status": _status,
     "stop": _stop,
@@ -80,6 +103,8 @@ QUERIES: dict[str, Query] = {
     "sync": _sync,
     "sync_status": _sync_status,
     "run_info": _run_info,
+    "edit_run": _edit_run,
+    "delete_run": _delete_run,
 }
 
 

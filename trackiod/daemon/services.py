@@ -301,9 +301,12 @@ class DashboardService:
         if not self.settings.dashboard:
             return
         try:
+            from trackiod.daemon.control import request
             from trackiod.dashboard.app import DashboardServer
 
-            self.server = DashboardServer(self.settings)
+            settings = self.settings
+            # Edits from the page come back to this daemon as queries on its own socket (the single writer).
+            self.server = DashboardServer(settings, control=lambda what, args: request(settings, what, args, 5.0))
             self.server.start()
             self.url = self.server.url()
             log.info("dashboard at %s", self.url)

@@ -20,11 +20,16 @@ from starlette.responses import JSONResponse, Response
 from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
+from trackiod.dashboard.columns import ProjectColumns
 from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
-from trackiod.read.alerts import list_alerts
+from trackiod.dashboard.rankseries import MODES as RANK_MODES
+from trackiod.dashboard.rankseries import rank_series
+from trackiod.read.alerts import alert_levels, list_alerts
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
 from trackiod.read.files import list_files
+from trackiod.read.gallery import gallery
+from trackiod.read.ranks import rank_counts
 from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
@@ -90,6 +95,7 @@ class Api:
     def __init__(self, settings: TrackiodSettings, readers: reads.Readers) -> None:
         self.settings = settings
         self.readers = readers
+        self.columns = ProjectColumns()
 
     def routes(self) -> list[tuple[str, Any]]:
         return [
@@ -104,6 +110,8 @@ class Api:
             ("/api/media/values", self.media_values),
             ("/api/alerts", self.alerts),
             ("/api/artifacts", self.artifacts),
+            ("/api/sweep", self.sweep),
+            ("/api/gallery", self.gallery),
         ]
 
     def handle(self, endpoint: Any, request: Request) -> Response:
@@ -124,7 +132,7 @@ class Api:
                 "database": str(self.settings.db_path),
                 "poll_interval_s": self.settings.dashboard_poll_interval_s,
                 "max_width": MAX_WIDTH,
-                "features": {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": False},
+                "features": {"system": True, "media": True, "alerts": True, "artifacts": True, "ranks": True},
             }
         )
 
@@ -145,7 +153,13 @@ class Api:
         conn = self.readers.get()
         if conn is None:
             return _json({"columns": list(reads.RUN_COLUMNS), "rows": [], "now": now})
-        body = reads.runs_json(conn, project, since)
+        fmt = request.query_params.get("format") or "rows"
+        if fmt not in ("rows", "columns"):
+            raise BadRequest(f"format must be 'rows' or 'columns', got {fmt!r}")
+        if fmt == "columns" and since is None:
+            body = self.columns.runs_json(conn, project)
+        else:
+            body = reads.runs_json(conn, project, since)
         return _raw_json(f'{body[:-1]},"now":{json.dumps(now)}}}')
 
     def run(self, request: Request) -> Response:
@@ -185,7 +199,9 @@ class Api:
                 metric = reads.step_metric(info["metric_defs"], entry["key"])
                 if metric:
                     step_metrics.setdefault(entry["key"], metric)
-        return _json({"keys": keys, "step_metrics": step_metrics})
+        counts = rank_counts(conn, [info["id"] for info in found.values()])
+        ranks = {info["run"]: counts[info["id"]] for info in found.values() if counts.get(info["id"], 0) > 1}
+        return _json({"keys": keys, "step_metrics": step_metrics, "ranks": ranks})
 
     def chart(self, request: Request) -> Response:
         """One metric for many runs, reduced to the chart's width and aligned on one x array."""
@@ -200,6 +216,9 @@ class Api:
         fmt = request.query_params.get("format") or "json"
         if fmt not in ("json", "bin"):
             raise BadRequest(f"format must be 'json' or 'bin', got {fmt!r}")
+        ranks = request.query_params.get("ranks") or "0"
+        if ranks not in RANK_MODES:
+            raise BadRequest(f"ranks must be one of {', '.join(RANK_MODES)}, got {ranks!r}")
         conn = self.readers.get()
         found = reads.run_ids(conn, project, wanted) if conn is not None else {}
         meta: list[dict[str, Any]] = []
@@ -209,12 +228,18 @@ class Api:
             info = found.get(name)
             if info is None or conn is None:
                 continue
-            # The plain series first, then one per context it was also logged with (drawn as extra lines).
-            sources: list[tuple[int | None, dict[str, Any] | None]] = [(None, None)]
-            sources += [(kid, ctx) for kid, ctx in reads.contexts_of(conn, info["id"], key)]
-            for series_id, context in sources:
-                steps, x, y = reads.series_xy(conn, info, key, xaxis, after.get(info["run"]), series_id)
-                if context is not None and not y.size:
+            # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
+            # (drawn as extra lines).
+            since = after.get(info["run"])
+            parts = rank_series(conn, info, key, xaxis, since, ranks) or [
+                ({}, *reads.series_xy(conn, info, key, xaxis, since))
+            ]
+            parts += [
+                ({"context": ctx}, *reads.series_xy(conn, info, key, xaxis, since, kid))
+                for kid, ctx in reads.contexts_of(conn, info["id"], key)
+            ]
+            for extras, steps, x, y in parts:
+                if "context" in extras and not y.size:
                     continue
                 if xmin is not None or xmax is not None:
                     lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
@@ -228,8 +253,7 @@ class Api:
                     "points": int(y.size),
                     "last_step": int(steps.max()) if steps.size else after.get(info["run"]),
                 }
-                if context is not None:
-                    entry["context"] = context
+                entry.update(extras)
                 meta.append(entry)
                 xs.append(x)
                 ys.append(y)
@@ -277,7 +301,8 @@ class Api:
         return Response(json.dumps(body, allow_nan=False), media_type="application/json")
 
     def alerts(self, request: Request) -> Response:
-        """Alerts of a project (or of one of its runs), newest first."""
+        """Alerts of a project (or of one of its runs), newest first; ``level=WARN,ERROR`` keeps those levels, and
+        ``levels`` counts every level (for the filters)."""
         project = _need(request, "project")
         limit = _int(request, "limit", 200) or 200
         if not 1 <= limit <= 1000:
@@ -286,12 +311,42 @@ class Api:
         if conn is None:
             return _json({"alerts": []})
         run = request.query_params.get("run") or None
-        return _json({"alerts": list_alerts(conn, project, run, limit)})
+        levels = [level.upper() for level in _list(request, "level")]
+        return _json(
+            {"alerts": list_alerts(conn, project, run, limit, levels), "levels": alert_levels(conn, project, run)}
+        )
 
     def artifacts(self, request: Request) -> Response:
         """Artifact versions a run produced and used."""
         conn, run = self._run(request)
         return _json(richvalues.run_artifacts(conn, run["id"]))
+
+    def sweep(self, request: Request) -> Response:
+        """Every run's config and numeric summary as columns (binary, see trackiod.dashboard.columns)."""
+        project = _need(request, "project")
+        return Response(self.columns.sweep(self.readers.get(), project), media_type="application/octet-stream")
+
+    def gallery(self, request: Request) -> Response:
+        """Images (video, audio) across a project's runs, filtered by run, key and step, a page at a time."""
+        project = _need(request, "project")
+        offset = _int(request, "offset", 0)
+        limit = _int(request, "limit", 60)
+        if offset is None or limit is None or offset < 0 or not 1 <= limit <= 500:
+            raise BadRequest("offset must be >= 0 and limit between 1 and 500")
+        conn = self.readers.get()
+        if conn is None:
+            return _json({"total": 0, "offset": 0, "limit": limit, "items": [], "keys": [], "steps": [None, None]})
+        body = gallery(
+            conn,
+            project,
+            _list(request, "runs") or None,
+            _list(request, "keys") or None,
+            _int(request, "step_min", None),
+            _int(request, "step_max", None),
+            offset,
+            limit,
+        )
+        return _json(body)
 
     # ------------------------------------------------------------------ helpers
     def _width(self, request: Request) -> int:

@@ -33,6 +33,7 @@ from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import peer, reads
 from trackiod.dashboard.api import Api
+from trackiod.dashboard.writes import Control, RunWrites
 
 log = logging.getLogger("trackiod.dashboard")
 
@@ -159,8 +160,15 @@ class AccessGuard:
         )
 
 
-def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "trackiod_token") -> ASGIApp:
-    """The dashboard as an ASGI app (the token, when set, is required on every request)."""
+def create_app(
+    settings: TrackiodSettings,
+    token: str = "",
+    cookie_name: str = "trackiod_token",
+    control: Control | None = None,
+    writable: bool = True,
+) -> ASGIApp:
+    """The dashboard as an ASGI app (the token, when set, is required on every request); edits go to the daemon
+    through ``control`` when ``writable`` (trackiod.dashboard.writes)."""
     readers = reads.Readers(settings.db_path)
     api = Api(settings, readers)
     media_root = settings.media_dir
@@ -201,6 +209,7 @@ def create_app(settings: TrackiodSettings, token: str = "", cookie_name: str = "
     routes = [*pages, sync_route("/static/{path:path}", static)]
     routes.append(sync_route("/media/{path:path}", media))
     routes.extend(sync_route(path, endpoint(handler)) for path, handler in api.routes())
+    routes.extend(Route(path, handler, methods=["POST"]) for path, handler in RunWrites(control, writable).routes())
     app = Starlette(routes=routes)
     app.state.readers = readers
     return AccessGuard(app, token, cookie_name)
@@ -231,7 +240,13 @@ def _bind(host: str, port: int) -> socket.socket:
 class DashboardServer:
     """The dashboard on one socket: run it in the foreground (``trackiod show``) or in a thread (the daemon)."""
 
-    def __init__(self, settings: TrackiodSettings, host: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: TrackiodSettings,
+        host: str | None = None,
+        port: int | None = None,
+        control: Control | None = None,
+    ) -> None:
         self.settings = settings
         self.host = host or settings.dashboard_host
         requested = settings.dashboard_port if port is None else port
@@ -240,7 +255,9 @@ class DashboardServer:
         self.token = settings.dashboard_token or ("" if tokenless else secrets.token_urlsafe(24))
         self.sock = _bind(self.host, requested)
         self.port = int(self.sock.getsockname()[1])
-        self.app = create_app(settings, self.token, f"trackiod_token_{self.port}")
+        # Edits need loopback or a token the user chose (a generated one is printed in logs and URLs).
+        writable = is_loopback(self.host) or bool(settings.dashboard_token)
+        self.app = create_app(settings, self.token, f"trackiod_token_{self.port}", control, writable)
         self._server: Any = None
         self._thread: threading.Thread | None = None
 

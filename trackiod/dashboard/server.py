@@ -7,14 +7,21 @@ from __future__ import annotations
 import sys
 
 from trackio_shim.settings import TrackiodSettings
+from trackiod.dashboard.writes import Control
 
 
-def serve(settings: TrackiodSettings, project: str | None = None, open_browser: bool | None = None) -> int:
-    """Serve until Ctrl-C; prints the URL first (with the token, when one is needed)."""
+def serve(
+    settings: TrackiodSettings,
+    project: str | None = None,
+    open_browser: bool | None = None,
+    control: Control | None = None,
+) -> int:
+    """Serve until Ctrl-C; prints the URL first (with the token, when one is needed). Edits made on the page go
+    to the daemon through ``control``."""
     from trackiod.dashboard.app import DashboardServer
     from trackiod.dashboard.app import open_browser as launch
 
-    server = DashboardServer(settings)
+    server = DashboardServer(settings, control=control)
     url = server.url(project)
     print(f"trackiod dashboard: {url}", flush=True)
     if not settings.db_path.exists():

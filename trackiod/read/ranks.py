@@ -30,6 +30,19 @@ def run_ranks(conn: apsw.Connection, run_id: int) -> list[dict[str, Any]]:
     )
 
 
+def rank_counts(conn: apsw.Connection, run_ids: list[int]) -> dict[int, int]:
+    """``{run id: ranks that joined}`` for the given runs that are distributed (absent: a one-process run)."""
+    if not run_ids:
+        return {}
+    marks = ",".join("?" * len(run_ids))
+    return {
+        int(run_id): int(count)
+        for run_id, count in conn.execute(
+            f"SELECT run_id, COUNT(*) FROM run_ranks WHERE run_id IN ({marks}) GROUP BY run_id", run_ids
+        )
+    }
+
+
 def rank_key_ids(conn: apsw.Connection, run_id: int, key: str) -> dict[int, tuple[int, str]]:
     """``{rank: (series key id, kind)}`` of every rank that logged ``key`` in a run (rank 0: the plain series)."""
     out: dict[int, tuple[int, str]] = {}

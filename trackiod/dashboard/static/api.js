@@ -40,3 +40,18 @@ export async function getChart(params) {
   });
   return { header, x, ys };
 }
+
+// A binary answer (/api/sweep) as an ArrayBuffer.
+export async function getBuffer(path, params) {
+  const res = await fetch(apiUrl(path, params), { headers: headers() });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return res.arrayBuffer();
+}
+
+// A write (an edit of a run): JSON in, the daemon's answer out; the error message of a refusal as the Error's.
+export async function postJSON(path, body) {
+  const res = await fetch(path, { method: 'POST', headers: { ...headers(), 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const answer = await res.json().catch(() => ({ error: `${res.status} ${res.statusText}` }));
+  if (!res.ok) throw new Error(answer.error || `${path}: ${res.status}`);
+  return answer;
+}

@@ -5,6 +5,8 @@ import { ChartPanel } from './charts.js';
 import { flatOf, matches, rowsToRuns, sortRuns, tableColumns, VirtualTable } from './runs.js';
 import { readURL, setState, state } from './state.js';
 import { assignColors, colorFor, debounce, el, emaWeight, errorText, PALETTE, smoothingWindow } from './util.js';
+import { galleryView } from './gallery.js';
+import { sweepView } from './sweep.js';
 import { alertsView, diffView, projectsView, runView, systemView } from './views.js';
 
 const DEFAULT_SELECTION = 10;
@@ -44,7 +46,7 @@ function toggleTheme() {
 function redrawForTheme() {
   const view = state.view || 'charts';
   if ((view === 'charts' || view === 'run') && app.panel) app.panel.redraw();
-  else if (view === 'system') route();
+  else if (view === 'system' || view === 'sweep') route();
 }
 
 function applyChrome() {
@@ -57,7 +59,7 @@ function applyChrome() {
 
 // ------------------------------------------------------------------ runs and selection
 async function loadRuns(pending = null) {
-  const payload = await (pending || getJSON('/api/runs', { project: state.project }));
+  const payload = await (pending || getJSON('/api/runs', { project: state.project, format: 'columns' }));
   app.runs = rowsToRuns(payload);
   app.now = payload.now;
   app.byId = new Map(app.runs.map((r) => [r.id, r]));
@@ -163,6 +165,7 @@ const chartCtx = {
   get logy() { return state.logy === '1'; },
   get logx() { return state.logx === '1'; },
   get aggregate() { return state.aggregate; },
+  get ranks() { return ['all', 'band'].includes(state.ranks) ? state.ranks : undefined; },
   get groupBy() { return groupByKey(); },
   groupOf,
   groupLabel(group) { return groupByKey() ? `${groupByKey()}: ${group}` : `group ${group}`; },
@@ -182,10 +185,22 @@ const chartCtx = {
   },
 };
 
+// What the sweep view needs of the page: its state, and the selection its brushes and table change.
+const sweepCtx = {
+  get project() { return state.project; },
+  state,
+  setState(patch) { setState(patch); },
+  select(ids) { setState({ runs: ids === null ? undefined : ids }); refreshTables(); },
+  isSelected(id) { const run = resolve(id); return !!run && selectedRuns().includes(run); },
+  toggle(id) { const run = resolve(id); if (run) { const current = selectedRuns(); setState({ runs: (current.includes(run) ? current.filter((r) => r !== run) : [...current, run]).map((r) => r.id) }); refreshTables(); } },
+  openRun(id) { setState({ view: 'run', run: id }, true); route(); },
+};
+
 // The keys to chart, and why there are none when there are none (shown instead of an empty page).
 async function chartKeys(runs) {
   const data = await getJSON('/api/keys', { project: state.project, runs: runs.map((r) => r.id) });
   app.stepMetrics = data.step_metrics || {};
+  app.rankRuns = data.ranks || {};
   app.keys = data.keys;
   const scalars = data.keys.filter((k) => k.kind === 'scalar').map((k) => k.key);
   app.badXaxis = !!state.xaxis && !['step', 'time', 'relative'].includes(state.xaxis) && !scalars.includes(state.xaxis);
@@ -238,6 +253,11 @@ function controls() {
   if (state.group_by && !configKeys().includes(groupByKey()) && groupByKey() !== 'group') {
     groupBy.append(el('option', { value: state.group_by, selected: true }, `group by: ${groupByKey()}`));
   }
+  // The rank view, offered when a charted run was logged by several ranks (docs/ranks.md).
+  const ranks = Object.keys(app.rankRuns || {}).length ? el('select', { id: 'ranks', title: 'how to draw runs logged by several ranks', onchange: (e) => { setState({ ranks: e.target.value || undefined }); route(); } },
+    el('option', { value: '' }, 'ranks: rank 0'),
+    el('option', { value: 'band', selected: state.ranks === 'band' }, 'ranks: mean, min–max band'),
+    el('option', { value: 'all', selected: state.ranks === 'all' }, 'ranks: every rank')) : null;
   const live = el('input', { id: 'live', type: 'checkbox', checked: state.live !== '0', onchange: (e) => setState({ live: e.target.checked ? undefined : '0' }) });
   const zoomed = state.xmin || state.xmax;
   return el('div', { class: 'controls' },
@@ -249,6 +269,7 @@ function controls() {
     perRow,
     groupBy,
     aggregate,
+    ranks,
     filter,
     el('label', {}, live, ' live'),
     zoomed ? el('button', { id: 'reset-zoom', onclick: () => zoom(null, null) }, 'reset zoom') : null,
@@ -317,12 +338,20 @@ async function route() {
       const run = resolve(state.run);
       if (run && app.sidebar) app.sidebar.reveal(run);
       if (await runView(main, state.project, state.run, host, app.runs)) await chartsPage(host, run ? [run] : []);
+    } else if (view === 'gallery') {
+      await galleryView(main, {
+        get project() { return state.project; }, state,
+        setState(patch) { setState(patch); route(); },
+        selected() { return selectedRuns().map((r) => r.id); },
+      });
+    } else if (view === 'sweep') {
+      await sweepView(main, sweepCtx);
     } else if (view === 'diff') {
       diffView(main, selectedRuns());
     } else if (view === 'system') {
       await systemView(main, state.project, selectedRuns());
     } else if (view === 'alerts') {
-      await alertsView(main, state.project, app.runs);
+      await alertsView(main, state.project, app.runs, state.levels || [], (levels) => { setState({ levels }); route(); });
     } else {
       await chartsPage(main, selectedRuns());
     }
@@ -382,7 +411,7 @@ async function start() {
   readURL();
   applyChrome();
   // The runs are the biggest answer: ask for them at once, alongside the projects.
-  const runsPending = state.project ? getJSON('/api/runs', { project: state.project }) : null;
+  const runsPending = state.project ? getJSON('/api/runs', { project: state.project, format: 'columns' }) : null;
   if (runsPending) runsPending.catch(() => {});
   const { projects } = await getJSON('/api/projects');
   const picker = $('project-picker');
@@ -421,6 +450,13 @@ async function main() {
     a.onclick = () => { setState({ view: a.dataset.view === 'charts' ? undefined : a.dataset.view }, true); route(); };
   }
   window.addEventListener('popstate', () => start());
+  // An edit written by the daemon: reload the runs (names, tags) and the page; a deleted run's page goes.
+  window.addEventListener('trackiod:runs-changed', async (e) => {
+    if (e.detail && e.detail.deleted) setState({ view: 'runs', run: undefined, runs: (state.runs || []).filter((r) => r !== e.detail.deleted) }, true);
+    await loadRuns();
+    refreshTables();
+    await route();
+  });
   $('theme-toggle').onclick = toggleTheme;
   if (window.matchMedia) window.matchMedia('(prefers-color-scheme: dark)').addEventListener('change', () => { if (applyTheme()) redrawForTheme(); });
   window.addEventListener('resize', debounce(() => route(), 300));

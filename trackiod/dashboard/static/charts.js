@@ -11,7 +11,9 @@ const CONCURRENT_REQUESTS = 4;
 const LEGEND_SHOWN = 8;
 
 // A series' id in a chart: the run's id, or for a series logged with a context the run's id and the context.
+// In a rank view (ranks=all|band) another rank's series, or the band's min and max, is the run's id and the rank.
 function seriesId(s) {
+  if (s.rank !== undefined) return `${s.run}#rank:${s.rank}`;
   return s.context ? `${s.run} ${JSON.stringify(s.context)}` : s.run;
 }
 
@@ -111,7 +113,7 @@ class Chart {
 
   params() {
     const c = this.panel.ctx;
-    return { project: c.project, key: this.key, xaxis: this.xaxis, width: this.width(), xmin: c.xmin, xmax: c.xmax };
+    return { project: c.project, key: this.key, xaxis: this.xaxis, width: this.width(), xmin: c.xmin, xmax: c.xmax, ranks: c.ranks };
   }
 
   async load() {
@@ -125,10 +127,13 @@ class Chart {
     this.x = Array.from(x);
     this.cols = new Map();
     this.contexts = new Map();
+    this.rankSeries = new Map();  // series id -> {run, rank} for ranks other than 0 (ranks=all)
+    this.rankCount = {};  // run -> ranks, for multi-rank runs in a rank view
     this.lastStep = {};
     header.series.forEach((s, i) => {
       this.cols.set(seriesId(s), toNulls(ys[i]));
       if (s.context) this.contexts.set(seriesId(s), { run: s.run, context: s.context });
+      this.noteRank(s);
       this.noteStep(s);
     });
     this.reduced = header.reduced;
@@ -151,6 +156,7 @@ class Chart {
     header.series.forEach((s, i) => {
       if (s.points > 0) fresh.set(seriesId(s), toNulls(ys[i]));
       if (s.context && !this.contexts.has(seriesId(s))) this.contexts.set(seriesId(s), { run: s.run, context: s.context });
+      this.noteRank(s);
       this.noteStep(s);
     });
     if (!fresh.size) return;
@@ -159,6 +165,11 @@ class Chart {
     this.cols = merged.cols;
     if (this.x.length > 8 * this.width()) return this.load();
     this.draw(true);
+  }
+
+  noteRank(s) {
+    if (s.ranks) this.rankCount[s.run] = s.ranks;
+    if (typeof s.rank === 'number') this.rankSeries.set(seriesId(s), { run: s.run, rank: s.rank });
   }
 
   // A run's last step is the highest of its series' (plain and context): the next live request starts after it.
@@ -204,7 +215,25 @@ class Chart {
     for (const line of this.panel.lines()) {
       const cols = line.runs.map((r) => this.cols.get(r.id)).filter(Boolean).map(prepare);
       if (!cols.length) continue;
-      if (!line.aggregate) { addLine(line.label, cols[0], line.color, line.legend, { run: line.runs[0].id }); continue; }
+      if (!line.aggregate) {
+        const id = line.runs[0].id;
+        const ranks = this.rankCount[id];
+        const lo = this.cols.get(`${id}#rank:min`);
+        const hi = this.cols.get(`${id}#rank:max`);
+        // The rank view's band: the run's line is the mean across its ranks, between their min and max.
+        if (lo && hi) {
+          const show = !hidden.has(line.legend.key);
+          const band = { stroke: `${line.color}66`, width: 0.5, spanGaps: true, points: { show: false }, band: true, show, legendKey: line.legend.key };
+          series.push({ ...band, label: `${line.label} max of ${ranks} ranks` });
+          data.push(prepare(hi));
+          series.push({ ...band, label: `${line.label} min of ${ranks} ranks` });
+          data.push(prepare(lo));
+          if (show) bands.push({ series: [series.length - 2, series.length - 1], fill: `${line.color}26` });
+        }
+        const label = !ranks ? line.label : lo ? `${line.label} mean of ${ranks} ranks` : `${line.label} rank 0`;
+        addLine(label, cols[0], line.color, line.legend, { run: id });
+        continue;
+      }
       // A group: the mean of its runs, over a band from their min to their max at each x.
       const n = data[0].length;
       const mean = new Array(n).fill(null);
@@ -240,6 +269,15 @@ class Chart {
       const label = `${shown.get(run).name} ${contextLabel(context)}`;
       addLine(label, prepare(col), c.colorOf(shown.get(run)), { key: `ctx:${id}`, label }, { run, dash: [6, 4], context: true });
     }
+    // ranks=all: every other rank of a run, a dotted line of its run's colour (hidden with its run).
+    const lineOf = new Map(this.panel.lines().filter((l) => !l.aggregate).map((l) => [l.runs[0].id, l]));
+    for (const [id, { run, rank }] of this.rankSeries || []) {
+      const col = this.cols.get(id);
+      const line = lineOf.get(run);
+      if (!col || !line) continue;
+      addLine(`${line.label} rank ${rank}`, prepare(col), line.color, line.legend, { run, rank, dash: [2, 3] });
+    }
+    this.node.dataset.ranks = String((this.rankSeries || new Map()).size);
     this.node.dataset.contexts = String(this.contexts.size);
     return { series, data, bands };
   }

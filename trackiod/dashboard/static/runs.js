@@ -7,12 +7,67 @@ const ROW = 24;
 const FIRST = 64;
 
 export function rowsToRuns(payload) {
+  if (payload.format === 'columns') return columnsToRuns(payload);
   const cols = payload.columns;
   return payload.rows.map((r) => {
     const run = {};
     for (let i = 0; i < cols.length; i++) run[cols[i]] = r[i];
     return run;
   });
+}
+
+// The columnar answer (/api/runs?format=columns): each field, config key and summary key named once. A run's
+// config and summary objects are built from the columns only when something reads them (the visible rows, a
+// sort or a group by a config key), not for all 10,000 runs at load. They arrive flattened, so they serve as
+// their own flat forms; a live update that assigns a nested config (row answers) is flattened as before.
+function pick(entries, i) {
+  const out = {};
+  for (const [key, values] of entries) {
+    const v = values[i];
+    if (v !== null) out[key] = v;
+  }
+  return out;
+}
+
+class ColumnRun {
+  constructor(columns, i) {
+    this._columns = columns;
+    this._i = i;
+    this._parts = { config: undefined, summary: undefined };
+    this._flat = { config: undefined, summary: undefined };
+    this._nested = false;
+  }
+
+  part(name) {
+    if (this._parts[name] === undefined) this._parts[name] = pick(this._columns[name], this._i);
+    return this._parts[name];
+  }
+
+  flat(name) {
+    if (this._flat[name] === undefined) this._flat[name] = this._nested ? flatten(this.part(name)) : this.part(name);
+    return this._flat[name];
+  }
+
+  get config() { return this.part('config'); }
+  set config(v) { this._parts.config = v; this._nested = true; }
+  get summary() { return this.part('summary'); }
+  set summary(v) { this._parts.summary = v; this._nested = true; }
+  get _configFlat() { return this.flat('config'); }
+  set _configFlat(v) { this._flat.config = v; }
+  get _summaryFlat() { return this.flat('summary'); }
+  set _summaryFlat(v) { this._flat.summary = v; }
+}
+
+function columnsToRuns(payload) {
+  const columns = { config: Object.entries(payload.config), summary: Object.entries(payload.summary) };
+  const fields = Object.entries(payload.base);
+  const runs = new Array(payload.n);
+  for (let i = 0; i < payload.n; i++) {
+    const run = new ColumnRun(columns, i);
+    for (const [name, values] of fields) run[name] = values[i];
+    runs[i] = run;
+  }
+  return runs;
 }
 
 export function duration(run, now) {

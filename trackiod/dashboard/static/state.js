@@ -7,10 +7,10 @@ const ALIASES = {
   selected_project: 'project', run_ids: 'runs', x_axis: 'xaxis', 'x-axis': 'xaxis', selected_run: 'run',
   selected_run_id: 'run', __theme: 'theme',
 };
-const LISTS = new Set(['runs', 'metrics', 'order']);
+const LISTS = new Set(['runs', 'metrics', 'order', 'levels', 'gallery_keys']);
 const KEYS = ['project', 'view', 'run', 'runs', 'metrics', 'metric_filter', 'xaxis', 'smoothing', 'ema', 'logy', 'logx',
   'sidebar', 'navbar', 'accordion', 'xmin', 'xmax', 'plots_per_row', 'group_by', 'order', 'theme', 'q', 'state', 'sort',
-  'live', 'aggregate', 'token'];
+  'live', 'aggregate', 'token', 'sweep_metric', 'sweep_goal', 'sweep_x', 'brush', 'ranks', 'levels', 'gallery_runs', 'gallery_keys', 'step_min', 'step_max'];
 // trackio's page paths; the page then also follows `view` when both are given.
 const PATH_VIEWS = { '/runs': 'runs', '/system': 'system', '/run': 'run', '/metrics': 'charts' };
 // trackio reads `metrics` as names only when every entry is a plain name ([\w./-]); otherwise as a pattern.

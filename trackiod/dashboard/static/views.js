@@ -1,5 +1,6 @@
 // The pages other than charts and the runs table: projects, a run, a config diff, the system panel.
 import { getJSON } from './api.js';
+import { editSection } from './runedit.js';
 import { colorFor, el, flatten, fmtDuration, fmtTime, fmtValue } from './util.js';
 
 export async function projectsView(main, open) {
@@ -50,6 +51,7 @@ export async function runView(main, project, runId, chartsHost, runs) {
   main.replaceChildren(
     el('h2', {}, el('span', { class: 'swatch', style: `background:${colorFor(run.id)}` }), run.name),
     kvTable(facts),
+    el('details', { class: 'edit' }, el('summary', {}, 'Edit name, tags, notes'), editSection(project, run)),
     el('h3', {}, 'Config'), kvTable(run.config),
     el('h3', {}, 'Summary'), kvTable(run.summary),
     el('h3', {}, 'Energy'), energySection(run.energy),
@@ -157,9 +159,26 @@ export async function systemView(main, project, runs) {
   systemCharts(main, data, runs);
 }
 
-export async function alertsView(main, project, runs) {
-  const { alerts } = await getJSON('/api/alerts', { project });
-  main.replaceChildren(el('h2', {}, `Alerts (${alerts.length})`), alertsTable(alerts, runs, true));
+// The alerts panel: a toggle per level (with its count) filters the list; the levels shown are kept in the URL
+// (``levels=WARN,ERROR``; none named: every level).
+const LEVELS = ['INFO', 'WARN', 'ERROR'];
+export async function alertsView(main, project, runs, levels = [], setLevels = () => {}) {
+  const shown = levels.map((l) => l.toUpperCase()).filter((l) => LEVELS.includes(l));
+  const { alerts, levels: counts = {} } = await getJSON('/api/alerts', { project, level: shown });
+  const total = Object.values(counts).reduce((a, b) => a + b, 0);
+  const chips = LEVELS.map((level) => {
+    const on = !shown.length || shown.includes(level);
+    return el('button', {
+      type: 'button', class: `level-filter level ${level.toLowerCase()}${on ? ' on' : ''}`, 'data-level': level, 'aria-pressed': String(on),
+      onclick: () => {
+        const next = new Set(shown.length ? shown : LEVELS);
+        if (next.has(level)) next.delete(level); else next.add(level);
+        setLevels(next.size === LEVELS.length ? [] : [...next]);
+      },
+    }, `${level} ${counts[level] || 0}`);
+  });
+  main.replaceChildren(el('h2', {}, `Alerts (${total})`), el('div', { class: 'controls', id: 'alert-levels' }, 'levels: ', ...chips),
+    shown.length && !alerts.length && total ? el('p', { class: 'empty', id: 'alerts-filtered' }, `No ${shown.join(' or ')} alerts; ${total} of other levels.`) : alertsTable(alerts, runs, true));
 }
 
 export function alertsTable(alerts, runs, withRun) {
