@@ -699,11 +699,6 @@ class Ingest:
             self.opened_at = time.monotonic()
 
     @property
-    def in_transaction(self) -> bool:
-        """Whether the writer's transaction is open (the forwarder sends its journal only between them)."""
-        return self._in_txn
-
-    @property
     def pending(self) -> bool:
         return self._in_txn or bool(self._dups)
 
