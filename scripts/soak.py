@@ -11,6 +11,13 @@ daemon's and the clients' RSS over time, and ``run.log()`` latency percentiles, 
 
     .venv/bin/python scripts/soak.py                      # 8 processes, 30 minutes (the full soak)
     .venv/bin/python scripts/soak.py --duration 150       # the short run of docs/benchmarks.md
+    .venv/bin/python scripts/soak.py --chaos --duration 120   # and what training scripts do (below)
+
+With ``--chaos`` each worker also behaves like the scripts of issue 18: a timer signal every few milliseconds
+whose handler raises inside ``run.log()`` (as timeout helpers do; such a step may or may not be stored, no
+other may be lost), a poisoned key (a tuple) in one call of 1,024 (the call's other keys must be stored), and
+a forked child every few seconds that logs its own key to the same run, finishes and leaves with ``os._exit``
+(every one of its points must be stored).
 
 Exits 0 when every point was stored exactly once, 1 otherwise. See docs/benchmarks.md ("Soak").
 """
@@ -32,6 +39,18 @@ from typing import Any
 
 KEYS = ("loss", "acc", "lr", "grad_norm")
 PROJECT = "soak"
+# --chaos: a SIGALRM every ALARM_S raising inside log(), a tuple key every POISON_EVERY steps, a forked child
+# logging FORK_STEPS steps of its own key every FORK_EVERY_S seconds.
+ALARM_S = 0.007
+POISON_EVERY = 1024
+FORK_EVERY_S = 4.0
+FORK_STEPS = 200
+
+
+class _Interrupted(Exception):
+    """Raised by the chaos timer's signal handler inside run.log()."""
+
+
 # run.log() latencies go into log-scale buckets (8 per power of two, about 9% wide): exact counts, tiny memory.
 SUB_BUCKETS = 8
 
@@ -75,12 +94,39 @@ def _rss_mib(pid: int | str = "self") -> float | None:
 
 
 # ----------------------------------------------------------------------------- the worker (one training process)
-def worker(index: int, deadline: float, rate: float, out: Path) -> int:
+def _fork_child(run: Any, number: int) -> None:
+    """A forked worker: logs its own key to the inherited run, finishes its session and leaves at once."""
+    code = 1
+    try:
+        for step in range(FORK_STEPS):
+            run.log({f"fork{number}/v": float(step)}, step=step)
+        run.finish()
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def worker(index: int, deadline: float, rate: float, out: Path, chaos: bool = False) -> int:
+    import warnings
+
     import trackio_shim as wandb
     from trackio_shim.session.client import current_client
 
     run = wandb.init(project=PROJECT, id=f"w{index}", config={"worker": index, "rate": rate})
     log = run.log
+    in_log = [False]
+    uncertain: list[int] = []  # steps whose log() the timer interrupted: stored or not, never twice
+    forks: list[int] = []
+    next_fork = time.monotonic() + FORK_EVERY_S
+    if chaos:
+        warnings.simplefilter("ignore")  # the poisoned key warns once; the rest is checked by counting
+
+        def interrupt(signum: int, frame: Any) -> None:
+            if in_log[0]:
+                raise _Interrupted
+
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, ALARM_S, ALARM_S)
     clock = time.perf_counter_ns
     hist: dict[int, int] = {}
     rss: list[tuple[float, float | None]] = []
@@ -101,15 +147,47 @@ def worker(index: int, deadline: float, rate: float, out: Path) -> int:
                 ahead = step / rate - (time.time() - started)
                 if ahead > 0:
                     time.sleep(ahead)
+            if chaos and now >= next_fork:
+                pid = os.fork()
+                if pid == 0:
+                    _fork_child(run, len(forks))
+                forks.append(pid)
+                next_fork = now + FORK_EVERY_S
+            while chaos:  # reap the children that are done
+                try:
+                    done, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if not done:
+                    break
         value = float(step)
+        values: dict[Any, float] = {"loss": 1.0 / (1.0 + value), "acc": value % 1.0, "lr": 1e-3, "grad_norm": value}
+        if chaos and step % POISON_EVERY == POISON_EVERY // 2:
+            values[("layer", step)] = value  # a tuple key: dropped with a warning, the other keys kept
         t0 = clock()
-        log({"loss": 1.0 / (1.0 + value), "acc": value % 1.0, "lr": 1e-3, "grad_norm": value}, step=step)
+        if chaos:
+            in_log[0] = True
+            try:
+                log(values, step=step)
+            except _Interrupted:
+                uncertain.append(step)
+            finally:
+                in_log[0] = False
+        else:
+            log(values, step=step)
         spent = clock() - t0
         b = _bucket(spent)
         hist[b] = hist.get(b, 0) + 1
         if spent > worst:
             worst = spent
         step += 1
+    if chaos:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        for pid in forks:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # reaped in the loop
     finish_started = time.monotonic()
     run.finish()
     finish_s = time.monotonic() - finish_started
@@ -118,7 +196,11 @@ def worker(index: int, deadline: float, rate: float, out: Path) -> int:
     result = {
         "worker": index,
         "steps": step,
-        "points": step * len(KEYS),
+        "points": step * len(KEYS) + len(forks) * FORK_STEPS,
+        # the fewest points that must be stored: an interrupted log() call may have been lost whole
+        "points_min": (step - len(uncertain)) * len(KEYS) + len(forks) * FORK_STEPS,
+        "uncertain": uncertain,
+        "forks": len(forks),
         "seconds": time.time() - started,
         "finish_s": finish_s,
         "latency_hist": {str(k): v for k, v in hist.items()},
@@ -159,6 +241,7 @@ class Soak:
         self.killed_at: float | None = None
         self.serving_gaps: list[float] = []
         self.stopped_early = ""
+        self.stored_steps: dict[tuple[str, str], Any] = {}  # --chaos: the steps stored per (run, key)
 
     def daemon_pid(self) -> int | None:
         """The live daemon process of this data directory, serving or still starting (it writes daemon.json
@@ -214,7 +297,8 @@ class Soak:
         results.mkdir()
         workers = [
             subprocess.Popen(
-                [sys.executable, __file__, "--worker", str(i), "--deadline", str(deadline), "--rate", str(args.rate)],
+                [sys.executable, __file__, "--worker", str(i), "--deadline", str(deadline), "--rate", str(args.rate)]
+                + (["--chaos"] if args.chaos else []),
                 env={**self.env, "SOAK_OUT": str(results / f"w{i}.json"), "SOAK_STOP": str(self.base / "stop")},
             )
             for i in range(args.procs)
@@ -293,13 +377,15 @@ class Soak:
                     steps = read_series(conn, run["id"], key_id, with_times=False)[0]
                     lo, hi = (int(steps[0]), int(steps[-1])) if len(steps) else (-1, -1)
                     out[(run["run_key"], key)] = (int(raw), len(steps), lo, hi)
+                    if self.args.chaos and key in KEYS:
+                        self.stored_steps[(run["run_key"], key)] = steps
             return out
         finally:
             conn.close()
 
     def wait_stored(self, per_worker: list[dict[str, Any]]) -> tuple[dict[tuple[str, str], Any], float]:
         """Wait (bounded) until the daemon has taken in everything sent, spool files included."""
-        expected = sum(w["points"] for w in per_worker)
+        expected = sum(w.get("points_min", w["points"]) for w in per_worker)
         start = time.monotonic()
         deadline = start + self.args.drain_timeout
         stored: dict[tuple[str, str], Any] = {}
@@ -332,8 +418,25 @@ class Soak:
                 hist[int(k)] = hist.get(int(k), 0) + v
         problems = []
         for w in per_worker:
+            run_key = f"w{w['worker']}"
+            for number in range(w.get("forks", 0)):
+                raw, distinct, lo, hi = stored.get((run_key, f"fork{number}/v"), (0, 0, -1, -1))
+                if (raw, distinct, lo, hi) != (FORK_STEPS, FORK_STEPS, 0, FORK_STEPS - 1):
+                    problems.append(f"{run_key}/fork{number}/v: sent {FORK_STEPS} steps, stored {raw} points")
             for key in KEYS:
-                raw, distinct, lo, hi = stored.get((f"w{w['worker']}", key), (0, 0, -1, -1))
+                raw, distinct, lo, hi = stored.get((run_key, key), (0, 0, -1, -1))
+                if args.chaos:  # every step stored once, but for interrupted calls (stored once or not at all)
+                    import numpy as np
+
+                    steps = self.stored_steps.get((run_key, key), np.empty(0, np.int64))
+                    missing = np.setdiff1d(np.arange(w["steps"]), steps)
+                    lost = missing[~np.isin(missing, np.asarray(w["uncertain"], np.int64))]
+                    if raw != distinct or len(lost) or (len(steps) and steps[-1] >= w["steps"]):
+                        problems.append(
+                            f"{run_key}/{key}: {raw} points for {distinct} steps, {len(lost)} steps lost "
+                            f"(first {lost[:5].tolist()}), {len(missing) - len(lost)} interrupted calls not stored"
+                        )
+                    continue
                 want = (w["steps"], w["steps"], 0, w["steps"] - 1)
                 if (raw, distinct, lo, hi) != want:
                     problems.append(
@@ -360,7 +463,14 @@ class Soak:
             },
             "points_sent": sent,
             "points_stored": stored_total,
-            "exactly_once": not problems and stored_total == sent,
+            "exactly_once": not problems and (args.chaos or stored_total == sent),
+            "chaos": {
+                "interrupted_log_calls": sum(len(w.get("uncertain", ())) for w in per_worker),
+                "forked_children": sum(w.get("forks", 0) for w in per_worker),
+                "poisoned_calls": sum(w["steps"] // POISON_EVERY for w in per_worker),
+            }
+            if args.chaos
+            else None,
             "problems": problems[:20],
             "points_per_s": sent / seconds if seconds else 0.0,
             "kills": self.kills,
@@ -437,8 +547,17 @@ def _markdown(r: dict[str, Any]) -> str:
             f"| daemon RSS first / peak / last | {d['first']:.0f} / {d['peak']:.0f} / {d['last']:.0f} MiB |",
             f"| client RSS peak (min..max over processes) | {min(peaks):.0f}..{max(peaks):.0f} MiB |",
             f"| stopped early | {r['stopped_early'] or 'no'} |",
-            "",
         ]
+        + (
+            [
+                f"| --chaos: log() calls a signal interrupted / poisoned calls / forked children | "
+                f"{r['chaos']['interrupted_log_calls']:,} / {r['chaos']['poisoned_calls']:,} / "
+                f"{r['chaos']['forked_children']:,} |"
+            ]
+            if r.get("chaos")
+            else []
+        )
+        + [""]
     )
 
 
@@ -456,11 +575,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="soak-results", help="folder for soak.json and soak.md")
     parser.add_argument("--tmp", default="/tmp", help="where the data directory goes (short path)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory afterwards")
+    parser.add_argument("--chaos", action="store_true", help="signals in log(), poisoned keys, forked children")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
-        return worker(args.worker, args.deadline, args.rate, Path(os.environ["SOAK_OUT"]))
+        return worker(args.worker, args.deadline, args.rate, Path(os.environ["SOAK_OUT"]), args.chaos)
     if args.kill_max and args.kill_min > args.kill_max:
         parser.error("--kill-min must not exceed --kill-max")
     return Soak(args).run()
