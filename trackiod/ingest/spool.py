@@ -210,7 +210,14 @@ class SpoolIngester:
                 self._abandon(current)
                 continue
             if msgs:
-                self.apply(msgs)
+                try:
+                    self.apply(msgs)
+                except Exception:  # a bug, not bad input (apply counts bad frames itself): never every turn again
+                    log.exception(
+                        "applying spool file %s failed; it is set aside as %s.bad", current.path.name, current.path.name
+                    )
+                    self._abandon(current)
+                    continue
                 current.count += len(msgs)
                 applied += len(msgs)
             if len(msgs) < wanted:  # the file is read to its end
