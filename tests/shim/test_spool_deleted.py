@@ -55,7 +55,10 @@ print(json.dumps(client.stats()), flush=True)
 def _wait_line(proc: subprocess.Popen[str], want: str) -> None:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
-    assert line == want, f"expected {want!r} from the script, got {line!r}; stderr:\n{proc.stderr.read() if proc.stderr else ''}"
+    if line != want:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+        raise AssertionError(f"expected {want!r} from the script, got {line!r}; stderr:\n{err}")
 
 
 def _steps(run_id: str) -> set[int]:
