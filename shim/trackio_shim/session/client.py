@@ -355,7 +355,8 @@ class Client:
         if expected >= self._base:
             self._sent = min(self._sent, expected - 1)
             self.hold = True
-        elif self._spooler.forget_vanished():
+        elif self._spooler.writer is not None or self._spooler.forget_vanished():
+            # Held by spool files: the open one is announced when it is closed, the closed ones again now.
             self._spooler.announce_all()
         else:
             # The daemon wants frames we no longer hold (it lost committed data, or a spool file holding them
