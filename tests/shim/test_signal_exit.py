@@ -77,7 +77,7 @@ def test_signal_to_the_trainer_records_its_state_and_keeps_its_points(
     assert proc.returncode == status, f"exit status {proc.returncode}:\n{out}\n{err}"
     logged = _logged(progress)
     before = {step for step, at in logged if at < sent_at - 0.010}
-    assert len(before) >= 3000
+    assert len(before) >= 2000, "too few steps logged well before the signal to mean anything"
 
     def stored() -> set[int]:
         points = raw_points(run_id) or {}
