@@ -132,3 +132,55 @@ def test_deleted_spool_loses_only_its_own_frames(
     # Only the deleted file's frames are gone: each lost point was logged before the deletion.
     assert status["frames_lost"] >= lost
     assert json.loads(out.strip().splitlines()[-1])["seq"] >= BEFORE + AFTER
+
+
+SPILLED = """
+import json, os, time
+from pathlib import Path
+import trackio_shim as wandb
+
+gate = Path(os.environ["T_GATE"])
+first = wandb.init(project="rel", id=os.environ["T_RUN"] + "-a")
+for step in range(500):
+    first.log({"x": step}, step=step)
+first.finish()  # no daemon: spilled to a closed spool file, which this session now counts on
+print("spilled", flush=True)
+while not (gate / "deleted").exists():
+    time.sleep(0.01)
+run = wandb.init(project="rel", id=os.environ["T_RUN"] + "-b")
+for step in range(int(os.environ["T_AFTER"])):
+    run.log({"x": step}, step=step)
+print("logged", flush=True)
+while not (gate / "finish").exists():
+    time.sleep(0.01)
+wandb.finish()
+print(json.dumps(run._client.stats()), flush=True)
+"""
+
+
+def test_deleted_closed_spool_file_is_given_up_when_the_daemon_asks_for_it(
+    stopped_daemon: DaemonProcess, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The daemon asks (NACK) for frames only a closed, deleted spool file held: the shim re-sends the session's
+    start, says RESYNC, and goes on. Before the fix it kept pointing the daemon at the missing file, and nothing
+    of the session was stored again."""
+    run_id = "spool-deleted-closed"
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    spool = stopped_daemon.home / "spool"
+    proc = spawn_script(SPILLED, {**env, "T_RUN": run_id, "T_GATE": str(gate), "T_AFTER": str(AFTER)})
+    _wait_line(proc, "spilled")
+    files = sorted(spool.glob("*.spool"))
+    assert files, "finish() did not spill"
+    for path in files:
+        path.unlink()
+    (gate / "deleted").touch()
+    _wait_line(proc, "logged")
+    stopped_daemon.start()
+    wait_for(lambda: set(range(AFTER)) <= _steps(f"{run_id}-b"), timeout=60, what="the second run's points, sent live")
+    (gate / "finish").touch()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, f"the script failed:\n{out}\n{err}"
+    wait_for(lambda: _state(f"{run_id}-b") == "finished", timeout=30, what="the second run to end finished")
+    status = stopped_daemon.status()
+    assert status is not None and status["frames_lost"] > 0, status
