@@ -101,6 +101,10 @@ class Client:
         self._last_ping = 0.0
         self.refused: str | None = None
         self._replies: dict[int, Reply] = {}
+        #: The frames that make this session and its runs known to the daemon (SESSION, each RUN_START), by
+        #: run handle (None for SESSION), with the seq each was last sent under: when the frames holding one
+        #: are lost (a deleted spool file), it is sent again, or every later point would be dropped.
+        self._starts: dict[int | None, tuple[int, list[Any]]] = {}
         self._req_ids = itertools.count(1)
         self.packer = msgpack.Packer(default=encode_default, use_bin_type=True)
         self._max_frame = settings.max_frame_bytes
@@ -214,6 +218,10 @@ class Client:
         seq = message[2] = self.seq + 1
         if self._closed:
             return 0  # a forked child's copy of its parent's session (a new one serves the child)
+        if message[0] == P.SESSION:
+            self._starts[None] = (seq, message)
+        elif message[0] == P.RUN_START:
+            self._starts[message[3]] = (seq, message)
         try:
             frame = self.packer.pack(message)
         except Exception:
@@ -347,11 +355,47 @@ class Client:
         if expected >= self._base:
             self._sent = min(self._sent, expected - 1)
             self.hold = True
-        elif self._spooler.paths:
+        elif self._spooler.writer is not None or self._spooler.forget_vanished():
+            # Held by spool files: the open one is announced when it is closed, the closed ones again now.
             self._spooler.announce_all()
         else:
-            # The daemon wants frames we no longer hold (it lost committed data); tell it to move on.
+            # The daemon wants frames we no longer hold (it lost committed data, or a spool file holding them
+            # was deleted): those frames are gone. Send again the starts among them, then tell it to move on.
+            self._restart_lost(expected)
             self._control((P.RESYNC, self._base))
+
+    def _restart_lost(self, lost_from: int) -> None:
+        """Re-send the SESSION and RUN_START frames among the lost seqs ``lost_from .. _base - 1``.
+
+        They take the last seqs of that range (one lost frame each, so they fit) and go in front of the buffer:
+        the daemon applies frames in seq order, so each run is attached again (RUN_START with resume="allow")
+        before the points after it, which it would otherwise drop as data for an unknown run.
+        """
+        last = self._base - 1
+        lost = sorted(
+            (seq, handle, message)
+            for handle, (seq, message) in self._starts.items()
+            if max(lost_from, self.acked + 1) <= seq <= last
+        )
+        if not lost:
+            return
+        first = last + 1 - len(lost)
+        frames = []
+        for seq, (_, handle, message) in enumerate(lost, first):
+            if message[0] == P.RUN_START:
+                params = dict(message[4], req=None)  # nobody waits for its reply now
+                if params.get("resume") != "must":
+                    params["resume"] = "allow"
+                message = [P.RUN_START, self.sid, seq, handle, params]
+            else:
+                message = [*message[:2], seq, *message[3:]]
+            self._starts[handle] = (seq, message)
+            frames.append(self.packer.pack(message))
+        self._unacked = frames + self._unacked[self._head :]
+        self._head, self._base = 0, first
+        self._bytes += sum(map(len, frames)) + len(frames) * _FRAME_OVERHEAD
+        self._sent = first - 1
+        self.hold = True
 
     # ------------------------------------------------------------------ the pump
     def _pump_loop(self) -> None:
@@ -454,12 +498,14 @@ class Client:
         return False
 
     def _unspool(self) -> None:
-        """The spool could not be written (disk full): put its unwritten frames back in front of the buffer."""
-        first, frames = self._spooler.give_up(self.acked, self._base)
+        """The spool could not be written (disk full, deleted): put its unwritten frames back in front of the buffer."""
+        first, frames, lost_from = self._spooler.give_up(self.acked, self._base)
         if frames:
             self._unacked = frames + self._unacked[self._head :]
             self._head, self._base = 0, first
             self._bytes += sum(map(len, frames)) + len(frames) * _FRAME_OVERHEAD
+        if lost_from is not None:  # the file was deleted: what it held is gone, starts included
+            self._restart_lost(lost_from)
         self._sent = self._base - 1
         self.hold = True
 
@@ -468,11 +514,17 @@ class Client:
         spooler = self._spooler
         if self._closed:
             return None  # a forked child's copy: its frames are the parent's to deliver
-        if spooler.writer is None and (len(self._unacked) == self._head or not spooler.open(self._base)):
-            return None
-        assert spooler.writer is not None
-        path = spooler.writer.path
-        return path if self._end_spool() else None
+        for attempt in range(2):  # a second file only when the first was deleted (retry_due: not a full disk)
+            if spooler.writer is None:
+                if len(self._unacked) == self._head:
+                    return None
+                if (attempt and not spooler.retry_due(time.monotonic())) or not spooler.open(self._base):
+                    return None
+            assert spooler.writer is not None
+            path = spooler.writer.path
+            if self._end_spool():
+                return path
+        return None
 
     def _send_backlog(self) -> None:
         start = self._sent + 1 - self._base

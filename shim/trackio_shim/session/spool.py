@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from trackio_shim._warn import warn_once
+from trackio_shim.errors import AccessError
 from trackio_shim.session.spool_writer import SpoolWriter
 from trackio_shim.settings import TrackiodSettings
 
@@ -46,7 +47,7 @@ class Spooler:
         """Open a spool file whose first frame has seq ``first_seq``; False (warned once) if it cannot be made."""
         try:
             self.writer = SpoolWriter(self.settings.spool_dir, self.sid, first_seq)
-        except OSError as exc:
+        except (OSError, AccessError) as exc:  # AccessError: the spool directory was replaced by a link
             self._failed(exc)
             return False
         self.since = time.monotonic()
@@ -87,13 +88,15 @@ class Spooler:
         for path in self.paths:
             self._announce(path)
 
-    def give_up(self, acked: int, base: int) -> tuple[int, list[bytes]]:
-        """The spool could not be written (disk full): close it and return the frames to keep in memory.
+    def give_up(self, acked: int, base: int) -> tuple[int, list[bytes], int | None]:
+        """The spool could not be written (disk full, or the file deleted): close it and return the frames to keep.
 
         The frames before the failed batch are in the file (whole frames before any tear); the rest are
-        returned as ``(first seq, frames)`` when they fit in front of the buffer, whose first seq is ``base``
-        (those acknowledged meanwhile, up to ``acked``, are left out). Nothing is lost while this process
-        lives; the daemon drops duplicates.
+        returned as ``(first seq, frames, lost from)`` when they fit in front of the buffer, whose first seq is
+        ``base`` (those acknowledged meanwhile, up to ``acked``, are left out). Nothing is lost while this
+        process lives; the daemon drops duplicates. When the file was deleted, the frames it held are gone:
+        ``lost from`` is its first seq (None otherwise), and the caller re-sends what the session cannot do
+        without (docs/robustness.md, "A deleted spool").
         """
         writer = self.writer
         assert writer is not None
@@ -104,21 +107,35 @@ class Spooler:
         first = batches[0][0] if batches else base
         skip = max(0, min(len(frames), acked + 1 - first))  # acknowledged meanwhile: not needed
         frames, first = frames[skip:], first + skip
-        if batches and batches[0][0] > writer.first_seq:
+        deleted = writer.deleted
+        if batches and batches[0][0] > writer.first_seq and not deleted:
             self.paths.append(writer.path)  # it holds the frames before the failed batch
-        else:
+        elif not deleted:
             with contextlib.suppress(OSError):
                 writer.path.unlink()  # nothing in it: give its space back
         self.writer = None
-        self._failed(writer.error)
+        if deleted:
+            warn_once(
+                ("spool-deleted", str(writer.path.parent)),
+                f"trackio_shim: a spool file in {writer.path.parent} was deleted while this process wrote it; the "
+                "messages in it are lost (`trackiod status` counts them), later ones go to a new file",
+            )
+        else:
+            self._failed(writer.error)
+        lost_from = writer.first_seq if deleted else None
         if not frames or first + len(frames) != base:
-            return base, []
+            return base, [], lost_from
         self.frames -= len(frames)
-        return first, frames
+        return first, frames, lost_from
 
-    def _failed(self, exc: OSError | None) -> None:
+    def forget_vanished(self) -> bool:
+        """Drop the closed spool files that no longer exist (ingested, or deleted); True if any is left."""
+        self.paths = [path for path in self.paths if path.exists()]
+        return bool(self.paths)
+
+    def _failed(self, exc: Exception | None) -> None:
         self._retry_at = time.monotonic() + _RETRY_AFTER_S
-        reason = exc.strerror if exc is not None and exc.strerror else str(exc)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         warn_once(
             ("spool-failed", reason),
             f"trackio_shim: cannot write to the spool in {self.settings.spool_dir} ({reason}); keeping the data "

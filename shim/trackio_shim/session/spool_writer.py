@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import threading
 from pathlib import Path
 
 from trackio_shim import protocol as P
+from trackio_shim.access import make_own_dir
 
 
 class SpoolWriter:
@@ -18,8 +20,8 @@ class SpoolWriter:
     """
 
     def __init__(self, directory: Path, sid: bytes, first_seq: int) -> None:
-        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory, when it is new
-        directory.mkdir(mode=0o700, exist_ok=True)
+        # Owner-only, links refused: also when someone deleted the directory and it is made again here.
+        make_own_dir(directory, "spool directory", "TRACKIOD_HOME")
         self.path = directory / P.spool_name(sid, first_seq)
         self.first_seq = first_seq
         # Created and locked under a name the daemon ignores, then renamed: it never sees an unlocked,
@@ -39,6 +41,7 @@ class SpoolWriter:
         """Append frames ``first_seq``, ... (caller holds :attr:`lock`); flushed, so a full disk shows here."""
         if self.error is None:
             try:
+                self._check_linked()
                 self._file.writelines(frames)
                 self._file.flush()
                 return
@@ -53,7 +56,27 @@ class SpoolWriter:
         except OSError:
             pass  # the unwritten tail stays in memory at the client
 
+    @property
+    def deleted(self) -> bool:
+        """Whether the write error is the file's deletion (its frames are gone, not merely unwritten)."""
+        return isinstance(self.error, FileNotFoundError)  # a write or a flush never raises this otherwise
+
+    def _check_linked(self) -> None:
+        """Raise FileNotFoundError when the open file has no name left: deleted, alone or with its directory.
+
+        Writing on would put every later frame into a file no one can read; stopping at the first batch after
+        the deletion loses only the frames already in it (one fstat per batch, not per frame).
+        """
+        if os.fstat(self._file.fileno()).st_nlink == 0:
+            raise FileNotFoundError(errno.ENOENT, "the spool file was deleted while it was written", str(self.path))
+
     def close(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        """Flush, sync and close; raises FileNotFoundError (closed all the same) if the file was deleted."""
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._check_linked()
+        except OSError:
+            self.abandon()
+            raise
         self._file.close()  # closing releases the flock
