@@ -12,7 +12,7 @@ On the slow path every key and value a user passes is checked here before anythi
 nothing here raises: a key that is not a str, a lone surrogate, a dict nested deeper than :data:`MAX_DEPTH` or
 holding itself, an object whose ``str()``/``repr()``/``tolist()`` raises, is dropped with one warning naming it,
 and the rest of the call is kept. numpy and torch are never imported here: their values are recognised by
-their type's module.
+their type's module (torch is looked up only once a value of a torch type has arrived, so it is imported).
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ def encode_default(obj: Any) -> Any:
         if getattr(obj, "ndim", None) == 0:  # numpy scalars and 0-d arrays alike
             return obj.item()
     elif module.startswith("torch"):
-        # Refused here on purpose, even 0-d CPU tensors: log() then takes its slow path, which copies every
-        # tensor through the deferred queue (trackio_shim.media.tensors) or, with copy="sync", calls .item().
+        # A one-element CPU tensor is its .item(): exact, about a microsecond, and no device to wait for, so
+        # log({"loss": cpu_tensor}) stays on the hot path. Everything else (CUDA and other devices, tensor
+        # subclasses, complex and quantized dtypes) is refused: log()'s slow path stages it for a deferred copy
+        # (trackio_shim.media.tensors) or names the key.
+        if cpu_scalar(obj):
+            return obj.item()
         raise TypeError("tensors are logged by log()'s tensor path, not packed directly")
     elif isinstance(obj, tuple):
         raise TypeError("a tuple is not a loggable value or key")  # a key would become an array: see the docstring
@@ -67,6 +71,34 @@ def encode_default(obj: Any) -> Any:
     elif isinstance(obj, float):
         return float.__float__(obj)
     raise TypeError(f"cannot log a value of type {module}.{kind.__qualname__}")
+
+
+#: (torch.Tensor, torch.nn.Parameter, torch.strided) once a torch value has been seen (see :func:`cpu_scalar`).
+_torch_kinds: tuple[Any, Any, Any] | None = None
+
+
+def cpu_scalar(obj: Any) -> bool:
+    """True for a plain one-element, real, strided torch tensor on the CPU, whose ``.item()`` waits for nothing.
+
+    Only ``torch.Tensor`` and ``torch.nn.Parameter`` themselves: a subclass (a distributed tensor, say) may do
+    more on ``.item()`` than read host memory. The caller has seen a torch type, so torch is imported; it is
+    looked up once (this runs on log()'s hot path, where an ``import`` statement is a fifth of the budget).
+    """
+    global _torch_kinds
+    if _torch_kinds is None:
+        import torch
+
+        _torch_kinds = (torch.Tensor, torch.nn.Parameter, torch.strided)
+    tensor, parameter, strided = _torch_kinds
+    kind = type(obj)
+    return (
+        (kind is tensor or kind is parameter)
+        and obj.is_cpu
+        and obj.layout is strided
+        and obj.numel() == 1
+        and not obj.is_complex()
+        and not obj.is_quantized
+    )
 
 
 def _describe(value: Any) -> str:
