@@ -61,15 +61,14 @@ def _scalar_value(integral: bool) -> Callable[[Any], tuple[bool, Any]]:
 
 
 def stage_scalar(key: str, tensor: Any) -> Staged:
-    """A one-element tensor on a device, widened to float64 there (an asynchronous kernel, no sync).
+    """A one-element tensor on a device, as a flat view; the deferred queue widens the call's scalars to float64
+    on their device together (asynchronous kernels, no sync).
 
     (A CPU one is logged as its ``.item()`` before it gets here, unless it is a subclass of torch.Tensor.)
     """
-    import torch
-
     check_real(tensor, "a tensor")
     integral = not tensor.is_floating_point()
-    source = tensor.detach().reshape(1).to(torch.float64)
+    source = tensor.detach().reshape(1)
     return Staged(key, source, True, _scalar_value(integral))
 
 

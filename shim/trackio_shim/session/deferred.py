@@ -1,13 +1,14 @@
 """Log() calls waiting for their device values: deferred device-to-host copies from a bounded pool of host buffers.
 
 ``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. The call's scalars and histogram bins
-on one device are joined on that device into one flat float64 tensor (``torch.cat``, an asynchronous kernel),
-copied with ``non_blocking=True`` into one pinned host buffer taken from :class:`HostPool`, and one CUDA event
-is recorded on the device's current stream: one copy, one event and one buffer per call and device, however
-many tensors the call holds. The call waits in :class:`DeferredCopies` until its events have
-completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp of the original
-``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by the session's
-pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in flight applies
+on one device are joined there into one flat float64 tensor (``torch.cat`` per dtype, then widened:
+asynchronous kernels), copied with ``non_blocking=True`` into one pinned host buffer taken from
+:class:`HostPool`, and one CUDA event is recorded on the device's current stream: one copy, one event and one
+buffer per call and device, however many tensors the call holds. The call waits in :class:`DeferredCopies`
+until its events have completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp
+of the original ``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by
+the session's pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in
+flight applies
 back-pressure by waiting for the oldest call, never by dropping.
 
 This is transport, so it lives in the session: values wait here for their copies as frames wait in the
@@ -183,16 +184,13 @@ class DeferredCopies:
                 devices[device] = None
         for device, items in pooled.items():
             cuda = device.type == "cuda"
-            # Widened one by one (no-ops for what media.tensors already widened on the device): torch.cat would
-            # otherwise promote an int64 and a float32 to float32 and lose the int's low digits.
-            parts = [item.source.reshape(-1).to(torch.float64) for item in items]
-            flat = parts[0] if len(parts) == 1 else torch.cat(parts)  # one kernel on the device, no sync
+            flat, order = self._join(items)
             count = int(flat.numel())
             batch = _Batch(self.pool.take(count, cuda), count, cuda)
             self._copy(batch.buffer[:count], flat, device)
             start = 0
-            for item, part in zip(items, parts):
-                end = start + int(part.numel())
+            for item in order:
+                end = start + int(item.source.numel())
                 item.host, item.span, start = batch, (start, end), end
             if cuda:
                 devices[device] = None
@@ -203,6 +201,27 @@ class DeferredCopies:
         if not markers:
             markers.append(READY)
         return markers
+
+    @staticmethod
+    def _join(items: list[Staged]) -> tuple[Any, list[Staged]]:
+        """The flat sources of one device as one float64 tensor, and the items in the order it holds them.
+
+        Joined per dtype first, then widened once per dtype: a kernel launch costs microseconds of CPU, so a
+        call of ten float32 losses costs two or three launches, not twenty. (torch.cat of mixed dtypes would
+        promote an int64 and a float32 to float32 and lose the int's low digits; each dtype is widened alone.)
+        """
+        import torch
+
+        by_dtype: dict[Any, list[Staged]] = {}
+        for item in items:
+            by_dtype.setdefault(item.source.dtype, []).append(item)
+        parts, order = [], []
+        for dtype, group in by_dtype.items():
+            sources = [item.source for item in group]
+            joined = sources[0] if len(sources) == 1 else torch.cat(sources)  # one kernel, no sync
+            parts.append(joined if dtype == torch.float64 else joined.to(torch.float64))
+            order.extend(group)
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)), order
 
     @staticmethod
     def _copy(host: Any, source: Any, device: Any) -> None:
