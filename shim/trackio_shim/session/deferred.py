@@ -8,8 +8,7 @@ buffer per call and device, however many tensors the call holds. The call waits 
 until its events have completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp
 of the original ``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by
 the session's pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in
-flight applies
-back-pressure by waiting for the oldest call, never by dropping.
+flight applies back-pressure by waiting for the oldest call, never by dropping.
 
 This is transport, so it lives in the session: values wait here for their copies as frames wait in the
 unacknowledged buffer for their ACK. What to copy and how a host copy becomes a value (a scalar, a histogram,
