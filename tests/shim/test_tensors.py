@@ -292,6 +292,26 @@ def test_watch_logs_gradient_and_parameter_histograms_every_log_freq_steps(shim,
     assert len(_history(shim, run)) == 7
 
 
+def test_watch_logs_each_passes_histograms_in_one_call_and_one_buffer(shim, daemon):
+    torch.manual_seed(0)
+    model = MLP()
+    run = shim.init(project="tensors")
+    shim.watch(model, log="all", log_freq=1)
+    model(torch.randn(4, 8)).pow(2).mean().backward()
+    run.log({"loss": 1.0})
+    run.flush()
+    deferred = current_client().deferred()
+    # One call for the four parameter histograms, one for the four gradient histograms (not one per gradient),
+    # each joined into one copy and one pool buffer.
+    assert (deferred.resolved, deferred.pool.allocated) == (2, 1)
+    shim.unwatch(model)
+    run.finish()
+    api_run = shim.Api().run(f"tensors/{run.id}")
+    for name, param in model.named_parameters():
+        (grads,) = api_run.media(f"gradients/{name}")
+        assert grads.step == 0 and sum(grads["values"]) == param.numel()
+
+
 def test_watch_rejects_bad_arguments(shim, daemon):
     shim.init(project="tensors")
     with pytest.raises(shim.UsageError, match="log="):
