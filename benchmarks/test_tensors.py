@@ -79,7 +79,8 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     tensor in the same call at most 1 µs; measured as p50s and as ratios to the same calls with floats.
 
     Two paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; and the deferred queue with CPU
-    tensors forced through it (``cpu_scalar`` patched to refuse them, as it refuses a CUDA tensor): the CUDA
+    tensors forced through it (``cpu_scalar`` and its inline copy patched to refuse them, as they refuse a CUDA
+    tensor): the CUDA
     structure (stage, join per dtype, one copy into one pool buffer, one marker, resolve) on the CPU, without
     the GPU's kernel-launch cost, which this machine cannot show.
     """
@@ -101,6 +102,7 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
     p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
     monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
+    monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
     monkeypatch.setattr(prepare, "cpu_scalar", lambda value: False)
     forced = {"deferred": fns["tensor"], "deferred10": fns["tensor10"]}
     interleaved(forced, None, 1, 200)

@@ -186,7 +186,8 @@ class DeferredCopies:
             flat, order = self._join(items)
             count = int(flat.numel())
             batch = _Batch(self.pool.take(count, cuda), count, cuda)
-            self._copy(batch.buffer[:count], flat, device)
+            buffer = batch.buffer  # a slice costs as much as the copy: taken only when the buffer is larger
+            self._copy(buffer if buffer.numel() == count else buffer[:count], flat, device)
             start = 0
             for item in order:
                 end = start + int(item.source.numel())
@@ -281,7 +282,7 @@ class DeferredCopies:
         """The batch's values as floats, read once; its buffer goes back to the pool on that first read."""
         if batch.values is None:
             try:
-                batch.values = batch.buffer[: batch.count].tolist()
+                batch.values = batch.buffer.tolist()  # the whole buffer: cheaper than a slice, the spans pick
             finally:
                 self.pool.give(batch.buffer, batch.pinned)
                 batch.buffer = None
