@@ -183,7 +183,7 @@ class DeferredCopies:
                 devices[device] = None
         for device, items in pooled.items():
             cuda = device.type == "cuda"
-            flat, order = self._join(items)
+            flat, order = self._join(items, cuda)
             count = int(flat.numel())
             batch = _Batch(self.pool.take(count, cuda), count, cuda)
             buffer = batch.buffer  # a slice costs as much as the copy: taken only when the buffer is larger
@@ -203,12 +203,13 @@ class DeferredCopies:
         return markers
 
     @staticmethod
-    def _join(items: list[Staged]) -> tuple[Any, list[Staged]]:
+    def _join(items: list[Staged], on_device: bool) -> tuple[Any, list[Staged]]:
         """The flat sources of one device as one float64 tensor, and the items in the order it holds them.
 
         Joined per dtype first, then widened once per dtype: a kernel launch costs microseconds of CPU, so a
         call of ten float32 losses costs two or three launches, not twenty. (torch.cat of mixed dtypes would
         promote an int64 and a float32 to float32 and lose the int's low digits; each dtype is widened alone.)
+        On the CPU one dtype is not widened at all: the copy into the float64 buffer converts as it copies.
         """
         import torch
 
@@ -216,10 +217,11 @@ class DeferredCopies:
         for item in items:
             by_dtype.setdefault(item.source.dtype, []).append(item)
         parts, order = [], []
+        widen = on_device or len(by_dtype) > 1
         for dtype, group in by_dtype.items():
             sources = [item.source for item in group]
             joined = sources[0] if len(sources) == 1 else torch.cat(sources)  # one kernel, no sync
-            parts.append(joined if dtype == torch.float64 else joined.to(torch.float64))
+            parts.append(joined.to(torch.float64) if widen and dtype != torch.float64 else joined)
             order.extend(group)
         return (parts[0] if len(parts) == 1 else torch.cat(parts)), order
 
