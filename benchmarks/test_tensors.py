@@ -72,6 +72,64 @@ def test_cost_per_tensor_logged(benchmark: Any, daemon: DaemonProcess, shim: Any
 
 
 @pytest.mark.benchmark(group="tensors")
+def test_one_and_ten_tensors_in_one_call_against_floats(
+    benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any, monkeypatch: Any
+) -> None:
+    """Issue 16's tensor targets: one scalar tensor in a log() call costs at most 5 µs of shim time, each further
+    tensor in the same call at most 1 µs; measured as p50s and as ratios to the same calls with floats.
+
+    Two paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; and the deferred queue with CPU
+    tensors forced through it (``cpu_scalar`` and its inline copy patched to refuse them, as they refuse a CUDA
+    tensor): the CUDA
+    structure (stage, join per dtype, one copy into one pool buffer, one marker, resolve) on the CPU, without
+    the GPU's kernel-launch cost, which this machine cannot show.
+    """
+    from trackio_shim.media import prepare
+    from trackio_shim.session import encoding
+
+    test = "tensors, one and ten per call"
+    run = shim.init(project="bench-tensors")
+    one, ten = torch.tensor(0.5), {f"k{i}": torch.tensor(i + 0.5) for i in range(10)}
+    floats = {f"k{i}": i + 0.5 for i in range(10)}
+
+    fns = {
+        "float": lambda _: run.log({"loss": 0.5}),
+        "tensor": lambda _: run.log({"loss": one}),
+        "float10": lambda _: run.log(floats),
+        "tensor10": lambda _: run.log(ten),
+    }
+    interleaved(fns, None, 1, 200)  # warm-up
+    t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
+    p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+    monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
+    monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
+    monkeypatch.setattr(prepare, "cpu_scalar", lambda value: False)
+    forced = {"deferred": fns["tensor"], "deferred10": fns["tensor10"]}
+    interleaved(forced, None, 1, 200)
+    t = interleaved(forced, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
+    p.update({name: percentiles(t[name])["p50"] / 1000 for name in forced})
+    monkeypatch.undo()
+
+    figures.add(test, "log({'loss': float}) p50", p["float"], "µs")
+    figures.add(test, "log() of 10 floats p50", p["float10"], "µs")
+    figures.budget(test, "log({'loss': cpu_tensor}) p50", p["tensor"], "µs", 5.0)
+    figures.add(test, "  / the float call", p["tensor"] / p["float"], "x")
+    figures.add(test, "log() of 10 CPU tensors p50", p["tensor10"], "µs")
+    figures.add(test, "  / the 10-float call", p["tensor10"] / p["float10"], "x")
+    figures.budget(test, "each further CPU tensor, (10 - 1 tensors) / 9", (p["tensor10"] - p["tensor"]) / 9, "µs", 1.0)
+    figures.add(test, "  each further float, (10 - 1 floats) / 9", (p["float10"] - p["float"]) / 9, "µs")
+    figures.add(test, "deferred path (CUDA structure, on CPU): 1 tensor p50", p["deferred"], "µs")
+    figures.add(test, "  / the float call", p["deferred"] / p["float"], "x")
+    figures.add(test, "deferred path: 10 tensors p50", p["deferred10"], "µs")
+    figures.add(test, "deferred path: each further tensor", (p["deferred10"] - p["deferred"]) / 9, "µs")
+    pool = run._client.deferred().pool
+    figures.add(test, "deferred path: host buffers allocated", pool.allocated, "buffers", note=f"reused {pool.reused}")
+    benchmark.pedantic(fns["tensor"], args=(None,), rounds=200, iterations=1)
+    run.finish()
+    figures.check(test)
+
+
+@pytest.mark.benchmark(group="tensors")
 def test_mlp_loop_item_against_deferred(
     benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any
 ) -> None:

@@ -96,7 +96,7 @@ def test_pinned_pool_is_reused_and_bounded(shim, daemon, monkeypatch):
     run.finish()
     pool = deferred.pool
     assert pool.allocated <= 8 and pool.live <= 8
-    assert pool.reused >= 1000 - 8
+    assert pool.reused >= 500 - 8  # one buffer per call and device: a and b share it
     assert all(buffer.is_pinned() for buffers in pool._free.values() for buffer in buffers)
     assert [r["a"] for r in _rows(shim, run)] == list(range(500))
 

@@ -1,14 +1,17 @@
 """Tensors in log(), the deferred-copy queue and watch(), on CPU with real torch and a real daemon.
 
-CPU tensors take the same path as CUDA tensors (host pool, pending queue, bound on copies in flight) with a
-marker that is complete at once. Where a test needs a copy that is *not* complete yet, it stands a
-``SlowMarker`` in for ``torch.cuda.Event`` (the one part that needs a GPU); everything else is real. The GPU
-itself is covered by tests/shim/test_gpu_tensors.py.
+A one-element CPU tensor is logged as its ``.item()`` (no device to wait for). Everything else on the CPU
+takes the same path as CUDA tensors (host pool, pending queue, bound on copies in flight) with a marker that
+is complete at once; the queue's own tests hand it staged scalars directly (:func:`_submit`), as log() does
+for a CUDA scalar. Where a test needs a copy that is *not* complete yet, it stands a ``SlowMarker`` in for
+``torch.cuda.Event`` (the one part that needs a GPU); everything else is real. The GPU itself is covered by
+tests/shim/test_gpu_tensors.py.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +21,7 @@ from tests.support.daemons import wait_for
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
 
+from trackio_shim.media.tensors import stage_scalar  # noqa: E402
 from trackio_shim.session import deferred as T  # noqa: E402
 from trackio_shim.session.client import current_client  # noqa: E402
 
@@ -49,6 +53,12 @@ class SlowCopies(T.DeferredCopies):
         marker = SlowMarker()
         self.markers.append(marker)
         return [marker]
+
+
+def _submit(run: Any, step: int, **values: float) -> None:
+    """One log() call's scalars through the deferred queue, staged as log() stages a CUDA scalar."""
+    staged = [stage_scalar(key, torch.tensor(value)) for key, value in values.items()]
+    current_client().deferred().submit(run._handle, step, time.time(), staged)
 
 
 def _history(shim: Any, run: Any) -> list[dict[str, Any]]:
@@ -91,24 +101,27 @@ def test_deferred_scalars_equal_item_at_their_own_step_and_time(shim, daemon):
 def test_sync_copy_per_call_and_per_run_default(shim, daemon):
     run = shim.init(project="tensors", tensor_copy="sync")
     assert run.tensor_copy == "sync"
-    run.log({"a": torch.tensor(2.5)})
-    run.log({"b": torch.tensor(3.5)}, copy="deferred")
+    run.log({"a": torch.tensor(2.5), "g": torch.arange(40.0)})
+    run.log({"b": torch.tensor(3.5), "h": torch.arange(40.0)}, copy="deferred")
     run.finish()
     deferred = current_client().deferred()
-    assert deferred.resolved == 1  # only the call that asked for it went through the queue
+    # Only the call that asked for it went through the queue, and only for its histogram: a one-element CPU
+    # tensor is its .item() in either mode (there is no device to wait for).
+    assert deferred.resolved == 1
     (first, second) = _history(shim, run)
     assert first["a"] == 2.5 and second["b"] == 3.5
+    assert first["g"]["values"] == second["h"]["values"]
 
 
 def test_pool_is_reused_and_bounded(shim, daemon, monkeypatch):
     monkeypatch.setenv("TRACKIOD_MAX_INFLIGHT_COPIES", "4")
     run = shim.init(project="tensors")
     for i in range(300):
-        run.log({"a": torch.tensor(float(i)), "b": torch.tensor(float(-i))})
+        _submit(run, i, a=float(i), b=float(-i))
     run.finish()
     pool = current_client().deferred().pool
     assert pool.allocated <= 4
-    assert pool.reused >= 590
+    assert pool.reused >= 295  # one buffer per call, whatever the number of tensors in it
     assert pool.live <= 4
     rows = _history(shim, run)
     assert [r["a"] for r in rows] == list(range(300))
@@ -120,7 +133,7 @@ def test_pending_copies_wait_for_their_marker_then_go_out_in_order(shim, daemon)
     slow = SlowCopies(8, client._emit_resolved)
     client._deferred = slow
     for i in range(3):
-        run.log({"loss": torch.tensor(float(i))})
+        _submit(run, i, loss=float(i))
     assert slow.pending() == 3 and slow.poll() == 0  # polling never waits on a device
     slow.markers[1].done.set()
     assert slow.poll() == 0  # the oldest is not complete: nothing overtakes it
@@ -138,7 +151,7 @@ def test_back_pressure_resolves_the_oldest_and_drops_nothing(shim, daemon):
     slow = SlowCopies(3, client._emit_resolved)
     client._deferred = slow
     for i in range(10):
-        run.log({"loss": torch.tensor(float(i))})
+        _submit(run, i, loss=float(i))
         assert slow.in_flight <= 3
     assert slow.forced == 7
     assert [m.waited for m in slow.markers[:7]] == [1] * 7  # waited for, oldest first
@@ -152,11 +165,40 @@ def test_the_pump_sends_completed_copies_without_another_log_call(shim, daemon):
     client = current_client()
     slow = SlowCopies(8, client._emit_resolved)
     client._deferred = slow
-    run.log({"loss": torch.tensor(4.0)})
+    _submit(run, 0, loss=4.0)
     slow.markers[0].done.set()
     wait_for(lambda: slow.pending() == 0, timeout=5, what="the pump to send the completed copy")
     run.finish()
     assert _history(shim, run)[0]["loss"] == 4
+
+
+def test_several_tensors_in_one_call_store_exactly_their_item_values(shim, daemon):
+    run = shim.init(project="tensors")
+    cpu = {
+        "f32": torch.tensor(1 / 3, dtype=torch.float32),
+        "f64": torch.tensor(1 / 7, dtype=torch.float64),
+        "f16": torch.tensor(0.1, dtype=torch.float16),
+        "bf16": torch.tensor(0.1, dtype=torch.bfloat16),
+        "int": torch.tensor(123_456_789),
+        "i8": torch.tensor(-5, dtype=torch.int8),
+        "one": torch.ones(1, 1),  # one element, not 0-d
+        "param": torch.nn.Parameter(torch.tensor(2.5)),
+    }
+    run.log(cpu)
+    # The deferred queue's batch: scalars of several dtypes and a histogram in one buffer, read back once.
+    client = current_client()
+    pool = client.deferred().pool
+    values = {"d32": torch.tensor(1 / 3, dtype=torch.float32), "dint": torch.tensor(7), "d16": torch.tensor(0.3).half()}
+    staged = [stage_scalar(key, value) for key, value in values.items()]
+    bins = T.Staged("hist", torch.arange(12.0, dtype=torch.float64), True, lambda host: (False, sum(host)))
+    client.deferred().submit(run._handle, 1, time.time(), [*staged, bins])
+    assert client.deferred().poll() == 1
+    assert (pool.allocated, pool.in_use) == (1, 0)  # one buffer for the whole call, already back in the pool
+    run.finish()
+    first, second = _history(shim, run)
+    assert {key: first[key] for key in cpu} == {key: value.item() for key, value in cpu.items()}
+    assert {key: second[key] for key in values} == {key: value.item() for key, value in values.items()}
+    assert second["hist"] == sum(range(12))
 
 
 def test_unsupported_dtype_names_the_key_and_keeps_the_rest(shim, daemon):
@@ -248,6 +290,26 @@ def test_watch_logs_gradient_and_parameter_histograms_every_log_freq_steps(shim,
         assert [m.step for m in params] == [0, 3, 6]
         assert sum(params[-1]["values"]) == param.numel()
     assert len(_history(shim, run)) == 7
+
+
+def test_watch_logs_each_passes_histograms_in_one_call_and_one_buffer(shim, daemon):
+    torch.manual_seed(0)
+    model = MLP()
+    run = shim.init(project="tensors")
+    shim.watch(model, log="all", log_freq=1)
+    model(torch.randn(4, 8)).pow(2).mean().backward()
+    run.log({"loss": 1.0})
+    run.flush()
+    deferred = current_client().deferred()
+    # One call for the four parameter histograms, one for the four gradient histograms (not one per gradient),
+    # each joined into one copy and one pool buffer.
+    assert (deferred.resolved, deferred.pool.allocated) == (2, 1)
+    shim.unwatch(model)
+    run.finish()
+    api_run = shim.Api().run(f"tensors/{run.id}")
+    for name, param in model.named_parameters():
+        (grads,) = api_run.media(f"gradients/{name}")
+        assert grads.step == 0 and sum(grads["values"]) == param.numel()
 
 
 def test_watch_rejects_bad_arguments(shim, daemon):

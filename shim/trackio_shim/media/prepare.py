@@ -18,6 +18,7 @@ from trackio_shim.media.object3d import Object3D
 from trackio_shim.media.plotly_figure import Plotly, is_plotly
 from trackio_shim.media.video import Video
 from trackio_shim.media.wire import Prepared, WireContext
+from trackio_shim.session.encoding import cpu_scalar
 
 #: What a logged list may hold to become a gallery: values stored as files, one per element.
 GALLERY_TYPES = (Image, Video, Audio, Object3D)
@@ -86,7 +87,7 @@ def _walk(data: dict[Any, Any], prefix: str, ctx: WireContext, out: Prepared) ->
             continue
         try:
             if T.is_tensor(value) and value.numel() == 1:
-                if ctx.copy == "sync":
+                if ctx.copy == "sync" or cpu_scalar(value):  # a CPU .item() waits for no device
                     T.check_real(value, "a tensor")
                     plain[key] = value.item()
                 else:

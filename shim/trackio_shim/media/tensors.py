@@ -48,27 +48,27 @@ def dtype_name(tensor: Any) -> str:
 
 def check_real(tensor: Any, what: str) -> None:
     """Raise :class:`MediaError` unless ``tensor`` holds real numbers or bools."""
-    if tensor.is_complex() or dtype_name(tensor) in ("quint8", "qint8", "qint32", "quint4x2"):
+    if tensor.is_complex() or tensor.is_quantized:  # two attribute reads: this runs once per tensor logged
         raise MediaError(f"{what} of dtype {dtype_name(tensor)} is not supported; log its .real / .abs() instead")
 
 
 def _scalar_value(integral: bool) -> Callable[[Any], tuple[bool, Any]]:
-    def finish(host: Any) -> tuple[bool, Any]:
-        value = float(host.item())
+    def finish(host: list[float]) -> tuple[bool, Any]:
+        value = float(host[0])
         return False, int(value) if integral and value.is_integer() else value
 
     return finish
 
 
 def stage_scalar(key: str, tensor: Any) -> Staged:
-    """A one-element tensor, widened to float64 on its own device (an asynchronous kernel, no sync)."""
-    import torch
+    """A one-element tensor on a device, as a flat view; the deferred queue widens the call's scalars to float64
+    on their device together (asynchronous kernels, no sync).
 
+    (A CPU one is logged as its ``.item()`` before it gets here, unless it is a subclass of torch.Tensor.)
+    """
     check_real(tensor, "a tensor")
     integral = not tensor.is_floating_point()
     source = tensor.detach().reshape(1)
-    if source.device.type != "cpu":  # widened by a kernel on its device; on CPU copy_ converts as it copies
-        source = source.to(torch.float64)
     return Staged(key, source, True, _scalar_value(integral))
 
 
@@ -118,8 +118,8 @@ def histogram_payload(flat: list[float], num_bins: int) -> dict[str, Any]:
 
 
 def stage_histogram(key: str, device_bins: Any, num_bins: int) -> Staged:
-    def finish(host: Any) -> tuple[bool, Any]:
-        return True, histogram_payload(host.tolist(), num_bins)
+    def finish(host: list[float]) -> tuple[bool, Any]:
+        return True, histogram_payload(host, num_bins)
 
     return Staged(key, device_bins, True, finish)
 
@@ -141,4 +141,5 @@ def stage_whole(key: str, tensor: Any, finish: Callable[[Any], tuple[bool, Any]]
 
 def sync_now(staged: Staged) -> tuple[bool, Any]:
     """Resolve one staged value at once (``copy="sync"``): one blocking device-to-host copy."""
-    return staged.finish(staged.source.to("cpu"))
+    host = staged.source.to("cpu")
+    return staged.finish(host.tolist() if staged.pooled else host)

@@ -3,13 +3,17 @@
 (Named watching, not watch, so that the module never shadows the package's ``watch()`` function.)
 
 A forward hook counts the model's training forward passes. On every ``log_freq``-th one (the first included)
-the parameter histograms are logged, and the gradient hooks log the gradients of the backward pass that
-follows. Histograms are computed on the tensors' own device and copied deferred, like any tensor histogram;
-they are logged with ``commit=False``, so they land on the run's current step.
+the parameter histograms are logged, and the gradient hooks collect the gradients of the backward pass that
+follows; they are logged together when that pass ends (a callback queued on autograd's engine). Histograms are
+computed on the tensors' own device and copied deferred, like any tensor histogram: one log() call each for
+the parameters and for the gradients, so one joined copy, one pool buffer and one event per device each,
+however many parameters the model has. They are logged with ``commit=False``, so they land on the run's
+current step.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +42,11 @@ class Watch:
         self.gradients, self.parameters = _WHAT[log]
         self.passes = 0
         self._due = False
+        # Gradient histograms of the current backward pass, and whether their flush is queued; the hooks may
+        # run on autograd's per-device threads, hence the lock.
+        self._grads: dict[str, Any] = {}
+        self._flush_queued = False
+        self._grads_lock = threading.Lock()
         self._handles: list[Any] = [model.register_forward_hook(self._on_forward)]
         if self.gradients:
             for name, param in model.named_parameters():
@@ -47,6 +56,7 @@ class Watch:
     def _on_forward(self, module: Any, inputs: Any, output: Any) -> None:
         if not module.training:
             return
+        self._flush_gradients()  # left by a backward pass that raised before its end: logged, not lost
         self._due = self.passes % self.log_freq == 0
         self.passes += 1
         if self._due and self.parameters:
@@ -62,11 +72,32 @@ class Watch:
             if self._due and grad is not None:
                 from trackio_shim.media import Histogram
 
-                self.log_values({f"gradients/{name}": Histogram(grad, num_bins=self.num_bins)}, commit=False)
+                histogram = Histogram(grad, num_bins=self.num_bins)
+                with self._grads_lock:
+                    self._grads[f"gradients/{name}"] = histogram
+                    queue, self._flush_queued = not self._flush_queued, True
+                if queue:
+                    self._queue_flush()
 
         return hook
 
+    def _queue_flush(self) -> None:
+        """Log the collected gradients once this backward pass ends (autograd's final callbacks)."""
+        import torch
+
+        try:
+            torch.autograd.Variable._execution_engine.queue_callback(self._flush_gradients)
+        except (AttributeError, RuntimeError):  # no engine callback here (another torch): log what we have now
+            self._flush_gradients()
+
+    def _flush_gradients(self) -> None:
+        with self._grads_lock:
+            grads, self._grads, self._flush_queued = self._grads, {}, False
+        if grads:
+            self.log_values(grads, commit=False)
+
     def remove(self) -> None:
+        self._flush_gradients()
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -203,17 +203,20 @@ class Client:
             self._deferred.drain()
 
     def _emit_resolved(self, handle: int, step: int, ts: float, scalars: dict[str, Any], media: dict[str, Any]) -> None:
+        """Hand in a log() call whose deferred copies completed: coalesced like log()'s own frames (a send per
+        window, not per call), since these are log() frames too."""
         with self.lock:
             if scalars:
-                self.emit_locked([_LOG, self.sid, 0, handle, step, ts, scalars])
+                self.emit_locked([_LOG, self.sid, 0, handle, step, ts, scalars], coalesce=True)
             if media:
-                self.emit_locked([P.MEDIA, self.sid, 0, handle, step, ts, media])
+                self.emit_locked([P.MEDIA, self.sid, 0, handle, step, ts, media], coalesce=True)
 
-    def emit_locked(self, message: list[Any]) -> int:
+    def emit_locked(self, message: list[Any], coalesce: bool = False) -> int:
         """Send ``[kind, sid, <seq slot>, *fields]``, filling in the seq; the caller holds :attr:`lock`.
 
         The general path for every sequenced message, and log()'s fallback when a value needs salvaging.
-        Returns the seq (0 if nothing sendable was left).
+        ``coalesce``: send as log() does, with the frames of the current window (the pump sends them within
+        ``_WINDOW_S``), instead of at once. Returns the seq (0 if nothing sendable was left).
         """
         seq = message[2] = self.seq + 1
         if self._closed:
@@ -234,8 +237,14 @@ class Client:
                 return 0
         self._unacked.append(frame)
         self._bytes += len(frame) + _FRAME_OVERHEAD
-        if not self.hold:
-            self._send_pending(_now())  # with the log() frames before it, in order
+        if self.hold:
+            return seq
+        now = _now()
+        if not coalesce or now >= self._send_by:
+            self._send_pending(now)  # with the log() frames before it, in order
+        elif self._pump_idle:
+            self._pump_idle = False
+            self._wake_pump()
         return seq
 
     def _send_pending(self, now: float) -> None:

@@ -1,19 +1,23 @@
 """Log() calls waiting for their device values: deferred device-to-host copies from a bounded pool of host buffers.
 
-``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. The value is copied with
-``non_blocking=True`` into a pinned host buffer taken from :class:`HostPool`, and a CUDA event is recorded on
-the tensor device's current stream. The call waits in :class:`DeferredCopies` until its events have
-completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp of the original
-``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by the session's
-pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in flight applies
-back-pressure by waiting for the oldest call, never by dropping.
+``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. The call's scalars and histogram bins
+on one device are joined there into one flat float64 tensor (``torch.cat`` per dtype, then widened:
+asynchronous kernels), copied with ``non_blocking=True`` into one pinned host buffer taken from
+:class:`HostPool`, and one CUDA event is recorded on the device's current stream: one copy, one event and one
+buffer per call and device, however many tensors the call holds. The call waits in :class:`DeferredCopies`
+until its events have completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp
+of the original ``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by
+the session's pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in
+flight applies back-pressure by waiting for the oldest call, never by dropping.
 
 This is transport, so it lives in the session: values wait here for their copies as frames wait in the
 unacknowledged buffer for their ACK. What to copy and how a host copy becomes a value (a scalar, a histogram,
 an array) is decided by the rich values, trackio_shim.media.tensors, which hands :class:`Staged` items in.
 
-CPU tensors take the very same path (pool, queue, bound) with a marker that is complete at once, so the
-machinery is exercised wherever torch runs. torch is imported only once a tensor has been passed in.
+A one-element CPU tensor never comes here: its ``.item()`` waits for no device, so log() packs it as a number
+(trackio_shim.session.encoding.cpu_scalar). CPU histograms and arrays take the very same path (pool, queue,
+bound) with a marker that is complete at once, so the machinery is exercised wherever torch runs. torch is
+imported only once a tensor has been passed in.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ READY = Ready()
 
 
 class HostPool:
-    """Reusable float64 host buffers (pinned for CUDA sources), keyed by length.
+    """Reusable float64 host buffers (pinned for CUDA sources), keyed by capacity: a power of two, so that calls
+    of nearby sizes share buffers.
 
     At most ``limit`` buffers are kept: one handed back while ``limit`` are alive is dropped, so the pool never
     holds more than the copies in flight allow (one call with more copies than ``limit`` may briefly exceed it).
@@ -64,6 +69,8 @@ class HostPool:
         return self.in_use + self.free_count
 
     def take(self, numel: int, pinned: bool) -> Any:
+        """A buffer of at least ``numel`` values (its first ``numel`` are the caller's)."""
+        numel = 1 << max(numel - 1, 0).bit_length()
         free = self._free.get((numel, pinned))
         if free:
             buffer = free.pop()
@@ -87,19 +94,31 @@ class HostPool:
 class Staged:
     """One device value waiting to be copied: a source tensor and how to turn its host copy into a value.
 
-    ``pooled`` sources are flat float64 tensors copied into a pool buffer (scalars, histogram bins); the others
-    (whole arrays and images) get a host tensor of their own. ``finish(host)`` returns ``(is_media, value)``.
+    ``pooled`` sources are flat tensors (scalars, histogram bins) joined with the call's others on the same
+    device and copied into one pool buffer; ``finish`` then gets their values as a list of floats. The others
+    (whole arrays and images) get a host tensor of their own, which ``finish`` gets. ``finish`` returns
+    ``(is_media, value)``.
     """
 
-    __slots__ = ("finish", "host", "key", "pinned", "pooled", "source")
+    __slots__ = ("finish", "host", "key", "pooled", "source", "span")
 
     def __init__(self, key: str, source: Any, pooled: bool, finish: Callable[[Any], tuple[bool, Any]]) -> None:
         self.key = key
         self.source = source
         self.pooled = pooled
         self.finish = finish
-        self.host: Any = None
-        self.pinned = False
+        self.host: Any = None  # a pooled value's _Batch until resolved, then its list of floats
+        self.span = (0, 0)  # a pooled value's place in its batch
+
+
+class _Batch:
+    """One pool buffer holding the pooled values of one call on one device, read back once for all of them."""
+
+    __slots__ = ("buffer", "count", "pinned", "values")
+
+    def __init__(self, buffer: Any, count: int, pinned: bool) -> None:
+        self.buffer, self.count, self.pinned = buffer, count, pinned
+        self.values: list[float] | None = None
 
 
 class _Call:
@@ -150,21 +169,31 @@ class DeferredCopies:
 
         markers: list[Any] = []
         devices: dict[Any, None] = {}
+        pooled: dict[Any, list[Staged]] = {}
         for item in staged:
             source = item.source
             device = source.device
-            cuda = device.type == "cuda"
             if item.pooled:
-                item.host = self.pool.take(int(source.numel()), cuda)
-                item.pinned = cuda
-            else:
-                item.host = torch.empty(source.shape, dtype=source.dtype, pin_memory=cuda)
+                pooled.setdefault(device, []).append(item)
+                continue
+            cuda = device.type == "cuda"
+            item.host = torch.empty(source.shape, dtype=source.dtype, pin_memory=cuda)
+            self._copy(item.host, source.reshape(item.host.shape), device)
             if cuda:
-                with torch.cuda.device(device):  # the copy runs on this device's current stream
-                    item.host.copy_(source.reshape(item.host.shape), non_blocking=True)
                 devices[device] = None
-            else:  # CPU (and accelerators without events): the copy is complete when it returns
-                item.host.copy_(source.reshape(item.host.shape))
+        for device, items in pooled.items():
+            cuda = device.type == "cuda"
+            flat, order = self._join(items, cuda)
+            count = int(flat.numel())
+            batch = _Batch(self.pool.take(count, cuda), count, cuda)
+            buffer = batch.buffer  # a slice costs as much as the copy: taken only when the buffer is larger
+            self._copy(buffer if buffer.numel() == count else buffer[:count], flat, device)
+            start = 0
+            for item in order:
+                end = start + int(item.source.numel())
+                item.host, item.span, start = batch, (start, end), end
+            if cuda:
+                devices[device] = None
         for device in devices:
             event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             event.record(torch.cuda.current_stream(device))
@@ -172,6 +201,40 @@ class DeferredCopies:
         if not markers:
             markers.append(READY)
         return markers
+
+    @staticmethod
+    def _join(items: list[Staged], on_device: bool) -> tuple[Any, list[Staged]]:
+        """The flat sources of one device as one float64 tensor, and the items in the order it holds them.
+
+        Joined per dtype first, then widened once per dtype: a kernel launch costs microseconds of CPU, so a
+        call of ten float32 losses costs two or three launches, not twenty. (torch.cat of mixed dtypes would
+        promote an int64 and a float32 to float32 and lose the int's low digits; each dtype is widened alone.)
+        On the CPU one dtype is not widened at all: the copy into the float64 buffer converts as it copies.
+        """
+        import torch
+
+        by_dtype: dict[Any, list[Staged]] = {}
+        for item in items:
+            by_dtype.setdefault(item.source.dtype, []).append(item)
+        parts, order = [], []
+        widen = on_device or len(by_dtype) > 1
+        for dtype, group in by_dtype.items():
+            sources = [item.source for item in group]
+            joined = sources[0] if len(sources) == 1 else torch.cat(sources)  # one kernel, no sync
+            parts.append(joined.to(torch.float64) if widen and dtype != torch.float64 else joined)
+            order.extend(group)
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)), order
+
+    @staticmethod
+    def _copy(host: Any, source: Any, device: Any) -> None:
+        """Copy ``source`` into ``host``: queued on a CUDA device's current stream, at once on the CPU."""
+        if device.type == "cuda":
+            import torch
+
+            with torch.cuda.device(device):
+                host.copy_(source, non_blocking=True)
+        else:  # CPU (and accelerators without events): the copy is complete when it returns
+            host.copy_(source)
 
     def poll(self) -> int:
         """Send every call at the head of the queue whose copies have completed; never blocks on a device."""
@@ -203,16 +266,26 @@ class DeferredCopies:
         media: dict[str, Any] = {}
         for item in call.copies:
             try:
+                if item.pooled:
+                    item.host = self._values(item.host)[item.span[0] : item.span[1]]
                 is_media, value = item.finish(item.host)
             except Exception as exc:  # one value that cannot be sent never costs the rest of its call
                 reason = str(exc) if isinstance(exc, MediaError) else f"{type(exc).__name__}: {exc}"
                 warn_once(("deferred", item.key, reason), f"trackio_shim: key {item.key!r}: {reason}; it was dropped")
                 continue
             finally:
-                if item.pooled:
-                    self.pool.give(item.host, item.pinned)
                 item.host = item.source = None
             (media if is_media else scalars)[item.key] = value
         self.in_flight -= len(call.copies)
         self.resolved += 1
         self._emit(call.handle, call.step, call.ts, scalars, media)
+
+    def _values(self, batch: _Batch) -> list[float]:
+        """The batch's values as floats, read once; its buffer goes back to the pool on that first read."""
+        if batch.values is None:
+            try:
+                batch.values = batch.buffer.tolist()  # the whole buffer: cheaper than a slice, the spans pick
+            finally:
+                self.pool.give(batch.buffer, batch.pinned)
+                batch.buffer = None
+        return batch.values

@@ -12,7 +12,7 @@ On the slow path every key and value a user passes is checked here before anythi
 nothing here raises: a key that is not a str, a lone surrogate, a dict nested deeper than :data:`MAX_DEPTH` or
 holding itself, an object whose ``str()``/``repr()``/``tolist()`` raises, is dropped with one warning naming it,
 and the rest of the call is kept. numpy and torch are never imported here: their values are recognised by
-their type's module.
+their type's module (torch is looked up only once a value of a torch type has arrived, so it is imported).
 """
 
 from __future__ import annotations
@@ -39,20 +39,31 @@ def hot_packer() -> msgpack.Packer:
 
 
 def encode_default(obj: Any) -> Any:
-    """msgpack ``default=`` hook: numpy scalars and 0-d arrays as Python scalars, subclasses of plain types as
-    their plain type; tensors and tuples are refused.
+    """msgpack ``default=`` hook: numpy scalars and 0-d arrays as Python scalars, one-element CPU tensors as their
+    ``.item()`` (:func:`cpu_scalar`), subclasses of plain types as their plain type; other tensors and tuples are
+    refused.
 
     Raises:
         TypeError: the value has no plain form here (log() then takes its slow path, which names the key).
     """
     kind = type(obj)
+    if kind in _cpu_tensor_kinds:  # cpu_scalar() inline and first: it runs once per tensor on log()'s hot path
+        tensor, strided, real = obj, _torch_kinds[2], _torch_kinds[3]  # type: ignore[index]
+        if tensor.is_cpu and tensor.numel() == 1 and tensor.dtype in real and tensor.layout is strided:
+            return tensor.item()
+        raise TypeError("tensors are logged by log()'s tensor path, not packed directly")
     module = kind.__module__
     if module == "numpy":
         if getattr(obj, "ndim", None) == 0:  # numpy scalars and 0-d arrays alike
             return obj.item()
     elif module.startswith("torch"):
-        # Refused here on purpose, even 0-d CPU tensors: log() then takes its slow path, which copies every
-        # tensor through the deferred queue (trackio_shim.media.tensors) or, with copy="sync", calls .item().
+        # A one-element CPU tensor is its .item(): exact, a fraction of a microsecond, and no device to wait for,
+        # so log({"loss": cpu_tensor}) stays on the hot path (the first torch value seen comes here, and fills
+        # _cpu_tensor_kinds for the branch above). Everything else (CUDA and other devices, tensor subclasses,
+        # complex and quantized dtypes) is refused: log()'s slow path stages it for a deferred copy
+        # (trackio_shim.media.tensors) or names the key.
+        if cpu_scalar(obj):
+            return obj.item()
         raise TypeError("tensors are logged by log()'s tensor path, not packed directly")
     elif isinstance(obj, tuple):
         raise TypeError("a tuple is not a loggable value or key")  # a key would become an array: see the docstring
@@ -67,6 +78,39 @@ def encode_default(obj: Any) -> Any:
     elif isinstance(obj, float):
         return float.__float__(obj)
     raise TypeError(f"cannot log a value of type {module}.{kind.__qualname__}")
+
+
+#: (torch.Tensor, torch.nn.Parameter, torch.strided, the real dtypes) once a torch value has been seen.
+_torch_kinds: tuple[Any, Any, Any, frozenset[Any]] | None = None
+#: (torch.Tensor, torch.nn.Parameter) once a torch value has been seen: the types :func:`cpu_scalar` accepts.
+_cpu_tensor_kinds: tuple[Any, ...] = ()
+
+
+def cpu_scalar(obj: Any) -> bool:
+    """True for a plain one-element, real, strided torch tensor on the CPU, whose ``.item()`` waits for nothing.
+
+    Only ``torch.Tensor`` and ``torch.nn.Parameter`` themselves: a subclass (a distributed tensor, say) may do
+    more on ``.item()`` than read host memory. The caller has seen a torch type, so torch is imported; it is
+    looked up once (this runs on log()'s hot path, once per tensor, where an ``import`` statement would be a
+    fifth of the budget).
+    """
+    global _torch_kinds, _cpu_tensor_kinds
+    if _torch_kinds is None:
+        import torch
+
+        ints = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+        floats = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+        _torch_kinds = (torch.Tensor, torch.nn.Parameter, torch.strided, frozenset(ints + floats))
+        _cpu_tensor_kinds = (torch.Tensor, torch.nn.Parameter)
+    tensor, parameter, strided, real = _torch_kinds
+    kind = type(obj)
+    return (
+        (kind is tensor or kind is parameter)
+        and obj.is_cpu
+        and obj.numel() == 1
+        and obj.dtype in real
+        and obj.layout is strided
+    )
 
 
 def _describe(value: Any) -> str:
