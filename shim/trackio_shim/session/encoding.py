@@ -182,11 +182,16 @@ def clean_log(data: Mapping[Any, Any]) -> dict[str, Any]:
 def _clean_tree(data: Mapping[Any, Any], prefix: str, depth: int, path: set[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     path.add(id(data))
-    try:
+    if type(data) is dict:
+        # A plain dict's items cannot fail: an exception here was raised by a signal handler (a timeout helper)
+        # and must reach the caller, not be taken for a broken mapping that drops the whole call.
         items = list(data.items())
-    except Exception as exc:
-        _warn_dropped(prefix.rstrip("/") or "<the call>", f"its items could not be read ({_reason(exc)})")
-        items = []
+    else:
+        try:
+            items = list(data.items())
+        except Exception as exc:
+            _warn_dropped(prefix.rstrip("/") or "<the call>", f"its items could not be read ({_reason(exc)})")
+            items = []
     for key, value in items:
         name = log_key(key, prefix)
         if name is None:
