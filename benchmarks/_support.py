@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -225,3 +226,55 @@ def rss_bytes() -> int:
     import psutil
 
     return int(psutil.Process(os.getpid()).memory_info().rss)
+
+
+def start_senders(script: str, envs: Sequence[dict[str, str]], *args: Any) -> list[subprocess.Popen[str]]:
+    """One sender process per env running ``script`` with ``args`` and ``sender-<i>``; each prints ``ready``
+    once initialised and waits for :func:`release_senders` (so that they all start logging together)."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *map(str, args), f"sender-{i}"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, env in enumerate(envs)
+    ]
+    for p in procs:
+        assert p.stdout is not None and p.stderr is not None
+        line = p.stdout.readline().strip()
+        if line != "ready":
+            p.kill()
+            raise AssertionError(f"sender did not start: {line!r} {p.stderr.read()}")
+    return procs
+
+
+def release_senders(
+    procs: list[subprocess.Popen[str]], watch: Callable[[], None], timeout: float
+) -> list[dict[str, Any]]:
+    """Release the senders together, call ``watch()`` (which paces itself) until they are done or ``timeout``
+    passes, and return each one's report (the JSON of its last output line)."""
+    outputs: list[tuple[str, str]] = [("", "")] * len(procs)
+
+    def collect(i: int) -> None:  # read each sender's output as it comes (a full pipe would stall it)
+        outputs[i] = procs[i].communicate(timeout=timeout)
+
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(len(procs))]
+    for r in readers:
+        r.start()
+    deadline = time.monotonic() + timeout
+    while any(r.is_alive() for r in readers) and time.monotonic() < deadline:
+        watch()
+    reports = []
+    for p, r, (out, err) in zip(procs, readers, outputs):
+        r.join(timeout=1)
+        if p.returncode != 0:
+            raise AssertionError(f"sender failed ({p.returncode}):\n{out}\n{err}")
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    return reports

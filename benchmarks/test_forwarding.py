@@ -24,10 +24,6 @@ what is asserted, the absolute rates are reported.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +31,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks._support import percentiles
+from benchmarks._support import percentiles, release_senders, start_senders
 from tests.support.cluster import FlaggedDaemon
 from tests.support.daemons import DaemonProcess
 from tests.support.nodes import env_for_node, free_port, trackiod_keys
@@ -75,50 +71,12 @@ print(json.dumps({"ok": ok, "first": first, "first_wall": first_wall, "logged": 
 
 
 def _senders(envs: list[dict[str, str]], steps: int, rate: float, every: int) -> list[Any]:
-    procs = []
-    for i, env in enumerate(envs):
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", SENDER, str(steps), str(rate), str(every), f"sender-{i}"],
-                env={**env, "TRACKIOD_SILENT": "1"},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for p in procs:
-        line = p.stdout.readline().strip()
-        if line != "ready":
-            p.kill()
-            raise AssertionError(f"sender did not start: {line!r} {p.stderr.read()}")
-    return procs
+    return start_senders(SENDER, [{**env, "TRACKIOD_SILENT": "1"} for env in envs], steps, rate, every)
 
 
 def _go(procs: list[Any], watch: Any = None, timeout: float = 600) -> list[dict[str, Any]]:
     """Release the senders together, call ``watch()`` until they are done, and return their reports."""
-    outputs: list[tuple[str, str]] = [("", "")] * len(procs)
-
-    def collect(i: int) -> None:
-        outputs[i] = procs[i].communicate(timeout=timeout)
-
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(len(procs))]
-    for r in readers:
-        r.start()
-    while any(r.is_alive() for r in readers):
-        if watch is not None:
-            watch()
-        else:
-            time.sleep(0.05)
-    reports = []
-    for p, (out, err) in zip(procs, outputs):
-        if p.returncode != 0:
-            raise AssertionError(f"sender failed ({p.returncode}):\n{out}\n{err}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    return reports
+    return release_senders(procs, watch or (lambda: time.sleep(0.05)), timeout)
 
 
 def _start_team(env: dict[str, str], tmp_path: Path, started: list[DaemonProcess]) -> Any:

@@ -15,17 +15,13 @@ machine the senders and the daemon share the cores, as they do on a training nod
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
 import time
 from typing import Any
 
 import numpy as np
 import pytest
 
-from benchmarks._support import percentiles
+from benchmarks._support import percentiles, release_senders, start_senders
 from tests.support.daemons import DaemonProcess
 
 INGEST_BUDGET = 1_000_000  # points/s
@@ -82,52 +78,19 @@ print(json.dumps({"ok": ok, "first": first, "logged": logged, "acked": acked, "s
 
 
 def _senders(env: dict[str, str], senders: int, steps: int, rate: float, every: int) -> list[Any]:
-    procs = []
-    for i in range(senders):
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", SENDER, str(steps), str(rate), str(every), f"sender-{i}"],
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
-    for p in procs:
-        line = p.stdout.readline().strip()
-        if line != "ready":
-            p.kill()
-            raise AssertionError(f"sender did not start: {line!r} {p.stderr.read()}")
-    return procs
+    return start_senders(SENDER, [env] * senders, steps, rate, every)
 
 
 def _go(procs: list[Any], daemon: DaemonProcess, timeout: float = 300) -> tuple[list[dict[str, Any]], list[Any]]:
     """Release the senders together; poll the daemon's status while they run; return their reports."""
-    outputs: list[tuple[str, str]] = [("", "")] * len(procs)
-
-    def collect(i: int) -> None:  # read each sender's output as it comes (a full pipe would stall it)
-        outputs[i] = procs[i].communicate(timeout=timeout)
-
-    for p in procs:
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    readers = [threading.Thread(target=collect, args=(i,), daemon=True) for i in range(len(procs))]
-    for r in readers:
-        r.start()
     trace = []
-    deadline = time.monotonic() + timeout
-    while any(r.is_alive() for r in readers) and time.monotonic() < deadline:
+
+    def watch() -> None:
         st = daemon.status() or {}
         trace.append((time.monotonic(), st.get("points_total"), st.get("commits")))
         time.sleep(0.25)
-    reports = []
-    for p, r, (out, err) in zip(procs, readers, outputs):
-        r.join(timeout=1)
-        if p.returncode != 0:
-            raise AssertionError(f"sender failed ({p.returncode}):\n{out}\n{err}")
-        reports.append(json.loads(out.strip().splitlines()[-1]))
-    return reports, trace
+
+    return release_senders(procs, watch, timeout), trace
 
 
 def _best_window_rate(trace: list[Any], window: float) -> float | None:

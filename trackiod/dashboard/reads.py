@@ -17,26 +17,12 @@ import apsw
 import numpy as np
 
 from trackiod.read.connection import open_reader
+from trackiod.read.run_columns import BASE_FIELDS
 from trackiod.read.series import read_series
 
-#: The columns of a run row in ``/api/runs``, in order (config and summary last, as JSON objects).
-RUN_COLUMNS = (
-    "id",
-    "name",
-    "state",
-    "created_at",
-    "updated_at",
-    "ended_at",
-    "host",
-    "group",
-    "job_type",
-    "notes",
-    "last_step",
-    "exit_code",
-    "tags",
-    "config",
-    "summary",
-)
+#: The columns of a run row in ``/api/runs``, in order: the runs table's plain fields, then config and summary
+#: as JSON objects.
+RUN_COLUMNS = (*BASE_FIELDS, "config", "summary")
 
 MMAP_BYTES = 1 << 40
 

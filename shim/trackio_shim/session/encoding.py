@@ -252,7 +252,9 @@ def _friendly(value: Any, name: str, depth: int, path: set[int]) -> Any:
             return _DROP
         path.add(id(value))
         try:
-            return _friendly_map(value, name, depth, path) if is_map else _friendly_list(value, name, depth, path)
+            return (
+                _friendly_map(value, name, depth + 1, path) if is_map else _friendly_list(value, name, depth + 1, path)
+            )
         finally:
             path.discard(id(value))
     first: Exception | None = None
@@ -273,6 +275,7 @@ def _friendly(value: Any, name: str, depth: int, path: set[int]) -> Any:
 
 
 def _friendly_map(value: Mapping[Any, Any], name: str, depth: int, path: set[int]) -> dict[str, Any]:
+    """``value``'s items with str keys, each converted at ``depth``; what cannot be converted is left out."""
     out: dict[str, Any] = {}
     try:
         items = list(value.items())
@@ -283,7 +286,7 @@ def _friendly_map(value: Mapping[Any, Any], name: str, depth: int, path: set[int
         text = config_key(key, name)
         if text is None:
             continue
-        converted = _friendly(item, f"{name}/{text}", depth + 1, path)
+        converted = _friendly(item, f"{name}/{text}", depth, path)
         if converted is not _DROP:
             out[text] = converted
     return out
@@ -297,7 +300,7 @@ def _friendly_list(value: Any, name: str, depth: int, path: set[int]) -> list[An
         _warn_value(name, f"a container whose iteration raises ({_reason(exc)})", "dropped")
         return out
     for i, item in enumerate(items):
-        converted = _friendly(item, f"{name}[{i}]", depth + 1, path)
+        converted = _friendly(item, f"{name}[{i}]", depth, path)
         if converted is not _DROP:
             out.append(converted)
     return out
@@ -306,20 +309,7 @@ def _friendly_list(value: Any, name: str, depth: int, path: set[int]) -> list[An
 def friendly_items(items: Mapping[Any, Any], where: str) -> dict[str, Any]:
     """A config update or summary update as str keys to wire-friendly values; what cannot be converted is
     left out, after one warning naming it (``where`` is "config" or "summary"). Never raises."""
-    out: dict[str, Any] = {}
-    try:
-        pairs = list(items.items())
-    except Exception as exc:
-        _warn_value(where, f"a mapping whose items() raises ({_reason(exc)})", "dropped")
-        return out
-    for key, value in pairs:
-        text = config_key(key, where)
-        if text is None:
-            continue
-        converted = _friendly(value, f"{where}/{text}", 0, set())
-        if converted is not _DROP:
-            out[text] = converted
-    return out
+    return _friendly_map(items, where, 0, set())
 
 
 def config_key(key: Any, where: str = "config") -> str | None:
