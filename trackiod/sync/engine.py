@@ -29,7 +29,16 @@ from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
 from trackiod.sync.compaction import COMPACT_AT, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
-from trackiod.sync.layout import LAYOUT_VERSION, Marks, collect, layout_marker, part_name, runs_with_state, write_deltas
+from trackiod.sync.layout import (
+    LAYOUT_VERSION,
+    Marks,
+    collect,
+    layout_marker,
+    part_name,
+    run_folder,
+    runs_with_state,
+    write_deltas,
+)
 from trackiod.sync.layout_kinds import Collector, write_extras
 from trackiod.sync.migration import old_files_replaced
 from trackiod.sync.state import RepoState, StateFiles, repo_slug
@@ -196,22 +205,31 @@ class SyncEngine:
         self.files.save(state)
         log.info("synced %s: %s (commit %s)", repo, outcome.describe(), outcome.commit)
         try:
-            self.compact(repo, state)
+            self.compact(repo, state, runs)
         except HubTransientError as exc:  # the tick is committed; the folders are compacted after a later one
             log.warning("compacting %s failed, will retry after the next commit: %s", repo, exc)
         return outcome
 
-    def compact(self, repo: str, state: RepoState) -> int:
-        """Merge the part files of every folder past ``compact_at`` in one commit (trackiod.sync.compaction);
-        returns the number of folders compacted. Runs after a tick was committed and its watermark saved."""
-        due = sorted(folder for folder, count in state.parts.items() if count > self.compact_at)
+    def compact(self, repo: str, state: RepoState, runs: list[dict[str, Any]]) -> int:
+        """Merge the part files of every folder past ``compact_at``, and of every folder of an ended run (of
+        ``runs``) that holds more than one, in one commit (trackiod.sync.compaction); returns the number of folders
+        compacted. Runs after a tick was committed and its watermark saved."""
+        ended_runs = {
+            run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] != "running"
+        }  # "/project=…/run_id=…": the same under every kind
+        ended = frozenset(folder for folder in state.parts if folder[folder.find("/") :] in ended_runs)
+        due = sorted(
+            folder
+            for folder, count in state.parts.items()
+            if count > self.compact_at or (folder in ended and count > 1)
+        )
         if not due:
             return 0
         staging = self.settings.sync_dir / "staging" / f"{repo_slug(repo)}.compact"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            merges, counts = compact(self.hub, repo, state.source, due, staging, self.compact_at)
+            merges, counts = compact(self.hub, repo, state.source, due, staging, self.compact_at, ended)
             if merges:
                 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
