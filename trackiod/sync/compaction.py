@@ -10,7 +10,7 @@ is atomic: a reader of any revision sees either the parts or the merged file, ne
 file left is bigger than all newer ones together, so a folder holds at most ``compact_at`` plus about log2(rows)
 files however long the run goes on, and each row is rewritten about log2 times in all.
 
-A run that has ended (finished, failed or crashed) writes no more part files, so its folders are merged down to
+A run that has ended (finished or failed) writes no more part files, so its folders are merged down to
 **one** file each as soon as they hold more than one (``FINAL_MERGE_BYTES`` caps that last merge: a folder bigger
 than that keeps the geometric rule, whose files are already few and big). A sweep of many short runs then
 leaves one file per run and kind, not one per tick. Files never move between run folders: engines take
@@ -40,6 +40,10 @@ log = logging.getLogger("trackiod.sync")
 
 #: A folder holding more than this many of one node's part files is compacted after the tick that passed it.
 COMPACT_AT = 16
+#: The states of a run that writes no more part files. Not "crashed": a run marked crashed may still be alive
+#: (a forwarded rank quiet past the heartbeat timeout shows as crashed on the head until it logs again), and each
+#: such flip would rewrite its folders whole; a crashed run keeps the geometric rule.
+ENDED_STATES = ("finished", "failed")
 #: An ended run's folder is merged into one file when its files add up to at most this many bytes.
 FINAL_MERGE_BYTES = 256 * 1024 * 1024
 

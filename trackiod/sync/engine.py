@@ -27,7 +27,7 @@ from typing import Any
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
-from trackiod.sync.compaction import COMPACT_AT, compact
+from trackiod.sync.compaction import COMPACT_AT, ENDED_STATES, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
 from trackiod.sync.layout import (
     LAYOUT_VERSION,
@@ -215,7 +215,7 @@ class SyncEngine:
         ``runs``) that holds more than one, in one commit (trackiod.sync.compaction); returns the number of folders
         compacted. Runs after a tick was committed and its watermark saved."""
         ended_runs = {
-            run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] != "running"
+            run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] in ENDED_STATES
         }  # "/project=…/run_id=…": the same under every kind
         ended = frozenset(folder for folder in state.parts if folder[folder.find("/") :] in ended_runs)
         due = sorted(
