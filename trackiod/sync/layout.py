@@ -279,7 +279,8 @@ _CONTEXT_SERIES = (
     "UNION ALL "
     "SELECT rk.rank, kc.base_name, x.body, c.key_id, SUM(c.n) FROM chunks c "
     f"JOIN rank_keys rk ON c.key_id = {RANK_KEY_OFFSET} + rk.id JOIN key_contexts kc ON kc.id = -rk.key_id "
-    "JOIN contexts x ON x.id = kc.context_id WHERE c.run_id=:run AND rk.key_id < 0 GROUP BY c.key_id"
+    "JOIN contexts x ON x.id = kc.context_id "
+    f"WHERE c.run_id=:run AND c.key_id >= {RANK_KEY_OFFSET} AND rk.key_id < 0 GROUP BY c.key_id"
 )
 _PLAIN_TEXTS = (
     "SELECT 0, k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN keys k ON k.id = t.key_id "
