@@ -14,8 +14,8 @@ A run that has ended (finished or failed) writes no more part files, so its fold
 **one** file each as soon as they hold more than one (``FINAL_MERGE_BYTES`` caps that last merge: a folder bigger
 than that keeps the geometric rule, whose files are already few and big). A sweep of many short runs then
 leaves one file per run and kind, not one per tick. Files never move between run folders: engines take
-``run_id`` from the folder name (DuckDB, Spark and pyarrow's Hive partitioning override a file's own column with
-it, and DuckDB refuses a glob whose files have different partition keys), so a file may hold one run's rows only.
+``run_id`` from the folder name (DuckDB's and pyarrow's Hive partitioning override a file's own column with it,
+and DuckDB refuses a glob whose files have different partition keys), so a file may hold one run's rows only.
 
 The inputs are read from the Hub's listing of the folder at compaction time, never from local state alone, so
 a compaction whose commit was in doubt is simply done again or found done: the same listing gives the same
