@@ -212,6 +212,38 @@ def test_a_sweep_of_short_runs_ends_with_one_file_per_run_under_concurrent_reade
     assert sorted(n for folder, n in state.parts.items() if folder.startswith("points/")) == [1] * (runs - 1) + [3]
 
 
+def test_ended_runs_due_at_once_are_merged_a_few_folders_per_commit(tmp_path: Path) -> None:
+    """As after an upgrade from a trackiod that did not merge ended runs: many ended runs' folders are due at once;
+    each commit compacts at most ``folders_per_compaction`` of them, and the others stay due for the next."""
+    settings = _settings(tmp_path)
+    settings.ensure_dirs()
+    hub = FolderHub(tmp_path / "hub")
+    store = Store(settings.db_path)
+    try:
+        ids = [new_run(store, f"r{i}") for i in range(3)]
+        older = SyncEngine(settings, hub, compact_at=4, folders_per_compaction=0)  # merges nothing, as before
+        for tick in range(2):
+            for run_id in ids:
+                _log_tick(store, run_id, tick)
+            older.sync_repo(REPO)
+        with store.conn:
+            for run_id in ids:
+                store.update_run(run_id, state="finished", updated_at=time.time() + 10)
+        engine = SyncEngine(settings, hub, compact_at=4, folders_per_compaction=2)
+        counts = []
+        for tick in range(2, 4):
+            _log_tick(store, ids[0], tick)  # something to commit
+            engine.sync_repo(REPO)
+            state = engine.files.load(REPO)
+            counts.append(sorted(n for folder, n in state.parts.items() if folder.startswith("points/")))
+    finally:
+        store.close()
+    assert counts[0] == [1, 1, 2]  # two folders merged after the first commit, one left due
+    assert counts[1] == [1, 1, 1]  # and it after the next (run r0's new part merged again: it ended)
+    final = _read_steps(hub.revision_dir(REPO))
+    assert sorted(final["a"]) == sorted([*range(4 * PER_TICK), *range(2 * PER_TICK), *range(2 * PER_TICK)])
+
+
 def test_hive_partitions_are_recognised_and_pruned(tmp_path: Path) -> None:
     settings = _settings(tmp_path)
     settings.ensure_dirs()

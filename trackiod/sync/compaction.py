@@ -44,6 +44,10 @@ COMPACT_AT = 16
 #: (a forwarded rank quiet past the heartbeat timeout shows as crashed on the head until it logs again), and each
 #: such flip would rewrite its folders whole; a crashed run keeps the geometric rule.
 ENDED_STATES = ("finished", "failed")
+#: At most this many folders are compacted after one commit (each costs a listing and a download): a repository
+#: synced by a trackiod that did not merge ended runs has every such run's folders due at once after the upgrade,
+#: and they are then merged over the following commits instead of in one burst.
+FOLDERS_PER_COMPACTION = 64
 #: An ended run's folder is merged into one file when its files add up to at most this many bytes.
 FINAL_MERGE_BYTES = 256 * 1024 * 1024
 

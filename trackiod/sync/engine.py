@@ -27,7 +27,7 @@ from typing import Any
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
-from trackiod.sync.compaction import COMPACT_AT, ENDED_STATES, compact
+from trackiod.sync.compaction import COMPACT_AT, ENDED_STATES, FOLDERS_PER_COMPACTION, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
 from trackiod.sync.layout import (
     LAYOUT_VERSION,
@@ -88,9 +88,16 @@ class Outcome:
 class SyncEngine:
     """One sync pass over every repository; shared by the daemon's thread and ``trackiod sync`` offline."""
 
-    def __init__(self, settings: TrackiodSettings, hub: Hub | None = None, compact_at: int = COMPACT_AT) -> None:
+    def __init__(
+        self,
+        settings: TrackiodSettings,
+        hub: Hub | None = None,
+        compact_at: int = COMPACT_AT,
+        folders_per_compaction: int = FOLDERS_PER_COMPACTION,
+    ) -> None:
         self.settings = settings
         self.compact_at = compact_at
+        self.folders_per_compaction = folders_per_compaction
         self.files = StateFiles(settings.sync_dir)
         self._hub = hub
         self._ensured: set[str] = set()
@@ -212,7 +219,8 @@ class SyncEngine:
 
     def compact(self, repo: str, state: RepoState, runs: list[dict[str, Any]]) -> int:
         """Merge the part files of every folder past ``compact_at``, and of every folder of an ended run (of
-        ``runs``) that holds more than one, in one commit (trackiod.sync.compaction); returns the number of folders
+        ``runs``) that holds more than one, in one commit (trackiod.sync.compaction), at most
+        ``folders_per_compaction`` of them (the rest stay due for the next commit); returns the number of folders
         compacted. Runs after a tick was committed and its watermark saved."""
         ended_runs = {
             run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] in ENDED_STATES
@@ -222,7 +230,7 @@ class SyncEngine:
             folder
             for folder, count in state.parts.items()
             if count > self.compact_at or (folder in ended and count > 1)
-        )
+        )[: self.folders_per_compaction]
         if not due:
             return 0
         staging = self.settings.sync_dir / "staging" / f"{repo_slug(repo)}.compact"
