@@ -226,11 +226,12 @@ class SyncEngine:
             run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] in ENDED_STATES
         }  # "/project=…/run_id=…": the same under every kind
         ended = frozenset(folder for folder in state.parts if folder[folder.find("/") :] in ended_runs)
-        due = sorted(
-            folder
+        waiting = [
+            (-count, folder)
             for folder, count in state.parts.items()
             if count > self.compact_at or (folder in ended and count > 1)
-        )[: self.folders_per_compaction]
+        ]
+        due = sorted(folder for _, folder in sorted(waiting)[: self.folders_per_compaction])  # most files first
         if not due:
             return 0
         staging = self.settings.sync_dir / "staging" / f"{repo_slug(repo)}.compact"
