@@ -74,6 +74,8 @@ SIZES: dict[str, tuple[int, int]] = {
     "dataset_runs": (3, 10),
     "dataset_ticks": (200, 2016),
     "dataset_uncompacted_ticks": (200, 500),
+    # a sweep (test_dataset.py): this many short runs of three ticks each, every one ended
+    "dataset_sweep_runs": (50, 500),
     # restart (test_restart.py): one-key frames in a dead trainer's spool, points in the database, one-key
     # frames sent through the socket
     "restart_spool_frames": (200_000, 10_000_000),

@@ -22,7 +22,7 @@ import pytest
 from tests.support.stores import new_run
 from trackio_shim.settings import TrackiodSettings
 from trackiod.store.writer import Store
-from trackiod.sync.compaction import choose, part_tick
+from trackiod.sync.compaction import choose, choose_final, part_tick
 from trackiod.sync.engine import SyncEngine
 from trackiod.testing.folder_hub import FolderHub
 
@@ -63,6 +63,14 @@ def test_choose_keeps_files_bounded_and_merges_geometrically() -> None:
     assert choose(big, 4) == ["p1", "p2", "p3", "p4", "p5"]  # the big old file is left alone
     even = [(t, f"p{t}", 10) for t in range(1, 7)]
     assert choose(even, 4) == [f"p{t}" for t in range(1, 7)]
+
+
+def test_an_ended_runs_folder_is_merged_into_one_file_within_the_cap() -> None:
+    three = [(t, f"p{t}", 10) for t in range(1, 4)]
+    assert choose_final(three, 16) == ["p1", "p2", "p3"]  # below compact_at: an ended run's files still merge
+    assert choose_final(three[:1], 16) == []  # one file: nothing to do
+    big = [(0, "base", 10_000), *[(t, f"p{t}", 10) for t in range(1, 6)]]
+    assert choose_final(big, 4, limit=1_000) == choose(big, 4)  # past the cap: the geometric rule
 
 
 def test_compaction_under_concurrent_readers_never_shows_a_row_twice_or_misses_one(tmp_path: Path) -> None:
@@ -129,6 +137,111 @@ def test_compaction_under_concurrent_readers_never_shows_a_row_twice_or_misses_o
     assert len(files) <= 4 + math.ceil(math.log2(ticks)) + 1, sorted(f.name for f in files)
     state = engine.files.load(REPO)
     assert state.parts["points/project=proj/run_id=r1"] == len(files)
+
+
+def test_a_sweep_of_short_runs_ends_with_one_file_per_run_under_concurrent_readers(tmp_path: Path) -> None:
+    """Runs of three ticks each, overlapping, never reach ``compact_at``; once a run has ended, each of its folders
+    is merged down to one file, in the same atomic commit as any other compaction, while readers read."""
+    settings = _settings(tmp_path)
+    settings.ensure_dirs()
+    hub = FolderHub(tmp_path / "hub")
+    engine = SyncEngine(settings, hub, compact_at=4)
+    store = Store(settings.db_path)
+    runs = 12
+    ids = [new_run(store, f"r{i:02d}") for i in range(runs)]
+    problems: list[str] = []
+    reads = [0]
+    done = threading.Event()
+    floor: dict[str, int] = {}  # run -> rows of each key committed so far: a reader must see at least these
+
+    def reader() -> None:
+        con = duckdb.connect()
+        try:
+            while not done.is_set():
+                wanted = dict(floor)
+                if not hub.repo_dir(REPO).is_dir() or not (hub.revision_dir(REPO) / "points").is_dir():
+                    continue
+                root = hub.revision_dir(REPO)  # pinned to one commit
+                glob = str(root / "points" / "**" / "*.parquet")
+                rows = con.sql(
+                    f"SELECT run_id, key, count(*), count(DISTINCT step), min(step), max(step) "
+                    f"FROM read_parquet('{glob}', hive_partitioning = true) GROUP BY run_id, key"
+                ).fetchall()
+                seen = {(run, key): (n, distinct, low, high) for run, key, n, distinct, low, high in rows}
+                for (run, key), (n, distinct, low, high) in seen.items():
+                    if n != distinct or low != 0 or high != n - 1:
+                        problems.append(f"{run}/{key}: {n} rows, {distinct} distinct, steps {low}..{high}")
+                for run, n in wanted.items():
+                    for key in ("a", "b"):
+                        if seen.get((run, key), (0,))[0] < n:
+                            problems.append(f"{run}/{key}: fewer than the {n} rows committed")
+                reads[0] += 1
+        except Exception as exc:  # a reader's failure is the test's failure
+            problems.append(repr(exc))
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for tick in range(runs + 3):
+            logged = {}
+            for i, run_id in enumerate(ids):
+                if i <= tick < i + 3:  # run i logs during ticks i, i+1, i+2 ...
+                    _log_tick(store, run_id, tick - i)
+                    logged[f"r{i:02d}"] = (tick - i + 1) * PER_TICK
+                elif tick == i + 3:  # ... and ends at the next one (run 0 is marked crashed: it may come back)
+                    with store.conn:
+                        state = "crashed" if i == 0 else "finished"
+                        store.update_run(run_id, state=state, updated_at=time.time() + tick)
+            assert engine.sync_repo(REPO).committed
+            floor.update(logged)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        store.close()
+    assert not problems, problems[:5]
+    assert reads[0] > 0
+    root = hub.revision_dir(REPO)
+    for i in range(runs):
+        files = sorted(f.name for f in (root / "points" / "project=proj" / f"run_id=r{i:02d}").iterdir())
+        assert len(files) == (3 if i == 0 else 1) and (i == 0 or files[0].endswith("-c.parquet")), (i, files)
+    table = ds.dataset(str(root / "points"), format="parquet").to_table()
+    assert table.num_rows == runs * 2 * 3 * PER_TICK
+    state = engine.files.load(REPO)
+    assert sorted(n for folder, n in state.parts.items() if folder.startswith("points/")) == [1] * (runs - 1) + [3]
+
+
+def test_ended_runs_due_at_once_are_merged_a_few_folders_per_commit(tmp_path: Path) -> None:
+    """As after an upgrade from a trackiod that did not merge ended runs: many ended runs' folders are due at once;
+    each commit compacts at most ``folders_per_compaction`` of them, and the others stay due for the next."""
+    settings = _settings(tmp_path)
+    settings.ensure_dirs()
+    hub = FolderHub(tmp_path / "hub")
+    store = Store(settings.db_path)
+    try:
+        ids = [new_run(store, f"r{i}") for i in range(3)]
+        older = SyncEngine(settings, hub, compact_at=4, folders_per_compaction=0)  # merges nothing, as before
+        for tick in range(2):
+            for run_id in ids:
+                _log_tick(store, run_id, tick)
+            older.sync_repo(REPO)
+        with store.conn:
+            for run_id in ids:
+                store.update_run(run_id, state="finished", updated_at=time.time() + 10)
+        engine = SyncEngine(settings, hub, compact_at=4, folders_per_compaction=2)
+        counts = []
+        for tick in range(2, 4):
+            _log_tick(store, ids[0], tick)  # something to commit
+            engine.sync_repo(REPO)
+            state = engine.files.load(REPO)
+            counts.append(sorted(n for folder, n in state.parts.items() if folder.startswith("points/")))
+    finally:
+        store.close()
+    assert counts[0] == [1, 1, 2]  # two folders merged after the first commit, one left due
+    assert counts[1] == [1, 1, 1]  # and it after the next (run r0's new part merged again: it ended)
+    final = _read_steps(hub.revision_dir(REPO))
+    assert sorted(final["a"]) == sorted([*range(4 * PER_TICK), *range(2 * PER_TICK), *range(2 * PER_TICK)])
 
 
 def test_hive_partitions_are_recognised_and_pruned(tmp_path: Path) -> None:

@@ -27,9 +27,18 @@ from typing import Any
 from trackio_shim.errors import HubTransientError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.read.connection import open_reader
-from trackiod.sync.compaction import COMPACT_AT, compact
+from trackiod.sync.compaction import COMPACT_AT, ENDED_STATES, FOLDERS_PER_COMPACTION, compact
 from trackiod.sync.hub import Hub, dataset_for_space, make_hub
-from trackiod.sync.layout import LAYOUT_VERSION, Marks, collect, layout_marker, part_name, runs_with_state, write_deltas
+from trackiod.sync.layout import (
+    LAYOUT_VERSION,
+    Marks,
+    collect,
+    layout_marker,
+    part_name,
+    run_folder,
+    runs_with_state,
+    write_deltas,
+)
 from trackiod.sync.layout_kinds import Collector, write_extras
 from trackiod.sync.migration import old_files_replaced
 from trackiod.sync.state import RepoState, StateFiles, repo_slug
@@ -79,9 +88,16 @@ class Outcome:
 class SyncEngine:
     """One sync pass over every repository; shared by the daemon's thread and ``trackiod sync`` offline."""
 
-    def __init__(self, settings: TrackiodSettings, hub: Hub | None = None, compact_at: int = COMPACT_AT) -> None:
+    def __init__(
+        self,
+        settings: TrackiodSettings,
+        hub: Hub | None = None,
+        compact_at: int = COMPACT_AT,
+        folders_per_compaction: int = FOLDERS_PER_COMPACTION,
+    ) -> None:
         self.settings = settings
         self.compact_at = compact_at
+        self.folders_per_compaction = folders_per_compaction
         self.files = StateFiles(settings.sync_dir)
         self._hub = hub
         self._ensured: set[str] = set()
@@ -196,22 +212,33 @@ class SyncEngine:
         self.files.save(state)
         log.info("synced %s: %s (commit %s)", repo, outcome.describe(), outcome.commit)
         try:
-            self.compact(repo, state)
+            self.compact(repo, state, runs)
         except HubTransientError as exc:  # the tick is committed; the folders are compacted after a later one
             log.warning("compacting %s failed, will retry after the next commit: %s", repo, exc)
         return outcome
 
-    def compact(self, repo: str, state: RepoState) -> int:
-        """Merge the part files of every folder past ``compact_at`` in one commit (trackiod.sync.compaction);
-        returns the number of folders compacted. Runs after a tick was committed and its watermark saved."""
-        due = sorted(folder for folder, count in state.parts.items() if count > self.compact_at)
+    def compact(self, repo: str, state: RepoState, runs: list[dict[str, Any]]) -> int:
+        """Merge the part files of every folder past ``compact_at``, and of every folder of an ended run (of
+        ``runs``) that holds more than one, in one commit (trackiod.sync.compaction), at most
+        ``folders_per_compaction`` of them (the rest stay due for the next commit); returns the number of folders
+        compacted. Runs after a tick was committed and its watermark saved."""
+        ended_runs = {
+            run_folder("", run["project"], run["run_key"]) for run in runs if run["state"] in ENDED_STATES
+        }  # "/project=…/run_id=…": the same under every kind
+        ended = frozenset(folder for folder in state.parts if folder[folder.find("/") :] in ended_runs)
+        waiting = [
+            (-count, folder)
+            for folder, count in state.parts.items()
+            if count > self.compact_at or (folder in ended and count > 1)
+        ]
+        due = sorted(folder for _, folder in sorted(waiting)[: self.folders_per_compaction])  # most files first
         if not due:
             return 0
         staging = self.settings.sync_dir / "staging" / f"{repo_slug(repo)}.compact"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
-            merges, counts = compact(self.hub, repo, state.source, due, staging, self.compact_at)
+            merges, counts = compact(self.hub, repo, state.source, due, staging, self.compact_at, ended)
             if merges:
                 from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 

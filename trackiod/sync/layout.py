@@ -30,7 +30,9 @@ from trackiod.store.schema import RANK_KEY_OFFSET, dict_rows
 #: energy, node series and artifacts (new folders only: a version 1 dataset reads as a version 2 one without them).
 #: Version 3 names folders ``key=value`` (Hive partitions: ``points/project=p/run_id=r/``) so query engines
 #: prune, and adds every rank's series (``rank_points``, ``rank_texts``) and ``run_ranks``; readers of this
-#: module read all three (every file carries its names as columns, so the folders are never parsed).
+#: module read all three (every file carries its names as columns, so the folders are never parsed). The
+#: metric-context series (``context_points``, ``context_texts``) were added within version 3: new folders only,
+#: which a reader that predates them ignores.
 LAYOUT_VERSION = 3
 
 POINTS_SCHEMA = pa.schema(
@@ -86,6 +88,11 @@ RUNS_SCHEMA = pa.schema(
 #: local store does, so every query written for one process still means rank 0.
 RANK_POINTS_SCHEMA = POINTS_SCHEMA.append(pa.field("rank", pa.int64()))
 RANK_TEXTS_SCHEMA = TEXTS_SCHEMA.append(pa.field("rank", pa.int64()))
+#: Every series logged with ``context=`` (docs/storage.md, "Metric context"), of any rank: the context as
+#: canonical JSON text (sorted keys, no spaces), so each ``(key, context, rank)`` is one series. They live apart
+#: from ``points`` so that a query over ``points`` still means the series the script logged without a context.
+CONTEXT_POINTS_SCHEMA = RANK_POINTS_SCHEMA.append(pa.field("context", pa.string()))
+CONTEXT_TEXTS_SCHEMA = RANK_TEXTS_SCHEMA.append(pa.field("context", pa.string()))
 #: Which ranks joined a distributed run (``run_ranks``); replaced whole when the run changes.
 RUN_RANKS_SCHEMA = pa.schema(
     [
@@ -145,7 +152,11 @@ class Marks:
 
     series: dict[str, dict[str, int]] = field(default_factory=dict)  # "project/run_key" -> {key: values}
     rank_series: dict[str, dict[str, int]] = field(default_factory=dict)  # "project/run_key" -> {"rank/key": values}
+    # "project/run_key" -> {"rank/context/key": values}; a run missing here was synced before context series
+    # were exported, and is looked at once more so that they reach the dataset.
+    context_series: dict[str, dict[str, int]] = field(default_factory=dict)
     text_rev: int = 0
+    context_text_rev: int = 0  # its own revision mark, 0 in a watermark older than context series
     runs: dict[str, float] = field(default_factory=dict)  # "project/run_key" -> updated_at
     media: dict[str, dict[str, str]] = field(default_factory=dict)  # "project/run_key" -> {media id: fingerprint}
     media_seq: int = 0
@@ -164,13 +175,14 @@ class Marks:
             if name in data:
                 setattr(marks, name, copy.deepcopy(data[name]))
         marks.text_rev, marks.media_seq = int(marks.text_rev), int(marks.media_seq)
+        marks.context_text_rev = int(marks.context_text_rev)
         return marks
 
 
 @dataclass
 class RunDelta:
     """One run's changes: its row, its new points and texts (None when there are none), the same of its ranks
-    > 0, and its ``run_ranks`` rows (None for a run logged by one process)."""
+    > 0 and of its context series, and its ``run_ranks`` rows (None for a run logged by one process)."""
 
     run: dict[str, Any]
     points: pa.Table | None
@@ -178,6 +190,8 @@ class RunDelta:
     rank_points: pa.Table | None = None
     rank_texts: pa.Table | None = None
     ranks: pa.Table | None = None
+    context_points: pa.Table | None = None
+    context_texts: pa.Table | None = None
 
 
 def run_record(run: dict[str, Any]) -> dict[str, Any]:
@@ -246,39 +260,64 @@ def _column(name: str, count: int) -> pa.Array:
     return pa.DictionaryArray.from_arrays(np.zeros(count, np.int32), pa.array([name])).cast(pa.string())
 
 
-#: Rank 0's numeric series of a run: (rank, key, series key id, values stored).
+#: Rank 0's numeric series of a run: (rank, key, context, series key id, values stored).
 _PLAIN_SERIES = (
-    "SELECT 0, k.name, c.key_id, SUM(c.n) FROM chunks c JOIN keys k ON k.id = c.key_id WHERE c.run_id=? "
+    "SELECT 0, k.name, NULL, c.key_id, SUM(c.n) FROM chunks c JOIN keys k ON k.id = c.key_id WHERE c.run_id=:run "
     "GROUP BY c.key_id"
 )
 #: Ranks > 0: their series key ids are RANK_KEY_OFFSET + rank_keys.id (docs/ranks.md, "Storage").
 _RANK_SERIES = (
-    "SELECT rk.rank, k.name, c.key_id, SUM(c.n) FROM chunks c "
+    "SELECT rk.rank, k.name, NULL, c.key_id, SUM(c.n) FROM chunks c "
     f"JOIN rank_keys rk ON c.key_id = {RANK_KEY_OFFSET} + rk.id JOIN keys k ON k.id = rk.key_id "
-    "WHERE c.run_id=? GROUP BY c.key_id"
+    "WHERE c.run_id=:run GROUP BY c.key_id"
+)
+#: Series with a context, every rank's: rank 0's have key id -key_contexts.id, a rank r > 0's the rank key of that
+#: negative id (docs/storage.md, "Metric context").
+_CONTEXT_SERIES = (
+    "SELECT 0, kc.base_name, x.body, c.key_id, SUM(c.n) FROM chunks c JOIN key_contexts kc ON kc.id = -c.key_id "
+    "JOIN contexts x ON x.id = kc.context_id WHERE c.run_id=:run AND c.key_id < 0 GROUP BY c.key_id "
+    "UNION ALL "
+    "SELECT rk.rank, kc.base_name, x.body, c.key_id, SUM(c.n) FROM chunks c "
+    f"JOIN rank_keys rk ON c.key_id = {RANK_KEY_OFFSET} + rk.id JOIN key_contexts kc ON kc.id = -rk.key_id "
+    "JOIN contexts x ON x.id = kc.context_id "
+    f"WHERE c.run_id=:run AND c.key_id >= {RANK_KEY_OFFSET} AND rk.key_id < 0 GROUP BY c.key_id"
 )
 _PLAIN_TEXTS = (
     "SELECT 0, k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN keys k ON k.id = t.key_id "
-    "WHERE t.run_id=? AND t.rev > ? ORDER BY t.rev"
+    "WHERE t.run_id=:run AND t.rev > :since ORDER BY t.rev"
 )
 _RANK_TEXTS = (
     f"SELECT rk.rank, k.name, t.step, t.ts, t.value, t.rev FROM texts t JOIN rank_keys rk "
     f"ON t.key_id = {RANK_KEY_OFFSET} + rk.id JOIN keys k ON k.id = rk.key_id "
-    "WHERE t.run_id=? AND t.rev > ? ORDER BY t.rev"
+    "WHERE t.run_id=:run AND t.rev > :since ORDER BY t.rev"
+)
+_CONTEXT_TEXTS = (
+    "SELECT * FROM ("
+    "SELECT 0, kc.base_name, t.step, t.ts, t.value, t.rev, x.body FROM texts t JOIN key_contexts kc "
+    "ON kc.id = -t.key_id JOIN contexts x ON x.id = kc.context_id "
+    "WHERE t.run_id=:run AND t.key_id < 0 AND t.rev > :since "
+    "UNION ALL "
+    f"SELECT rk.rank, kc.base_name, t.step, t.ts, t.value, t.rev, x.body FROM texts t JOIN rank_keys rk "
+    f"ON t.key_id = {RANK_KEY_OFFSET} + rk.id JOIN key_contexts kc ON kc.id = -rk.key_id "
+    "JOIN contexts x ON x.id = kc.context_id WHERE t.run_id=:run AND rk.key_id < 0 AND t.rev > :since"
+    ") ORDER BY 6"
 )
 
 
 def _points(
     conn: apsw.Connection, run: dict[str, Any], done: dict[str, int], sql: str, schema: pa.Schema
 ) -> pa.Table | None:
-    """New values of a run's series (``sql`` picks rank 0's or the other ranks'); updates ``done`` in place.
+    """New values of a run's series (``sql`` picks rank 0's, the other ranks' or the context series); updates
+    ``done`` in place.
 
-    ``done`` counts values exported per series: by key for rank 0, by ``"<rank>/<key>"`` for the others.
+    ``done`` counts values exported per series: by key for rank 0, by ``"<rank>/<key>"`` for the other ranks, by
+    ``"<rank>/<context>/<key>"`` for the context series.
     """
     ranked = "rank" in schema.names
+    with_context = "context" in schema.names
     parts: list[pa.Table] = []
-    for rank, key, key_id, total in conn.execute(sql, (run["id"],)):
-        mark = f"{rank}/{key}" if ranked else key
+    for rank, key, context, key_id, total in conn.execute(sql, {"run": run["id"]}):
+        mark = f"{rank}/{context}/{key}" if with_context else f"{rank}/{key}" if ranked else key
         if total <= done.get(mark, 0):
             continue
         steps, times, vals, seq = _series_delta(conn, run["id"], key_id, done.get(mark, 0))
@@ -286,6 +325,8 @@ def _points(
         columns = [_column(run["project"], n), _column(run["run_key"], n), _column(key, n), steps, times, vals, seq]
         if ranked:
             columns.append(np.full(n, rank, np.int64))
+        if with_context:
+            columns.append(_column(context, n))
         parts.append(pa.table(columns, schema=schema))
         done[mark] = int(total)
     return pa.concat_tables(parts) if parts else None
@@ -293,7 +334,7 @@ def _points(
 
 def _texts(conn: apsw.Connection, run: dict[str, Any], since: int, sql: str, schema: pa.Schema) -> pa.Table | None:
     """A run's text values with a revision above ``since`` (rank 0's or the other ranks', as ``sql`` picks)."""
-    rows = conn.execute(sql, (run["id"], since)).fetchall()
+    rows = conn.execute(sql, {"run": run["id"], "since": since}).fetchall()
     if not rows:
         return None
     columns = list(zip(*rows))
@@ -308,6 +349,8 @@ def _texts(conn: apsw.Connection, run: dict[str, Any], since: int, sql: str, sch
     }
     if "rank" in schema.names:
         data["rank"] = list(columns[0])
+    if "context" in schema.names:
+        data["context"] = list(columns[6])
     return pa.table(data, schema=schema)
 
 
@@ -335,7 +378,7 @@ def collect(conn: apsw.Connection, runs: list[dict[str, Any]], marks: Marks, for
     newest_rev = int(row[0] or 0) if row else 0
     for run in runs:
         name = f"{run['project']}/{run['run_key']}"
-        if not force and marks.runs.get(name) == run["updated_at"]:
+        if not force and marks.runs.get(name) == run["updated_at"] and name in marks.context_series:
             continue
         deltas.append(
             RunDelta(
@@ -345,10 +388,13 @@ def collect(conn: apsw.Connection, runs: list[dict[str, Any]], marks: Marks, for
                 _points(conn, run, marks.rank_series.setdefault(name, {}), _RANK_SERIES, RANK_POINTS_SCHEMA),
                 _texts(conn, run, marks.text_rev, _RANK_TEXTS, RANK_TEXTS_SCHEMA),
                 _run_ranks(conn, run),
+                _points(conn, run, marks.context_series.setdefault(name, {}), _CONTEXT_SERIES, CONTEXT_POINTS_SCHEMA),
+                _texts(conn, run, marks.context_text_rev, _CONTEXT_TEXTS, CONTEXT_TEXTS_SCHEMA),
             )
         )
         marks.runs[name] = run["updated_at"]
     marks.text_rev = max(marks.text_rev, newest_rev)
+    marks.context_text_rev = max(marks.context_text_rev, newest_rev)
     return deltas
 
 
@@ -390,6 +436,8 @@ def write_deltas(deltas: list[RunDelta], root: Path, source: str, tick: int) -> 
             ("texts", delta.texts),
             ("rank_points", delta.rank_points),
             ("rank_texts", delta.rank_texts),
+            ("context_points", delta.context_points),
+            ("context_texts", delta.context_texts),
         ):
             if table is not None:
                 files.append((part_path(kind, project, run_key, source, tick), table))

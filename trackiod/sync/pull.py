@@ -27,6 +27,8 @@ from trackio_shim.settings import TrackiodSettings
 from trackiod.store.writer import Store
 from trackiod.sync.hub import make_hub
 from trackiod.sync.layout import (
+    CONTEXT_POINTS_SCHEMA,
+    CONTEXT_TEXTS_SCHEMA,
     LAYOUT_VERSION,
     POINTS_SCHEMA,
     RANK_POINTS_SCHEMA,
@@ -64,7 +66,8 @@ def writer_lock(settings: TrackiodSettings) -> Iterator[None]:
 
 @dataclass
 class Contents:
-    """What :func:`read_dataset` found: runs, rank 0's points and texts, the other ranks' and ``run_ranks``."""
+    """What :func:`read_dataset` found: runs, rank 0's points and texts, the other ranks', ``run_ranks`` and the
+    series logged with a context (every rank's)."""
 
     runs: list[dict[str, Any]]
     points: pa.Table
@@ -72,6 +75,8 @@ class Contents:
     rank_points: pa.Table
     rank_texts: pa.Table
     ranks: pa.Table
+    context_points: pa.Table
+    context_texts: pa.Table
 
 
 def read_dataset(root: Path) -> Contents:
@@ -97,6 +102,8 @@ def read_dataset(root: Path) -> Contents:
         read_kind(root, "rank_points", RANK_POINTS_SCHEMA),
         read_kind(root, "rank_texts", RANK_TEXTS_SCHEMA),
         read_kind(root, "run_ranks", RUN_RANKS_SCHEMA),
+        read_kind(root, "context_points", CONTEXT_POINTS_SCHEMA),
+        read_kind(root, "context_texts", CONTEXT_TEXTS_SCHEMA),
     )
 
 
@@ -152,6 +159,8 @@ def _restore(store: Store, contents: Contents, force: bool, home: Path, root: Pa
             _restore_texts(store, run_id, run, contents.texts, key_counts)
             _restore_points(store, run_id, run, contents.rank_points, key_counts)
             _restore_texts(store, run_id, run, contents.rank_texts, key_counts)
+            _restore_points(store, run_id, run, contents.context_points, key_counts)
+            _restore_texts(store, run_id, run, contents.context_texts, key_counts)
             _restore_ranks(store, run_id, run, contents.ranks)
             if key_counts:
                 store.count_keys({(run_id, k): v for k, v in key_counts.items()})
@@ -221,19 +230,22 @@ def _restore_points(
     if mine.num_rows == 0:
         return
     ranked = "rank" in mine.schema.names
-    mine = mine.sort_by([("key", "ascending"), *([("rank", "ascending")] if ranked else []), ("seq", "ascending")])
+    with_context = "context" in mine.schema.names
+    order = ["key", *(["rank"] if ranked else []), *(["context"] if with_context else []), "seq"]
+    mine = mine.sort_by([(column, "ascending") for column in order])
     keys = mine["key"].to_numpy(zero_copy_only=False)
     ranks = mine["rank"].to_numpy() if ranked else np.zeros(mine.num_rows, np.int64)
+    contexts = mine["context"].to_numpy(zero_copy_only=False) if with_context else np.full(mine.num_rows, None)
     steps = mine["step"].to_numpy()
     times = mine["timestamp"].to_numpy()
     vals = mine["value"].to_numpy()
     seqs = mine["seq"].to_numpy()
-    bounds = np.flatnonzero((keys[1:] != keys[:-1]) | (ranks[1:] != ranks[:-1])) + 1
+    bounds = np.flatnonzero((keys[1:] != keys[:-1]) | (ranks[1:] != ranks[:-1]) | (contexts[1:] != contexts[:-1])) + 1
     for start, end in zip([0, *bounds.tolist()], [*bounds.tolist(), keys.size]):
         # A retried part overwrote its earlier attempt, so a seq appears once; drop repeats defensively.
         unique = np.concatenate(([True], seqs[start + 1 : end] != seqs[start : end - 1]))
         s, t, v = steps[start:end][unique], times[start:end][unique], vals[start:end][unique]
-        key_id = _series_id(store, str(keys[start]), int(ranks[start]))
+        key_id = _series_id(store, str(keys[start]), int(ranks[start]), contexts[start])
         store.write_series(run_id, key_id, s.astype(np.int64), t.astype(np.float64), v.astype(np.float64))
         counts[key_id] = ("scalar", int(s.size), int(s.max()))
 
@@ -246,16 +258,17 @@ def _restore_texts(
         return
     rows = []
     for row in mine.sort_by([("seq", "ascending")]).to_pylist():
-        key_id = _series_id(store, row["key"], int(row.get("rank") or 0))
+        key_id = _series_id(store, row["key"], int(row.get("rank") or 0), row.get("context"))
         rows.append((run_id, key_id, row["step"], row["timestamp"], row["value"]))
         _, n, last = counts.get(key_id, ("text", 0, row["step"]))
         counts[key_id] = ("text", n + 1, max(last, row["step"]))
     store.write_texts(rows)
 
 
-def _series_id(store: Store, key: str, rank: int) -> int:
-    """The series key id of ``key`` as logged by ``rank`` (rank 0: the plain key; docs/ranks.md, "Storage")."""
-    key_id = store.key_id(key)
+def _series_id(store: Store, key: str, rank: int, context: str | None = None) -> int:
+    """The series key id of ``key`` as logged by ``rank`` (rank 0: the plain key; docs/ranks.md, "Storage") with
+    ``context`` (canonical JSON; None for none: docs/storage.md, "Metric context")."""
+    key_id = store.key_id(key, None if context is None else store.context_id(context))
     return key_id if rank == 0 else store.rank_key_id(key_id, rank)
 
 
