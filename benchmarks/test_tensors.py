@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks._support import interleaved, percentiles
+from benchmarks._support import interleaved, percentiles, samples
 from tests.support.daemons import DaemonProcess
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
@@ -78,11 +78,12 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     """Issue 16's tensor targets: one scalar tensor in a log() call costs at most 5 µs of shim time, each further
     tensor in the same call at most 1 µs; measured as p50s and as ratios to the same calls with floats.
 
-    Two paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; and the deferred queue with CPU
-    tensors forced through it (``cpu_scalar`` and its inline copy patched to refuse them, as they refuse a CUDA
-    tensor): the CUDA
-    structure (stage, join per dtype, one copy into one pool buffer, one marker, resolve) on the CPU, without
-    the GPU's kernel-launch cost, which this machine cannot show.
+    Three paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; the deferred queue with CPU tensors
+    forced through it (the hot path's CPU check patched to refuse them, and log()'s slow path told they are on a
+    device): the CUDA structure (one stack per dtype, one copy into one pool buffer, one marker, resolve) on the
+    CPU, without the GPU's kernel-launch cost, which this machine cannot show; and, in the same run, the same
+    calls through the one-by-one staging that subclasses of torch.Tensor still take (a detach and a reshape per
+    tensor), which was every device scalar's path before round 4.
     """
     from trackio_shim.media import prepare
     from trackio_shim.session import encoding
@@ -101,13 +102,22 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     interleaved(fns, None, 1, 200)  # warm-up
     t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
     p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+
+    place = encoding.scalar_place
     monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
-    monkeypatch.setattr(prepare, "cpu_scalar", lambda value: False)
-    forced = {"deferred": fns["tensor"], "deferred10": fns["tensor10"]}
-    interleaved(forced, None, 1, 200)
-    t = interleaved(forced, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
-    p.update({name: percentiles(t[name])["p50"] / 1000 for name in forced})
+    stacked = {"stacked": fns["tensor"], "stacked10": fns["tensor10"]}
+    one_by_one = {"single": fns["tensor"], "single10": fns["tensor10"]}
+    t = {name: samples() for name in (*stacked, *one_by_one)}
+    for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
+        calls, out = (200, None) if batch == 0 else (mode.size("tensor_calls"), t)
+        # on a device, as a CUDA scalar is: stacked with its call's others
+        monkeypatch.setattr(prepare, "scalar_place", lambda value: place(value) and encoding.ON_DEVICE)
+        interleaved(stacked, None, 1, calls, out)
+        # not a plain tensor (as a subclass is): staged one by one
+        monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)
+        interleaved(one_by_one, None, 1, calls, out)
+    p.update({name: percentiles(t[name])["p50"] / 1000 for name in t})
     monkeypatch.undo()
 
     figures.add(test, "log({'loss': float}) p50", p["float"], "µs")
@@ -118,10 +128,13 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     figures.add(test, "  / the 10-float call", p["tensor10"] / p["float10"], "x")
     figures.budget(test, "each further CPU tensor, (10 - 1 tensors) / 9", (p["tensor10"] - p["tensor"]) / 9, "µs", 1.0)
     figures.add(test, "  each further float, (10 - 1 floats) / 9", (p["float10"] - p["float"]) / 9, "µs")
-    figures.add(test, "deferred path (CUDA structure, on CPU): 1 tensor p50", p["deferred"], "µs")
-    figures.add(test, "  / the float call", p["deferred"] / p["float"], "x")
-    figures.add(test, "deferred path: 10 tensors p50", p["deferred10"], "µs")
-    figures.add(test, "deferred path: each further tensor", (p["deferred10"] - p["deferred"]) / 9, "µs")
+    figures.add(test, "deferred path (CUDA structure, on CPU), stacked: 1 tensor p50", p["stacked"], "µs")
+    figures.add(test, "  / the float call", p["stacked"] / p["float"], "x")
+    figures.add(test, "  10 tensors p50", p["stacked10"], "µs")
+    figures.budget(test, "  each further tensor, stacked", (p["stacked10"] - p["stacked"]) / 9, "µs", 1.0)
+    figures.add(test, "deferred path, one by one (subclasses; all before round 4): 1 tensor p50", p["single"], "µs")
+    figures.add(test, "  10 tensors p50", p["single10"], "µs")
+    figures.add(test, "  each further tensor, one by one", (p["single10"] - p["single"]) / 9, "µs")
     pool = run._client.deferred().pool
     figures.add(test, "deferred path: host buffers allocated", pool.allocated, "buffers", note=f"reused {pool.reused}")
     benchmark.pedantic(fns["tensor"], args=(None,), rounds=200, iterations=1)

@@ -48,8 +48,8 @@ class SlowCopies(T.DeferredCopies):
         super().__init__(limit, emit)
         self.markers: list[SlowMarker] = []
 
-    def _start(self, staged: list[T.Staged]) -> list[Any]:
-        super()._start(staged)
+    def _start(self, staged: list[T.Staged], groups: list[Any]) -> list[Any]:
+        super()._start(staged, groups)
         marker = SlowMarker()
         self.markers.append(marker)
         return [marker]

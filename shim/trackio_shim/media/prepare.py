@@ -18,7 +18,7 @@ from trackio_shim.media.object3d import Object3D
 from trackio_shim.media.plotly_figure import Plotly, is_plotly
 from trackio_shim.media.video import Video
 from trackio_shim.media.wire import Prepared, WireContext
-from trackio_shim.session.encoding import cpu_scalar
+from trackio_shim.session.encoding import ON_HOST, scalar_place
 
 #: What a logged list may hold to become a gallery: values stored as files, one per element.
 GALLERY_TYPES = (Image, Video, Audio, Object3D)
@@ -78,6 +78,7 @@ def prepare(data: dict[Any, Any], ctx: WireContext) -> tuple[dict[Any, Any], Pre
 
 def _walk(data: dict[Any, Any], prefix: str, ctx: WireContext, out: Prepared) -> dict[Any, Any]:
     plain: dict[Any, Any] = {}
+    device_keys, device_tensors = out.device_scalars.keys, out.device_scalars.tensors
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
@@ -86,8 +87,16 @@ def _walk(data: dict[Any, Any], prefix: str, ctx: WireContext, out: Prepared) ->
                 plain[key] = inner
             continue
         try:
-            if T.is_tensor(value) and value.numel() == 1:
-                if ctx.copy == "sync" or cpu_scalar(value):  # a CPU .item() waits for no device
+            place = scalar_place(value)
+            if place:  # a plain one-element tensor: no torch op of its own here
+                if place == ON_HOST or ctx.copy == "sync":  # a CPU .item() waits for no device
+                    plain[key] = value.item()
+                else:
+                    device_keys.append(name)
+                    device_tensors.append(value)
+                continue
+            if T.is_tensor(value) and value.numel() == 1:  # a subclass, or a dtype or layout to check: one by one
+                if ctx.copy == "sync":
                     T.check_real(value, "a tensor")
                     plain[key] = value.item()
                 else:

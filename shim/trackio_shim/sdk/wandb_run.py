@@ -186,7 +186,7 @@ class Run:
                 f"trackio_shim: key {key!r}: {reason}; that key was dropped, the rest of this call is kept",
             )
         plain.update(rich.scalars)
-        if context is not None and (rich.media or rich.staged):
+        if context is not None and (rich.media or rich.staged or rich.device_scalars.keys):
             warn_once(
                 "rich-context",
                 "trackio_shim: log(context=...) applies to scalars and strings; tensors copied deferred and rich "
@@ -199,9 +199,9 @@ class Run:
                 client.emit((P.LOG_CONTEXT, self._handle, at, ts, plain, context))
         if rich.media:
             client.emit((P.MEDIA, self._handle, at, ts, rich.media))
-        if rich.staged:
+        if rich.staged or rich.device_scalars.keys:
             deferred = client.deferred()
-            deferred.submit(self._handle, at, ts, rich.staged)
+            deferred.submit(self._handle, at, ts, rich.staged, rich.device_scalars)
             deferred.poll()
 
     def flush(self) -> None:
