@@ -142,6 +142,44 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     figures.check(test)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch.cuda.is_available() is False")
+@pytest.mark.benchmark(group="tensors")
+def test_cuda_scalars_in_one_call(
+    benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any, monkeypatch: Any
+) -> None:
+    """Issue 16's tensor targets on a GPU: log() of one CUDA scalar at most 5 µs of shim time, each further one in
+    the same call at most 1 µs (one stack per dtype, one widening, one copy, one event per call); and, in the same
+    run, the same calls staged one by one (a detach and a reshape per tensor, the path before round 4)."""
+    from trackio_shim.media import prepare
+
+    test = "tensors, CUDA scalars per call"
+    run = shim.init(project="bench-tensors")
+    one = {"loss": torch.tensor(0.5, device="cuda")}
+    ten = {f"k{i}": torch.tensor(i + 0.5, device="cuda") for i in range(10)}
+    fns = {"float": lambda _: run.log({"loss": 0.5}), "cuda": lambda _: run.log(one), "cuda10": lambda _: run.log(ten)}
+    single = {"single": fns["cuda"], "single10": fns["cuda10"]}
+    t = {name: samples() for name in (*fns, *single)}
+    for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
+        calls, out = (200, None) if batch == 0 else (mode.size("tensor_calls"), t)
+        monkeypatch.undo()
+        interleaved(fns, None, 1, calls, out)
+        monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)  # as for a subclass: one by one
+        interleaved(single, None, 1, calls, out)
+        run.flush()  # the copies of this batch: outside the timed calls
+    monkeypatch.undo()
+    p = {name: percentiles(t[name])["p50"] / 1000 for name in t}
+    figures.add(test, "log({'loss': float}) p50", p["float"], "µs")
+    figures.budget(test, "log({'loss': cuda_tensor}) p50", p["cuda"], "µs", 5.0)
+    figures.add(test, "log() of 10 CUDA tensors p50", p["cuda10"], "µs")
+    figures.budget(test, "  each further CUDA tensor, stacked", (p["cuda10"] - p["cuda"]) / 9, "µs", 1.0)
+    figures.add(test, "one by one (before round 4): 1 tensor p50", p["single"], "µs")
+    figures.add(test, "  each further CUDA tensor, one by one", (p["single10"] - p["single"]) / 9, "µs")
+    benchmark.pedantic(fns["cuda10"], args=(None,), rounds=200, iterations=1)
+    run.finish()
+    figures.check(test)
+
+
 @pytest.mark.benchmark(group="tensors")
 def test_mlp_loop_item_against_deferred(
     benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any
