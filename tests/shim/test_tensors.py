@@ -209,11 +209,10 @@ def on_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     from trackio_shim.media import prepare
     from trackio_shim.session import encoding
 
-    place = encoding.scalar_place
-    place(torch.tensor(0.0))  # torch's types looked up before the hot path's copy of them is patched
+    encoding.scalar_place(torch.tensor(0.0))  # torch's types looked up before the hot path's copy is patched
     monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())
-    monkeypatch.setattr(prepare, "scalar_place", lambda value: place(value) and encoding.ON_DEVICE)
+    monkeypatch.setattr(prepare, "ON_HOST", None)  # no place is "on the host": every plain scalar is stacked
 
 
 class TensorOps(torch.overrides.TorchFunctionMode):
