@@ -111,9 +111,11 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     t = {name: samples() for name in (*stacked, *one_by_one)}
     for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
         calls, out = (200, None) if batch == 0 else (mode.size("tensor_calls"), t)
-        # on a device, as a CUDA scalar is: stacked with its call's others (no place is "on the host" any more)
+        # on a device, as a CUDA scalar is: stacked with its call's others (no place is "on the host", the CPU
+        # is "a device")
         monkeypatch.setattr(prepare, "scalar_place", place)
         monkeypatch.setattr(prepare, "ON_HOST", None)
+        monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
         interleaved(stacked, None, 1, calls, out)
         # not a plain tensor (as a subclass is): staged one by one
         monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)

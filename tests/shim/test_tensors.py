@@ -212,7 +212,9 @@ def on_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     encoding.scalar_place(torch.tensor(0.0))  # torch's types looked up before the hot path's copy is patched
     monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())
-    monkeypatch.setattr(prepare, "ON_HOST", None)  # no place is "on the host": every plain scalar is stacked
+    # No place is "on the host", and the CPU is "a device": every plain one-element tensor is stacked.
+    monkeypatch.setattr(prepare, "ON_HOST", None)
+    monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
 
 
 class TensorOps(torch.overrides.TorchFunctionMode):
@@ -246,20 +248,32 @@ def test_device_scalars_of_a_call_are_stacked_and_store_exactly_their_item_value
         "one11": torch.full((1, 1), 0.25),
         "param": torch.nn.Parameter(torch.tensor(2.5)),
         "loss": weight * 2,  # requires grad, as a logged loss usually does
-        "nested": {"acc": torch.tensor(0.75)},
     }
-    run.log({**values, "plain": 1.5})
+    run.log({**values, "plain": 1.5, "n": 3})  # numbers and device scalars only: split in one pass
     deferred = current_client().deferred()
     # One call, one pool buffer and one copy for all of them (CPU markers are complete at once).
     assert (deferred.resolved, deferred.pool.allocated, deferred.in_flight) == (1, 1, 0)
     assert torch.is_grad_enabled() and values["loss"].requires_grad  # autograd left as it was
     values["loss"].backward()  # the graph is the caller's, untouched
     assert weight.grad is not None and weight.grad.item() == 2.0
+    # A nested dict, a key that is not ASCII and a string: the full path (clean_log, prepare), stacked the same.
+    run.log({**values, "nested": {"acc": torch.tensor(0.75)}, "λ": torch.tensor(4.0), "note": "x"})
+    assert (deferred.resolved, deferred.pool.allocated, deferred.in_flight) == (2, 1, 0)
+    run.finish()
+    first, second = _history(shim, run)
+    expected = {key: value.item() for key, value in values.items()}
+    assert {key: first[key] for key in expected} == expected == {key: second[key] for key in expected}
+    assert type(first["int"]) is int and first["flag"] == 1 and (first["plain"], first["n"]) == (1.5, 3)
+    assert (second["nested/acc"], second["λ"], second["note"]) == (0.75, 4.0, "x")
+
+
+def test_a_meta_scalar_beside_device_scalars_is_named_and_dropped(shim, daemon, on_a_device):
+    run = shim.init(project="tensors")
+    with pytest.warns(UserWarning, match=r"key 'm'.*meta device"):
+        run.log({"m": torch.empty((), device="meta"), "loss": torch.tensor(0.5), "lr": 0.1})
     run.finish()
     (row,) = _history(shim, run)
-    expected = {key: value.item() for key, value in values.items() if key != "nested"}
-    assert {key: row[key] for key in expected} == expected
-    assert type(row["int"]) is int and row["flag"] == 1 and row["nested/acc"] == 0.75 and row["plain"] == 1.5
+    assert (row["loss"], row["lr"]) == (0.5, 0.1) and "m" not in row
 
 
 def test_a_calls_torch_ops_do_not_grow_with_its_device_scalars(shim, daemon, on_a_device, monkeypatch):

@@ -170,7 +170,7 @@ class Run:
         self, client: Client, at: int, data: dict[Any, Any], copy: str | None, context: dict[str, Any] | None
     ) -> None:
         """log() for tensors, rich values, contexts, values to salvage and oversized calls; outside the lock."""
-        from trackio_shim.media.prepare import WireContext, prepare
+        from trackio_shim.media.prepare import WireContext, prepare, split_device_scalars
 
         mode = copy or self.tensor_copy
         if mode not in COPY_MODES:
@@ -178,8 +178,12 @@ class Run:
             mode = "deferred"
         settings = client.settings
         ts = time.time()
-        data = clean_log(data)  # keys made str, cycles and depth cut, each with a warning: nothing below raises
-        plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
+        split = split_device_scalars(data) if mode == "deferred" else None  # numbers and device scalars only
+        if split is None:
+            data = clean_log(data)  # keys made str, cycles and depth cut, each with a warning: nothing below raises
+            plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
+        else:
+            plain, rich = split
         for key, reason in rich.problems:
             warn_once(
                 ("rich", key, reason),

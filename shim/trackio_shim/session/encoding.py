@@ -110,7 +110,9 @@ def scalar_place(obj: Any) -> int:
     tensor, parameter, strided, real = _torch_kinds
     kind = type(obj)
     if (kind is tensor or kind is parameter) and obj.numel() == 1 and obj.dtype in real and obj.layout is strided:
-        return ON_HOST if obj.is_cpu else ON_DEVICE
+        if obj.is_cpu:
+            return ON_HOST
+        return 0 if obj.is_meta else ON_DEVICE  # a meta tensor holds no value to copy
     return 0
 
 
