@@ -267,6 +267,23 @@ def test_device_scalars_of_a_call_are_stacked_and_store_exactly_their_item_value
     assert (second["nested/acc"], second["λ"], second["note"]) == (0.75, 4.0, "x")
 
 
+def test_scalars_torch_cannot_stack_are_named_and_the_rest_of_the_call_kept(shim, daemon, on_a_device, monkeypatch):
+    stack = T._stack
+
+    def refuse_halves(tensors: list[Any]) -> Any:
+        if tensors[0].dtype == torch.float16:
+            raise RuntimeError("no halves today")
+        return stack(tensors)
+
+    monkeypatch.setattr(T, "_stack", refuse_halves)
+    run = shim.init(project="tensors")
+    with pytest.warns(UserWarning, match=r"key 'h'.*no halves today"):
+        run.log({"h": torch.tensor(0.5).half(), "loss": torch.tensor(0.25), "lr": 0.1})
+    run.finish()
+    (row,) = _history(shim, run)
+    assert (row["loss"], row["lr"]) == (0.25, 0.1) and "h" not in row
+
+
 def test_a_meta_scalar_beside_device_scalars_is_named_and_dropped(shim, daemon, on_a_device):
     run = shim.init(project="tensors")
     with pytest.warns(UserWarning, match=r"key 'm'.*meta device"):

@@ -199,7 +199,7 @@ def _groups(scalars: Scalars) -> list[_Group]:
     if len({t.dtype for t in tensors}) == 1:
         try:
             return [_Group(scalars.keys, _stack(tensors))]
-        except RuntimeError:  # several devices or shapes
+        except Exception:  # several devices or shapes (a RuntimeError): sorted out below
             pass
     kinds: dict[tuple[Any, Any, int], tuple[list[str], list[Any]]] = {}
     for key, tensor in zip(scalars.keys, tensors):
@@ -209,7 +209,15 @@ def _groups(scalars: Scalars) -> list[_Group]:
             group = kinds[kind] = ([], [])
         group[0].append(key)
         group[1].append(tensor)
-    return [_Group(keys, _stack(group)) for keys, group in kinds.values()]
+    groups = []
+    for keys, members in kinds.values():
+        try:
+            groups.append(_Group(keys, _stack(members)))
+        except Exception as exc:  # values torch cannot stack never cost the rest of their call
+            reason = f"{type(exc).__name__}: {exc}"
+            for key in keys:
+                warn_once(("deferred", key, reason), f"trackio_shim: key {key!r}: {reason}; it was dropped")
+    return groups
 
 
 class DeferredCopies:
