@@ -139,6 +139,7 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
         interleaved(one_by_one, None, 1, calls, out)
         _thread_cpu(one_by_one, calls, cpu_out)
     p.update({name: percentiles(t[name])["p50"] / 1000 for name in t})
+    p99 = {name: percentiles(t[name])["p99"] / 1000 for name in ("stacked10", "single10")}
     c = {name: percentiles(cpu[name])["p50"] / 1000 for name in cpu}
     monkeypatch.undo()
 
@@ -152,19 +153,16 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     figures.add(test, "  each further float, (10 - 1 floats) / 9", (p["float10"] - p["float"]) / 9, "µs")
     figures.add(test, "deferred path (CUDA structure, on CPU), stacked: 1 tensor p50", p["stacked"], "µs")
     figures.add(test, "  / the float call", p["stacked"] / p["float"], "x")
-    figures.add(test, "  10 tensors p50", p["stacked10"], "µs")
-    figures.add(test, "  each further tensor, stacked (wall)", (p["stacked10"] - p["stacked"]) / 9, "µs")
-    further = (c["stacked10"] - c["stacked"]) / 9
-    figures.budget(test, "  each further tensor, stacked (thread CPU)", further, "µs", 1.0)
+    figures.add(test, "  10 tensors p50", p["stacked10"], "µs", note=f"p99 {p99['stacked10']:.1f} µs")
+    further = (p["stacked10"] - p["stacked"]) / 9
+    figures.budget(test, "  each further tensor, stacked (wall)", further, "µs", 1.0)
+    figures.add(test, "  each further tensor, stacked (thread CPU)", (c["stacked10"] - c["stacked"]) / 9, "µs")
     figures.add(test, "deferred path, one by one (subclasses; all before round 4): 1 tensor p50", p["single"], "µs")
-    figures.add(test, "  10 tensors p50", p["single10"], "µs")
+    figures.add(test, "  10 tensors p50", p["single10"], "µs", note=f"p99 {p99['single10']:.1f} µs")
     figures.add(test, "  each further tensor, one by one (wall)", (p["single10"] - p["single"]) / 9, "µs")
     figures.add(test, "  each further tensor, one by one (thread CPU)", (c["single10"] - c["single"]) / 9, "µs")
     figures.add(
-        test,
-        "  one by one / stacked, per further tensor (thread CPU)",
-        (c["single10"] - c["single"]) / 9 / further,
-        "x",
+        test, "  one by one / stacked, per further tensor (wall)", (p["single10"] - p["single"]) / 9 / further, "x"
     )
     pool = run._client.deferred().pool
     figures.add(test, "deferred path: host buffers allocated", pool.allocated, "buffers", note=f"reused {pool.reused}")
