@@ -9,11 +9,12 @@ shim's overhead. Figures go to docs/benchmarks.md.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
-from benchmarks._support import interleaved, percentiles
+from benchmarks._support import interleaved, percentiles, samples
 from tests.support.daemons import DaemonProcess
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
@@ -71,6 +72,20 @@ def test_cost_per_tensor_logged(benchmark: Any, daemon: DaemonProcess, shim: Any
     assert pool.allocated <= run._client.settings.max_inflight_copies  # bounded, whatever the timing
 
 
+def _thread_cpu(fns: dict[str, Any], calls: int, out: dict[str, Any] | None) -> None:
+    """Per-call CPU time of this thread (ns), appended to ``out[name]`` (dropped when ``out`` is None): the shim's
+    own work in log(), without the waits for the GIL that the wall time also holds on a loaded machine (each
+    torch op releases the GIL, and the session's pump thread or another process may take the core meanwhile)."""
+    clock = time.thread_time_ns
+    for name, fn in fns.items():
+        append = out[name].append if out is not None else None
+        for _ in range(calls):
+            t0 = clock()
+            fn(None)
+            if append is not None:
+                append(clock() - t0)
+
+
 @pytest.mark.benchmark(group="tensors")
 def test_one_and_ten_tensors_in_one_call_against_floats(
     benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any, monkeypatch: Any
@@ -78,11 +93,12 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     """Issue 16's tensor targets: one scalar tensor in a log() call costs at most 5 µs of shim time, each further
     tensor in the same call at most 1 µs; measured as p50s and as ratios to the same calls with floats.
 
-    Two paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; and the deferred queue with CPU
-    tensors forced through it (``cpu_scalar`` and its inline copy patched to refuse them, as they refuse a CUDA
-    tensor): the CUDA
-    structure (stage, join per dtype, one copy into one pool buffer, one marker, resolve) on the CPU, without
-    the GPU's kernel-launch cost, which this machine cannot show.
+    Three paths: a CPU tensor, packed as its ``.item()`` on log()'s hot path; the deferred queue with CPU tensors
+    forced through it (the hot path's CPU check patched to refuse them, and log()'s slow path told they are on a
+    device): the CUDA structure (one stack per dtype, one copy into one pool buffer, one marker, resolve) on the
+    CPU, without the GPU's kernel-launch cost, which this machine cannot show; and, in the same run, the same
+    calls through the one-by-one staging that subclasses of torch.Tensor still take (a detach and a reshape per
+    tensor), which was every device scalar's path before round 4.
     """
     from trackio_shim.media import prepare
     from trackio_shim.session import encoding
@@ -101,13 +117,30 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     interleaved(fns, None, 1, 200)  # warm-up
     t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
     p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+
+    place = encoding.scalar_place
     monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
-    monkeypatch.setattr(prepare, "cpu_scalar", lambda value: False)
-    forced = {"deferred": fns["tensor"], "deferred10": fns["tensor10"]}
-    interleaved(forced, None, 1, 200)
-    t = interleaved(forced, None, mode.size("tensor_batches"), mode.size("tensor_calls"))
-    p.update({name: percentiles(t[name])["p50"] / 1000 for name in forced})
+    stacked = {"stacked": fns["tensor"], "stacked10": fns["tensor10"]}
+    one_by_one = {"single": fns["tensor"], "single10": fns["tensor10"]}
+    t = {name: samples() for name in (*stacked, *one_by_one)}
+    cpu = {name: samples() for name in t}
+    for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
+        calls, out, cpu_out = (200, None, None) if batch == 0 else (mode.size("tensor_calls"), t, cpu)
+        # on a device, as a CUDA scalar is: stacked with its call's others (no place is "on the host", the CPU
+        # is "a device")
+        monkeypatch.setattr(prepare, "scalar_place", place)
+        monkeypatch.setattr(prepare, "ON_HOST", None)
+        monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
+        interleaved(stacked, None, 1, calls, out)
+        _thread_cpu(stacked, calls, cpu_out)
+        # not a plain tensor (as a subclass is): staged one by one
+        monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)
+        interleaved(one_by_one, None, 1, calls, out)
+        _thread_cpu(one_by_one, calls, cpu_out)
+    p.update({name: percentiles(t[name])["p50"] / 1000 for name in t})
+    p99 = {name: percentiles(t[name])["p99"] / 1000 for name in ("stacked10", "single10")}
+    c = {name: percentiles(cpu[name])["p50"] / 1000 for name in cpu}
     monkeypatch.undo()
 
     figures.add(test, "log({'loss': float}) p50", p["float"], "µs")
@@ -118,13 +151,60 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     figures.add(test, "  / the 10-float call", p["tensor10"] / p["float10"], "x")
     figures.budget(test, "each further CPU tensor, (10 - 1 tensors) / 9", (p["tensor10"] - p["tensor"]) / 9, "µs", 1.0)
     figures.add(test, "  each further float, (10 - 1 floats) / 9", (p["float10"] - p["float"]) / 9, "µs")
-    figures.add(test, "deferred path (CUDA structure, on CPU): 1 tensor p50", p["deferred"], "µs")
-    figures.add(test, "  / the float call", p["deferred"] / p["float"], "x")
-    figures.add(test, "deferred path: 10 tensors p50", p["deferred10"], "µs")
-    figures.add(test, "deferred path: each further tensor", (p["deferred10"] - p["deferred"]) / 9, "µs")
+    figures.add(test, "deferred path (CUDA structure, on CPU), stacked: 1 tensor p50", p["stacked"], "µs")
+    figures.add(test, "  / the float call", p["stacked"] / p["float"], "x")
+    figures.add(test, "  10 tensors p50", p["stacked10"], "µs", note=f"p99 {p99['stacked10']:.1f} µs")
+    further = (p["stacked10"] - p["stacked"]) / 9
+    figures.budget(test, "  each further tensor, stacked (wall)", further, "µs", 1.0)
+    figures.add(test, "  each further tensor, stacked (thread CPU)", (c["stacked10"] - c["stacked"]) / 9, "µs")
+    figures.add(test, "deferred path, one by one (subclasses; all before round 4): 1 tensor p50", p["single"], "µs")
+    figures.add(test, "  10 tensors p50", p["single10"], "µs", note=f"p99 {p99['single10']:.1f} µs")
+    figures.add(test, "  each further tensor, one by one (wall)", (p["single10"] - p["single"]) / 9, "µs")
+    figures.add(test, "  each further tensor, one by one (thread CPU)", (c["single10"] - c["single"]) / 9, "µs")
+    figures.add(
+        test, "  one by one / stacked, per further tensor (wall)", (p["single10"] - p["single"]) / 9 / further, "x"
+    )
     pool = run._client.deferred().pool
     figures.add(test, "deferred path: host buffers allocated", pool.allocated, "buffers", note=f"reused {pool.reused}")
     benchmark.pedantic(fns["tensor"], args=(None,), rounds=200, iterations=1)
+    run.finish()
+    figures.check(test)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: torch.cuda.is_available() is False")
+@pytest.mark.benchmark(group="tensors")
+def test_cuda_scalars_in_one_call(
+    benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any, monkeypatch: Any
+) -> None:
+    """Issue 16's tensor targets on a GPU: log() of one CUDA scalar at most 5 µs of shim time, each further one in
+    the same call at most 1 µs (one stack per dtype, one widening, one copy, one event per call); and, in the same
+    run, the same calls staged one by one (a detach and a reshape per tensor, the path before round 4)."""
+    from trackio_shim.media import prepare
+
+    test = "tensors, CUDA scalars per call"
+    run = shim.init(project="bench-tensors")
+    one = {"loss": torch.tensor(0.5, device="cuda")}
+    ten = {f"k{i}": torch.tensor(i + 0.5, device="cuda") for i in range(10)}
+    fns = {"float": lambda _: run.log({"loss": 0.5}), "cuda": lambda _: run.log(one), "cuda10": lambda _: run.log(ten)}
+    single = {"single": fns["cuda"], "single10": fns["cuda10"]}
+    t = {name: samples() for name in (*fns, *single)}
+    for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
+        calls, out = (200, None) if batch == 0 else (mode.size("tensor_calls"), t)
+        monkeypatch.undo()
+        interleaved(fns, None, 1, calls, out)
+        monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)  # as for a subclass: one by one
+        interleaved(single, None, 1, calls, out)
+        run.flush()  # the copies of this batch: outside the timed calls
+    monkeypatch.undo()
+    p = {name: percentiles(t[name])["p50"] / 1000 for name in t}
+    figures.add(test, "log({'loss': float}) p50", p["float"], "µs")
+    figures.budget(test, "log({'loss': cuda_tensor}) p50", p["cuda"], "µs", 5.0)
+    figures.add(test, "log() of 10 CUDA tensors p50", p["cuda10"], "µs")
+    figures.budget(test, "  each further CUDA tensor, stacked", (p["cuda10"] - p["cuda"]) / 9, "µs", 1.0)
+    figures.add(test, "one by one (before round 4): 1 tensor p50", p["single"], "µs")
+    figures.add(test, "  each further CUDA tensor, one by one", (p["single10"] - p["single"]) / 9, "µs")
+    benchmark.pedantic(fns["cuda10"], args=(None,), rounds=200, iterations=1)
     run.finish()
     figures.check(test)
 

@@ -120,3 +120,52 @@ def test_non_default_streams_and_every_device(shim, daemon):
         assert stored == [y.item()]
         (hist,) = shim.Api().run(f"gpu/{run.id}").media(f"hist{index}")
         assert sum(hist["values"]) == 256 * 256
+
+
+def test_a_calls_scalars_take_one_stack_per_dtype_one_copy_and_one_event(shim, daemon, sync_errors):
+    run = shim.init(project="gpu")
+    weight = torch.tensor(3.0, device="cuda", requires_grad=True)
+    values = {f"f{i}": torch.tensor(i / 3, device="cuda") for i in range(8)}
+    values.update(
+        count=torch.tensor(2**40 + 1, device="cuda"),
+        half=torch.tensor(0.1, device="cuda", dtype=torch.float16),
+        bf16=torch.tensor(0.1, device="cuda", dtype=torch.bfloat16),
+        flag=torch.tensor(True, device="cuda"),
+        one=torch.ones(1, device="cuda"),
+        loss=weight * 2,
+    )
+    run.log(values)  # the pool's pinned buffer and the event, made before the check
+    run.flush()
+    deferred = current_client().deferred()
+    torch.cuda._sleep(1_000_000_000)  # the copy cannot complete while log() runs
+    with sync_errors:
+        run.log(values)
+    (call,) = deferred._calls
+    assert len(call.markers) == 1 and not call.copies  # one event; no value staged on its own
+    assert {group.host for group in call.groups} == {call.groups[0].host}  # one pool buffer, one copy
+    assert len(call.groups) == 6  # float32 0-d, float32 (1,), int64, float16, bfloat16, bool
+    assert torch.is_grad_enabled() and values["loss"].requires_grad
+    run.finish()
+    expected = {key: value.item() for key, value in values.items()}
+    assert [{key: row[key] for key in values} for row in _rows(shim, run)] == [expected, expected]
+
+
+def test_watch_on_the_gpu_never_synchronises_and_copies_once_per_pass(shim, daemon, sync_errors):
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)).cuda()
+    run = shim.init(project="gpu")
+    shim.watch(model, log="all", log_freq=1)
+    model(torch.randn(8, 64, device="cuda")).pow(2).mean().backward()  # the pool's buffers, the events
+    run.flush()
+    deferred = current_client().deferred()
+    torch.cuda._sleep(1_000_000_000)
+    with sync_errors:
+        model(torch.randn(8, 64, device="cuda")).pow(2).mean().backward()
+    # One call for the parameters, one for the gradients; each one event and one buffer for all four tensors.
+    assert deferred.pending() == 2
+    for call in deferred._calls:
+        assert len(call.markers) == 1 and len({item.host for item in call.copies}) == 1
+    shim.unwatch(model)
+    run.finish()
+    api_run = shim.Api().run(f"gpu/{run.id}")
+    for name, param in model.named_parameters():
+        assert [sum(m["values"]) for m in api_run.media(f"gradients/{name}")] == [param.numel()] * 2

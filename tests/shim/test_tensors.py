@@ -48,8 +48,8 @@ class SlowCopies(T.DeferredCopies):
         super().__init__(limit, emit)
         self.markers: list[SlowMarker] = []
 
-    def _start(self, staged: list[T.Staged]) -> list[Any]:
-        super()._start(staged)
+    def _start(self, staged: list[T.Staged], groups: list[Any]) -> list[Any]:
+        super()._start(staged, groups)
         marker = SlowMarker()
         self.markers.append(marker)
         return [marker]
@@ -199,6 +199,149 @@ def test_several_tensors_in_one_call_store_exactly_their_item_values(shim, daemo
     assert {key: first[key] for key in cpu} == {key: value.item() for key, value in cpu.items()}
     assert {key: second[key] for key in values} == {key: value.item() for key, value in values.items()}
     assert second["hist"] == sum(range(12))
+
+
+@pytest.fixture
+def on_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """log() takes one-element CPU tensors for device tensors, as it takes a CUDA scalar: the hot path refuses them
+    (its CPU check patched off) and the slow path stacks them for the deferred queue. The torch ops and the queue
+    are real; only the CPU check is patched."""
+    from trackio_shim.media import prepare
+    from trackio_shim.session import encoding
+
+    encoding.scalar_place(torch.tensor(0.0))  # torch's types looked up before the hot path's copy is patched
+    monkeypatch.setattr(encoding, "cpu_scalar", lambda value: False)
+    monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())
+    # No place is "on the host", and the CPU is "a device": every plain one-element tensor is stacked.
+    monkeypatch.setattr(prepare, "ON_HOST", None)
+    monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
+
+
+class TensorOps(torch.overrides.TorchFunctionMode):
+    """Counts the torch calls that make a tensor (kernels and views) while it is active, by name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made: list[str] = []
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if isinstance(out, torch.Tensor):
+            self.made.append(getattr(func, "__name__", str(func)))
+        return out
+
+
+def test_device_scalars_of_a_call_are_stacked_and_store_exactly_their_item_values(shim, daemon, on_a_device):
+    run = shim.init(project="tensors")
+    weight = torch.tensor(3.0, requires_grad=True)
+    values = {
+        "f32": torch.tensor(1 / 3, dtype=torch.float32),
+        "f32b": torch.tensor(2 / 3, dtype=torch.float32),
+        "f64": torch.tensor(1 / 7, dtype=torch.float64),
+        "f16": torch.tensor(0.1, dtype=torch.float16),
+        "bf16": torch.tensor(0.1, dtype=torch.bfloat16),
+        "int": torch.tensor(123_456_789),
+        "big": torch.tensor(2**53 + 2),
+        "i8": torch.tensor(-5, dtype=torch.int8),
+        "flag": torch.tensor(True),
+        "one": torch.ones(1),  # one element, not 0-d: stacked apart from the 0-d float32s
+        "one11": torch.full((1, 1), 0.25),
+        "param": torch.nn.Parameter(torch.tensor(2.5)),
+        "loss": weight * 2,  # requires grad, as a logged loss usually does
+    }
+    run.log({**values, "plain": 1.5, "n": 3})  # numbers and device scalars only: split in one pass
+    deferred = current_client().deferred()
+    # One call, one pool buffer and one copy for all of them (CPU markers are complete at once).
+    assert (deferred.resolved, deferred.pool.allocated, deferred.in_flight) == (1, 1, 0)
+    assert torch.is_grad_enabled() and values["loss"].requires_grad  # autograd left as it was
+    values["loss"].backward()  # the graph is the caller's, untouched
+    assert weight.grad is not None and weight.grad.item() == 2.0
+    # A nested dict, a key that is not ASCII and a string: the full path (clean_log, prepare), stacked the same.
+    run.log({**values, "nested": {"acc": torch.tensor(0.75)}, "λ": torch.tensor(4.0), "note": "x"})
+    assert (deferred.resolved, deferred.pool.allocated, deferred.in_flight) == (2, 1, 0)
+    run.finish()
+    first, second = _history(shim, run)
+    expected = {key: value.item() for key, value in values.items()}
+    assert {key: first[key] for key in expected} == expected == {key: second[key] for key in expected}
+    assert type(first["int"]) is int and first["flag"] == 1 and (first["plain"], first["n"]) == (1.5, 3)
+    assert (second["nested/acc"], second["λ"], second["note"]) == (0.75, 4.0, "x")
+
+
+def test_scalars_torch_cannot_stack_are_named_and_the_rest_of_the_call_kept(shim, daemon, on_a_device, monkeypatch):
+    stack = T._stack
+
+    def refuse_halves(tensors: list[Any]) -> Any:
+        if tensors[0].dtype == torch.float16:
+            raise RuntimeError("no halves today")
+        return stack(tensors)
+
+    monkeypatch.setattr(T, "_stack", refuse_halves)
+    run = shim.init(project="tensors")
+    with pytest.warns(UserWarning, match=r"key 'h'.*no halves today"):
+        run.log({"h": torch.tensor(0.5).half(), "loss": torch.tensor(0.25), "lr": 0.1})
+    run.finish()
+    (row,) = _history(shim, run)
+    assert (row["loss"], row["lr"]) == (0.25, 0.1) and "h" not in row
+
+
+def test_a_meta_scalar_beside_device_scalars_is_named_and_dropped(shim, daemon, on_a_device):
+    run = shim.init(project="tensors")
+    with pytest.warns(UserWarning, match=r"key 'm'.*meta device"):
+        run.log({"m": torch.empty((), device="meta"), "loss": torch.tensor(0.5), "lr": 0.1})
+    run.finish()
+    (row,) = _history(shim, run)
+    assert (row["loss"], row["lr"]) == (0.5, 0.1) and "m" not in row
+
+
+def test_a_calls_torch_ops_do_not_grow_with_its_device_scalars(shim, daemon, on_a_device, monkeypatch):
+    """Each further device scalar in a call costs no torch op of its own: one stack per dtype, one copy.
+
+    The same calls staged one by one (the path a tensor subclass still takes) make two ops per tensor, which
+    shows the count sees per-tensor work.
+    """
+    from trackio_shim.media import prepare
+
+    run = shim.init(project="tensors")
+    one = {"k0": torch.tensor(0.5)}
+    ten = {f"k{i}": torch.tensor(i + 0.5) for i in range(10)}
+    run.log(one)
+    run.log(ten)  # the pool's buffers allocated outside the count
+
+    def ops(data: dict[str, Any]) -> list[str]:
+        with TensorOps() as counted:
+            run.log(data)
+        return counted.made
+
+    stacked_one, stacked_ten = ops(one), ops(ten)
+    assert stacked_ten.count("stack") == 1 and stacked_ten.count("copy_") == 1, stacked_ten
+    # At most one op more: the view of a pool buffer larger than the call (capacities are powers of two).
+    assert len(stacked_ten) <= len(stacked_one) + 1, (stacked_one, stacked_ten)
+    monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)  # as for a subclass: one by one
+    assert len(ops(ten)) >= len(ops(one)) + 2 * 9
+    run.finish()
+    rows = _history(shim, run)
+    assert [row["k9"] for row in rows if "k9" in row] == [9.5] * 3
+
+
+def test_device_scalars_on_a_pending_marker_count_once_per_call_against_the_bound(shim, daemon):
+    """The bound on copies in flight counts a call's stacked scalars as one copy per device and dtype."""
+    from trackio_shim.session.deferred import Scalars
+
+    run = shim.init(project="tensors")
+    client = current_client()
+    slow = SlowCopies(4, client._emit_resolved)
+    client._deferred = slow
+    for step in range(6):
+        scalars = Scalars()
+        for i in range(10):
+            scalars.keys.append(f"k{i}")
+            scalars.tensors.append(torch.tensor(step * 10 + i, dtype=torch.float32))
+        slow.submit(run._handle, step, time.time(), [], scalars)
+        assert slow.in_flight <= 4
+    assert slow.forced == 2 and slow.pool.live <= 4
+    run.finish()
+    rows = _history(shim, run)
+    assert [[row[f"k{i}"] for i in range(10)] for row in rows] == [[s * 10 + i for i in range(10)] for s in range(6)]
 
 
 def test_unsupported_dtype_names_the_key_and_keeps_the_rest(shim, daemon):

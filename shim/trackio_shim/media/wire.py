@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trackio_shim.media import tensors as T
-from trackio_shim.session.deferred import Staged
+from trackio_shim.session.deferred import Scalars, Staged
 
 
 @dataclass
@@ -24,11 +24,13 @@ class WireContext:
 
 @dataclass
 class Prepared:
-    """A log() call split for the wire: values sent now, rich payloads sent now, device values staged."""
+    """A log() call split for the wire: values sent now, rich payloads sent now, device values staged (one-element
+    device tensors in ``device_scalars``, everything else in ``staged``)."""
 
     scalars: dict[str, Any] = field(default_factory=dict)
     media: dict[str, Any] = field(default_factory=dict)
     staged: list[Staged] = field(default_factory=list)
+    device_scalars: Scalars = field(default_factory=Scalars)  # one-element device tensors, stacked at submit
     problems: list[tuple[str, str]] = field(default_factory=list)
 
     def add(self, key: str, staged: Staged, ctx: WireContext) -> None:

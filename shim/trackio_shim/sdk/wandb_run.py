@@ -170,7 +170,7 @@ class Run:
         self, client: Client, at: int, data: dict[Any, Any], copy: str | None, context: dict[str, Any] | None
     ) -> None:
         """log() for tensors, rich values, contexts, values to salvage and oversized calls; outside the lock."""
-        from trackio_shim.media.prepare import WireContext, prepare
+        from trackio_shim.media.prepare import WireContext, prepare, split_device_scalars
 
         mode = copy or self.tensor_copy
         if mode not in COPY_MODES:
@@ -178,15 +178,19 @@ class Run:
             mode = "deferred"
         settings = client.settings
         ts = time.time()
-        data = clean_log(data)  # keys made str, cycles and depth cut, each with a warning: nothing below raises
-        plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
+        split = split_device_scalars(data) if mode == "deferred" else None  # numbers and device scalars only
+        if split is None:
+            data = clean_log(data)  # keys made str, cycles and depth cut, each with a warning: nothing below raises
+            plain, rich = prepare(data, WireContext(mode, settings.max_frame_bytes, settings.max_array_bytes))
+        else:
+            plain, rich = split
         for key, reason in rich.problems:
             warn_once(
                 ("rich", key, reason),
                 f"trackio_shim: key {key!r}: {reason}; that key was dropped, the rest of this call is kept",
             )
         plain.update(rich.scalars)
-        if context is not None and (rich.media or rich.staged):
+        if context is not None and (rich.media or rich.staged or rich.device_scalars.keys):
             warn_once(
                 "rich-context",
                 "trackio_shim: log(context=...) applies to scalars and strings; tensors copied deferred and rich "
@@ -199,9 +203,9 @@ class Run:
                 client.emit((P.LOG_CONTEXT, self._handle, at, ts, plain, context))
         if rich.media:
             client.emit((P.MEDIA, self._handle, at, ts, rich.media))
-        if rich.staged:
+        if rich.staged or rich.device_scalars.keys:
             deferred = client.deferred()
-            deferred.submit(self._handle, at, ts, rich.staged)
+            deferred.submit(self._handle, at, ts, rich.staged, rich.device_scalars)
             deferred.poll()
 
     def flush(self) -> None:

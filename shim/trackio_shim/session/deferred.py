@@ -1,21 +1,25 @@
 """Log() calls waiting for their device values: deferred device-to-host copies from a bounded pool of host buffers.
 
 ``log({"loss": loss})`` with a CUDA tensor must not wait for the GPU. The call's scalars and histogram bins
-on one device are joined there into one flat float64 tensor (``torch.cat`` per dtype, then widened:
-asynchronous kernels), copied with ``non_blocking=True`` into one pinned host buffer taken from
-:class:`HostPool`, and one CUDA event is recorded on the device's current stream: one copy, one event and one
-buffer per call and device, however many tensors the call holds. The call waits in :class:`DeferredCopies`
-until its events have completed, then goes out as ordinary LOG / MEDIA frames carrying the step and timestamp
-of the original ``log()`` call. Completion is polled without blocking by later rich ``log()`` calls and by
-the session's pump thread, and forced by ``flush()``, ``finish()`` and process exit. A bound on copies in
-flight applies back-pressure by waiting for the oldest call, never by dropping.
+on one device are joined there into one flat float64 tensor (the scalars with one ``torch.stack`` per dtype,
+the bins with one ``torch.cat``, then widened: asynchronous kernels), copied with ``non_blocking=True`` into
+one pinned host buffer taken from :class:`HostPool`, and one CUDA event is recorded on the device's current
+stream: one copy, one event and one buffer per call and device, however many tensors the call holds. A
+call's one-element tensors (:class:`Scalars`) cost no torch op of their own: they are handed in as they were
+logged and stacked together, so each further one costs a list append and its share of one kernel. The call
+waits in :class:`DeferredCopies` until its events have completed, then goes out as ordinary LOG / MEDIA
+frames carrying the step and timestamp of the original ``log()`` call. Completion is polled without blocking
+by later rich ``log()`` calls and by the session's pump thread, and forced by ``flush()``, ``finish()`` and
+process exit. A bound on copies in flight applies back-pressure by waiting for the oldest call, never by
+dropping.
 
 This is transport, so it lives in the session: values wait here for their copies as frames wait in the
 unacknowledged buffer for their ACK. What to copy and how a host copy becomes a value (a scalar, a histogram,
-an array) is decided by the rich values, trackio_shim.media.tensors, which hands :class:`Staged` items in.
+an array) is decided by the rich values, trackio_shim.media.tensors, which hands :class:`Staged` items in
+(and trackio_shim.media.prepare, which hands in a call's :class:`Scalars`).
 
 A one-element CPU tensor never comes here: its ``.item()`` waits for no device, so log() packs it as a number
-(trackio_shim.session.encoding.cpu_scalar). CPU histograms and arrays take the very same path (pool, queue,
+(trackio_shim.session.encoding.scalar_place). CPU histograms and arrays take the very same path (pool, queue,
 bound) with a marker that is complete at once, so the machinery is exercised wherever torch runs. torch is
 imported only once a tensor has been passed in.
 """
@@ -94,10 +98,10 @@ class HostPool:
 class Staged:
     """One device value waiting to be copied: a source tensor and how to turn its host copy into a value.
 
-    ``pooled`` sources are flat tensors (scalars, histogram bins) joined with the call's others on the same
-    device and copied into one pool buffer; ``finish`` then gets their values as a list of floats. The others
-    (whole arrays and images) get a host tensor of their own, which ``finish`` gets. ``finish`` returns
-    ``(is_media, value)``.
+    ``pooled`` sources are flat tensors (histogram bins, and scalars that :class:`Scalars` does not take) joined
+    with the call's others on the same device and copied into one pool buffer; ``finish`` then gets their values
+    as a list of floats. The others (whole arrays and images) get a host tensor of their own, which ``finish``
+    gets. ``finish`` returns ``(is_media, value)``.
     """
 
     __slots__ = ("finish", "host", "key", "pooled", "source", "span")
@@ -111,6 +115,34 @@ class Staged:
         self.span = (0, 0)  # a pooled value's place in its batch
 
 
+class Scalars:
+    """One log() call's one-element tensors as logged: plain ``torch.Tensor``/``nn.Parameter``, real dtypes,
+    strided (trackio_shim.session.encoding.real_scalar), on a device whose ``.item()`` would wait for it.
+
+    No torch op per tensor: adding one is two list appends. The queue stacks them per device and dtype (one
+    kernel each) when the call is submitted, so each further tensor in a call costs its share of that kernel.
+    """
+
+    __slots__ = ("keys", "tensors")
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.tensors: list[Any] = []
+
+
+class _Group:
+    """Scalars of one call sharing a device and dtype, stacked into one flat tensor; read back as a span of
+    their call's batch. ``integral`` values come back as ints where they are whole, as ``.item()`` gives them."""
+
+    __slots__ = ("host", "integral", "keys", "source", "span")
+
+    def __init__(self, keys: list[str], source: Any) -> None:
+        self.keys, self.source = keys, source
+        self.integral = not source.dtype.is_floating_point
+        self.host: Any = None  # the call's _Batch
+        self.span = (0, 0)
+
+
 class _Batch:
     """One pool buffer holding the pooled values of one call on one device, read back once for all of them."""
 
@@ -122,12 +154,23 @@ class _Batch:
 
 
 class _Call:
-    """The deferred part of one log() call: its copies and one completion marker per device."""
+    """The deferred part of one log() call: its copies, its stacked scalars and one completion marker per
+    device."""
 
-    __slots__ = ("copies", "handle", "markers", "step", "ts")
+    __slots__ = ("copies", "count", "groups", "handle", "markers", "step", "ts")
 
-    def __init__(self, handle: int, step: int, ts: float, copies: list[Staged], markers: list[Any]) -> None:
-        self.handle, self.step, self.ts, self.copies, self.markers = handle, step, ts, copies, markers
+    def __init__(
+        self, handle: int, step: int, ts: float, copies: list[Staged], groups: list[_Group], markers: list[Any]
+    ) -> None:
+        self.handle, self.step, self.ts, self.copies, self.groups, self.markers = (
+            handle,
+            step,
+            ts,
+            copies,
+            groups,
+            markers,
+        )
+        self.count = len(copies) + len(groups)  # copies in flight, as the bound counts them
 
     def ready(self) -> bool:
         return all(marker.query() for marker in self.markers)
@@ -135,6 +178,46 @@ class _Call:
     def wait(self) -> None:
         for marker in self.markers:
             marker.synchronize()
+
+
+def _stack(tensors: list[Any]) -> Any:
+    """Same-shaped one-element tensors of one device and dtype as one flat tensor: one kernel, no sync."""
+    import torch
+
+    joined = torch.stack(tensors)
+    return joined if joined.dim() == 1 else joined.reshape(-1)
+
+
+def _groups(scalars: Scalars) -> list[_Group]:
+    """A call's scalars stacked per device and dtype (and shape: a 0-d and a ``(1,)`` tensor stack apart).
+
+    The common call (every value of one dtype on one device) is stacked at once; torch refuses a stack across
+    devices or shapes, and then the values are sorted out one by one. Dtypes are never mixed in one stack: its
+    type promotion would turn an int64 and a float32 into float32 and lose the int's low digits.
+    """
+    tensors = scalars.tensors
+    if len({t.dtype for t in tensors}) == 1:
+        try:
+            return [_Group(scalars.keys, _stack(tensors))]
+        except Exception:  # several devices or shapes (a RuntimeError): sorted out below
+            pass
+    kinds: dict[tuple[Any, Any, int], tuple[list[str], list[Any]]] = {}
+    for key, tensor in zip(scalars.keys, tensors):
+        kind = (tensor.device, tensor.dtype, tensor.dim())
+        group = kinds.get(kind)
+        if group is None:
+            group = kinds[kind] = ([], [])
+        group[0].append(key)
+        group[1].append(tensor)
+    groups = []
+    for keys, members in kinds.values():
+        try:
+            groups.append(_Group(keys, _stack(members)))
+        except Exception as exc:  # values torch cannot stack never cost the rest of their call
+            reason = f"{type(exc).__name__}: {exc}"
+            for key in keys:
+                warn_once(("deferred", key, reason), f"trackio_shim: key {key!r}: {reason}; it was dropped")
+    return groups
 
 
 class DeferredCopies:
@@ -152,24 +235,43 @@ class DeferredCopies:
         self.forced = 0  # calls resolved early by back-pressure
         self.resolved = 0
 
-    def submit(self, handle: int, step: int, ts: float, staged: list[Staged]) -> None:
-        """Start the copies of one log() call; waits for the oldest calls only while over the bound."""
+    def submit(self, handle: int, step: int, ts: float, staged: list[Staged], scalars: Scalars | None = None) -> None:
+        """Start the copies of one log() call; waits for the oldest calls only while over the bound.
+
+        The bound counts a call's stacked scalars as one copy per device and dtype, each histogram or array as one.
+        """
+        import torch
+
         with self._lock:
-            while self._calls and self.in_flight + len(staged) > self.limit:
+            # Autograd off while staging: a logged loss usually requires grad, and a stack recorded on its graph
+            # would cost a node per call and hold the graph until the copy is read. (torch.no_grad() does the same
+            # in Python, at several times the cost of log()'s whole budget for a tensor.)
+            grad = torch.is_grad_enabled()
+            if grad:
+                torch._C._set_grad_enabled(False)
+            try:
+                groups = _groups(scalars) if scalars is not None and scalars.keys else []
+            finally:
+                if grad:
+                    torch._C._set_grad_enabled(True)
+            count = len(staged) + len(groups)
+            while self._calls and self.in_flight + count > self.limit:
                 call = self._calls.popleft()
                 call.wait()
                 self.forced += 1
                 self._resolve(call)
-            markers = self._start(staged)
-            self._calls.append(_Call(handle, step, ts, staged, markers))
-            self.in_flight += len(staged)
+            markers = self._start(staged, groups)
+            self._calls.append(_Call(handle, step, ts, staged, groups, markers))
+            self.in_flight += count
 
-    def _start(self, staged: list[Staged]) -> list[Any]:
+    def _start(self, staged: list[Staged], groups: list[_Group]) -> list[Any]:
         import torch
 
         markers: list[Any] = []
         devices: dict[Any, None] = {}
-        pooled: dict[Any, list[Staged]] = {}
+        pooled: dict[Any, list[Staged | _Group]] = {}
+        for group in groups:
+            pooled.setdefault(group.source.device, []).append(group)
         for item in staged:
             source = item.source
             device = source.device
@@ -189,9 +291,9 @@ class DeferredCopies:
             buffer = batch.buffer  # a slice costs as much as the copy: taken only when the buffer is larger
             self._copy(buffer if buffer.numel() == count else buffer[:count], flat, device)
             start = 0
-            for item in order:
-                end = start + int(item.source.numel())
-                item.host, item.span, start = batch, (start, end), end
+            for piece in order:
+                end = start + int(piece.source.numel())
+                piece.host, piece.span, start = batch, (start, end), end
             if cuda:
                 devices[device] = None
         for device in devices:
@@ -203,17 +305,18 @@ class DeferredCopies:
         return markers
 
     @staticmethod
-    def _join(items: list[Staged], on_device: bool) -> tuple[Any, list[Staged]]:
+    def _join(items: list[Staged | _Group], on_device: bool) -> tuple[Any, list[Staged | _Group]]:
         """The flat sources of one device as one float64 tensor, and the items in the order it holds them.
 
         Joined per dtype first, then widened once per dtype: a kernel launch costs microseconds of CPU, so a
-        call of ten float32 losses costs two or three launches, not twenty. (torch.cat of mixed dtypes would
-        promote an int64 and a float32 to float32 and lose the int's low digits; each dtype is widened alone.)
-        On the CPU one dtype is not widened at all: the copy into the float64 buffer converts as it copies.
+        call of ten float32 losses costs two launches (their stack, one widening), not twenty. (torch.cat of
+        mixed dtypes would promote an int64 and a float32 to float32 and lose the int's low digits; each dtype
+        is widened alone.) On the CPU one dtype is not widened at all: the copy into the float64 buffer converts
+        as it copies.
         """
         import torch
 
-        by_dtype: dict[Any, list[Staged]] = {}
+        by_dtype: dict[Any, list[Staged | _Group]] = {}
         for item in items:
             by_dtype.setdefault(item.source.dtype, []).append(item)
         parts, order = [], []
@@ -264,6 +367,19 @@ class DeferredCopies:
     def _resolve(self, call: _Call) -> None:
         scalars: dict[str, Any] = {}
         media: dict[str, Any] = {}
+        for group in call.groups:
+            try:
+                values = self._values(group.host)[group.span[0] : group.span[1]]
+            except Exception as exc:  # never seen; if the buffer cannot be read, the call's other values still go
+                reason = f"{type(exc).__name__}: {exc}"
+                for key in group.keys:
+                    warn_once(("deferred", key, reason), f"trackio_shim: key {key!r}: {reason}; it was dropped")
+                continue
+            finally:
+                group.host = group.source = None
+            if group.integral:  # as .item() gives them: ints (bools as 0 and 1)
+                values = [int(value) if value.is_integer() else value for value in values]
+            scalars.update(zip(group.keys, values))
         for item in call.copies:
             try:
                 if item.pooled:
@@ -276,7 +392,7 @@ class DeferredCopies:
             finally:
                 item.host = item.source = None
             (media if is_media else scalars)[item.key] = value
-        self.in_flight -= len(call.copies)
+        self.in_flight -= call.count
         self.resolved += 1
         self._emit(call.handle, call.step, call.ts, scalars, media)
 

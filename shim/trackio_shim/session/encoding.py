@@ -84,18 +84,23 @@ def encode_default(obj: Any) -> Any:
 _torch_kinds: tuple[Any, Any, Any, frozenset[Any]] | None = None
 #: (torch.Tensor, torch.nn.Parameter) once a torch value has been seen: the types :func:`cpu_scalar` accepts.
 _cpu_tensor_kinds: tuple[Any, ...] = ()
+#: What :func:`scalar_place` says of a plain one-element tensor: its value is in host memory, or on a device.
+ON_HOST, ON_DEVICE = 1, 2
 
 
-def cpu_scalar(obj: Any) -> bool:
-    """True for a plain one-element, real, strided torch tensor on the CPU, whose ``.item()`` waits for nothing.
+def scalar_place(obj: Any) -> int:
+    """:data:`ON_HOST` or :data:`ON_DEVICE` for a plain one-element, real, strided torch tensor, else 0.
 
     Only ``torch.Tensor`` and ``torch.nn.Parameter`` themselves: a subclass (a distributed tensor, say) may do
-    more on ``.item()`` than read host memory. The caller has seen a torch type, so torch is imported; it is
-    looked up once (this runs on log()'s hot path, once per tensor, where an ``import`` statement would be a
-    fifth of the budget).
+    more on ``.item()`` or in a ``torch.stack`` than read memory. A value on the host is its ``.item()``, which
+    waits for nothing; one on a device is stacked with its call's others for one deferred copy
+    (trackio_shim.session.deferred.Scalars). torch is looked up once, and only after a value of a torch type
+    arrived (this runs once per tensor logged, where an ``import`` statement would be a fifth of the budget).
     """
     global _torch_kinds, _cpu_tensor_kinds
     if _torch_kinds is None:
+        if not type(obj).__module__.startswith("torch"):
+            return 0
         import torch
 
         ints = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -104,13 +109,16 @@ def cpu_scalar(obj: Any) -> bool:
         _cpu_tensor_kinds = (torch.Tensor, torch.nn.Parameter)
     tensor, parameter, strided, real = _torch_kinds
     kind = type(obj)
-    return (
-        (kind is tensor or kind is parameter)
-        and obj.is_cpu
-        and obj.numel() == 1
-        and obj.dtype in real
-        and obj.layout is strided
-    )
+    if (kind is tensor or kind is parameter) and obj.numel() == 1 and obj.dtype in real and obj.layout is strided:
+        if obj.is_cpu:
+            return ON_HOST
+        return 0 if obj.is_meta else ON_DEVICE  # a meta tensor holds no value to copy
+    return 0
+
+
+def cpu_scalar(obj: Any) -> bool:
+    """True for a plain one-element, real, strided torch tensor on the CPU, whose ``.item()`` waits for nothing."""
+    return scalar_place(obj) == ON_HOST
 
 
 def _describe(value: Any) -> str:
@@ -193,7 +201,9 @@ def _clean_tree(data: Mapping[Any, Any], prefix: str, depth: int, path: set[int]
             _warn_dropped(prefix.rstrip("/") or "<the call>", f"its items could not be read ({_reason(exc)})")
             items = []
     for key, value in items:
-        name = log_key(key, prefix)
+        # An ASCII str is valid UTF-8: checked without encoding it (the slow path cleans every key of a call of
+        # tensors, where log_key's encode would be a third of a further tensor's budget).
+        name = key if type(key) is str and key.isascii() else log_key(key, prefix)
         if name is None:
             continue
         if isinstance(value, dict):
