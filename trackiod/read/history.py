@@ -18,6 +18,7 @@ import numpy as np
 
 from trackiod.read.keys import run_keys
 from trackiod.read.media import media_keys, read_media
+from trackiod.read.sampled import points_at, series_index
 from trackiod.read.series import merge_mixed, read_series, read_texts
 
 #: Points per numeric key read at a time by a scan of the whole history.
@@ -51,19 +52,72 @@ def rows(
     if not wanted or (keys is not None and len(wanted) < len(keys)):
         return
     numeric_only = not any(name in rich or available[name][1] == "text" for name in wanted)
+    created = float(run["created_at"])
+    if samples is not None and numeric_only:
+        yield from _sampled(
+            conn,
+            run_id,
+            [(name, available[name][0]) for name in wanted],
+            keys is None,
+            samples,
+            min_step,
+            max_step,
+            created,
+        )
+        return
     windows: list[tuple[int | None, int | None]] = [(min_step, max_step)]
     if samples is None and numeric_only:
         windows = _windows(conn, run_id, [available[name][0] for name in wanted], min_step, max_step)
-    created = float(run["created_at"])
     for lo, hi in windows:
         columns = _read_columns(conn, run_id, wanted, available, rich, lo, hi)
         steps = _row_steps([c[1] for c in columns], union=keys is None)
-        if samples is not None and steps.size > samples:
-            count = max(samples, 1)
-            spread = np.linspace(0, steps.size - 1, count) if count > 1 else np.array([steps.size - 1])
-            steps = steps[np.unique(spread.round().astype(np.int64))]
+        if samples is not None:
+            steps = _spread(steps, samples)
         for start in range(0, steps.size, PAGE_ROWS):
             yield from _page(columns, steps[start : start + PAGE_ROWS], created)
+
+
+def _sampled(
+    conn: apsw.Connection,
+    run_id: int,
+    key_ids: list[tuple[str, int]],
+    union: bool,
+    samples: int,
+    min_step: int | None,
+    max_step: int | None,
+    created: float,
+) -> list[dict[str, Any]]:
+    """The sampled rows of numeric keys, reading each key's chunk index and then only the sampled points."""
+    indexes = [series_index(conn, run_id, key_id, min_step, max_step) for _, key_id in key_ids]
+    spans = {index.span[1:] if index.span is not None else None for index in indexes}
+    if len(spans) == 1 and None not in spans:  # every key at every step of one range: no per-step arrays
+        low, high = spans.pop()  # type: ignore[misc]
+        steps = low + _spread_positions(max(high - low + 1, 0), samples)
+    else:
+        steps = _spread(_row_steps([index.steps for index in indexes], union), samples)
+    columns: list[Column] = []
+    for (name, _), index in zip(key_ids, indexes):
+        col_steps, times, vals = points_at(conn, index, steps)
+        columns.append((name, col_steps, times, vals, True))
+    return _page(columns, steps, created)
+
+
+def _spread(steps: np.ndarray, samples: int) -> np.ndarray:
+    """At most ``samples`` of ``steps``, evenly spread over them, the first and last included."""
+    if steps.size <= samples:
+        return steps
+    out: np.ndarray = steps[_spread_positions(steps.size, samples)]
+    return out
+
+
+def _spread_positions(size: int, samples: int) -> np.ndarray:
+    """The positions of at most ``samples`` of ``size`` rows, evenly spread, the first and last included."""
+    if size <= samples:
+        return np.arange(size, dtype=np.int64)
+    count = max(samples, 1)
+    spread = np.linspace(0, size - 1, count) if count > 1 else np.array([size - 1])
+    out: np.ndarray = np.unique(spread.round().astype(np.int64))
+    return out
 
 
 def _windows(

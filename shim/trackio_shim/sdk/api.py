@@ -240,7 +240,8 @@ class _Reader:
     def __enter__(self) -> Any:
         from trackio_shim import _local
 
-        self._conn = _local.connection.open_reader(self._api.settings.db_path)
+        # Mapped: histories read whole columns of chunk BLOBs, several times faster from a memory map.
+        self._conn = _local.connection.open_reader(self._api.settings.db_path, mapped=True)
         return self._conn
 
     def __exit__(self, *exc: object) -> None:
