@@ -143,7 +143,8 @@ def test_the_writer_marks_evenly_spaced_chunks_and_the_migration_leaves_old_ones
             conn.execute(sql)
             conn.execute(f"PRAGMA user_version={version + 1}")
     conn.execute(
-        "INSERT INTO chunks(run_id, key_id, n, step_min, step_max, steps, times, vals) VALUES (99, 1, 1, 0, 0, ?, ?, ?)",
+        "INSERT INTO chunks(run_id, key_id, n, step_min, step_max, steps, times, vals) "
+        "VALUES (99, 1, 1, 0, 0, ?, ?, ?)",
         (b"\0" * 8, b"\0" * 8, b"\0" * 8),
     )
     conn.close()

@@ -12,7 +12,6 @@ import apsw
 from trackio_shim.errors import TrackiodError
 from trackiod.store.schema import configure, understood_version
 
-
 #: ``PRAGMA mmap_size`` of a mapped reader (SQLite clamps it to its compiled-in maximum, 2 GiB by default).
 MMAP_BYTES = 1 << 40
 

