@@ -18,6 +18,7 @@ import pytest
 
 from tests.read.test_history_pages import reference
 from tests.support.stores import new_run
+from trackiod.read import history
 from trackiod.read.connection import open_reader
 from trackiod.read.runs import get_run, history_rows
 from trackiod.store import schema
@@ -182,3 +183,42 @@ def test_the_writer_marks_evenly_spaced_chunks_and_the_migration_leaves_old_ones
 )
 def test_evenly_spaced(steps: list[int], even: bool) -> None:
     assert evenly_spaced(np.array(steps, dtype=np.int64)) is even
+
+
+def test_a_tail_folded_while_sampling_is_read_from_the_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon deletes and rewrites a live run's tail chunks; a sampled read between index and points holds."""
+    path = tmp_path / "live.db"
+    store = Store(path)
+    run_id = new_run(store)
+    with store.conn:
+        key = store.key_id("a")
+    steps = np.arange(0, 1_500, dtype=np.int64)
+    _write_in_commits(store, run_id, key, steps, steps * 1.0)
+    with store.conn:
+        store.count_keys({(run_id, key): ("scalar", 1_500, 1_499)})
+    store.close()
+    points_at = history.points_at
+    folded: list[bool] = []
+
+    def fold_then_read(conn: Any, index: Any, wanted: np.ndarray) -> Any:
+        if not folded:  # as the daemon would, between reading the index and reading the points
+            writer = Store(path)
+            more = np.arange(1_500, 2_100, dtype=np.int64)
+            with writer.conn:
+                writer.write_series(run_id, key, more, more * 0.5, more * 1.0)
+            writer.close()
+            folded.append(True)
+        return points_at(conn, index, wanted)
+
+    monkeypatch.setattr(history, "points_at", fold_then_read)
+    conn = open_reader(path, mapped=True)
+    try:
+        run = get_run(conn, "proj", "r1")
+        assert run is not None
+        rows = list(history_rows(conn, run, samples=10))
+        assert folded and [r["_step"] for r in rows][-1] == 1_499 and rows[-1]["a"] == 1_499
+        assert list(history_rows(conn, run, samples=10))[-1]["_step"] == 2_099  # the next read sees the fold
+    finally:
+        conn.close()

@@ -90,18 +90,23 @@ def _sampled(
     max_step: int | None,
     created: float,
 ) -> list[dict[str, Any]]:
-    """The sampled rows of numeric keys, reading each key's chunk index and then only the sampled points."""
-    indexes = [series_index(conn, run_id, key_id, min_step, max_step) for _, key_id in key_ids]
-    spans = {index.span[1:] if index.span is not None else None for index in indexes}
-    if len(spans) == 1 and None not in spans:  # every key at every step of one range: no per-step arrays
-        low, high = spans.pop()  # type: ignore[misc]
-        steps = low + _spread_positions(max(high - low + 1, 0), samples)
-    else:
-        steps = _spread(_row_steps([index.steps for index in indexes], union), samples)
-    columns: list[Column] = []
-    for (name, _), index in zip(key_ids, indexes):
-        col_steps, times, vals = points_at(conn, index, steps)
-        columns.append((name, col_steps, times, vals, True))
+    """The sampled rows of numeric keys, reading each key's chunk index and then only the sampled points.
+
+    In one read transaction: the daemon may fold a live run's tail chunks (delete and rewrite them) between
+    reading the index and reading the points; the snapshot keeps the indexed chunks there.
+    """
+    with conn:
+        indexes = [series_index(conn, run_id, key_id, min_step, max_step) for _, key_id in key_ids]
+        spans = {index.span[1:] if index.span is not None else None for index in indexes}
+        if len(spans) == 1 and None not in spans:  # every key at every step of one range: no per-step arrays
+            low, high = spans.pop()  # type: ignore[misc]
+            steps = low + _spread_positions(max(high - low + 1, 0), samples)
+        else:
+            steps = _spread(_row_steps([index.steps for index in indexes], union), samples)
+        columns: list[Column] = []
+        for (name, _), index in zip(key_ids, indexes):
+            col_steps, times, vals = points_at(conn, index, steps)
+            columns.append((name, col_steps, times, vals, True))
     return _page(columns, steps, created)
 
 
