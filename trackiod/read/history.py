@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 import apsw
@@ -48,6 +49,22 @@ def rows(
     With ``keys``, only rows where every one of those keys has a value (as wandb's scan_history). With
     ``samples``, at most that many rows, evenly spread over the steps and including the first and last.
     """
+    return chain.from_iterable(pages(conn, run, keys, min_step, max_step, samples))
+
+
+def pages(
+    conn: apsw.Connection,
+    run: dict[str, Any],
+    keys: list[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+    samples: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of :func:`rows` a page (a list) at a time, made lazily.
+
+    A caller streaming rows chains the pages (``itertools.chain.from_iterable``), so that no generator runs
+    once per row: at a million rows a second, a generator step per row and per layer is a third of the cost.
+    """
     run_id = int(run["id"])
     available = run_keys(conn, run_id)
     rich = {name: entry for name, entry in media_keys(conn, run_id).items() if name not in available}
@@ -57,7 +74,7 @@ def rows(
     numeric_only = not any(name in rich or available[name][1] == "text" for name in wanted)
     created = float(run["created_at"])
     if samples is not None and numeric_only:
-        yield from _sampled(
+        yield _sampled(
             conn,
             run_id,
             [(name, available[name][0]) for name in wanted],
@@ -77,7 +94,7 @@ def rows(
         if samples is not None:
             steps = _spread(steps, samples)
         for start in range(0, steps.size, PAGE_ROWS):
-            yield from _page(columns, steps[start : start + PAGE_ROWS], created)
+            yield _page(columns, steps[start : start + PAGE_ROWS], created)
 
 
 def _sampled(
@@ -209,11 +226,7 @@ def _logged_values(values: np.ndarray) -> list[Any]:
 
 
 def _page(columns: list[Column], steps: np.ndarray, created: float) -> list[dict[str, Any]]:
-    """The rows of ``steps`` (a page), each key present where its column has that step.
-
-    A list, not a generator: ``yield from`` a list costs the caller's consumer less per row than a chain of
-    generators.
-    """
+    """The rows of ``steps`` (a page), each key present where its column has that step."""
     if not steps.size:
         return []
     lists: list[list[Any]] = []

@@ -8,7 +8,7 @@ never at ``import trackio_shim``.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,17 @@ class ApiRun:
         With ``ranks`` (``"all"``, a rank or a list) of a distributed run, every row of those ranks with a
         ``_rank`` column, by rank then step (docs/ranks.md).
         """
+        # Rows are read and made a page at a time; chaining the pages keeps a generator step off each row.
+        return chain.from_iterable(self._history_pages(keys, min_step, max_step, context, ranks))
+
+    def _history_pages(
+        self,
+        keys: list[str] | None,
+        min_step: int | None,
+        max_step: int | None,
+        context: dict[str, Any] | None,
+        ranks: Any,
+    ) -> Iterator[list[dict[str, Any]]]:
         from trackio_shim import _local
 
         if ranks is not None:
@@ -71,10 +82,10 @@ class ApiRun:
             last = None if max_step is None else max_step - 1
             with self._api._reader() as conn:
                 rank_rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted, min_step, last))
-            yield from (row for row in rank_rows if not keys or all(key in row for key in keys))
+            yield [row for row in rank_rows if not keys or all(key in row for key in keys)]
             return
         if context:
-            yield from self._context_rows(context, keys, min_step, max_step)
+            yield list(self._context_rows(context, keys, min_step, max_step))
             return
 
         from trackio_shim.media.refs import wrap_row
@@ -82,12 +93,12 @@ class ApiRun:
         last = None if max_step is None else max_step - 1
         media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            rows = _local.runs.history_rows(conn, self._row, keys, min_step, last)
-            if not _local.media.media_keys(conn, self._row["id"]):  # no rich values: nothing to wrap, row by row
-                yield from rows
+            pages = _local.runs.history_pages(conn, self._row, keys, min_step, last)
+            if not _local.media.media_keys(conn, self._row["id"]):  # no rich values: nothing to wrap
+                yield from pages
                 return
-            for row in rows:
-                yield wrap_row(row, media_dir)
+            for page in pages:
+                yield [wrap_row(row, media_dir) for row in page]
 
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
         """Every stored rich value of ``key`` (histograms, arrays, images, tables, HTML), by step, as
