@@ -5,7 +5,8 @@ are the union of the columns' steps (or, with ``keys``, their intersection); eac
 steps with one binary search, and rows are made from Python lists a page at a time, so a row costs one dict and
 no per-value numpy access. A full scan of a large run reads its numeric keys in step windows of about
 :data:`WINDOW_POINTS` points each, so memory stays bounded by the window, not by the run; ``samples`` picks
-rows evenly spread over the steps (the first and last included) before any row is made.
+rows evenly spread over the steps (the first and last included) before any row is made, and for numeric keys
+reads only those rows' points (:mod:`trackiod.read.sampled`).
 """
 
 from __future__ import annotations
@@ -114,9 +115,9 @@ def _sampled(
     """
     with conn:
         indexes = [series_index(conn, run_id, key_id, min_step, max_step) for _, key_id in key_ids]
-        spans = {index.span[1:] if index.span is not None else None for index in indexes}
-        if len(spans) == 1 and None not in spans:  # every key at every step of one range: no per-step arrays
-            low, high = spans.pop()  # type: ignore[misc]
+        ranges = [index.span[1:] for index in indexes if index.span is not None]
+        if len(ranges) == len(indexes) and len(set(ranges)) == 1:  # every key at every step of one range
+            low, high = ranges[0]
             steps = low + _spread_positions(max(high - low + 1, 0), samples)
         else:
             steps = _spread(_row_steps([index.steps for index in indexes], union), samples)
