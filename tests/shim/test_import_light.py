@@ -77,3 +77,29 @@ def test_numpy_is_imported_only_by_the_caller(daemon: DaemonProcess, env: dict[s
         {"x": 1, "nested/y": 2, "s": "text"},
         {"x": 0.5, "z": 3},
     ]
+
+
+def test_the_wandb_names_load_the_sdk_on_first_use(env: dict[str, str]) -> None:
+    """wandb.config, wandb.summary and wandb.Run work before init() although the import did not load the SDK."""
+    script = """
+    import json, sys
+    import trackio_shim as wandb
+
+    light = "trackio_shim.sdk.wandb_run" not in sys.modules
+    wandb.config.update({"lr": 0.1})
+    same = wandb.config is wandb.config
+    print(json.dumps({
+        "light": light,
+        "config": type(wandb.config).__name__,
+        "kept": same and wandb.config["lr"] == 0.1,
+        "summary": type(wandb.summary).__name__,
+        "run": wandb.run is None and wandb.Run.__name__ == "Run",
+    }))
+    """
+    assert _report(run_script(script, env).stdout) == {
+        "light": True,
+        "config": "Config",
+        "kept": True,
+        "summary": "Summary",
+        "run": True,
+    }
