@@ -7,6 +7,7 @@ never at ``import trackio_shim``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from itertools import chain, groupby
 from pathlib import Path
@@ -245,25 +246,38 @@ class ApiRun:
 
 
 class _Reader:
+    """``with api._reader() as conn``: this thread's connection of the Api, kept open between calls."""
+
     def __init__(self, api: Api) -> None:
         self._api = api
 
     def __enter__(self) -> Any:
-        from trackio_shim import _local
-
-        # Mapped: histories read whole columns of chunk BLOBs, several times faster from a memory map.
-        self._conn = _local.connection.open_reader(self._api.settings.db_path, mapped=True)
-        return self._conn
+        return self._api._readers().open()
 
     def __exit__(self, *exc: object) -> None:
-        self._conn.close()
+        pass
 
 
 class Api:
-    """Read access to everything the local daemon stored."""
+    """Read access to everything the local daemon stored.
+
+    Its query-only connections (one per thread, mapping the file) stay open while the Api is in use, so that
+    repeated reads (a history per run of a project) do not pay for opening, mapping and unmapping each time;
+    they close when the Api is garbage-collected.
+    """
 
     def __init__(self, overrides: dict[str, Any] | None = None, timeout: int | None = None, **kwargs: Any) -> None:
         self.settings = TrackiodSettings.load(**{k: v for k, v in (overrides or {}).items() if k == "home"})
+        self._connections: Any = None
+
+    def _readers(self) -> Any:
+        """The Api's :class:`trackiod.read.connection.Readers`, made at the first read (loading trackiod)."""
+        if self._connections is None:
+            from trackio_shim import _local
+
+            self._connections = _local.connection.Readers(self.settings.db_path)
+            weakref.finalize(self, self._connections.close)
+        return self._connections
 
     def _reader(self) -> _Reader:
         return _Reader(self)
