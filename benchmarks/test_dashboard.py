@@ -92,7 +92,7 @@ def _write_runs(home: Path, project: str, runs: int, keys: int, points: int) -> 
 
 @pytest.mark.benchmark(group="dashboard")
 def test_chart_request_1m_points(benchmark: Any, tmp_path: Path, figures: Any, mode: Any) -> None:
-    from trackiod.dashboard.reads import Readers
+    from trackiod.read.connection import Readers
     from trackiod.read.series import read_series
 
     test = "dashboard: one chart"

@@ -10,14 +10,18 @@ import time
 from typing import Any
 
 from trackio_shim.errors import DaemonAlreadyRunning, DaemonError
-from trackio_shim.session.autostart import spawn_daemon
 from trackio_shim.settings import TrackiodSettings
+
+# The daemon client (trackiod.daemon.control, with zmq) is imported by the handlers that talk to the daemon, so
+# that `trackiod runs` and the other reads never load it (benchmarks/test_history.py times their start-up).
 from trackiod.cli.format import human_bytes, recovery_line, sync_lines, writes_line
 from trackiod.cli.show import add_server_flags
-from trackiod.daemon import control
 
 
 def cmd_start(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackio_shim.session.autostart import spawn_daemon
+    from trackiod.daemon import control
+
     if args.listen is not None or args.forward is not None:
         from trackiod.daemon.forward import preflight
         from trackiod.daemon.node_role import remember_role
@@ -136,6 +140,8 @@ def cmd_keys(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_stop(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.daemon import control
+
     pid = control.daemon_pid(settings)
     before = control.request(settings, "status", timeout=1.0)
     active: list[str] = list(before[1].get("active_runs") or []) if before is not None else []
@@ -162,6 +168,8 @@ def cmd_stop(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.daemon import control
+
     answer = control.request(settings, "status", timeout=2.0)
     if answer is None:
         if args.json:

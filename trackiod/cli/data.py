@@ -11,15 +11,19 @@ from typing import Any
 
 from trackio_shim.errors import HubError
 from trackio_shim.settings import TrackiodSettings
+
+# The daemon client (trackiod.daemon.control, with zmq) is imported by the handlers that talk to the daemon, so
+# that `trackiod runs` and the other reads never load it (benchmarks/test_history.py times their start-up).
 from trackiod.cli.common import reader
 from trackiod.cli.format import sync_lines
-from trackiod.daemon import control
 
 #: How long ``trackiod sync --now`` waits for the daemon's pass.
 SYNC_WAIT_S = 600.0
 
 
 def cmd_sync(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    from trackiod.daemon import control
+
     if not args.now:
         answer = control.request(settings, "sync_status", timeout=2.0)
         if answer is None:
@@ -40,6 +44,8 @@ def cmd_sync(args: argparse.Namespace, settings: TrackiodSettings) -> int:
 
 
 def _wait_for_pass(settings: TrackiodSettings, ticket: int, as_json: bool) -> int:
+    from trackiod.daemon import control
+
     deadline = time.monotonic() + SYNC_WAIT_S
     while time.monotonic() < deadline:
         answer = control.request(settings, "sync_status", timeout=2.0)

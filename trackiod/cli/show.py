@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
-from trackiod.daemon.control import request
-from trackiod.dashboard.server import serve
 
 
 def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
+    # Imported here: the web stack (Starlette, uvicorn) and zmq load only for the commands that use them, so
+    # that `trackiod runs` and the other reads start fast (benchmarks/test_history.py).
+    from trackiod.daemon.control import request
+    from trackiod.dashboard.server import serve
+
     # Edits made on the page are written by the daemon (the single writer), asked over its socket.
     return serve(settings, args.project, control=lambda what, body: request(settings, what, body, 5.0))
 

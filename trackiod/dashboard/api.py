@@ -25,6 +25,7 @@ from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
 from trackiod.dashboard.rankseries import MODES as RANK_MODES
 from trackiod.dashboard.rankseries import rank_series
 from trackiod.read.alerts import alert_levels, list_alerts
+from trackiod.read.connection import Readers
 from trackiod.read.contexts import run_contexts
 from trackiod.read.energy import run_energy
 from trackiod.read.files import list_files
@@ -92,7 +93,7 @@ def _list(request: Request, name: str) -> list[str]:
 class Api:
     """The endpoints, bound to one database and one settings object."""
 
-    def __init__(self, settings: TrackiodSettings, readers: reads.Readers) -> None:
+    def __init__(self, settings: TrackiodSettings, readers: Readers) -> None:
         self.settings = settings
         self.readers = readers
         self.columns = ProjectColumns()

@@ -31,9 +31,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
-from trackiod.dashboard import peer, reads
+from trackiod.dashboard import peer
 from trackiod.dashboard.api import Api
 from trackiod.dashboard.writes import Control, RunWrites
+from trackiod.read.connection import Readers
 
 log = logging.getLogger("trackiod.dashboard")
 
@@ -169,7 +170,7 @@ def create_app(
 ) -> ASGIApp:
     """The dashboard as an ASGI app (the token, when set, is required on every request); edits go to the daemon
     through ``control`` when ``writable`` (trackiod.dashboard.writes)."""
-    readers = reads.Readers(settings.db_path)
+    readers = Readers(settings.db_path)
     api = Api(settings, readers)
     media_root = settings.media_dir
 

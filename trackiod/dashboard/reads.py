@@ -1,22 +1,20 @@
-"""The dashboard's reads: one query-only connection per server thread, and the queries behind the JSON API.
+"""The dashboard's reads: the queries behind the JSON API.
 
-Everything goes through :func:`trackiod.read.connection.open_reader` (``PRAGMA query_only``, WAL), so the dashboard
-never writes and never blocks the daemon's writer. Run rows are sent as JSON arrays with the stored config and
-summary JSON spliced in as they are: decoding and re-encoding 10,000 configs would cost more than the query.
+Every connection comes from :class:`trackiod.read.connection.Readers` (one mapped, query-only connection per
+server thread; ``PRAGMA query_only``, WAL), so the dashboard never writes and never blocks the daemon's writer.
+Run rows are sent as JSON arrays with the stored config and summary JSON spliced in as they are: decoding and
+re-encoding 10,000 configs would cost more than the query.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
-from pathlib import Path
 from typing import Any
 
 import apsw
 import numpy as np
 
-from trackiod.read.connection import open_reader
 from trackiod.read.run_columns import BASE_FIELDS
 from trackiod.read.series import read_series
 
@@ -24,48 +22,11 @@ from trackiod.read.series import read_series
 #: as JSON objects.
 RUN_COLUMNS = (*BASE_FIELDS, "config", "summary")
 
-MMAP_BYTES = 1 << 40
-
 _RUN_ROW_SQL = (
     "SELECT r.run_key, r.name, r.state, r.created_at, r.updated_at, r.ended_at, r.host, r.group_name, "
     "r.job_type, r.notes, r.last_step, r.exit_code, r.tags, r.config, r.summary "
     "FROM runs r JOIN projects p ON p.id = r.project_id WHERE p.name=?"
 )
-
-
-class Readers:
-    """Lazily opened query-only connections, one per thread (apsw serialises use of one connection)."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._local = threading.local()
-        self._all: list[apsw.Connection] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> apsw.Connection | None:
-        """This thread's connection, or None while no database exists yet (nothing logged)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = open_reader(self.db_path)
-            except FileNotFoundError:
-                return None
-            # Read chunk blobs straight from a memory map of the file (SQLite clamps this to its compiled-in
-            # maximum, 2 GiB by default): 5x faster for the dashboard's big reads than copying pages in.
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
-        return conn
-
-    def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            try:
-                conn.close()
-            except apsw.Error:
-                pass
 
 
 def _clean_json(raw: str | None, empty: str) -> str:

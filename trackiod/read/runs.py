@@ -138,3 +138,16 @@ def history_rows(
     from trackiod.read.history import rows
 
     return rows(conn, run, keys, min_step, max_step, samples)
+
+
+def history_pages(
+    conn: apsw.Connection,
+    run: dict[str, Any],
+    keys: list[str] | None = None,
+    min_step: int | None = None,
+    max_step: int | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of :func:`history_rows` a page (a list) at a time, for callers that stream many rows."""
+    from trackiod.read.history import pages
+
+    return pages(conn, run, keys, min_step, max_step)

@@ -37,3 +37,17 @@ def decode_steps(blob: bytes) -> np.ndarray:
 def decode_floats(blob: bytes) -> np.ndarray:
     """A ``times`` or ``vals`` BLOB (or several joined) as a float64 array."""
     return np.frombuffer(blob, _FLOAT)
+
+
+def evenly_spaced(steps: np.ndarray) -> bool:
+    """Whether a chunk's steps are ``steps[0], steps[0] + d, ..., steps[-1]`` for some d > 0 (its ``even`` flag).
+
+    Written with the chunk so that readers that need only a few of its points (a sampled history) know every
+    step of it from ``step_min``, ``step_max`` and ``n`` without reading the ``steps`` BLOB.
+    """
+    if steps.size < 2:
+        return True
+    gap = int(steps[1]) - int(steps[0])
+    if gap <= 0 or int(steps[-1]) - int(steps[0]) != gap * (steps.size - 1):
+        return False
+    return bool((steps[1:] - steps[:-1] == gap).all())

@@ -353,6 +353,15 @@ DROP TABLE media;
 ALTER TABLE media_v8 RENAME TO media;
 """
 
+# Version 9: a chunk says whether its steps are evenly spaced (``even`` = 1: step_min, step_min + d, ..., step_max
+# with d = (step_max - step_min) / (n - 1), each once), so that a sampled read (``history(samples=...)``) knows them
+# without reading ``steps``. A 0 or 1 is stored in the record's header alone (SQLite's serial types 8 and 9), so
+# reading it never walks the chunk's overflow pages, although the column comes after the BLOBs. Chunks written
+# before keep 0 (not known) and are read as before; adding a column with a default rewrites nothing.
+_V9_EVEN_CHUNKS = """
+ALTER TABLE chunks ADD COLUMN even INTEGER NOT NULL DEFAULT 0;
+"""
+
 #: MIGRATIONS[i] upgrades a database at user_version i to i + 1.
 MIGRATIONS: list[str] = [
     _V1,
@@ -363,7 +372,10 @@ MIGRATIONS: list[str] = [
     _V6_RUN_MIRRORS,
     _V7_RANKS,
     _V8_MEDIA_KINDS,
+    _V9_EVEN_CHUNKS,
 ]
+#: The first version whose chunks have ``even`` (readers of an older, not yet migrated file take it as 0).
+EVEN_CHUNKS_VERSION = MIGRATIONS.index(_V9_EVEN_CHUNKS) + 1
 #: Rank r > 0 stores key k's series under this plus its rank_keys id (see _V7_RANKS).
 RANK_KEY_OFFSET = 1 << 40
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,7 +19,14 @@ from typing import Any
 import apsw
 import numpy as np
 
-from trackiod.store.codec import CHUNK_POINTS, decode_floats, decode_steps, encode_floats, encode_steps
+from trackiod.store.codec import (
+    CHUNK_POINTS,
+    decode_floats,
+    decode_steps,
+    encode_floats,
+    encode_steps,
+    evenly_spaced,
+)
 from trackiod.store.ranks import RankTable
 from trackiod.store.schema import RANK_KEY_OFFSET, RunRow, configure, dict_rows, migrate
 from trackiod.store.series_key import SeriesKey
@@ -375,14 +382,15 @@ class Store:
 
     def _insert_chunk(self, run_id: int, key_id: int, steps: np.ndarray, times: np.ndarray, vals: np.ndarray) -> int:
         self.conn.execute(
-            "INSERT INTO chunks(run_id, key_id, n, step_min, step_max, steps, times, vals) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks(run_id, key_id, n, step_min, step_max, even, steps, times, vals) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 key_id,
                 int(steps.size),
                 int(steps.min()),
                 int(steps.max()),
+                int(evenly_spaced(steps)),
                 encode_steps(steps),
                 encode_floats(times),
                 encode_floats(vals),

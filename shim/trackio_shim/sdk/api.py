@@ -7,8 +7,9 @@ never at ``import trackio_shim``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ class ApiRun:
         With ``ranks`` (``"all"``, a rank or a list) of a distributed run, every row of those ranks with a
         ``_rank`` column, by rank then step (docs/ranks.md).
         """
+        # Rows are read and made a page at a time; chaining the pages keeps a generator step off each row.
+        return chain.from_iterable(self._history_pages(keys, min_step, max_step, context, ranks))
+
+    def _history_pages(
+        self,
+        keys: list[str] | None,
+        min_step: int | None,
+        max_step: int | None,
+        context: dict[str, Any] | None,
+        ranks: Any,
+    ) -> Iterator[list[dict[str, Any]]]:
         from trackio_shim import _local
 
         if ranks is not None:
@@ -71,10 +83,10 @@ class ApiRun:
             last = None if max_step is None else max_step - 1
             with self._api._reader() as conn:
                 rank_rows = list(_local.ranks.rank_history(conn, self._row, keys, wanted, min_step, last))
-            yield from (row for row in rank_rows if not keys or all(key in row for key in keys))
+            yield [row for row in rank_rows if not keys or all(key in row for key in keys)]
             return
         if context:
-            yield from self._context_rows(context, keys, min_step, max_step)
+            yield list(self._context_rows(context, keys, min_step, max_step))
             return
 
         from trackio_shim.media.refs import wrap_row
@@ -82,12 +94,12 @@ class ApiRun:
         last = None if max_step is None else max_step - 1
         media_dir = self._api.settings.media_dir
         with self._api._reader() as conn:
-            rows = _local.runs.history_rows(conn, self._row, keys, min_step, last)
-            if not _local.media.media_keys(conn, self._row["id"]):  # no rich values: nothing to wrap, row by row
-                yield from rows
+            pages = _local.runs.history_pages(conn, self._row, keys, min_step, last)
+            if not _local.media.media_keys(conn, self._row["id"]):  # no rich values: nothing to wrap
+                yield from pages
                 return
-            for row in rows:
-                yield wrap_row(row, media_dir)
+            for page in pages:
+                yield [wrap_row(row, media_dir) for row in page]
 
     def media(self, key: str, min_step: int | None = None, max_step: int | None = None) -> list[Any]:
         """Every stored rich value of ``key`` (histograms, arrays, images, tables, HTML), by step, as
@@ -234,24 +246,38 @@ class ApiRun:
 
 
 class _Reader:
+    """``with api._reader() as conn``: this thread's connection of the Api, kept open between calls."""
+
     def __init__(self, api: Api) -> None:
         self._api = api
 
     def __enter__(self) -> Any:
-        from trackio_shim import _local
-
-        self._conn = _local.connection.open_reader(self._api.settings.db_path)
-        return self._conn
+        return self._api._readers().open()
 
     def __exit__(self, *exc: object) -> None:
-        self._conn.close()
+        pass
 
 
 class Api:
-    """Read access to everything the local daemon stored."""
+    """Read access to everything the local daemon stored.
+
+    Its query-only connections (one per thread, mapping the file) stay open while the Api is in use, so that
+    repeated reads (a history per run of a project) do not pay for opening, mapping and unmapping each time;
+    they close when the Api is garbage-collected.
+    """
 
     def __init__(self, overrides: dict[str, Any] | None = None, timeout: int | None = None, **kwargs: Any) -> None:
         self.settings = TrackiodSettings.load(**{k: v for k, v in (overrides or {}).items() if k == "home"})
+        self._connections: Any = None
+
+    def _readers(self) -> Any:
+        """The Api's :class:`trackiod.read.connection.Readers`, made at the first read (loading trackiod)."""
+        if self._connections is None:
+            from trackio_shim import _local
+
+            self._connections = _local.connection.Readers(self.settings.db_path)
+            weakref.finalize(self, self._connections.close)
+        return self._connections
 
     def _reader(self) -> _Reader:
         return _Reader(self)
