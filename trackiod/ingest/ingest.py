@@ -46,6 +46,12 @@ from trackiod.store.writer import Store
 log = logging.getLogger("trackiod.ingest")
 
 _INT64 = 2**63
+_LOG = P.LOG
+_MAX_SEQ = P.MAX_SEQ
+#: Frames of a BATCH decoded before they are applied. Their lists and maps stay below the garbage collector's
+#: first threshold (700 new containers): decoding a whole BATCH of thousands first made it scan and promote
+#: them again and again, a third of the cost of a one-key frame (docs/benchmarks.md, "round 4: ingest").
+_DECODE_AHEAD = 256
 
 #: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
 _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
@@ -244,49 +250,71 @@ class Ingest:
         coalesced message).
 
         A run of plain LOG frames from one session and run handle, each the next in sequence, is applied with
-        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`):
-        that is what makes spooled one-key frames cheap. Any other frame ends the run and takes the general path.
+        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`),
+        and appended to its batch group directly while the keys stay the same: that is what makes one-key
+        frames cheap (about 1 µs a frame here, docs/benchmarks.md "round 4: ingest"). The checks are those of
+        the fast path of :meth:`handle_message`. Any other frame ends the run and takes the general path.
         """
         accepted, counters = self.accepted, self.counters
         run_sid: Any = None  # the session of the current run of LOG frames (None: no run)
-        run_handle = run_id = expected = frames = points = 0
-        add: Any = None
+        run_handle = run_id = expected = first_seq = points = arrival = 0
+        batch: Any = None
+        keys: Any = None  # the keys of the group the run appends to (None: look the group up)
+        arrivals_append: Any = None  # the group's list methods, bound when the run picks its group
+        steps_append: Any = None
+        times_append: Any = None
+        values_extend: Any = None
+        log_kind, max_seq, int64 = _LOG, _MAX_SEQ, _INT64
         for msg in msgs:
             if run_sid is not None and type(msg) is list and len(msg) == 7:
                 kind, sid, seq, handle, step, ts, data = msg
                 if (
-                    kind == P.LOG
-                    and type(kind) is int
+                    kind is log_kind  # `is`: CPython keeps one object per small int: the int 3, never 3.0
+                    and seq == expected
                     and sid == run_sid
                     and handle == run_handle
                     and type(handle) is int
                     and type(seq) is int
-                    and seq == expected
-                    and seq <= P.MAX_SEQ
+                    and seq <= max_seq
                     and type(step) is int
-                    and -_INT64 <= step < _INT64
+                    and -int64 <= step < int64
                     and type(ts) is float
                     and ts - ts == 0.0
                     and type(data) is dict
                 ):
-                    add(run_id, step, ts, data)
+                    frame_keys = tuple(data)
+                    if frame_keys != keys:
+                        keys = frame_keys
+                        group = batch.group(run_id, keys)
+                        arrivals_append, steps_append = group.arrivals.append, group.steps.append
+                        times_append, values_extend = group.times.append, group.values.extend
+                    arrival += 1
+                    arrivals_append(arrival)
+                    steps_append(step)
+                    times_append(ts)
+                    values_extend(data.values())
+                    points += len(frame_keys)
                     expected += 1
-                    frames += 1
-                    points += len(data)
                     continue
-            if frames:  # the run ends: what it applied, counted and consumed as handle_message would have
+            if run_sid is not None and expected > first_seq:  # the run ends: counted and consumed
+                frames = expected - first_seq
+                batch.took(frames, points)
                 accepted[run_sid] = expected - 1
                 counters.frames += frames
                 counters.points += points
-                frames = points = 0
             run_sid = None
             self.handle_message(msg, routing_id, origin)
             first = self._run_start(msg, routing_id)
             if first is not None:
                 run_sid, run_handle, run_id = first
-                expected = msg[2] + 1
-                add = self.batch.add
-        if frames:
+                first_seq = expected = msg[2] + 1
+                points = 0
+                batch = self.batch  # after the frame: a commit or rollback inside it may have replaced groups
+                arrival = batch.arrival
+                keys = None
+        if run_sid is not None and expected > first_seq:
+            frames = expected - first_seq
+            batch.took(frames, points)
             accepted[run_sid] = expected - 1
             counters.frames += frames
             counters.points += points
@@ -316,7 +344,8 @@ class Ingest:
         """A coalesced message (protocol 2): each frame is decoded and applied as if it had come alone.
 
         Runs of decodable frames go through :meth:`handle_messages` (its LOG fast path); a frame that cannot be
-        decoded is one bad frame of its session (:meth:`_undecodable`), in its place in the order.
+        decoded is one bad frame of its session (:meth:`_undecodable`), in its place in the order. Frames are
+        applied :data:`_DECODE_AHEAD` at a time, not decoded all first.
         """
         try:
             frames = P.batch_frames(fields)
@@ -343,6 +372,9 @@ class Ingest:
                 self._malformed("BATCH: a batch inside a batch", routing_id)
                 continue
             msgs.append(msg)
+            if len(msgs) == _DECODE_AHEAD:
+                self.handle_messages(msgs, routing_id)
+                msgs = []
         if msgs:
             self.handle_messages(msgs, routing_id)
 
