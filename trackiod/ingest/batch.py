@@ -49,7 +49,7 @@ class Group:
     """Frames of one run that logged the same keys, as parallel lists; ``values`` holds ``width`` per frame.
 
     Appended to by :class:`Batch` and, for runs of plain LOG frames, by the ingest loop directly
-    (:meth:`Batch.group` and :meth:`Batch.took`), which saves a method call per frame.
+    (:meth:`Batch.group` and :meth:`Batch.took`), which saves a method call and an arrival number per frame.
     """
 
     width: int
@@ -131,25 +131,21 @@ class Batch:
         self.frames += 1
 
     def group(self, run_id: int, keys: tuple[Any, ...]) -> Group:
-        """The group of plain LOG frames of ``run_id`` with ``keys``, for a caller that appends frames to it
-        itself: each frame's arrival (``arrival + 1``, ``+ 2``, ... from :attr:`arrival`), step, time and values;
-        it then reports what it appended with :meth:`took`."""
+        """The group of plain LOG frames of ``run_id`` with ``keys``, for a caller that appends frames to it itself
+        (each frame's step, time and values) and then counts them with :meth:`took`."""
         group_key = (run_id, keys, None, None)
         group = self.groups.get(group_key)
         if group is None:
             group = self.groups[group_key] = Group(len(keys))
         return group
 
-    @property
-    def arrival(self) -> int:
-        """The arrival number of the last frame added (frames are numbered from 1 in each batch)."""
-        return self._arrival
-
-    def took(self, frames: int, points: int) -> None:
-        """Count ``frames`` frames of ``points`` values appended to groups by the caller (see :meth:`group`)."""
+    def took(self, group: Group, frames: int) -> None:
+        """Count the last ``frames`` frames a caller appended to ``group`` (see :meth:`group`): they arrived in
+        that order, after every frame before them, which numbers them in one C call instead of one per frame."""
+        group.arrivals.extend(range(self._arrival + 1, self._arrival + frames + 1))
         self._arrival += frames
         self.frames += frames
-        self.points += points
+        self.points += frames * group.width
 
     def add_context(self, run_id: int, context_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
         """Like :meth:`add`, for a LOG_CONTEXT frame: its series are ``(key, context)`` pairs."""

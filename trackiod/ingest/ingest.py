@@ -23,7 +23,7 @@ from msgpack import unpackb as _unpackb
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
 from trackio_shim.rules import canonical_context
-from trackiod.ingest.batch import Batch, Columns
+from trackiod.ingest.batch import Batch, Columns, Group
 from trackiod.ingest.guard import (
     FrameGuard,
     Undoable,
@@ -255,13 +255,13 @@ class Ingest:
         frames cheap (about 1 µs a frame here, docs/benchmarks.md "round 4: ingest"). The checks are those of
         the fast path of :meth:`handle_message`. Any other frame ends the run and takes the general path.
         """
-        accepted, counters = self.accepted, self.counters
+        accepted = self.accepted
         run_sid: Any = None  # the session of the current run of LOG frames (None: no run)
-        run_handle = run_id = expected = first_seq = points = arrival = 0
-        batch: Any = None
-        keys: Any = None  # the keys of the group the run appends to (None: look the group up)
-        arrivals_append: Any = None  # the group's list methods, bound when the run picks its group
-        steps_append: Any = None
+        run_handle = run_id = expected = stretch_seq = 0
+        # A stretch: the frames of the run with the same keys, appended to one batch group (None: none yet).
+        group: Any = None
+        keys: Any = None
+        steps_append: Any = None  # the group's list methods, bound when a stretch starts
         times_append: Any = None
         values_extend: Any = None
         log_kind, max_seq, int64 = _LOG, _MAX_SEQ, _INT64
@@ -284,40 +284,36 @@ class Ingest:
                 ):
                     frame_keys = tuple(data)
                     if frame_keys != keys:
-                        keys = frame_keys
-                        group = batch.group(run_id, keys)
-                        arrivals_append, steps_append = group.arrivals.append, group.steps.append
-                        times_append, values_extend = group.times.append, group.values.extend
-                    arrival += 1
-                    arrivals_append(arrival)
+                        if group is not None:
+                            self._took(group, expected - stretch_seq)
+                        keys, stretch_seq = frame_keys, expected
+                        group = self.batch.group(run_id, keys)
+                        steps_append, times_append = group.steps.append, group.times.append
+                        values_extend = group.values.extend
                     steps_append(step)
                     times_append(ts)
                     values_extend(data.values())
-                    points += len(frame_keys)
                     expected += 1
                     continue
-            if run_sid is not None and expected > first_seq:  # the run ends: counted and consumed
-                frames = expected - first_seq
-                batch.took(frames, points)
+            if group is not None:  # the run ends: what it appended is counted and its seqs consumed
+                self._took(group, expected - stretch_seq)
                 accepted[run_sid] = expected - 1
-                counters.frames += frames
-                counters.points += points
+                group = keys = None
             run_sid = None
             self.handle_message(msg, routing_id, origin)
             first = self._run_start(msg, routing_id)
             if first is not None:
                 run_sid, run_handle, run_id = first
-                first_seq = expected = msg[2] + 1
-                points = 0
-                batch = self.batch  # after the frame: a commit or rollback inside it may have replaced groups
-                arrival = batch.arrival
-                keys = None
-        if run_sid is not None and expected > first_seq:
-            frames = expected - first_seq
-            batch.took(frames, points)
+                expected = msg[2] + 1
+        if group is not None:
+            self._took(group, expected - stretch_seq)
             accepted[run_sid] = expected - 1
-            counters.frames += frames
-            counters.points += points
+
+    def _took(self, group: Group, frames: int) -> None:
+        """Count ``frames`` plain LOG frames that :meth:`handle_messages` appended to ``group`` itself."""
+        self.batch.took(group, frames)
+        self.counters.frames += frames
+        self.counters.points += frames * group.width
 
     def _run_start(self, msg: Any, routing_id: bytes | None) -> tuple[bytes, int, int] | None:
         """``(sid, handle, run_id)`` if ``msg`` was a plain LOG frame that :meth:`handle_message` just applied on
