@@ -1,9 +1,10 @@
 """The writer loop: poll, receive, commit on size or deadline, maintenance on a timer, drain at the end.
 
 It runs on the daemon's main thread, which owns the socket and the database. Frames go to
-:class:`~trackiod.ingest.ingest.Ingest`; the batch commits when it holds ``batch_max_points`` or when the
-flush deadline passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs,
-the WAL checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a time between
+:class:`~trackiod.ingest.ingest.Ingest`; the batch commits once the socket is drained (at least
+:data:`DRAINED_COMMIT_S` after it opened), when it holds ``batch_max_points``, or when the flush deadline
+passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs, the WAL
+checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a time between
 turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the spool holds.
 :meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
 what was already sent and commits it.
