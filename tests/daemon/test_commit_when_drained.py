@@ -1,8 +1,9 @@
-"""The writer loop commits as soon as the socket is drained (daemon/loop.py, DRAINED_COMMIT_S), not at the flush
-deadline: a trainer that logs and pauses gets its ACK without waiting for the deadline or for maintenance.
+"""The writer loop commits as soon as the socket is drained (daemon/loop.py, DRAINED_COMMIT_SHARE of the flush
+interval), not at the flush deadline: a trainer that logs and pauses gets its ACK without waiting for the
+deadline or for maintenance.
 
-Both are set to a minute here, so an ACK within the wait below can only come from the drained commit. A raw
-DEALER socket against a real daemon.
+The flush interval is 30 s here (so a drained commit waits 6 s) and maintenance a minute: an ACK within the
+20 s wait below can only come from the drained commit. A raw DEALER socket against a real daemon.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def test_a_drained_socket_is_committed_and_acknowledged_before_the_flush_deadlin
     daemons: Daemons, env: dict[str, str], tmp_path: Path
 ) -> None:
     daemon = daemons(env, tmp_path / "daemon.log").start(
-        TRACKIOD_FLUSH_INTERVAL_S="60", TRACKIOD_MAINTENANCE_INTERVAL_S="60"
+        TRACKIOD_FLUSH_INTERVAL_S="30", TRACKIOD_MAINTENANCE_INTERVAL_S="60"
     )
     sid = os.urandom(P.SESSION_ID_BYTES)
     ctx = zmq.Context()
@@ -49,6 +50,6 @@ def test_a_drained_socket_is_committed_and_acknowledged_before_the_flush_deadlin
                     acked = max(acked, int(msg[1]))
             return acked >= 7
 
-        wait_for(acknowledged, timeout=20, what="the ACK of the last frame (the flush deadline is 60 s)")
+        wait_for(acknowledged, timeout=20, what="the ACK of the last frame (the flush deadline is 30 s)")
     finally:
         ctx.destroy(linger=0)

@@ -2,8 +2,8 @@
 
 It runs on the daemon's main thread, which owns the socket and the database. Frames go to
 :class:`~trackiod.ingest.ingest.Ingest`; the batch commits once the socket is drained (at least
-:data:`DRAINED_COMMIT_S` after it opened), when it holds ``batch_max_points``, or when the flush deadline
-passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs, the WAL
+:data:`DRAINED_COMMIT_SHARE` of the flush interval after it opened), when it holds ``batch_max_points``, or
+when the flush deadline passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs, the WAL
 checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a time between
 turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the spool holds.
 :meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
@@ -32,12 +32,13 @@ log = logging.getLogger("trackiod")
 SPOOL_SLICE_S = 0.02
 #: Frames read from spool files per turn at most (a slice also ends at SPOOL_SLICE_S or a full batch).
 SPOOL_SLICE_FRAMES = 50_000
-#: A transaction commits once the socket is drained and it has been open this long (else at the flush
-#: deadline or the batch's point limit). Committing when the senders have nothing more for us takes the
-#: batching wait out of log() -> ACK; the floor keeps the ~0.7 ms a commit costs whatever its size (10 series)
-#: below about 15 % of a core when frames trickle in (docs/benchmarks.md, "round 4: ingest"). A loaded daemon
-#: is rarely drained, so its batches still grow to the flush deadline.
-DRAINED_COMMIT_S = 0.005
+#: A transaction commits once the socket is drained and it has been open this share of ``flush_interval_s``
+#: (5 ms of the default 25 ms), else at the flush deadline or the batch's point limit. Committing when the
+#: senders have nothing more for us takes most of the batching wait out of log() -> ACK; the floor keeps the
+#: ~0.7 ms a commit costs whatever its size (10 series) below about 15 % of a core when frames trickle in
+#: (docs/benchmarks.md, "round 4: ingest"). A loaded daemon is rarely drained, so its batches still grow to
+#: the flush deadline; a longer flush interval, asked for bigger batches, gets a longer floor too.
+DRAINED_COMMIT_SHARE = 0.2
 
 
 class Sender:
@@ -106,7 +107,7 @@ class WriterLoop:
                     poller.register(sock, zmq.POLLIN)
         next_maintenance = time.monotonic() + settings.maintenance_interval_s
         flush_s = settings.flush_interval_s
-        drained_s = min(DRAINED_COMMIT_S, flush_s)
+        drained_s = flush_s * DRAINED_COMMIT_SHARE
         drained = True  # whether the last turn read the socket empty (a poll that timed out did)
         while self.stop_reason is None:
             now = time.monotonic()
