@@ -3,9 +3,10 @@
 It runs on the daemon's main thread, which owns the socket and the database. Frames go to
 :class:`~trackiod.ingest.ingest.Ingest`; the batch commits once the socket is drained (at least
 :data:`DRAINED_COMMIT_SHARE` of the flush interval after it opened), when it holds ``batch_max_points``, or
-when the flush deadline passes; maintenance (looking for spool files, the attachments' results, samples, crashed runs, the WAL
-checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a time between
-turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the spool holds.
+when the flush deadline passes; maintenance (looking for spool files, the attachments' results, samples,
+crashed runs, the WAL checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a
+time between turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the
+spool holds.
 :meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
 what was already sent and commits it.
 """
@@ -171,15 +172,15 @@ class WriterLoop:
         return count
 
     def _poll_network(self, poller: zmq.Poller, timeout: int) -> bool:
-        """Serve the local socket, the listener and the forwarder; True if the local socket was read empty."""
+        """Serve the local socket, the listener and the forwarder; True if the sockets with frames were read empty."""
         listener, forwarder = self.listening.listener, self.forwarding.forwarder
         ready = dict(poller.poll(min(timeout, 20) if forwarder is not None else timeout))
         drained = True
         if self.sock in ready:
             drained = self._receive(10_000) < 10_000
         if listener is not None:
-            if listener.sock in ready:
-                listener.receive(self.ingest, 20_000)  # frames: then the loop may commit and acknowledge
+            if listener.sock in ready:  # frames: then the loop may commit and acknowledge
+                drained = listener.receive(self.ingest, 20_000) < 20_000 and drained
             listener.check()
         if forwarder is not None:
             before = forwarder.acked

@@ -600,6 +600,8 @@ class Ingest:
                 raise FrameRejected(f"forwarded frame: {exc}") from None
             if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
                 raise FrameRejected("FORWARD must carry one sequenced frame")
+            if inner[1] not in self.accepted:  # pruned from memory (its run ended here): its watermark comes back
+                self._recall(inner[1])
             self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
         elif kind == P.LOG_CONTEXT:
             self._log_context(sid, fields)
