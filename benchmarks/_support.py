@@ -39,6 +39,8 @@ SIZES: dict[str, tuple[int, int]] = {
     # daemon ingest: senders x steps x 10 keys
     "ingest_senders": (2, 2),
     "ingest_steps": (20_000, 200_000),
+    # one-key frames logged flat out by one sender (test_ingest.py)
+    "one_key_frames": (200_000, 2_000_000),
     "paced_seconds": (1, 4),
     # forwarding (test_forwarding.py): steps x 10 keys per sender, one sender per node; paced seconds at 100k pts/s
     "forward_steps": (10_000, 60_000),

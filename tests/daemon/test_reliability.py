@@ -169,8 +169,9 @@ def test_frozen_daemon_log_stays_fast_and_loses_nothing(
 
 @pytest.mark.slow
 def test_sigterm_drains_everything_received(stopped_daemon: DaemonProcess, shim: Any) -> None:
-    # Long flush deadline and maintenance period: only the drain can commit these points.
-    daemon = stopped_daemon.start(TRACKIOD_FLUSH_INTERVAL_S="60", TRACKIOD_MAINTENANCE_INTERVAL_S="60")
+    # Long flush deadline and maintenance period: only the drain can commit these points. A drained socket
+    # commits after a fifth of the flush interval (daemon/loop.py), two minutes here.
+    daemon = stopped_daemon.start(TRACKIOD_FLUSH_INTERVAL_S="600", TRACKIOD_MAINTENANCE_INTERVAL_S="600")
     run = shim.init(project=PROJECT, id="drain")
     steps = 3000
     for step in range(steps):

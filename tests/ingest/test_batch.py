@@ -126,3 +126,31 @@ def test_batch_rejects_unsupported_values() -> None:
     reasons = {key: reason for _, key, reason in columns.rejects}
     assert set(reasons) == {"lst", "blob"}
     assert "list" in reasons["lst"] and "bytes" in reasons["blob"]
+
+
+def test_batch_list_values_are_rejected_not_read_as_columns() -> None:
+    """Values are kept flat per group: lists of the same length in every frame must not pass as extra columns."""
+    batch = Batch()
+    batch.add(1, 0, 0.0, {"x": [1.0, 2.0]})
+    batch.add(1, 1, 0.0, {"x": [3.0, 4.0]})
+    batch.add(1, 0, 0.0, {"y": 1.0, "z": [5.0]})
+    batch.add(1, 1, 0.0, {"y": 2.0, "z": [6.0]})
+    columns = batch.columns()
+    assert _series(columns) == {(1, "y"): ([0, 1], [1.0, 2.0])}
+    assert sorted({key for _, key, _ in columns.rejects}) == ["x", "z"]
+
+
+def test_batch_group_appended_by_the_caller_keeps_arrival_order() -> None:
+    """Frames appended to a group directly (the ingest loop's runs of LOG frames) are numbered by Batch.took
+    after the frames before them, so a step logged in two groups keeps its later value."""
+    batch = Batch()
+    batch.add(1, 0, 0.0, {"x": 1.0, "y": 1.0})
+    group = batch.group(1, ("x",))
+    for step, value in ((0, 2.0), (1, 3.0)):
+        group.steps.append(step)
+        group.times.append(0.0)
+        group.values.append(value)
+    batch.took(group, 2)
+    batch.add(1, 1, 0.0, {"x": 4.0, "y": 4.0})
+    assert (batch.points, batch.frames) == (6, 4)
+    assert _series(batch.columns())[(1, "x")] == ([0, 0, 1, 1], [1.0, 2.0, 3.0, 4.0])

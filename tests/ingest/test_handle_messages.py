@@ -25,6 +25,13 @@ def script(rng: random.Random, sid: bytes, first_seq: int) -> list[Any]:
             for _ in range(rng.randrange(1, 40)):
                 msgs.append([P.LOG, sid, seq, H, seq, 1.5 + seq, {"a": float(seq), "b": seq}])
                 seq += 1
+        elif choice < 0.74:
+            # Keys that change inside a run, steps logged twice: each stretch of keys is its own batch group,
+            # and the order of arrival (the later value for a step wins on read) must hold across them.
+            for _ in range(rng.randrange(1, 12)):
+                data = rng.choice([{"a": float(seq)}, {"b": seq, "a": -float(seq)}, {"a": 0.5, "t": "text"}])
+                msgs.append([P.LOG, sid, seq, H, seq // 3, 2.5, data])
+                seq += 1
         elif choice < 0.75:
             msgs.append([P.LOG, sid, seq - rng.randrange(1, 5), H, 1, 1.0, {"a": -1.0}])  # a repeat
         elif choice < 0.78:

@@ -1,9 +1,13 @@
 """Points waiting for the next commit, held column-wise so a flush writes whole arrays.
 
-A LOG frame costs the ingest loop a few dict operations: its values are appended as one row to the group of
-frames with the same keys in the same run. At flush each group becomes one 2-D numpy array; numeric groups
-(the common case) are split into columns without touching values one by one. Anything else takes the slow
-path, which flattens nested dicts and sorts values into numbers, texts and rejects.
+A LOG frame costs the ingest loop a few list appends: its values are appended, flat, to the group of frames
+with the same keys in the same run. At flush each group becomes one numpy array reshaped to a row per frame;
+numeric groups (the common case) are split into columns without touching values one by one. Anything else
+takes the slow path, which flattens nested dicts and sorts values into numbers, texts and rejects.
+
+Values are kept flat rather than as a tuple per frame: a tuple is one more allocation per frame, and a
+batch of 250,000 of them kept the garbage collector busy (docs/benchmarks.md, "round 4: ingest"), while
+``np.array`` of a flat list of floats converts about twice as fast as a list of tuples.
 """
 
 from __future__ import annotations
@@ -42,12 +46,24 @@ def check_key(name: Any, top_level: bool = True) -> tuple[str | None, str | None
 
 @dataclass
 class Group:
-    """Frames of one run that logged the same keys, as parallel lists."""
+    """Frames of one run that logged the same keys, as parallel lists; ``values`` holds ``width`` per frame.
 
+    Appended to by :class:`Batch` and, for runs of plain LOG frames, by the ingest loop directly
+    (:meth:`Batch.group` and :meth:`Batch.took`), which saves a method call and an arrival number per frame.
+    """
+
+    width: int
     arrivals: list[int] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The values frame by frame (the slow path's view)."""
+        width, values = self.width, self.values
+        if width == 0:
+            return [()] * len(self.steps)
+        return [tuple(values[i : i + width]) for i in range(0, len(values), width)]
 
 
 @dataclass
@@ -100,18 +116,36 @@ class Batch:
         self._arrival = 0
 
     def add(self, run_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
-        # The hot path (every plain LOG frame): :meth:`_add_to`'s body inline, saving a call per frame.
-        group_key = (run_id, tuple(data), None, None)
+        # A plain LOG frame: :meth:`_add_to`'s body inline, saving a call per frame.
+        keys = tuple(data)
+        group_key = (run_id, keys, None, None)
         group = self.groups.get(group_key)
         if group is None:
-            group = self.groups[group_key] = Group()
+            group = self.groups[group_key] = Group(len(keys))
         self._arrival += 1
         group.arrivals.append(self._arrival)
         group.steps.append(step)
         group.times.append(ts)
-        group.rows.append(tuple(data.values()))
-        self.points += len(data)
+        group.values.extend(data.values())
+        self.points += len(keys)
         self.frames += 1
+
+    def group(self, run_id: int, keys: tuple[Any, ...]) -> Group:
+        """The group of plain LOG frames of ``run_id`` with ``keys``, for a caller that appends frames to it itself
+        (each frame's step, time and values) and then counts them with :meth:`took`."""
+        group_key = (run_id, keys, None, None)
+        group = self.groups.get(group_key)
+        if group is None:
+            group = self.groups[group_key] = Group(len(keys))
+        return group
+
+    def took(self, group: Group, frames: int) -> None:
+        """Count the last ``frames`` frames a caller appended to ``group`` (see :meth:`group`): they arrived in
+        that order, after every frame before them, which numbers them in one C call instead of one per frame."""
+        group.arrivals.extend(range(self._arrival + 1, self._arrival + frames + 1))
+        self._arrival += frames
+        self.frames += frames
+        self.points += frames * group.width
 
     def add_context(self, run_id: int, context_id: int, step: int, ts: float, data: dict[Any, Any]) -> None:
         """Like :meth:`add`, for a LOG_CONTEXT frame: its series are ``(key, context)`` pairs."""
@@ -127,12 +161,12 @@ class Batch:
         """Append one frame's row to the group ``group_key``."""
         group = self.groups.get(group_key)
         if group is None:
-            group = self.groups[group_key] = Group()
+            group = self.groups[group_key] = Group(len(group_key[1]))
         self._arrival += 1
         group.arrivals.append(self._arrival)
         group.steps.append(step)
         group.times.append(ts)
-        group.rows.append(tuple(data.values()))
+        group.values.extend(data.values())
         self.points += len(data)
         self.frames += 1
 
@@ -147,7 +181,7 @@ class Batch:
             steps = np.asarray(group.steps, np.int64)
             times = np.asarray(group.times, np.float64)
             names = [check_key(k) for k in keys]
-            matrix = _numeric_matrix(group.rows, len(keys))
+            matrix = _numeric_matrix(group.values, len(keys))
             if matrix is not None and all(name is not None for name, _ in names):
                 for j, (name, _) in enumerate(names):
                     assert name is not None
@@ -166,25 +200,27 @@ def _parts(out: Columns, key: SeriesKey) -> SeriesParts:
     return parts
 
 
-def _numeric_matrix(rows: list[tuple[Any, ...]], width: int) -> np.ndarray | None:
+def _numeric_matrix(values: list[Any], width: int) -> np.ndarray | None:
+    """The flat ``values`` as a float64 matrix of ``width`` columns, or None if any value is not a plain number."""
     if width == 0:
         return None
     try:
-        matrix = np.array(rows)
+        flat = np.array(values)
     except (ValueError, TypeError, OverflowError):
         return None
-    # dtype kinds: bool, signed, unsigned, float. Strings ("U") and objects fall to the slow path, which is
-    # also what keeps a numeric-looking string such as "1.5" a text value.
-    if matrix.dtype.kind not in "biuf" or matrix.ndim != 2 or matrix.shape[1] != width:
+    # dtype kinds: bool, signed, unsigned, float. Strings ("U") and objects (nested dicts, lists: a list value
+    # would also add a dimension) fall to the slow path, which also keeps a numeric-looking string such as
+    # "1.5" a text value.
+    if flat.dtype.kind not in "biuf" or flat.ndim != 1:
         return None
-    return matrix.astype(np.float64, copy=False)
+    return flat.astype(np.float64, copy=False).reshape(-1, width)
 
 
 def _slow_path(out: Columns, template: SeriesKey, keys: tuple[Any, ...], group: Group) -> None:
     """Flatten and sort one group value by value; ``template`` is the group's series key without a name."""
     run_id = template.run_id
     numeric: dict[str, tuple[list[int], list[int], list[float], list[float]]] = {}
-    for arrival, step, ts, row in zip(group.arrivals, group.steps, group.times, group.rows):
+    for arrival, step, ts, row in zip(group.arrivals, group.steps, group.times, group.rows()):
         for name, value in flatten(dict(zip(keys, row)), out, run_id):
             if isinstance(value, bool):
                 value = float(value)

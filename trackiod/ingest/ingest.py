@@ -23,7 +23,7 @@ from msgpack import unpackb as _unpackb
 from trackio_shim import protocol as P
 from trackio_shim.errors import FrameRejected, ProtocolError
 from trackio_shim.rules import canonical_context
-from trackiod.ingest.batch import Batch, Columns
+from trackiod.ingest.batch import Batch, Columns, Group
 from trackiod.ingest.guard import (
     FrameGuard,
     Undoable,
@@ -46,6 +46,12 @@ from trackiod.store.writer import Store
 log = logging.getLogger("trackiod.ingest")
 
 _INT64 = 2**63
+_LOG = P.LOG
+_MAX_SEQ = P.MAX_SEQ
+#: Frames of a BATCH decoded before they are applied. Their lists and maps stay below the garbage collector's
+#: first threshold (700 new containers): decoding a whole BATCH of thousands first made it scan and promote
+#: them again and again, a third of the cost of a one-key frame (docs/benchmarks.md, "round 4: ingest").
+_DECODE_AHEAD = 256
 
 #: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
 _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
@@ -244,52 +250,70 @@ class Ingest:
         coalesced message).
 
         A run of plain LOG frames from one session and run handle, each the next in sequence, is applied with
-        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`):
-        that is what makes spooled one-key frames cheap. Any other frame ends the run and takes the general path.
+        the session's lookups done once, at the first frame of the run (which takes :meth:`handle_message`),
+        and appended to its batch group directly while the keys stay the same: that is what makes one-key
+        frames cheap (about 1 µs a frame here, docs/benchmarks.md "round 4: ingest"). The checks are those of
+        the fast path of :meth:`handle_message`. Any other frame ends the run and takes the general path.
         """
-        accepted, counters = self.accepted, self.counters
+        accepted = self.accepted
         run_sid: Any = None  # the session of the current run of LOG frames (None: no run)
-        run_handle = run_id = expected = frames = points = 0
-        add: Any = None
+        run_handle = run_id = expected = stretch_seq = 0
+        # A stretch: the frames of the run with the same keys, appended to one batch group (None: none yet).
+        group: Any = None
+        keys: Any = None
+        steps_append: Any = None  # the group's list methods, bound when a stretch starts
+        times_append: Any = None
+        values_extend: Any = None
+        log_kind, max_seq, int64 = _LOG, _MAX_SEQ, _INT64
         for msg in msgs:
             if run_sid is not None and type(msg) is list and len(msg) == 7:
                 kind, sid, seq, handle, step, ts, data = msg
                 if (
-                    kind == P.LOG
-                    and type(kind) is int
+                    kind is log_kind  # `is`: CPython keeps one object per small int: the int 3, never 3.0
+                    and seq == expected
                     and sid == run_sid
                     and handle == run_handle
                     and type(handle) is int
                     and type(seq) is int
-                    and seq == expected
-                    and seq <= P.MAX_SEQ
+                    and seq <= max_seq
                     and type(step) is int
-                    and -_INT64 <= step < _INT64
+                    and -int64 <= step < int64
                     and type(ts) is float
                     and ts - ts == 0.0
                     and type(data) is dict
                 ):
-                    add(run_id, step, ts, data)
+                    frame_keys = tuple(data)
+                    if frame_keys != keys:
+                        if group is not None:
+                            self._took(group, expected - stretch_seq)
+                        keys, stretch_seq = frame_keys, expected
+                        group = self.batch.group(run_id, keys)
+                        steps_append, times_append = group.steps.append, group.times.append
+                        values_extend = group.values.extend
+                    steps_append(step)
+                    times_append(ts)
+                    values_extend(data.values())
                     expected += 1
-                    frames += 1
-                    points += len(data)
                     continue
-            if frames:  # the run ends: what it applied, counted and consumed as handle_message would have
+            if group is not None:  # the run ends: what it appended is counted and its seqs consumed
+                self._took(group, expected - stretch_seq)
                 accepted[run_sid] = expected - 1
-                counters.frames += frames
-                counters.points += points
-                frames = points = 0
+                group = keys = None
             run_sid = None
             self.handle_message(msg, routing_id, origin)
             first = self._run_start(msg, routing_id)
             if first is not None:
                 run_sid, run_handle, run_id = first
                 expected = msg[2] + 1
-                add = self.batch.add
-        if frames:
+        if group is not None:
+            self._took(group, expected - stretch_seq)
             accepted[run_sid] = expected - 1
-            counters.frames += frames
-            counters.points += points
+
+    def _took(self, group: Group, frames: int) -> None:
+        """Count ``frames`` plain LOG frames that :meth:`handle_messages` appended to ``group`` itself."""
+        self.batch.took(group, frames)
+        self.counters.frames += frames
+        self.counters.points += frames * group.width
 
     def _run_start(self, msg: Any, routing_id: bytes | None) -> tuple[bytes, int, int] | None:
         """``(sid, handle, run_id)`` if ``msg`` was a plain LOG frame that :meth:`handle_message` just applied on
@@ -316,7 +340,8 @@ class Ingest:
         """A coalesced message (protocol 2): each frame is decoded and applied as if it had come alone.
 
         Runs of decodable frames go through :meth:`handle_messages` (its LOG fast path); a frame that cannot be
-        decoded is one bad frame of its session (:meth:`_undecodable`), in its place in the order.
+        decoded is one bad frame of its session (:meth:`_undecodable`), in its place in the order. Frames are
+        applied :data:`_DECODE_AHEAD` at a time, not decoded all first.
         """
         try:
             frames = P.batch_frames(fields)
@@ -343,6 +368,9 @@ class Ingest:
                 self._malformed("BATCH: a batch inside a batch", routing_id)
                 continue
             msgs.append(msg)
+            if len(msgs) == _DECODE_AHEAD:
+                self.handle_messages(msgs, routing_id)
+                msgs = []
         if msgs:
             self.handle_messages(msgs, routing_id)
 
@@ -572,6 +600,8 @@ class Ingest:
                 raise FrameRejected(f"forwarded frame: {exc}") from None
             if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
                 raise FrameRejected("FORWARD must carry one sequenced frame")
+            if inner[1] not in self.accepted:  # pruned from memory (its run ended here): its watermark comes back
+                self._recall(inner[1])
             self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
         elif kind == P.LOG_CONTEXT:
             self._log_context(sid, fields)
