@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from trackio_shim.settings import TrackiodSettings
-from trackiod.daemon.control import request
+from trackiod.daemon.control import dashboard_control
 from trackiod.dashboard.server import serve
 
 
 def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     # Edits made on the page are written by the daemon (the single writer), asked over its socket.
-    return serve(settings, args.project, control=lambda what, body: request(settings, what, body, 5.0))
+    return serve(settings, args.project, control=dashboard_control(settings))
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:
