@@ -60,6 +60,7 @@ function applyChrome() {
 // ------------------------------------------------------------------ runs and selection
 async function loadRuns(pending = null) {
   const payload = await (pending || getJSON('/api/runs', { project: state.project, format: 'columns' }));
+  performance.mark('runs-parsed');
   app.runs = rowsToRuns(payload);
   app.now = payload.now;
   app.byId = new Map(app.runs.map((r) => [r.id, r]));
@@ -408,6 +409,7 @@ async function openProject(name) {
 }
 
 async function start() {
+  performance.mark('start');
   readURL();
   applyChrome();
   // The runs are the biggest answer: ask for them at once, alongside the projects.
@@ -438,9 +440,11 @@ async function start() {
     return;
   }
   await loadRuns(runsPending);
+  performance.mark('runs-built');
   setupSidebar();
   refreshTables();
   await route();
+  performance.mark('page-drawn');
 }
 
 async function main() {
