@@ -36,6 +36,7 @@ class ColumnRun {
     this._parts = { config: undefined, summary: undefined };
     this._flat = { config: undefined, summary: undefined };
     this._nested = false;
+    this._own = undefined;
   }
 
   part(name) {
@@ -58,15 +59,21 @@ class ColumnRun {
   set _summaryFlat(v) { this._flat.summary = v; }
 }
 
+// The base fields (id, name, state, ...) are read from their columns too, through accessors on a class made for
+// this answer, so building 10,000 runs writes no field; a field set later (a live update) is kept per run.
 function columnsToRuns(payload) {
   const columns = { config: Object.entries(payload.config), summary: Object.entries(payload.summary) };
-  const fields = Object.entries(payload.base);
-  const runs = new Array(payload.n);
-  for (let i = 0; i < payload.n; i++) {
-    const run = new ColumnRun(columns, i);
-    for (const [name, values] of fields) run[name] = values[i];
-    runs[i] = run;
+  class AnswerRun extends ColumnRun {}
+  for (const [name, values] of Object.entries(payload.base)) {
+    Object.defineProperty(AnswerRun.prototype, name, {
+      get() { return this._own !== undefined && name in this._own ? this._own[name] : values[this._i]; },
+      set(v) { if (this._own === undefined) this._own = {}; this._own[name] = v; },
+      enumerable: true,
+      configurable: true,
+    });
   }
+  const runs = new Array(payload.n);
+  for (let i = 0; i < payload.n; i++) runs[i] = new AnswerRun(columns, i);
   COLUMNS_OF.set(runs, columns);
   return runs;
 }
@@ -181,7 +188,12 @@ export class VirtualTable {
     this.options = options;
     this.rows = [];
     this.now = Date.now() / 1000;
-    this.spacer = el('div', { class: 'spacer' });
+    // The header is its own node, kept across scrolls (rebuilt only when the count, sort or columns change), so a
+    // scroll redraws the rows alone and a click on a column name never lands on a header being replaced.
+    this.head = options.header ? el('div', { class: 'row head' }) : null;
+    this.headState = '';
+    this.body = el('div');
+    this.spacer = el('div', { class: 'spacer' }, this.head, this.body);
     this.container.replaceChildren(this.spacer);
     this.container.addEventListener('scroll', () => this.render());
     this.pending = false;
@@ -227,12 +239,17 @@ export class VirtualTable {
     const gap = skipped ? el('div', { class: 'cell gap', style: `width:${skipped}px` }) : null;
     const nodes = [];
     if (header) {
-      const cells = columns.map((c) => {
-        const mark = this.options.sort === c.key ? ' ▲' : this.options.sort === `-${c.key}` ? ' ▼' : '';
-        return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
-      });
-      nodes.push(el('div', { class: 'row head', style: `top:${this.container.scrollTop}px;width:${totalWidth}px` },
-        el('div', { class: 'cell count', style: `width:${FIRST}px`, title: `${this.rows.length} runs` }, String(this.rows.length)), ...cells));
+      const headState = `${this.rows.length}|${this.options.sort}|${columns.map((c) => c.key).join(',')}`;
+      if (headState !== this.headState) {
+        this.headState = headState;
+        const cells = columns.map((c) => {
+          const mark = this.options.sort === c.key ? ' ▲' : this.options.sort === `-${c.key}` ? ' ▼' : '';
+          return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
+        });
+        this.head.replaceChildren(
+          el('div', { class: 'cell count', style: `width:${FIRST}px`, title: `${this.rows.length} runs` }, String(this.rows.length)), ...cells);
+      }
+      this.head.style.cssText = `top:${this.container.scrollTop}px;width:${totalWidth}px`;
     }
     for (let i = first; i < Math.min(this.rows.length, first + count); i++) {
       const run = this.rows[i];
@@ -255,6 +272,6 @@ export class VirtualTable {
         'data-run': run.id, onclick: () => this.options.onOpen(run),
       }, el('div', { class: 'cell', style: `width:${FIRST}px` }, box), gap && gap.cloneNode(), ...cells));
     }
-    this.spacer.replaceChildren(...nodes);
+    this.body.replaceChildren(...nodes);
   }
 }
