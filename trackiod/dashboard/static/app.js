@@ -333,7 +333,7 @@ async function route() {
         onOpen: (run) => { setState({ view: 'run', run: run.id }, true); route(); },
         onSort: (key) => { setState({ sort: state.sort === key ? `-${key}` : key }); refreshTables(); },
       });
-      refreshTables();
+      app.table.setRows(visibleRuns(), app.now);  // the sidebar was filled above
     } else if (view === 'run' && state.run) {
       const host = el('div');
       const run = resolve(state.run);
@@ -442,8 +442,7 @@ async function start() {
   await loadRuns(runsPending);
   performance.mark('runs-built');
   setupSidebar();
-  refreshTables();
-  await route();
+  await route();  // which fills the sidebar first
   performance.mark('page-drawn');
 }
 
