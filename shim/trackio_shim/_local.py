@@ -2,7 +2,8 @@
 
 Everything else in the shim talks to the daemon over the wire protocol only. A few public calls read the
 data directory directly, as the daemon's readers do (``Api``, ``use_artifact``, ``Run.energy``, the
-importers' project check), and ``show()`` serves the dashboard in this process. They reach trackiod through
+importers' project check), and ``show()`` serves the dashboard in this process (its run edits sent to the
+daemon through trackiod.daemon.control, as ``trackiod show`` does). They reach trackiod through
 this module alone, and only on first use: ``import trackio_shim`` (and a training loop) never loads trackiod,
 apsw or numpy (tests/test_import_light.py).
 
@@ -50,8 +51,10 @@ def __getattr__(name: str) -> ModuleType:
 
 
 def serve_dashboard(settings: TrackiodSettings, project: str | None, open_browser: bool | None) -> int:
-    """Serve the dashboard in this process until interrupted (``show()``); returns the exit status."""
+    """Serve the dashboard in this process until interrupted (``show()``); returns the exit status. Run edits made
+    on the page are sent to the daemon (the single writer), as ``trackiod show`` sends them."""
     # Imported here: the dashboard (Starlette, uvicorn) is never loaded by training processes that do not ask.
+    from trackiod.daemon.control import dashboard_control
     from trackiod.dashboard.server import serve
 
-    return serve(settings, project, open_browser)
+    return serve(settings, project, open_browser, control=dashboard_control(settings))

@@ -124,6 +124,46 @@ def test_daemon_checks_edits_and_refuses_deleting_a_running_run(
         proc.wait(timeout=60)
 
 
+MEDIA = """
+import numpy as np, trackio_shim as wandb
+for i in range(2):
+    run = wandb.init(project="edits-media", name=f"media-{i}")
+    pixels = np.full((8, 8, 3), 40 * i, dtype=np.uint8)
+    run.log({"img": wandb.Image(pixels), "tbl": wandb.Table(columns=["pic"], data=[[wandb.Image(pixels + 1)]])})
+    print(run.id, flush=True)
+    run.finish()
+"""
+
+
+def test_deleting_a_run_deletes_its_media_files(served: tuple[str, dict[str, str], Any]) -> None:
+    """Issue 15: a run deleted from the dashboard left its images (and a table's image cells) on disk."""
+    base, env, _ = served
+    gone, kept = run_script(MEDIA, env).stdout.split()[-2:]
+    media = Path(env["TRACKIOD_HOME"]) / "media"
+
+    def files(run: str) -> list[Path]:
+        out = []
+        for key in ("img", "tbl"):
+            answer = httpx.get(f"{base}/api/media/values", params={"project": "edits-media", "run": run, "key": key})
+            assert answer.status_code == 200, answer.text
+            body = answer.json()
+            if key == "img":
+                out.append(media / body["values"][0]["path"])
+            else:
+                out.append(media / body["rows"][0][0]["path"])  # the table's image cell: a file of its own
+        return out
+
+    doomed, survivors = files(gone), files(kept)
+    tables = [p for p in media.rglob("*table.json")]
+    assert all(p.is_file() for p in [*doomed, *survivors]) and len(tables) == 2
+    answer = httpx.post(f"{base}/api/run/delete", json={"project": "edits-media", "run": gone})
+    assert answer.status_code == 200, answer.text
+    assert not any(p.exists() for p in doomed), "the deleted run's image and table cell files are gone"
+    assert sum(p.exists() for p in tables) == 1, "its table's own file too"
+    assert not doomed[0].parent.exists(), "and the folders they leave empty"
+    assert all(p.is_file() for p in survivors), "the other run's files stay"
+
+
 def test_read_only_and_no_daemon_refusals(tmp_path: Path) -> None:
     home = tmp_path / "home"
     fill(home, project="p", runs=1)
@@ -194,3 +234,90 @@ def test_delete_covers_every_table_of_a_run(tmp_path: Path) -> None:
     finally:
         store.close()
     assert tables == set(RUN_TABLES)
+
+
+def test_deleting_a_run_keeps_a_media_file_another_run_names(tmp_path: Path) -> None:
+    """A pulled run keeps the paths of the machine it came from, so two runs' rows can name one file: deleting
+    one run must not take the other's file."""
+    from trackiod.ingest.edits import delete_run
+    from trackiod.ingest.media import MediaWriter
+    from trackiod.store.writer import Store
+
+    store = Store(tmp_path / "t.db")
+    media = MediaWriter(store, tmp_path / "media")
+    shared, own = tmp_path / "media" / "1" / "k" / "shared.png", tmp_path / "media" / "1" / "k" / "own.png"
+    shared.parent.mkdir(parents=True)
+    shared.write_bytes(b"x")
+    own.write_bytes(b"y")
+    try:
+        with store.conn:
+            ids = [int(store.create_run("p", f"r{i}", f"r{i}", {}, {}, "h", 1)["id"]) for i in range(2)]
+            for run_id, path in ((ids[0], "1/k/shared.png"), (ids[1], "1/k/shared.png"), (ids[0], "1/k/own.png")):
+                store.conn.execute(
+                    "INSERT INTO media(run_id, key_id, step, ts, kind, meta, path) "
+                    "VALUES (?, ?, ?, 0, 'image', '{}', ?)",
+                    (run_id, store.key_id("k"), 0 if path.endswith("shared.png") else 1, path),
+                )
+            store.update_run(ids[0], state="finished")
+        delete_run(store, media, "p", "r0")
+    finally:
+        store.close()
+    assert not own.exists() and shared.is_file()
+
+
+def _show(env: dict[str, str], host: str) -> tuple[Any, str]:
+    """``trackio_shim.show()`` in a fresh process; returns it and the URL it printed."""
+    proc = spawn_script(
+        f"import trackio_shim\ntrackio_shim.show(project='edits-show', host={host!r}, port=0, open_browser=False)\n",
+        env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("trackiod dashboard: "), line + (proc.stderr.read() if proc.stderr else "")
+    return proc, line.split(": ", 1)[1].strip()
+
+
+def test_shim_show_edits_through_the_daemon_and_is_read_only_off_loopback(
+    served: tuple[str, dict[str, str], Any],
+) -> None:
+    """Issue 15: ``trackio_shim.show()`` served without a way to the daemon, so every edit answered 503."""
+    _, env, _ = served
+    run = run_script(
+        "import trackio_shim as w\nr = w.init(project='edits-show', name='shown')\nw.log({'x': 1})\nprint(r.id)\n"
+        "w.finish()\n",
+        env,
+    ).stdout.split()[-1]
+    proc, url = _show(env, "127.0.0.1")
+    try:
+        base = url.split("/?")[0]
+        wait_for(lambda: _answers(base), timeout=30, what="show() to serve")
+        answer = httpx.post(f"{base}/api/run/edit", json={"project": "edits-show", "run": run, "name": "renamed"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["name"] == "renamed"
+        rows = httpx.get(f"{base}/api/runs", params={"project": "edits-show"}).json()["rows"]
+        assert [r[1] for r in rows] == ["renamed"], "written by the daemon, read back by show()'s server"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    proc, url = _show(env, "0.0.0.0")
+    try:
+        token = url.split("token=")[1].split("&")[0]
+        base = f"http://127.0.0.1:{url.split('://')[1].split('/')[0].rsplit(':', 1)[1]}"
+        wait_for(lambda: _answers(base, token), timeout=30, what="show() to serve off loopback")
+        answer = httpx.post(
+            f"{base}/api/run/edit",
+            json={"project": "edits-show", "run": run, "name": "again"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 403 and "read-only" in answer.json()["error"], answer.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _answers(base: str, token: str = "") -> bool:
+    try:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.get(f"{base}/api/info", headers=headers).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -13,11 +13,11 @@ from trackio_shim.settings import TrackiodSettings
 def cmd_show(args: argparse.Namespace, settings: TrackiodSettings) -> int:
     # Imported here: the web stack (Starlette, uvicorn) and zmq load only for the commands that use them, so
     # that `trackiod runs` and the other reads start fast (benchmarks/test_history.py).
-    from trackiod.daemon.control import request
+    from trackiod.daemon.control import dashboard_control
     from trackiod.dashboard.server import serve
 
     # Edits made on the page are written by the daemon (the single writer), asked over its socket.
-    return serve(settings, args.project, control=lambda what, body: request(settings, what, body, 5.0))
+    return serve(settings, args.project, control=dashboard_control(settings))
 
 
 def add_server_flags(parser: argparse.ArgumentParser) -> None:

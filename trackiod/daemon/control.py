@@ -15,6 +15,7 @@ from trackio_shim import daemon_state
 from trackio_shim import protocol as P
 from trackio_shim.errors import ProtocolError
 from trackio_shim.settings import TrackiodSettings
+from trackiod.dashboard.writes import Control
 
 
 def request(
@@ -51,6 +52,12 @@ def request(
     finally:
         sock.close(linger=0)
         ctx.term()
+
+
+def dashboard_control(settings: TrackiodSettings) -> Control:
+    """What a dashboard sends its run edits through: a QUERY to the daemon of ``settings`` (the single writer),
+    waiting at most 5 s. The daemon's own dashboard, ``trackiod show`` and ``trackio_shim.show()`` all use it."""
+    return lambda what, args: request(settings, what, args, 5.0)
 
 
 def daemon_pid(settings: TrackiodSettings) -> int | None:

@@ -80,7 +80,8 @@ def _edit_run(daemon: Served, sid: bytes, args: dict[str, Any]) -> tuple[bool, A
 
 
 def _delete_run(daemon: Served, sid: bytes, args: dict[str, Any]) -> tuple[bool, Any]:
-    return _edit(daemon, args, delete_run)
+    media = daemon.ingest.media
+    return _edit(daemon, args, lambda store, project, run: delete_run(store, media, project, run))
 
 
 def _edit(daemon: Served, args: dict[str, Any], apply: Callable[[Any, str, str], dict[str, Any]]) -> tuple[bool, Any]:

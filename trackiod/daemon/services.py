@@ -301,12 +301,11 @@ class DashboardService:
         if not self.settings.dashboard:
             return
         try:
-            from trackiod.daemon.control import request
+            from trackiod.daemon.control import dashboard_control
             from trackiod.dashboard.app import DashboardServer
 
-            settings = self.settings
             # Edits from the page come back to this daemon as queries on its own socket (the single writer).
-            self.server = DashboardServer(settings, control=lambda what, args: request(settings, what, args, 5.0))
+            self.server = DashboardServer(self.settings, control=dashboard_control(self.settings))
             self.server.start()
             self.url = self.server.url()
             log.info("dashboard at %s", self.url)

@@ -21,7 +21,7 @@ from trackio_shim.errors import UsageError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import reads, richvalues, system
 from trackiod.dashboard.columns import ProjectColumns
-from trackiod.dashboard.downsample import MAX_WIDTH, align, json_values
+from trackiod.dashboard.downsample import MAX_WIDTH, SeriesReducer, json_values
 from trackiod.dashboard.rankseries import MODES as RANK_MODES
 from trackiod.dashboard.rankseries import rank_series
 from trackiod.read.alerts import alert_levels, list_alerts
@@ -222,9 +222,11 @@ class Api:
             raise BadRequest(f"ranks must be one of {', '.join(RANK_MODES)}, got {ranks!r}")
         conn = self.readers.get()
         found = reads.run_ids(conn, project, wanted) if conn is not None else {}
+        zoom = (xmin, xmax) if xmin is not None and xmax is not None else None
+        reducer = SeriesReducer(
+            width, zoom or self._step_range(conn, found, key, xaxis, after, ranks, xmin, xmax), zoom
+        )
         meta: list[dict[str, Any]] = []
-        xs: list[np.ndarray] = []
-        ys: list[np.ndarray] = []
         for name in wanted:
             info = found.get(name)
             if info is None or conn is None:
@@ -256,10 +258,8 @@ class Api:
                 }
                 entry.update(extras)
                 meta.append(entry)
-                xs.append(x)
-                ys.append(y)
-        x_range = (xmin, xmax) if xmin is not None and xmax is not None else None
-        grid, columns, reduced = align(xs, ys, width, x_range)
+                reducer.add(x, y)
+        grid, columns, reduced = reducer.result()
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":
             return _binary(header, grid, columns)
@@ -267,6 +267,30 @@ class Api:
         for entry, column in zip(meta, columns):
             entry["y"] = json_values(column)
         return Response(json.dumps(header, allow_nan=False), media_type="application/json")
+
+    @staticmethod
+    def _step_range(
+        conn: Any,
+        found: dict[str, dict[str, Any]],
+        key: str,
+        xaxis: str,
+        after: dict[str, int],
+        ranks: str,
+        xmin: float | None,
+        xmax: float | None,
+    ) -> tuple[float, float] | None:
+        """The chart's x range before reading any point, when it is the steps stored (a step x-axis over whole
+        series, plain and context ones: no zoom, no live update, no rank view); else None."""
+        if conn is None or xaxis != "step" or after or ranks != "0" or xmin is not None or xmax is not None:
+            return None
+        kid = reads.key_id(conn, key)
+        if kid is None:
+            return None
+        series = []
+        for info in found.values():
+            series.append((info["id"], kid))
+            series.extend((info["id"], ctx_kid) for ctx_kid, _ in reads.contexts_of(conn, info["id"], key))
+        return reads.step_range(conn, series)
 
     def system(self, request: Request) -> Response:
         """The selected runs' host series over each run's time, reduced per pixel, and their energy."""

@@ -33,6 +33,7 @@ from trackio_shim.errors import TrackiodError
 from trackio_shim.settings import TrackiodSettings
 from trackiod.dashboard import peer
 from trackiod.dashboard.api import Api
+from trackiod.dashboard.statics import StaticFiles
 from trackiod.dashboard.writes import Control, RunWrites
 from trackiod.read.connection import Readers
 
@@ -180,14 +181,16 @@ def create_app(
 
         return run
 
+    statics = StaticFiles(STATIC_DIR)
+
     def index(request: Request) -> Response:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return Response(statics.index(), media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
     def static(request: Request) -> Response:
         path = safe_file(STATIC_DIR, request.path_params["path"])
         if path is None:
             return PlainTextResponse("not found", status_code=404)
-        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return statics.response(request, path)
 
     def media(request: Request) -> Response:
         path = safe_file(media_root, request.path_params["path"])

@@ -6,15 +6,33 @@ both ends of a loopback connection are on this machine, so the client's socket, 
 is the request's client address and whose remote address is the server's, names the user who connected. The
 dashboard serves a token-less loopback request only when that uid is its own (trackiod.dashboard.app).
 Where those files do not exist (not Linux), the dashboard needs a token on loopback too.
+
+The kernel is asked first through its socket-diagnostics netlink interface (sock_diag, what ``ss`` uses) for
+the one socket with that address pair: an exact lookup of about 0.1 ms. Reading ``/proc/net/tcp`` walks the
+kernel's whole TCP hash table (262,144 buckets on a 24 GiB machine): 14-22 ms per request, which the dashboard
+paid on every request before, its event loop blocked meanwhile. The files are read only where netlink cannot be
+used (a kernel without ``inet_diag``, a sandbox that forbids netlink sockets).
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
+import struct
 import sys
 from pathlib import Path
 
 _TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+_NETLINK_SOCK_DIAG = 4  # linux/netlink.h
+_SOCK_DIAG_BY_FAMILY = 20  # linux/sock_diag.h
+_NLM_F_REQUEST = 1
+_NLMSG_ERROR = 2
+_NO_COOKIE = 0xFFFFFFFF  # INET_DIAG_NOCOOKIE: match the socket by its addresses alone
+_HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
+#: struct inet_diag_msg after the header: family, state, timer, retrans (4 bytes), the 48-byte sockid, then
+#: expires, rqueue, wqueue, uid, inode.
+_UID_OFFSET = _HEADER.size + 4 + 48 + 12
 
 
 def available() -> bool:
@@ -45,6 +63,55 @@ def _hex_address(host: str, port: int, width: int) -> str | None:
 
 def peer_uid(client: tuple[str, int], server: tuple[str, int]) -> int | None:
     """The uid owning the client end of the loopback connection ``client`` -> ``server``; None if not found."""
+    try:
+        return _diag_uid(client, server)
+    except OSError:
+        return _proc_uid(client, server)
+
+
+def _packed(host: str) -> tuple[int, bytes]:
+    """An address's family and its 16 bytes as struct inet_diag_sockid holds them (an IPv4 one zero-padded)."""
+    ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
+    if ip.version == 4:
+        return socket.AF_INET, ip.packed.ljust(16, b"\0")
+    return socket.AF_INET6, ip.packed
+
+
+def _diag_uid(client: tuple[str, int], server: tuple[str, int]) -> int | None:
+    """sock_diag's exact lookup of the client's socket (struct inet_diag_req_v2, without NLM_F_DUMP).
+
+    Raises:
+        OSError: netlink or inet_diag cannot be used here (the caller reads /proc instead).
+    """
+    try:
+        family, source = _packed(client[0])
+        _, destination = _packed(server[0])
+    except ValueError:
+        return None
+    sockid = (
+        struct.pack("!HH", int(client[1]), int(server[1]))
+        + source
+        + destination
+        + struct.pack("=III", 0, _NO_COOKIE, _NO_COOKIE)
+    )
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    message = _HEADER.pack(_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST, 1, 0) + request
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(2.0)
+        sock.sendto(message, (0, 0))
+        reply = sock.recv(8192)
+    _, kind, _, _, _ = _HEADER.unpack_from(reply)
+    if kind == _NLMSG_ERROR:
+        code = -struct.unpack_from("=i", reply, _HEADER.size)[0]
+        if code == errno.ENOENT:
+            return None  # no such connection (it closed, or the addresses are not a connection's)
+        raise OSError(code, "sock_diag refused the lookup")
+    if len(reply) < _UID_OFFSET + 4:
+        raise OSError(errno.EPROTO, "sock_diag answered too short a message")
+    return int(struct.unpack_from("=I", reply, _UID_OFFSET)[0])
+
+
+def _proc_uid(client: tuple[str, int], server: tuple[str, int]) -> int | None:
     for table, width in zip(_TABLES, (4, 16), strict=True):
         local = _hex_address(client[0], int(client[1]), width)
         remote = _hex_address(server[0], int(server[1]), width)

@@ -147,6 +147,22 @@ def contexts_of(conn: apsw.Connection, run_db_id: int, key: str) -> list[tuple[i
     ]
 
 
+def step_range(conn: apsw.Connection, series: list[tuple[int, int]]) -> tuple[float, float] | None:
+    """The lowest and highest step stored for these ``(run db id, key id)`` series (from the chunks' bounds, no
+    points read); None when none has a point."""
+    lows: list[int] = []
+    highs: list[int] = []
+    for run_db_id, kid in series:
+        row: Any = conn.execute(
+            "SELECT min(step_min), max(step_max) FROM chunks WHERE run_id=? AND key_id=?", (run_db_id, kid)
+        ).fetchone()
+        lo, hi = row
+        if lo is not None:
+            lows.append(lo)
+            highs.append(hi)
+    return (float(min(lows)), float(max(highs))) if lows else None
+
+
 def key_id(conn: apsw.Connection, name: str) -> int | None:
     row = conn.execute("SELECT id FROM keys WHERE name=?", (name,)).fetchone()
     return int(row[0]) if row else None

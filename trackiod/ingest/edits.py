@@ -2,7 +2,8 @@
 
 The dashboard never writes the store: it sends an ``edit_run`` or ``delete_run`` QUERY to the daemon, whose loop
 applies it between batches (trackiod.daemon.queries) and answers with the run as stored, so the page shows what
-was written. A running run cannot be deleted (its processes would write to a run that is gone).
+was written. A running run cannot be deleted (its processes would write to a run that is gone); a deleted
+run's media files are deleted with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from typing import Any
 
 from trackio_shim.errors import UsageError
+from trackiod.ingest.media import MediaWriter
 from trackiod.store.writer import Store
 
 #: Longest name and notes accepted (what wandb's UI takes for a name; notes are free text).
@@ -91,16 +93,33 @@ def edit_run(store: Store, project: str, run_key: str, args: dict[str, Any]) -> 
     }
 
 
-def delete_run(store: Store, project: str, run_key: str) -> dict[str, Any]:
-    """Remove a finished run and everything stored for it (:data:`RUN_TABLES`); media and attachment files stay
-    on disk. Raises UsageError for a running run or no such run."""
+def delete_run(store: Store, media: MediaWriter, project: str, run_key: str) -> dict[str, Any]:
+    """Remove a finished run and everything stored for it (:data:`RUN_TABLES`), then its media files (once the
+    rows are gone: see :meth:`MediaWriter.delete_files`); saved files stay (content-addressed blobs other runs
+    and artifacts may share). Raises UsageError for a running run or no such run."""
     with store.conn:
         run_id = _run_id(store, project, run_key)
         row = store.run(run_id)
         if row is not None and row["state"] == "running":
             raise UsageError(f"run {run_key!r} is running; finish it (or wait until it ends) before deleting it")
+        files = _media_files(store, "run_id=?", (run_id,))
         for table in RUN_TABLES:
             store.conn.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))
         store.conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+        # A pulled run keeps the paths of the machine it came from, so another run's rows may name the same
+        # file: only files no remaining row names are deleted.
+        if files:
+            files -= _media_files(store, "path IS NOT NULL OR meta LIKE '%\"files\"%'", ())
     store.forget_tails(run_id)
+    media.delete_files(sorted(files))
     return {"project": project, "id": run_key, "deleted": True}
+
+
+def _media_files(store: Store, where: str, args: tuple[Any, ...]) -> set[str]:
+    """The files (relative to the media folder) the matching media rows name: ``path`` and ``meta.files``."""
+    files: set[str] = set()
+    for path, meta in store.conn.execute(f"SELECT path, meta FROM media WHERE {where}", args):
+        if path:
+            files.add(path)
+        files.update(f for f in json.loads(meta or "{}").get("files", ()) if isinstance(f, str) and f)
+    return files

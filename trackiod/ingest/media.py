@@ -8,7 +8,8 @@ files under ``TRACKIOD_HOME/media`` and the row holds their path. A chart is its
 spec in the row's ``meta``; a gallery has no ``path`` of its own: ``meta.items`` lists its elements' files.
 File names are built from the internal run id, a sanitised key and a content hash, so no key can name a path
 outside that folder. Files are written before the commit; a rollback deletes the ones it created, and files
-replaced by a newer value at the same (run, key, step) are deleted after the commit that replaced them.
+replaced by a newer value at the same (run, key, step) are deleted after the commit that replaced them, as are
+a deleted run's files (trackiod.ingest.edits).
 """
 
 from __future__ import annotations
@@ -113,6 +114,29 @@ class MediaWriter:
             except OSError as exc:  # a leftover file costs disk space, never data
                 log.warning("could not delete replaced media file %s: %s", path, exc)
         self._obsolete.clear()
+
+    def delete_files(self, relative: list[str]) -> None:
+        """Delete files of values whose rows a committed transaction removed (a deleted run), then the folders
+        left empty. Called after the commit: a crash in between leaves files behind, never rows naming missing
+        files; a file that cannot be deleted costs disk space, never data."""
+        root = self.root.resolve()
+        for name in relative:
+            path = (self.root / name).resolve()
+            if root not in path.parents:  # rows name paths inside the folder; refuse rather than trust
+                log.warning("not deleting %s: outside the media folder", name)
+                continue
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not delete media file %s of a deleted run: %s", path, exc)
+                continue
+            for folder in path.parents:
+                if folder == root:
+                    break
+                try:
+                    folder.rmdir()  # only when empty: another value's file keeps it
+                except OSError:
+                    break
 
     def rolled_back(self) -> None:
         for path in self._created:

@@ -60,6 +60,7 @@ function applyChrome() {
 // ------------------------------------------------------------------ runs and selection
 async function loadRuns(pending = null) {
   const payload = await (pending || getJSON('/api/runs', { project: state.project, format: 'columns' }));
+  performance.mark('runs-parsed');
   app.runs = rowsToRuns(payload);
   app.now = payload.now;
   app.byId = new Map(app.runs.map((r) => [r.id, r]));
@@ -332,7 +333,7 @@ async function route() {
         onOpen: (run) => { setState({ view: 'run', run: run.id }, true); route(); },
         onSort: (key) => { setState({ sort: state.sort === key ? `-${key}` : key }); refreshTables(); },
       });
-      refreshTables();
+      app.table.setRows(visibleRuns(), app.now);  // the sidebar was filled above
     } else if (view === 'run' && state.run) {
       const host = el('div');
       const run = resolve(state.run);
@@ -408,6 +409,7 @@ async function openProject(name) {
 }
 
 async function start() {
+  performance.mark('start');
   readURL();
   applyChrome();
   // The runs are the biggest answer: ask for them at once, alongside the projects.
@@ -438,9 +440,10 @@ async function start() {
     return;
   }
   await loadRuns(runsPending);
+  performance.mark('runs-built');
   setupSidebar();
-  refreshTables();
-  await route();
+  await route();  // which fills the sidebar first
+  performance.mark('page-drawn');
 }
 
 async function main() {

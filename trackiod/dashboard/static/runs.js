@@ -36,6 +36,7 @@ class ColumnRun {
     this._parts = { config: undefined, summary: undefined };
     this._flat = { config: undefined, summary: undefined };
     this._nested = false;
+    this._own = undefined;
   }
 
   part(name) {
@@ -58,16 +59,46 @@ class ColumnRun {
   set _summaryFlat(v) { this._flat.summary = v; }
 }
 
+// The base fields (id, name, state, ...) are read from their columns too, through accessors on a class made for
+// this answer, so building 10,000 runs writes no field; a field set later (a live update) is kept per run.
 function columnsToRuns(payload) {
   const columns = { config: Object.entries(payload.config), summary: Object.entries(payload.summary) };
-  const fields = Object.entries(payload.base);
-  const runs = new Array(payload.n);
-  for (let i = 0; i < payload.n; i++) {
-    const run = new ColumnRun(columns, i);
-    for (const [name, values] of fields) run[name] = values[i];
-    runs[i] = run;
+  class AnswerRun extends ColumnRun {}
+  for (const [name, values] of Object.entries(payload.base)) {
+    Object.defineProperty(AnswerRun.prototype, name, {
+      get() { return this._own !== undefined && name in this._own ? this._own[name] : values[this._i]; },
+      set(v) { if (this._own === undefined) this._own = {}; this._own[name] = v; },
+      enumerable: true,
+      configurable: true,
+    });
   }
+  const runs = new Array(payload.n);
+  for (let i = 0; i < payload.n; i++) runs[i] = new AnswerRun(columns, i);
+  COLUMNS_OF.set(runs, columns);
   return runs;
+}
+
+// The columns a run list was built from (columnsToRuns), so the table's column choice counts keys in them.
+const COLUMNS_OF = new WeakMap();
+
+// How many of the first `sample` runs have each config (or summary) key: counted in the columns the runs came
+// from, without building 2,000 runs' objects; runs added later by live updates (at the front) are read one by one.
+function keyCounts(runs, part, sample) {
+  const counts = new Map();
+  const columns = COLUMNS_OF.get(runs);
+  const add = (key, n) => { if (n) counts.set(key, (counts.get(key) || 0) + n); };
+  let first = 0;
+  if (columns) {
+    while (first < sample && !(runs[first] instanceof ColumnRun)) first++;
+    for (const [key, values] of columns[part]) {
+      let n = 0;
+      const end = Math.min(values.length, sample - first);
+      for (let i = 0; i < end; i++) if (values[i] !== null) n++;
+      add(key, n);
+    }
+  }
+  for (let i = 0; i < (columns ? first : sample); i++) for (const k of Object.keys(flatOf(runs[i], part))) add(k, 1);
+  return counts;
 }
 
 export function duration(run, now) {
@@ -130,9 +161,7 @@ export function tableColumns(runs, limit = 24) {
   ];
   const extra = [];
   for (const part of ['config', 'summary']) {
-    const counts = new Map();
-    const sample = runs.length > 2000 ? runs.slice(0, 2000) : runs;
-    for (const r of sample) for (const k of Object.keys(flatOf(r, part))) counts.set(k, (counts.get(k) || 0) + 1);
+    const counts = keyCounts(runs, part, Math.min(runs.length, 2000));
     const keys = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, limit).map((e) => e[0]);
     for (const k of keys) extra.push({ key: `${part}.${k}`, label: `${part === 'config' ? 'c' : 's'}:${k}`, width: 110 });
   }
@@ -159,7 +188,12 @@ export class VirtualTable {
     this.options = options;
     this.rows = [];
     this.now = Date.now() / 1000;
-    this.spacer = el('div', { class: 'spacer' });
+    // The header is its own node, kept across scrolls (rebuilt only when the count, sort or columns change), so a
+    // scroll redraws the rows alone and a click on a column name never lands on a header being replaced.
+    this.head = options.header ? el('div', { class: 'row head' }) : null;
+    this.headState = '';
+    this.body = el('div');
+    this.spacer = el('div', { class: 'spacer' }, this.head, this.body);
     this.container.replaceChildren(this.spacer);
     this.container.addEventListener('scroll', () => this.render());
     this.pending = false;
@@ -190,36 +224,54 @@ export class VirtualTable {
     this.spacer.style.width = `${totalWidth}px`;
     const first = Math.max(0, Math.floor((this.container.scrollTop - top) / ROW) - 5);
     const count = Math.ceil(this.container.clientHeight / ROW) + 10;
+    // Columns too: the rows draw only the columns in view (and a screen's width either side); the header draws
+    // them all (one row), so every column's name is there to find and click.
+    const left = this.container.scrollLeft - this.container.clientWidth;
+    const right = this.container.scrollLeft + 2 * this.container.clientWidth;
+    let skipped = 0;
+    let x = FIRST;
+    const shown = [];
+    for (const c of columns) {
+      if (x + c.width < left) skipped += c.width;
+      else if (x <= right) shown.push(c);
+      x += c.width;
+    }
+    const gap = skipped ? el('div', { class: 'cell gap', style: `width:${skipped}px` }) : null;
     const nodes = [];
     if (header) {
-      const cells = columns.map((c) => {
-        const mark = this.options.sort === c.key ? ' ▲' : this.options.sort === `-${c.key}` ? ' ▼' : '';
-        return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
-      });
-      nodes.push(el('div', { class: 'row head', style: `top:${this.container.scrollTop}px;width:${totalWidth}px` },
-        el('div', { class: 'cell count', style: `width:${FIRST}px`, title: `${this.rows.length} runs` }, String(this.rows.length)), ...cells));
+      const headState = `${this.rows.length}|${this.options.sort}|${columns.map((c) => c.key).join(',')}`;
+      if (headState !== this.headState) {
+        this.headState = headState;
+        const cells = columns.map((c) => {
+          const mark = this.options.sort === c.key ? ' ▲' : this.options.sort === `-${c.key}` ? ' ▼' : '';
+          return el('div', { class: 'cell', style: `width:${c.width}px`, title: c.key, onclick: () => this.options.onSort(c.key) }, c.label + mark);
+        });
+        this.head.replaceChildren(
+          el('div', { class: 'cell count', style: `width:${FIRST}px`, title: `${this.rows.length} runs` }, String(this.rows.length)), ...cells);
+      }
+      this.head.style.cssText = `top:${this.container.scrollTop}px;width:${totalWidth}px`;
     }
     for (let i = first; i < Math.min(this.rows.length, first + count); i++) {
       const run = this.rows[i];
       const selected = this.options.isSelected(run);
       const box = el('input', { type: 'checkbox', checked: selected, 'aria-label': `select ${run.name}` });
       box.addEventListener('click', (e) => { e.stopPropagation(); this.options.onToggle(run); });
-      const cells = columns.map((c) => {
+      const cells = shown.map((c) => {
         if (c.key === 'name') {
-          return el('div', { class: 'cell', style: `width:${c.width}px`, title: `${run.name} (${run.id})` },
+          return el('div', { class: 'cell', style: `width:${c.width}px`, 'data-col': c.key, title: `${run.name} (${run.id})` },
             el('span', { class: 'swatch', style: `background:${colorFor(run.id)}` }), run.name);
         }
         if (c.key === 'state') {
-          return el('div', { class: 'cell', style: `width:${c.width}px` }, el('span', { class: `state ${run.state}` }, run.state));
+          return el('div', { class: 'cell', style: `width:${c.width}px`, 'data-col': c.key }, el('span', { class: `state ${run.state}` }, run.state));
         }
         const text = cellText(run, c.key, this.now);
-        return el('div', { class: 'cell', style: `width:${c.width}px`, title: text }, text);
+        return el('div', { class: 'cell', style: `width:${c.width}px`, 'data-col': c.key, title: text }, text);
       });
       nodes.push(el('div', {
         class: `row${selected ? ' selected' : ''}`, style: `top:${top + i * ROW}px;width:${totalWidth}px`,
         'data-run': run.id, onclick: () => this.options.onOpen(run),
-      }, el('div', { class: 'cell', style: `width:${FIRST}px` }, box), ...cells));
+      }, el('div', { class: 'cell', style: `width:${FIRST}px` }, box), gap && gap.cloneNode(), ...cells));
     }
-    this.spacer.replaceChildren(...nodes);
+    this.body.replaceChildren(...nodes);
   }
 }
