@@ -138,6 +138,7 @@ class Ingest:
         boot_id: bytes,
         heartbeat_timeout_s: float,
         journal: bool,
+        journal_aliases: Mapping[bytes, tuple[bytes, int]] | None = None,
     ) -> None:
         self.store = store
         self.media = media
@@ -148,6 +149,9 @@ class Ingest:
         self.boot_id = boot_id
         #: Frames of the open transaction to forward to a head daemon (None: this daemon does not forward).
         self.journal: list[bytes] | None = [] if journal else None
+        #: Sessions of runs stored before this node forwarded: journaled under the session id their backfilled
+        #: frames use, at ``seq + offset`` (trackiod.daemon.backfill), so the head sees one session continue.
+        self.journal_aliases = dict(journal_aliases or {})
         self.committed, handles = store.load_sessions()
         self.accepted = dict(self.committed)
         self.runs = RunBook(store, handles, self.notice)
@@ -391,6 +395,7 @@ class Ingest:
         if mark:
             self.committed[sid] = mark
             self.accepted[sid] = mark
+            self.runs.recall_session(sid)
 
     def prune_sessions(self, now: float, idle_s: float) -> int:
         """Forget, in memory, the sessions idle for ``idle_s`` none of whose runs is running; returns how many.
@@ -469,7 +474,11 @@ class Ingest:
         self.accepted[sid] = seq
         self._touched.add(sid)
         if self.journal is not None and kind != P.FORWARD and undecodable is None:
-            self.journal.append(P.pack([kind, sid, seq, *fields]))
+            alias = self.journal_aliases.get(sid)
+            if alias is None:
+                self.journal.append(P.pack([kind, sid, seq, *fields]))
+            else:
+                self.journal.append(P.pack([kind, alias[0], seq + alias[1], *fields]))
         # All or nothing: a frame that fails halfway leaves no trace (LOG kinds check before they change anything).
         guard = None if kind in _UNGUARDED_KINDS else FrameGuard(self.store, self._undoable())
         commits = self.counters.commits
@@ -572,6 +581,8 @@ class Ingest:
                 raise FrameRejected(f"forwarded frame: {exc}") from None
             if inner is None or inner[0] not in P.SEQUENCED_KINDS or inner[0] == P.FORWARD:
                 raise FrameRejected("FORWARD must carry one sequenced frame")
+            if inner[1] not in self.accepted:  # a session pruned from memory (its run ended, or was marked crashed)
+                self._recall(inner[1])
             self._sequenced(*inner, live=False)  # deduplicated by its own session's watermark
         elif kind == P.LOG_CONTEXT:
             self._log_context(sid, fields)
