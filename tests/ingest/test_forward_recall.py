@@ -11,12 +11,15 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.hostile_frames import IngestRig
 from trackio_shim import protocol as P
 from trackiod.read.series import read_series
 
 
-def test_a_forwarded_session_forgotten_as_idle_still_reaches_its_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batched", [False, True], ids=["FORWARD", "FORWARD_BATCH"])
+def test_a_forwarded_session_forgotten_as_idle_still_reaches_its_run(tmp_path: Path, batched: bool) -> None:
     rig = IngestRig(tmp_path / "head")
     ingest = rig.ingest
     forwarder, remote = os.urandom(16), os.urandom(16)
@@ -25,7 +28,11 @@ def test_a_forwarded_session_forgotten_as_idle_still_reaches_its_run(tmp_path: P
     def forward(kind: int, seq: int, *fields: object) -> None:
         nonlocal outer
         outer += 1
-        ingest.handle(P.FORWARD, forwarder, outer, [P.pack([kind, remote, seq, *fields])], live=True)
+        frame = P.pack([kind, remote, seq, *fields])
+        if batched:  # as the head's listener applies a FORWARD_BATCH
+            ingest.handle_forwarded(forwarder, [(outer, frame)])
+        else:
+            ingest.handle(P.FORWARD, forwarder, outer, [frame], live=True)
 
     forward(P.SESSION, 1, {"version": P.PROTOCOL_VERSION, "pid": 4242, "host": "node-a"})
     forward(P.RUN_START, 2, 1, {"project": "p", "id": "r"})

@@ -214,8 +214,7 @@ class Listener:
                 ingest.drop_malformed(f"from a forwarder: {exc}")
                 continue
             if batch is not None:  # storage errors propagate to the loop, as from the local socket
-                for seq, frame in batch:
-                    ingest.handle(P.FORWARD, routing_id, seq, [frame], live=True)
+                ingest.handle_forwarded(routing_id, batch)
                 count += len(batch)
                 continue
             if kind not in (P.FORWARD, P.PING):

@@ -50,6 +50,9 @@ _INT64 = 2**63
 #: Hot-path kinds that check every field before changing anything, so they need no savepoint (frame_guard.py).
 _UNGUARDED_KINDS = frozenset({P.LOG, P.LOG_CONTEXT, P.FORWARD})
 
+#: What a forwarder may carry: one sequenced frame of a training process's session (never a FORWARD itself).
+_FORWARDABLE = P.SEQUENCED_KINDS - {P.FORWARD}
+
 #: ``send(sid, message)``: deliver a daemon -> client message to a session (dropped if it is gone).
 Send = Callable[[bytes, tuple[Any, ...]], None]
 #: ``handler(store, run_id, payload)``: store one run attachment (alert, saved files, artifact) inside the open
@@ -213,7 +216,7 @@ class Ingest:
                 and type(ts) is float
                 and ts - ts == 0.0  # finite: NaN and infinities fail
                 and type(data) is dict
-                and self.journal is None
+                and (self.journal is None or sid not in self.journal_aliases)
                 and not self.stall.active
             ):
                 runs = self.runs  # its dicts are replaced on undo and rollback: looked up each time
@@ -226,6 +229,8 @@ class Ingest:
                     self._touched.add(sid)
                     self.batch.add(run_id, step, ts, data)
                     self.counters.points += len(data)
+                    if self.journal is not None:  # a forwarding node: the frame as _sequenced journals it
+                        self.journal.append(P.pack(msg))
                     return
         try:
             kind, sid, seq, fields = P.check_client(msg)
@@ -294,6 +299,41 @@ class Ingest:
             accepted[run_sid] = expected - 1
             counters.frames += frames
             counters.points += points
+
+    def handle_forwarded(self, sid: bytes, batch: Sequence[tuple[int, bytes]]) -> None:
+        """A FORWARD_BATCH from the forwarder session ``sid``: each outer sequence number checked as a FORWARD
+        frame's, then the inner frames applied together as a spool slice is (:meth:`handle_messages`: deduplicated
+        by their own sessions' watermarks, LOG frames on the fast path), in one pass instead of two per frame.
+        """
+        if sid not in self.accepted:
+            self._recall(sid)
+        msgs: list[Any] = []
+        for seq, raw in batch:
+            if self.stall.active:  # not taken, not acknowledged: resent after the retry
+                self._refuse(sid)
+                break
+            expected = self.accepted.get(sid, 0) + 1
+            if seq < expected:
+                self.counters.duplicates += 1
+                self._dups.add(sid)
+                continue
+            if seq > expected:
+                self._nack(sid, expected)
+                break
+            self.begin()
+            self.accepted[sid] = seq
+            self._touched.add(sid)
+            try:
+                msg = _unpackb(raw, strict_map_key=False)
+            except Exception as exc:
+                self._malformed(f"forwarded frame {seq}: {exc}")
+                continue
+            if type(msg) is not list or len(msg) < 3 or type(msg[0]) is not int or msg[0] not in _FORWARDABLE:
+                self._malformed(f"forwarded frame {seq}: FORWARD must carry one sequenced frame")
+                continue
+            msgs.append(msg)
+        if msgs:
+            self.handle_messages(msgs, None, "forwarded: ")
 
     def _run_start(self, msg: Any, routing_id: bytes | None) -> tuple[bytes, int, int] | None:
         """``(sid, handle, run_id)`` if ``msg`` was a plain LOG frame that :meth:`handle_message` just applied on
