@@ -163,7 +163,7 @@ class WriterLoop:
             self._receive(10_000)
         if listener is not None:
             if listener.sock in ready:
-                listener.receive(self.ingest, 20_000)  # frames: then the loop may commit and acknowledge
+                listener.receive(self.ingest, 20_000, self.settings.flush_interval_s)  # frames: then the loop may commit and acknowledge
             listener.check()
         if forwarder is not None:
             before = forwarder.acked
