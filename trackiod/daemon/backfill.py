@@ -27,7 +27,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -42,6 +42,8 @@ log = logging.getLogger("trackiod.backfill")
 #: The ``forward_state`` rows: the marker (when the backfill was written) and the session aliases.
 DONE_ROW = "backfilled"
 ALIASES_ROW = "aliases"
+#: How the session id made up for a run no session is attached to begins (it has nothing to alias).
+_MADE_UP = b"\0backfill"
 #: A backfilled LOG frame holds at most this many keys (one step of a very wide run takes several frames).
 FRAME_KEYS = 512
 
@@ -142,17 +144,17 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
             continue
         runs += 1
         members = _members(store, run)
-        for sid, handle, rank, _, _ in members:
-            if sid not in originals:
-                originals[sid] = _Session(_session_info(store, sid))
-            session = originals[sid]
-            session.add(P.RUN_START, handle, _start_params(run, rank))
-            if rank in (None, 0):
+        for member in members:
+            if member.sid not in originals:
+                originals[member.sid] = _Session(_session_info(store, member.sid))
+            session = originals[member.sid]
+            session.add(P.RUN_START, member.handle, _start_params(run, member.rank))
+            if not member.rank or member.rank["rank"] == 0:
                 for spec in json.loads(run["metric_defs"] or "[]"):
-                    session.add(P.DEFINE_METRIC, handle, spec)
+                    session.add(P.DEFINE_METRIC, member.handle, spec)
         data_sessions: dict[int, tuple[_Session, int]] = {}
-        for sid, handle, rank, _, _ in members:
-            data_sessions.setdefault(rank or 0, (originals[sid], handle))
+        for member in members:
+            data_sessions.setdefault(member.rank["rank"] if member.rank else 0, (originals[member.sid], member.handle))
         for rank, ctx, kind, fields in _run_frames(conn, run["id"], names):
             target = data_sessions.get(rank)
             if target is None:
@@ -164,9 +166,9 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
             session, handle = data_sessions[0]
             session.add(P.SUMMARY, handle, explicit)
         ended = float(run["ended_at"] or run["updated_at"] or time.time())
-        for sid, handle, _, finished, exit_code in members:
-            if finished:
-                originals[sid].add(P.RUN_FINISH, handle, int(exit_code or 0), ended)
+        for member in members:
+            if member.finished:
+                originals[member.sid].add(P.RUN_FINISH, member.handle, int(member.exit_code or 0), ended)
         # Written run by run, so the memory used is one run's frames.
         for session in originals.values():
             if session.frames:
@@ -174,34 +176,42 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
                 frames += len(session.frames)
                 session.frames = []
     for sid, session in originals.items():
-        if not sid.startswith(b"\0backfill"):
+        if not sid.startswith(_MADE_UP):
             watermark = store.watermark(sid) or 0
             aliases[sid] = (session.sid, session.seq - watermark)
     return frames, runs, aliases
 
 
-def _members(store: Store, run: dict[str, Any]) -> list[tuple[bytes, int, int | None, bool, int | None]]:
-    """(session, handle, rank, finished, exit code) of each process of a run: rank 0 (or a single process) first.
+class _Member(NamedTuple):
+    """One process of a run: its session and handle, and its rank row (None for a single process)."""
+
+    sid: bytes
+    handle: int
+    finished: bool
+    exit_code: int | None
+    rank: dict[str, Any] | None
+
+
+def _members(store: Store, run: dict[str, Any]) -> list[_Member]:
+    """The processes of a run, rank 0 (or a single process) first.
 
     A run that no session logged to any more (pulled or imported) gets one made-up session, finished unless
     the run is still running.
     """
     ranks = {bytes(r["sid"]): r for r in dict_rows(store.conn, "SELECT * FROM run_ranks WHERE run_id=?", (run["id"],))}
-    out: list[tuple[bytes, int, int | None, bool, int | None]] = []
+    out: list[_Member] = []
     for sid, handle, finished in store.conn.execute(
         "SELECT sr.sid, sr.handle, sr.finished FROM session_runs sr LEFT JOIN sessions s ON s.sid = sr.sid "
         "WHERE sr.run_id=? ORDER BY s.first_seen, sr.sid",
         (run["id"],),
     ):
-        sid = bytes(sid)
-        rank_row = ranks.get(sid)
-        rank = None if rank_row is None else int(rank_row["rank"])
-        exit_code = run["exit_code"] if rank_row is None else rank_row["exit_code"]
-        out.append((sid, int(handle), rank, bool(finished), exit_code))
+        rank = ranks.get(bytes(sid))
+        exit_code = run["exit_code"] if rank is None else rank["exit_code"]
+        out.append(_Member(bytes(sid), int(handle), bool(finished), exit_code, rank))
     if not out:
-        made_up = b"\0backfill" + run["id"].to_bytes(7, "big")
-        out.append((made_up, 0, None, run["state"] != "running", run["exit_code"]))
-    out.sort(key=lambda member: member[2] or 0)
+        made_up = _MADE_UP + run["id"].to_bytes(P.SESSION_ID_BYTES - len(_MADE_UP), "big")
+        out.append(_Member(made_up, 0, run["state"] != "running", run["exit_code"], None))
+    out.sort(key=lambda member: member.rank["rank"] if member.rank else 0)
     return out
 
 
@@ -213,14 +223,15 @@ def _session_info(store: Store, sid: bytes) -> dict[str, Any]:
     return dict(info)
 
 
-def _start_params(run: dict[str, Any], rank: int | None) -> dict[str, Any]:
-    """A RUN_START that makes the run on the head as it is here: its id (rank 0's, see docs/ranks.md), name,
-    config and descriptive fields, resumed if the head has it already; a rank of a distributed job joins it."""
+def _start_params(run: dict[str, Any], rank: dict[str, Any] | None) -> dict[str, Any]:
+    """A RUN_START that makes the run on the head as it is here.
+
+    A single process's run by its id (resumed if the head has it already). A rank of a distributed job as the
+    rank itself started it: its job key, world size and start time, the run's id as the id it drew, so the
+    head groups it with the job's ranks from other nodes by the same rule as every daemon (docs/ranks.md).
+    """
     params: dict[str, Any] = {
         "project": run["project"],
-        "id": run["run_key"],
-        "name": run["name"],
-        "resume": "allow",
         "config": json.loads(run["config"] or "{}"),
         "tags": json.loads(run["tags"] or "[]"),
         "notes": run["notes"],
@@ -229,8 +240,21 @@ def _start_params(run: dict[str, Any], rank: int | None) -> dict[str, Any]:
         "mode": run["mode"],
         "started": run["created_at"],
     }
-    if rank is not None and run["world_size"]:
-        params.update(rank=rank, world_size=int(run["world_size"]), job_key=run["job_key"])
+    if rank is None or not run["world_size"]:
+        params.update(id=run["run_key"], name=run["name"], resume="allow")
+    else:
+        params.update(
+            rank=int(rank["rank"]),
+            world_size=int(run["world_size"]),
+            local_rank=rank["local_rank"],
+            started=rank["joined_at"],
+            default_id=run["run_key"],
+            default_name=run["name"],
+        )
+        if run["job_key"]:
+            params["job_key"] = run["job_key"]
+        else:  # no job key: its ranks found each other by an explicit id
+            params["id"] = run["run_key"]
     return {key: value for key, value in params.items() if value is not None}
 
 
