@@ -163,7 +163,8 @@ class WriterLoop:
             self._receive(10_000)
         if listener is not None:
             if listener.sock in ready:
-                listener.receive(self.ingest, 20_000, self.settings.flush_interval_s)  # frames: then the loop may commit and acknowledge
+                # Frames, then the loop may commit and acknowledge (at the latest once its batch is a flush old).
+                listener.receive(self.ingest, 20_000, self.settings.flush_interval_s)
             listener.check()
         if forwarder is not None:
             before = forwarder.acked
