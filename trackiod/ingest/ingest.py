@@ -203,7 +203,7 @@ class Ingest:
         """
         if type(msg) is list and len(msg) == 7 and msg[0] == P.LOG and type(msg[0]) is int:
             _, sid, seq, handle, step, ts, data = msg
-            accepted = self.accepted
+            accepted, journal = self.accepted, self.journal
             if (
                 (sid == routing_id if routing_id is not None else type(sid) is bytes)
                 and len(sid) == P.SESSION_ID_BYTES
@@ -216,7 +216,7 @@ class Ingest:
                 and type(ts) is float
                 and ts - ts == 0.0  # finite: NaN and infinities fail
                 and type(data) is dict
-                and (self.journal is None or sid not in self.journal_aliases)
+                and (journal is None or sid not in self.journal_aliases)
                 and not self.stall.active
             ):
                 runs = self.runs  # its dicts are replaced on undo and rollback: looked up each time
@@ -229,8 +229,8 @@ class Ingest:
                     self._touched.add(sid)
                     self.batch.add(run_id, step, ts, data)
                     self.counters.points += len(data)
-                    if self.journal is not None:  # a forwarding node: the frame as _sequenced journals it
-                        self.journal.append(P.pack(msg))
+                    if journal is not None:  # a forwarding node: the frame as _sequenced journals it
+                        journal.append(P.pack(msg))
                     return
         try:
             kind, sid, seq, fields = P.check_client(msg)
