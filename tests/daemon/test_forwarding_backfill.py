@@ -6,7 +6,8 @@ trainer is still logging. Its daemon is then restarted with `trackiod start --fo
 logging through the new daemon. While the backlog crosses, the head and then the node's daemon are killed
 with kill -9 and restarted. The head must end with every run, each rank's series equal to the node's, values
 and stored point counts (a frame applied twice would count twice), the context series and the text, and each
-run in the node's state. A run the node had synced to a dataset itself is left to the dataset (one writer).
+run in the node's state. The same when the first daemon with the role is a trainer's autostart. A run the node
+had synced to a dataset itself is left to the dataset (one writer).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import flagged, stored
+from tests.support.cluster import flagged, stop_autostarted, stored
 from tests.support.daemons import Daemons, wait_for
 from tests.support.nodes import env_for_node, free_port, trackiod_keys
 from tests.support.scripts import run_script, spawn_script
 from trackiod.daemon.backfill import prepare_journal
+from trackiod.daemon.node_role import remember_role
 from trackiod.read.connection import open_reader
 from trackiod.read.contexts import context_series
 from trackiod.read.runs import get_run
@@ -133,6 +135,40 @@ def test_runs_stored_before_the_role_reach_the_head_exactly_once(
     finally:
         conn.close()
     wait_for(lambda: (node.status() or {}).get("forward", {}).get("backlog") == 0, what="an empty journal")
+
+
+_SHORT = """
+import os, trackio_shim as wandb
+run = wandb.init(project="auto", id=os.environ["RUN_ID"])
+for step in range(300):
+    run.log({"x": float(step)}, step=step)
+run.finish()
+"""
+
+
+@pytest.mark.slow
+def test_the_daemon_a_trainer_autostarts_backfills_too(env: dict[str, str], tmp_path: Path, daemons: Daemons) -> None:
+    """The role stored while no daemon runs; the first daemon is a trainer's autostart: it journals the old run."""
+    url = f"tcp://127.0.0.1:{free_port()}"
+    head_env = {**env_for_node(env, tmp_path, "head"), "TRACKIOD_LISTEN": url}
+    node_env = env_for_node(env, tmp_path, "node")
+    trackiod_keys(node_env, "--head", trackiod_keys(head_env, "--authorize", trackiod_keys(node_env)))
+    head = daemons(head_env, tmp_path / "head.log").start()
+    plain = daemons(node_env, tmp_path / "node.log").start()
+    run_script(_SHORT, {**node_env, "TRACKIOD_SILENT": "1", "RUN_ID": "before"})
+    plain.terminate()
+    remember_role(Path(node_env["TRACKIOD_HOME"]), forward=url)  # as `trackiod start --forward` stores it
+    try:
+        run_script(_SHORT, {**node_env, "TRACKIOD_SILENT": "1", "TRACKIOD_AUTOSTART": "1", "RUN_ID": "after"})
+        node_home = Path(node_env["TRACKIOD_HOME"])
+        wait_for(lambda: _complete_in(head.home, node_home, "auto", 2), timeout=90, what="both runs on the head")
+    finally:
+        stop_autostarted(node_env)
+
+
+def _complete_in(head_home: Path, node_home: Path, project: str, runs: int) -> bool:
+    head = stored(head_home, project)
+    return len(head) == runs and head == stored(node_home, project)
 
 
 def test_a_run_the_node_synced_itself_is_left_to_the_dataset(env: dict[str, str], tmp_path: Path) -> None:
