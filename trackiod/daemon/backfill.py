@@ -46,6 +46,10 @@ ALIASES_ROW = "aliases"
 _MADE_UP = b"\0backfill"
 #: A backfilled LOG frame holds at most this many keys (one step of a very wide run takes several frames).
 FRAME_KEYS = 512
+#: Memory stays bounded however large the store: frames go to the journal table this many at a time, and a
+#: run's points are read this many steps at a time.
+FLUSH_FRAMES = 20_000
+WINDOW_STEPS = 16_384
 
 #: ``{original session id: (alias session id, offset added to its sequence numbers)}``.
 Aliases = dict[bytes, tuple[bytes, int]]
@@ -118,18 +122,38 @@ def _synced_runs(sync_dir: Path) -> set[str]:
     return synced
 
 
-class _Session:
-    """The frames of one alias session, numbered 1..K as they are written."""
+class _Journal:
+    """Backfilled frames in the order they are made, written to the journal every FLUSH_FRAMES (bounded memory)."""
 
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.frames: list[bytes] = []
+        self.written = 0
+
+    def append(self, frame: bytes) -> None:
+        self.frames.append(frame)
+        if len(self.frames) >= FLUSH_FRAMES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.frames:
+            self.store.journal(self.frames)
+            self.written += len(self.frames)
+            self.frames = []
+
+
+class _Session:
+    """One alias session: its frames numbered 1..K as they are made."""
+
+    def __init__(self, journal: _Journal, info: dict[str, Any]) -> None:
+        self.journal = journal
         self.sid = os.urandom(P.SESSION_ID_BYTES)
         self.seq = 0
-        self.frames: list[bytes] = []
         self.add(P.SESSION, info)
 
     def add(self, kind: int, *fields: Any) -> None:
         self.seq += 1
-        self.frames.append(P.pack([kind, self.sid, self.seq, *fields]))
+        self.journal.append(P.pack([kind, self.sid, self.seq, *fields]))
 
 
 def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
@@ -137,8 +161,9 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
     conn = store.conn
     names = _KeyNames(store)
     aliases: Aliases = {}
+    journal = _Journal(store)
     originals: dict[bytes, _Session] = {}
-    frames = runs = 0
+    runs = 0
     for run in dict_rows(conn, "SELECT r.*, p.name AS project FROM runs r JOIN projects p ON p.id = r.project_id"):
         if f"{run['project']}/{run['run_key']}" in synced:
             continue
@@ -146,7 +171,7 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
         members = _members(store, run)
         for member in members:
             if member.sid not in originals:
-                originals[member.sid] = _Session(_session_info(store, member.sid))
+                originals[member.sid] = _Session(journal, _session_info(store, member.sid))
             session = originals[member.sid]
             session.add(P.RUN_START, member.handle, _start_params(run, member.rank))
             if not member.rank or member.rank["rank"] == 0:
@@ -161,25 +186,23 @@ def _write_backfill(store: Store, synced: set[str]) -> tuple[int, int, Aliases]:
                 continue  # a rank no session of this run logged as: cannot happen unless the database was edited
             session, handle = target
             session.add(kind, handle, *fields, *(() if ctx is None else (ctx,)))
+        # An ended run's summary as it is (its "last" values are the last logged, which the step order of the
+        # points above cannot tell); a running run's explicit values only, so that its later logs still count.
         explicit = json.loads(run["summary_state"] or "{}").get("explicit") or {}
-        if explicit and 0 in data_sessions:
+        summary = json.loads(run["summary"] or "{}") if run["state"] != "running" else explicit
+        if summary and 0 in data_sessions:
             session, handle = data_sessions[0]
-            session.add(P.SUMMARY, handle, explicit)
+            session.add(P.SUMMARY, handle, summary)
         ended = float(run["ended_at"] or run["updated_at"] or time.time())
         for member in members:
             if member.finished:
                 originals[member.sid].add(P.RUN_FINISH, member.handle, int(member.exit_code or 0), ended)
-        # Written run by run, so the memory used is one run's frames.
-        for session in originals.values():
-            if session.frames:
-                store.journal(session.frames)
-                frames += len(session.frames)
-                session.frames = []
+    journal.flush()
     for sid, session in originals.items():
         if not sid.startswith(_MADE_UP):
             watermark = store.watermark(sid) or 0
             aliases[sid] = (session.sid, session.seq - watermark)
-    return frames, runs, aliases
+    return journal.written, runs, aliases
 
 
 class _Member(NamedTuple):
@@ -292,12 +315,44 @@ def _run_frames(conn: Any, run_id: int, names: _KeyNames) -> Iterator[tuple[int,
     """(rank, context, kind, fields after the handle) of the LOG / LOG_CONTEXT frames that stored a run's series.
 
     Every stored point once, in the order it was written for each series (a step logged twice stays twice, the
-    later value last), one frame per rank, context, step and timestamp.
+    later value last), one frame per rank, context, step and timestamp; read WINDOW_STEPS steps at a time.
     """
+    low = _first_step(conn, run_id, -(2**63))
+    while low is not None:
+        last = min(low + WINDOW_STEPS - 1, 2**63 - 1)  # inclusive: the largest int64 step is a step too
+        yield from _window_frames(conn, run_id, names, low, last)
+        low = _first_step(conn, run_id, last + 1) if last < 2**63 - 1 else None
+
+
+def _first_step(conn: Any, run_id: int, at_least: int) -> int | None:
+    """The run's first stored step >= ``at_least``, or None: exact, so that sparse steps cost no empty windows.
+
+    Chunks that begin at or after ``at_least`` are known by their bounds; the few that straddle it are decoded.
+    """
+    (chunk,) = conn.execute(
+        "SELECT MIN(step_min) FROM chunks WHERE run_id=? AND step_min >= ?", (run_id, at_least)
+    ).fetchone()
+    (text,) = conn.execute("SELECT MIN(step) FROM texts WHERE run_id=? AND step >= ?", (run_id, at_least)).fetchone()
+    found = [int(step) for step in (chunk, text) if step is not None]
+    for (steps,) in conn.execute(
+        "SELECT steps FROM chunks WHERE run_id=? AND step_min < ? AND step_max >= ?", (run_id, at_least, at_least)
+    ):
+        decoded = decode_steps(steps)
+        later = decoded[decoded >= at_least]
+        if later.size:
+            found.append(int(later.min()))
+    return min(found) if found else None
+
+
+def _window_frames(
+    conn: Any, run_id: int, names: _KeyNames, low: int, last: int
+) -> Iterator[tuple[int, Any, int, tuple[Any, ...]]]:
+    """The frames of the steps ``low <= step <= last`` (see :func:`_run_frames`)."""
     points: dict[tuple[int, str], list[tuple[np.ndarray, np.ndarray, list[Any], str]]] = defaultdict(list)
     contexts: dict[str, Any] = {}
     for key_id, steps, times, vals in conn.execute(
-        "SELECT key_id, steps, times, vals FROM chunks WHERE run_id=? ORDER BY id", (run_id,)
+        "SELECT key_id, steps, times, vals FROM chunks WHERE run_id=? AND step_max >= ? AND step_min <= ? ORDER BY id",
+        (run_id, low, last),
     ):
         named = names(int(key_id))
         if named is None:
@@ -305,9 +360,13 @@ def _run_frames(conn: Any, run_id: int, names: _KeyNames) -> Iterator[tuple[int,
         rank, name, ctx = named
         ctx_body = json.dumps(ctx, sort_keys=True)
         contexts[ctx_body] = ctx
-        points[(rank, ctx_body)].append((decode_steps(steps), decode_floats(times), decode_floats(vals).tolist(), name))
+        step_array = decode_steps(steps)
+        inside = (step_array >= low) & (step_array <= last)
+        kept = (step_array[inside], decode_floats(times)[inside], decode_floats(vals)[inside].tolist(), name)
+        points[(rank, ctx_body)].append(kept)
     for key_id, step, ts, value in conn.execute(
-        "SELECT key_id, step, ts, value FROM texts WHERE run_id=? ORDER BY rev", (run_id,)
+        "SELECT key_id, step, ts, value FROM texts WHERE run_id=? AND step >= ? AND step <= ? ORDER BY rev",
+        (run_id, low, last),
     ):
         named = names(int(key_id))
         if named is None:
