@@ -1,7 +1,9 @@
-"""A head daemon that pruned a forwarded session from memory (its run ended there: marked crashed while the
-node still forwarded its last frames) recalls the session's watermark for the next FORWARD frame, as it does
-for a frame the session sends itself. Before, the forwarded frame saw no watermark, took the session's
-stored frames for a gap and counted them lost (seen in tests/daemon/test_forwarding.py's kill -9 test).
+"""A head forgets idle sessions in memory (their run over, or marked crashed); a forwarded session's next frames
+must still continue its sequence and reach its run.
+
+Before the fix, the forwarded session's watermark and handles were not recalled: a resend's frames counted as
+lost ("frames 1..N are missing", seen in tests/daemon/test_forwarding.py's kill -9 test) and a node's backlog
+was dropped as "unknown run handle" (found by the backfill test).
 """
 
 from __future__ import annotations
@@ -10,8 +12,50 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.support.hostile_frames import IngestRig, pack
 from trackio_shim import protocol as P
+from trackiod.read.series import read_series
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["FORWARD", "FORWARD_BATCH"])
+def test_a_forwarded_session_forgotten_as_idle_still_reaches_its_run(tmp_path: Path, batched: bool) -> None:
+    rig = IngestRig(tmp_path / "head")
+    ingest = rig.ingest
+    forwarder, remote = os.urandom(16), os.urandom(16)
+    outer = 0
+
+    def forward(kind: int, seq: int, *fields: object) -> None:
+        nonlocal outer
+        outer += 1
+        frame = P.pack([kind, remote, seq, *fields])
+        if batched:  # as the head's listener applies a FORWARD_BATCH
+            ingest.handle_forwarded(forwarder, [(outer, frame)])
+        else:
+            ingest.handle(P.FORWARD, forwarder, outer, [frame], live=True)
+
+    forward(P.SESSION, 1, {"version": P.PROTOCOL_VERSION, "pid": 4242, "host": "node-a"})
+    forward(P.RUN_START, 2, 1, {"project": "p", "id": "r"})
+    forward(P.LOG, 3, 1, 0, time.time(), {"x": 1.0})
+    assert ingest.commit()
+    (run_id,) = {run for (sid, _), run in ingest.runs.handles.items() if sid == remote}
+    ingest.begin()
+    ingest.runs.mark_crashed([run_id], time.time())  # node a was away longer than the heartbeat timeout
+    assert ingest.commit()
+    assert ingest.prune_sessions(time.time() + 1000, idle_s=120) >= 1
+    assert remote not in ingest.accepted
+
+    forward(P.LOG, 4, 1, 1, time.time(), {"x": 2.0})  # node a is back: its backlog arrives
+    forward(P.RUN_FINISH, 5, 1, 0, time.time())
+    assert ingest.commit()
+    conn = rig.store.conn
+    (key_id,) = conn.execute("SELECT id FROM keys WHERE name='x'").fetchone()
+    assert read_series(conn, run_id, key_id)[2].tolist() == [1.0, 2.0]
+    assert ingest.counters.frames_lost == 0
+    assert not [text for text in rig.notices() if "unknown run handle" in text]
+    (state,) = conn.execute("SELECT state FROM runs WHERE id=?", (run_id,)).fetchone()
+    assert state == "finished"
 
 
 def test_a_forwarded_frame_of_a_pruned_session_continues_its_sequence(tmp_path: Path) -> None:

@@ -194,10 +194,18 @@ class Listener:
         self._told_at = 0.0
         log.info("listening for forwarders on %s (CURVE)", settings.listen)
 
-    def receive(self, ingest: Any, budget: int) -> int:
-        """Apply FORWARD_BATCH, FORWARD and PING from forwarders (budget: frames); anything else is dropped."""
+    def receive(self, ingest: Any, budget: int, flush_s: float) -> int:
+        """Apply FORWARD_BATCH, FORWARD and PING from forwarders (budget: frames); anything else is dropped.
+
+        Returns once the open transaction is ``flush_s`` old, so that the loop commits and acknowledges on its
+        usual cadence even while forwarders send a backlog faster than this head applies it (a budget alone let
+        a catching-up head hold seconds of points uncommitted: log() -> visible on the head p99 in seconds).
+        """
         count = 0
+        clock = time.monotonic
         while count < budget:
+            if ingest.pending and clock() - ingest.opened_at >= flush_s:
+                break
             try:
                 routing_id, body = self.sock.recv_multipart(zmq.NOBLOCK)[:2]
             except zmq.Again:
@@ -214,8 +222,7 @@ class Listener:
                 ingest.drop_malformed(f"from a forwarder: {exc}")
                 continue
             if batch is not None:  # storage errors propagate to the loop, as from the local socket
-                for seq, frame in batch:
-                    ingest.handle(P.FORWARD, routing_id, seq, [frame], live=True)
+                ingest.handle_forwarded(routing_id, batch)
                 count += len(batch)
                 continue
             if kind not in (P.FORWARD, P.PING):

@@ -179,8 +179,10 @@ class WriterLoop:
         if self.sock in ready:
             drained = self._receive(10_000) < 10_000
         if listener is not None:
-            if listener.sock in ready:  # frames: then the loop may commit and acknowledge
-                drained = listener.receive(self.ingest, 20_000) < 20_000 and drained
+            if listener.sock in ready:
+                # Frames, then the loop may commit and acknowledge (at the latest once its batch is a flush old).
+                received = listener.receive(self.ingest, 20_000, self.settings.flush_interval_s)
+                drained = received < 20_000 and drained
             listener.check()
         if forwarder is not None:
             before = forwarder.acked

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from trackio_shim.settings import TrackiodSettings
 from trackiod.attachments.dispatch import Attachments
+from trackiod.daemon.backfill import prepare_journal
 from trackiod.daemon.node_role import journals
 from trackiod.ingest.ingest import Ingest, IngestHooks
 from trackiod.ingest.media import MediaWriter
@@ -33,6 +34,9 @@ def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: byt
     A previous daemon's pending work is resumed by the daemon's attachments service, when it starts.
     """
     store = Store(settings.db_path)
+    journal = journals(settings)
+    # Before any frame is applied: runs stored while the node had no role go into the journal first.
+    aliases = prepare_journal(store, settings.sync_dir) if journal else {}
     attachments = Attachments(settings)
     ingest = Ingest(
         store,
@@ -44,6 +48,7 @@ def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: byt
         max_frame_bytes=settings.max_frame_bytes,
         boot_id=boot_id,
         heartbeat_timeout_s=settings.heartbeat_timeout_s,
-        journal=journals(settings),
+        journal=journal,
+        journal_aliases=aliases,
     )
     return Writer(store, ingest, attachments)

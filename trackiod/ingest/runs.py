@@ -72,6 +72,12 @@ class RunBook:
         self.rejected = {key: params for key, params in self.rejected.items() if key[0] not in sids}
         self._unknown = {key for key in self._unknown if key[0] not in sids}
 
+    def recall_session(self, sid: bytes) -> None:
+        """Bring back the handles and ranks of a session forgotten by :meth:`forget_sessions`: a forwarded rank
+        whose run a head marked crashed while its node was away logs again when the node's backlog arrives."""
+        self.handles.update(self.store.session_handles(sid))
+        self.ranks.update(self.store.ranks.load(sid))
+
     # ------------------------------------------------------------------ lookups
     def run_for(self, sid: bytes, handle: Any) -> int | None:
         """The run a session's handle logs to; a rejected init whose caller logged anyway gets a new run."""

@@ -23,15 +23,14 @@ class RankTable:
         #: The store's project id lookup (it caches ids and creates missing projects).
         self._project_id = project_id
 
-    def load(self) -> dict[tuple[bytes, int], int]:
-        """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks``."""
-        return {
-            (bytes(sid), handle): rank
-            for sid, handle, rank in self.conn.execute(
-                "SELECT sr.sid, sr.handle, rr.rank FROM session_runs sr "
-                "JOIN run_ranks rr ON rr.run_id = sr.run_id AND rr.sid = sr.sid WHERE rr.rank > 0"
-            )
-        }
+    def load(self, sid: bytes | None = None) -> dict[tuple[bytes, int], int]:
+        """The rank (> 0 only) each attached (session, handle) logs as, from ``run_ranks`` (of one session)."""
+        sql = (
+            "SELECT sr.sid, sr.handle, rr.rank FROM session_runs sr "
+            "JOIN run_ranks rr ON rr.run_id = sr.run_id AND rr.sid = sr.sid WHERE rr.rank > 0"
+        )
+        rows = self.conn.execute(sql) if sid is None else self.conn.execute(sql + " AND sr.sid=?", (sid,))
+        return {(bytes(row_sid), handle): rank for row_sid, handle, rank in rows}
 
     def join(
         self, run_id: int, rank: int, sid: bytes, host: str | None, pid: int | None, local: Any, config: dict[str, Any]

@@ -131,6 +131,13 @@ class Store:
         }
         return marks, handles
 
+    def session_handles(self, sid: bytes) -> dict[tuple[bytes, int], int]:
+        """The run each handle of one session logs to (for a session pruned from memory, as load_sessions)."""
+        return {
+            (sid, handle): run_id
+            for handle, run_id in self.conn.execute("SELECT handle, run_id FROM session_runs WHERE sid=?", (sid,))
+        }
+
     def watermark(self, sid: bytes) -> int | None:
         """The committed watermark of one session (None if it never committed): for sessions pruned from memory."""
         row = self.conn.execute("SELECT last_seq FROM sessions WHERE sid=?", (sid,)).fetchone()
