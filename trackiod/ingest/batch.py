@@ -81,6 +81,10 @@ class SeriesParts:
         self.times.append(times)
         self.vals.append(vals)
 
+    def last_arrival(self) -> int:
+        """The arrival number of the series' last value in this batch."""
+        return max(int(arrivals.max()) for arrivals in self.arrivals)
+
     def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Steps, times and values in arrival order (so a later value for a step wins on read)."""
         if len(self.vals) == 1:
@@ -100,6 +104,8 @@ class Columns:
     series: dict[SeriesKey, SeriesParts] = field(default_factory=dict)
     texts: list[tuple[SeriesKey, int, float, str]] = field(default_factory=list)
     rejects: list[tuple[int, str, str]] = field(default_factory=list)  # (run_id, key, reason)
+    #: The arrival number of each text series' last value in this batch (summaries need the order).
+    text_arrivals: dict[SeriesKey, int] = field(default_factory=dict)
 
 
 #: A group of frames: ``(run_id, keys, context_id, rank)``; context and rank None for a plain LOG frame.
@@ -129,6 +135,11 @@ class Batch:
         group.values.extend(data.values())
         self.points += len(keys)
         self.frames += 1
+
+    @property
+    def arrival(self) -> int:
+        """The arrival number of the last frame added: what came after it in this batch has a larger one."""
+        return self._arrival
 
     def group(self, run_id: int, keys: tuple[Any, ...]) -> Group:
         """The group of plain LOG frames of ``run_id`` with ``keys``, for a caller that appends frames to it itself
@@ -235,7 +246,9 @@ def _slow_path(out: Columns, template: SeriesKey, keys: tuple[Any, ...], group: 
                 cols[2].append(ts)
                 cols[3].append(number)
             elif isinstance(value, str):
-                out.texts.append((template._replace(name=name), step, ts, value))
+                text_key = template._replace(name=name)
+                out.texts.append((text_key, step, ts, value))
+                out.text_arrivals[text_key] = arrival
             elif value is not None:
                 out.rejects.append(
                     (

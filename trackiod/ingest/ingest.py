@@ -633,7 +633,7 @@ class Ingest:
         elif kind == P.CONFIG:
             self.runs.config(sid, fields[0], _as_dict(fields[1], "config"))
         elif kind == P.SUMMARY:
-            self.runs.summary(sid, fields[0], _as_dict(fields[1], "summary"))
+            self.runs.summary(sid, fields[0], _as_dict(fields[1], "summary"), self.batch.arrival)
         elif kind == P.DEFINE_METRIC:
             spec = _as_dict(fields[1], "DEFINE_METRIC spec")
             check_metric_spec(spec)

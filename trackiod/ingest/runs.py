@@ -57,6 +57,11 @@ class RunBook:
         #: The rank of each (session, handle) that logs as rank > 0 of a distributed run (rank 0 is absent).
         self.ranks: dict[tuple[bytes, int], int] = store.ranks.load()
         self._finished: set[int] = set()
+        #: Explicit summary values set while this batch is open: (run, key) -> (the batch's arrival number then,
+        #: value). Points are folded into summaries at the commit, after every SUMMARY frame of the batch, so
+        #: a value set after the key's last point of the batch is set again then (explicit wins until the key
+        #: is logged again, as in wandb).
+        self._explicit_in_batch: dict[tuple[int, str], tuple[int, Any]] = {}
         self._told: set[tuple[int, str, str]] = set()
         self._unknown: set[tuple[bytes, Any]] = set()
         #: Set by the ingest: when a session was last heard from, and how long until a remote one counts as gone.
@@ -251,11 +256,14 @@ class RunBook:
             self.store.update_run(run_id, config=json.dumps(merged, default=str), updated_at=time.time())
             self.events.append(("config", run_id, items))
 
-    def summary(self, sid: bytes, handle: Any, items: dict[str, Any]) -> None:
+    def summary(self, sid: bytes, handle: Any, items: dict[str, Any], arrival: int) -> None:
+        """``run.summary[...] = ...``: ``arrival`` is the batch's last arrival number when the frame came."""
         run_id = self.run_for(sid, handle)
         if run_id is not None:
             self._summary(run_id).set_explicit(items)
             self.dirty.add(run_id)
+            for key, value in items.items():
+                self._explicit_in_batch[(run_id, key)] = (arrival, value)
 
     def set_system_summary(self, run_id: int, items: dict[str, Any]) -> None:
         """Summary values the daemon computes itself (energy/*), written with the next commit."""
@@ -344,6 +352,7 @@ class RunBook:
             self.store.write_series(run_id, key_id, steps, times, vals)
             if key.context_id is None and key.rank is None:
                 self._summary(run_id).add_numeric(key.name, vals)
+                self._explicit_again(run_id, key.name, parts.last_arrival())
             counts[(run_id, key_id)] = ("scalar", int(steps.size), int(steps[-1]))
             self._saw_step(run_id, int(steps.max()))
         rows = []
@@ -353,9 +362,11 @@ class RunBook:
             rows.append((run_id, key_id, step, ts, value))
             if key.context_id is None and key.rank is None:
                 self._summary(run_id).add_text(key.name, value)
+                self._explicit_again(run_id, key.name, columns.text_arrivals.get(key, 0))
             _, n, _ = counts.get((run_id, key_id), ("text", 0, step))
             counts[(run_id, key_id)] = ("text", n + 1, step)  # "text": has text values (maybe numbers too)
             self._saw_step(run_id, step)
+        self._explicit_in_batch.clear()
         if rows:
             self.store.write_texts(rows)
         if counts:
@@ -364,6 +375,12 @@ class RunBook:
             if (run_id, key_name, reason) not in self._told and len(self._told) < 100_000:
                 self._told.add((run_id, key_name, reason))
                 self.notice(self.run_sids.get(run_id), f"key {key_name!r}: {reason}; the rest of the call was kept")
+
+    def _explicit_again(self, run_id: int, name: str, last_arrival: int) -> None:
+        """Set ``name``'s explicit summary value again if it was set after the key's last point of the batch."""
+        told = self._explicit_in_batch.get((run_id, name))
+        if told is not None and told[0] >= last_arrival:
+            self._summary(run_id).set_explicit({name: told[1]})
 
     def saw_step(self, run_id: int, step: int) -> None:
         """Note that ``run_id`` has data at ``step`` (its last_step is saved at the next commit)."""
@@ -424,6 +441,7 @@ class RunBook:
         self.store.forget_tails()
         self.store.forget_names()
         self.summaries.clear()
+        self._explicit_in_batch.clear()
         self.dirty.clear()
         self.last_steps.clear()
         self._finished.clear()
