@@ -63,8 +63,8 @@ def series_index(
     conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
 ) -> SeriesIndex:
     """The index of one numeric series within ``[min_step, max_step]``, from its chunks' rows."""
-    even = "even" if understood_version(conn) >= EVEN_CHUNKS_VERSION else "0"
-    sql = f"SELECT id, n, step_min, step_max, {even} FROM chunks WHERE run_id=? AND key_id=?"
+    even_column = "even" if understood_version(conn) >= EVEN_CHUNKS_VERSION else "0"
+    sql = f"SELECT id, n, step_min, step_max, {even_column} FROM chunks WHERE run_id=? AND key_id=?"
     args: list[Any] = [run_id, key_id]
     if min_step is not None:
         sql += " AND step_max >= ?"
