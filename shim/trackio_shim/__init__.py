@@ -1,9 +1,7 @@
 """trackio_shim: a wandb-compatible client for trackiod. ``import trackio_shim as wandb``.
 
-At import this module loads only the standard library: the SDK (``Run``, ``Config``, the session with zmq and
-msgpack) loads at the first ``init()`` or the first use of a name that needs it, so that programs importing only
-the contract modules (the ``trackiod`` command, the daemon) start fast. Each ``log()`` packs one msgpack frame
-and hands it to ZeroMQ; the trackiod daemon does everything slow. See README.md and docs/api.md.
+At import this module loads only the standard library, zmq and msgpack. Each ``log()`` packs one msgpack
+frame and hands it to ZeroMQ; the trackiod daemon does everything slow. See README.md and docs/api.md.
 """
 
 from __future__ import annotations
@@ -25,6 +23,9 @@ from trackio_shim.errors import (
 )
 from trackio_shim.rules import COPY_MODES, new_run_id
 from trackio_shim.sdk import active
+from trackio_shim.sdk.run_config import Config, Summary
+from trackio_shim.sdk.wandb_run import DisabledRun, Run
+from trackio_shim.session.encoding import json_friendly
 from trackio_shim.settings import TrackiodSettings
 
 __version__ = "0.1.0"
@@ -80,9 +81,6 @@ _LAZY = {
     "Table": "media.table",
     "Artifact": "sdk.artifacts",
     "AlertLevel": "sdk.alerts",
-    "Run": "sdk.wandb_run",
-    "Config": "sdk.run_config",
-    "Summary": "sdk.run_config",
     # The switch (`import wandb` meaning trackio_shim; typed Any here: the switch sits above integrations, which
     # import this package) and wandb's terminal helpers (issue 14).
     "install": "switch",
@@ -116,12 +114,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("config", "summary"):  # wandb.config before the first init(): a detached, empty one
-        from trackio_shim.sdk.run_config import Config, Summary
-
-        detached = Config() if name == "config" else Summary()
-        globals()[name] = detached
-        return detached
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'trackio_shim' has no attribute {name!r}")
@@ -143,23 +135,20 @@ if TYPE_CHECKING:
     from trackio_shim.sdk.alerts import AlertLevel
     from trackio_shim.sdk.api import Api
     from trackio_shim.sdk.artifacts import Artifact
-    from trackio_shim.sdk.run_config import Config, Summary
     from trackio_shim.sdk.terminal import termerror, termlog, termwarn
-    from trackio_shim.sdk.wandb_run import Run
 
 
-#: The most recent active run (wandb.run), or None. ``config`` and ``summary`` (wandb.config, wandb.summary) are
-#: its Config and Summary; before init() they are detached, empty ones, made on first use (``__getattr__``).
+#: The most recent active run (wandb.run), or None.
 run: Run | None = None
-config: Config
-summary: Summary
+#: The config of :data:`run` (wandb.config); a detached, empty Config before init().
+config: Config = Config()
+#: The summary of :data:`run` (wandb.summary).
+summary: Summary = Summary()
 
 
 def _bind(current: Run | None) -> None:
     """Show ``current`` as wandb.run, wandb.config and wandb.summary (called by sdk.active on every change)."""
     global run, config, summary
-    from trackio_shim.sdk.run_config import Config, Summary
-
     run = current
     config = current.config if current is not None else Config()
     summary = current.summary if current is not None else Summary()
@@ -212,10 +201,7 @@ def init(
         RunExistsError: ``resume="never"`` and the daemon already has a run with this ``id``.
         ProtocolVersionError: the daemon cannot serve this shim's protocol version.
     """
-    # On first use: import trackio_shim stays light.
-    from trackio_shim.sdk import run_start
-    from trackio_shim.sdk.wandb_run import DisabledRun
-    from trackio_shim.session.encoding import json_friendly
+    from trackio_shim.sdk import run_start  # on first use: import trackio_shim stays light
 
     unknown = sorted(set(kwargs) - run_start.INIT_KEYWORDS)
     if unknown:

@@ -11,12 +11,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trackio_shim._warn import warn_once
-
-if TYPE_CHECKING:  # only named here: importing this module must not load the SDK (the package root imports it)
-    from trackio_shim.sdk.wandb_run import Run
+from trackio_shim.sdk.wandb_run import Run
 
 #: Held while runs are started, finished and switched, so that two threads never disagree on the latest run.
 lock = threading.RLock()
