@@ -148,7 +148,7 @@ class WriterLoop:
 
     def _receive(self, budget: int) -> int:
         sock, ingest, limit = self.sock, self.ingest, self.settings.batch_max_points
-        max_frame = self.settings.max_frame_bytes
+        max_frame, flush_s, clock = self.settings.max_frame_bytes, self.settings.flush_interval_s, time.monotonic
         count = 0
         # Two recv() calls and Frame.more: recv_multipart's per-part option lookups cost more than decoding.
         while count < budget:
@@ -167,7 +167,9 @@ class WriterLoop:
                 ingest.drop_malformed(f"frame of {len(body)} bytes is over max_frame_bytes ({max_frame})")
                 continue
             ingest.handle_raw(body.bytes, routing_id)
-            if ingest.batch.points >= limit:
+            # Commit at the usual cadence while a backlog is read too: reading until the socket is empty first
+            # turned a 0.1 s pause into 0.25-0.3 s before the next ACK (log() -> ACK p99 at 1M points/s).
+            if ingest.batch.points >= limit or (ingest.pending and clock() - ingest.opened_at >= flush_s):
                 ingest.commit()
         return count
 
