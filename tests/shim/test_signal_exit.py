@@ -12,6 +12,7 @@ with exit code 255; a SIGTERM handler that calls ``sys.exit(143)`` (what many la
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ from tests.support.scripts import spawn_script
 from tests.support.training import raw_points
 
 SCRIPT = """
-import os, signal, sys, time
+import faulthandler, os, signal, sys, time
 import trackio_shim as wandb
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the stacks if the script hangs
 
 if os.environ["T_HOW"] == "SIGTERM-handled":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -51,6 +54,27 @@ def _logged(path: Path) -> list[tuple[int, float]]:
     return [(int(step), float(at)) for step, at in (line.split() for line in lines if line.count(" ") == 1)]
 
 
+def _communicate_or_dump(proc: subprocess.Popen[str], progress: Path) -> tuple[str, str]:
+    """The script's output once it ended; if it does not end within 60 s, fail with every thread's stack.
+
+    Seen once in a full suite under load (the script neither exited nor printed anything after SIGINT): the
+    stacks and whether it kept logging say where it hung.
+    """
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        steps_then = len(_logged(progress))
+        proc.send_signal(signal.SIGUSR1)
+        try:
+            proc.communicate(timeout=5)  # collects the dump; retrying communicate() loses no output
+        except subprocess.TimeoutExpired:
+            pass
+        proc.kill()
+        err = proc.communicate(timeout=10)[1]
+        kept = len(_logged(progress)) - steps_then
+        pytest.fail(f"the script did not end within 60 s of the signal ({kept} steps logged meanwhile):\n{err}")
+
+
 def _run_row(run_id: str) -> tuple[str, int | None] | None:
     from trackio_shim import Api
 
@@ -72,7 +96,7 @@ def test_signal_to_the_trainer_records_its_state_and_keeps_its_points(
     wait_for(lambda: len(_logged(progress)) >= 3000, timeout=60, what="the script to log 3,000 steps")
     sent_at = time.time()
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
+    out, err = _communicate_or_dump(proc, progress)
     # Python ends itself with SIGINT after an uncaught KeyboardInterrupt (the shim records 255, as wandb does).
     assert proc.returncode == status, f"exit status {proc.returncode}:\n{out}\n{err}"
     logged = _logged(progress)
