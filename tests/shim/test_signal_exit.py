@@ -27,6 +27,9 @@ import faulthandler, os, signal, sys, time
 import trackio_shim as wandb
 
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for the stacks if the script hangs
+# As from a terminal: a shell that starts a command in the background without job control (`nohup ... &`, some CI
+# runners) makes it ignore SIGINT, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if os.environ["T_HOW"] == "SIGTERM-handled":
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -57,8 +60,8 @@ def _logged(path: Path) -> list[tuple[int, float]]:
 def _communicate_or_dump(proc: subprocess.Popen[str], progress: Path) -> tuple[str, str]:
     """The script's output once it ended; if it does not end within 60 s, fail with every thread's stack.
 
-    Seen once in a full suite under load (the script neither exited nor printed anything after SIGINT): the
-    stacks and whether it kept logging say where it hung.
+    Seen when the suite ran under `nohup ... &`: the script ignored SIGINT (inherited SIG_IGN) and kept logging;
+    the script now sets Python's own handler. The stacks and whether it kept logging say where a script hangs.
     """
     try:
         return proc.communicate(timeout=60)
