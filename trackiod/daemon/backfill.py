@@ -344,6 +344,17 @@ def _first_step(conn: Any, run_id: int, at_least: int) -> int | None:
     return min(found) if found else None
 
 
+def _place(names: _KeyNames, key_id: Any, contexts: dict[str, Any]) -> tuple[int, str, str] | None:
+    """``(rank, name, context as sorted JSON)`` of a stored series (None: not sent), noting the context."""
+    named = names(int(key_id))
+    if named is None:
+        return None
+    rank, name, ctx = named
+    ctx_body = json.dumps(ctx, sort_keys=True)
+    contexts[ctx_body] = ctx
+    return rank, name, ctx_body
+
+
 def _window_frames(
     conn: Any, run_id: int, names: _KeyNames, low: int, last: int
 ) -> Iterator[tuple[int, Any, int, tuple[Any, ...]]]:
@@ -354,12 +365,10 @@ def _window_frames(
         "SELECT key_id, steps, times, vals FROM chunks WHERE run_id=? AND step_max >= ? AND step_min <= ? ORDER BY id",
         (run_id, low, last),
     ):
-        named = names(int(key_id))
-        if named is None:
+        place = _place(names, key_id, contexts)
+        if place is None:
             continue
-        rank, name, ctx = named
-        ctx_body = json.dumps(ctx, sort_keys=True)
-        contexts[ctx_body] = ctx
+        rank, name, ctx_body = place
         step_array = decode_steps(steps)
         inside = (step_array >= low) & (step_array <= last)
         kept = (step_array[inside], decode_floats(times)[inside], decode_floats(vals)[inside].tolist(), name)
@@ -368,12 +377,10 @@ def _window_frames(
         "SELECT key_id, step, ts, value FROM texts WHERE run_id=? AND step >= ? AND step <= ? ORDER BY rev",
         (run_id, low, last),
     ):
-        named = names(int(key_id))
-        if named is None:
+        place = _place(names, key_id, contexts)
+        if place is None:
             continue
-        rank, name, ctx = named
-        ctx_body = json.dumps(ctx, sort_keys=True)
-        contexts[ctx_body] = ctx
+        rank, name, ctx_body = place
         points[(rank, ctx_body)].append((np.array([step], np.int64), np.array([ts], np.float64), [value], name))
     for (rank, ctx_body), parts in sorted(points.items(), key=lambda item: item[0]):
         ctx = contexts[ctx_body]
