@@ -170,9 +170,9 @@ class HistogramBatches:
             results[index] = histogram_on_device(tensor, self.num_bins)
             return
         num_bins, count = self.num_bins, len(chunk)
-        flats = [t.reshape(-1) if t.dtype == work else t.reshape(-1).to(work) for _, t in chunk]
-        x = torch.cat(flats)
-        segment = self._segment(device, tuple(int(f.numel()) for f in flats))
+        members = [t if t.dtype == work else t.to(work) for _, t in chunk]
+        x = torch._C._nn.flatten_dense_tensors(members)  # one call, however many tensors: no view of each
+        segment = self._segment(device, tuple(int(t.numel()) for t in members))
         finite = torch.isfinite(x)
         lo = torch.full((count,), torch.inf, dtype=work, device=device)
         lo.scatter_reduce_(0, segment, torch.where(finite, x, torch.inf), "amin")

@@ -94,7 +94,7 @@ class Watch:
         def hook(grad: Any) -> None:
             if self._due and grad is not None:
                 with self._grads_lock:
-                    self._grads[name] = grad.detach()
+                    self._grads[name] = grad  # no graph of its own (unless create_graph): the batch runs without one
                     queue, self._flush_queued = not self._flush_queued, True
                 if queue:
                     self._queue_flush()
