@@ -248,3 +248,46 @@ def test_mlp_loop_item_against_deferred(
     run.finish()
     rows = list(shim.Api().run(f"bench-tensors/{run.id}").scan_history(keys=["loss"]))
     assert len(rows) == run.step and all(isinstance(r["loss"], float) for r in rows)
+
+
+@pytest.mark.benchmark(group="tensors")
+def test_watch_pass_batched_against_per_parameter(
+    benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any
+) -> None:
+    """watch()'s parameter histograms of one training forward pass of a small MLP (8 parameters), computed
+    together (round 5) against the floor of the same run: the same pass with each parameter's histogram
+    computed alone (``Histogram(p)`` per parameter, the way before round 5), both logged the same way; the
+    unwatched forward pass is subtracted from both. Gradients take the same batched code at the end of the
+    backward pass."""
+    test = "tensors, watch() pass"
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    def mlp() -> Any:
+        layers = [torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 1))
+
+    watched, plain = mlp(), mlp()
+    inputs = torch.randn(32, 64)
+    run = shim.init(project="bench-tensors")
+    shim.watch(watched, log="parameters", log_freq=1)
+    params = list(plain.named_parameters())
+
+    def per_parameter(_: Any) -> None:
+        plain(inputs)
+        run.log({f"parameters/{name}": shim.Histogram(p, num_bins=64) for name, p in params}, commit=False)
+
+    fns = {"forward": lambda _: plain(inputs), "batched": lambda _: watched(inputs), "per_parameter": per_parameter}
+    with torch.no_grad():
+        interleaved(fns, None, 1, 20)  # warm-up: the pool, the batch's segments
+        t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_steps"))
+    p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+    batched, single = p["batched"] - p["forward"], p["per_parameter"] - p["forward"]
+    figures.add(test, "forward pass p50 (unwatched)", p["forward"], "µs")
+    figures.add(test, "parameter histograms of one pass, batched (round 5)", batched, "µs")
+    figures.add(test, "  one parameter at a time (before round 5, same run)", single, "µs")
+    figures.add(test, "  batched / one at a time", batched / single, "x")
+    benchmark.pedantic(fns["batched"], args=(None,), rounds=20, iterations=1)
+    shim.unwatch(watched)
+    run.finish()
+    assert len(shim.Api().run(f"bench-tensors/{run.id}").media("parameters/0.weight")) > 0
