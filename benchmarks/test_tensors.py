@@ -123,7 +123,14 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
     stacked = {"stacked": fns["tensor"], "stacked10": fns["tensor10"]}
     one_by_one = {"single": fns["tensor"], "single10": fns["tensor10"]}
-    t = {name: samples() for name in (*stacked, *one_by_one)}
+    wake = run._client._wake_pump
+
+    def woken(data: Any) -> None:
+        run.log(data)
+        wake()  # what round 4's log() did whenever the pump was idle (about every call): round 5 lets it poll
+
+    with_wake = {"woken": lambda _: woken({"loss": one}), "woken10": lambda _: woken(ten)}
+    t = {name: samples() for name in (*stacked, *one_by_one, *with_wake)}
     cpu = {name: samples() for name in t}
     for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
         calls, out, cpu_out = (200, None, None) if batch == 0 else (mode.size("tensor_calls"), t, cpu)
@@ -134,6 +141,8 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
         monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
         interleaved(stacked, None, 1, calls, out)
         _thread_cpu(stacked, calls, cpu_out)
+        interleaved(with_wake, None, 1, calls, out)
+        _thread_cpu(with_wake, calls, cpu_out)
         # not a plain tensor (as a subclass is): staged one by one
         monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)
         interleaved(one_by_one, None, 1, calls, out)
@@ -157,6 +166,11 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     further = (p["stacked10"] - p["stacked"]) / 9
     figures.budget(test, "  each further tensor, stacked (wall)", further, "µs", 1.0)
     figures.add(test, "  each further tensor, stacked (thread CPU)", (c["stacked10"] - c["stacked"]) / 9, "µs")
+    figures.add(test, "deferred path, stacked, pump woken per call (round 4): 1 tensor p50", p["woken"], "µs")
+    woken_further = (p["woken10"] - p["woken"]) / 9
+    figures.add(test, "  each further tensor, pump woken per call (wall)", woken_further, "µs")
+    figures.add(test, "  each further tensor, pump woken per call (thread CPU)", (c["woken10"] - c["woken"]) / 9, "µs")
+    figures.add(test, "  woken per call / polled (round 5), per further tensor (wall)", woken_further / further, "x")
     figures.add(test, "deferred path, one by one (subclasses; all before round 4): 1 tensor p50", p["single"], "µs")
     figures.add(test, "  10 tensors p50", p["single10"], "µs", note=f"p99 {p99['single10']:.1f} µs")
     figures.add(test, "  each further tensor, one by one (wall)", (p["single10"] - p["single"]) / 9, "µs")

@@ -59,7 +59,11 @@ def test_batches_are_split_at_the_value_limit_and_still_equal(monkeypatch):
 def test_watch_stores_the_one_tensor_paths_histograms_of_parameters_and_gradients(shim, daemon):
     model = _mlp(3)
     run = shim.init(project="watch")
-    shim.watch(model, log="all", log_freq=1, )
+    shim.watch(
+        model,
+        log="all",
+        log_freq=1,
+    )
     params = {name: histogram_on_device(p, 64).tolist() for name, p in model.named_parameters()}
     model(torch.randn(4, 8)).pow(2).mean().backward()
     grads = {name: histogram_on_device(p.grad, 64).tolist() for name, p in model.named_parameters()}

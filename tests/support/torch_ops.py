@@ -17,8 +17,7 @@ class TensorOps(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor):
-            self.made.append(getattr(func, "__name__", str(func)))
-        elif isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
+        made = out[0] if isinstance(out, tuple) and out else out  # unbind, split: one call, several views
+        if isinstance(made, torch.Tensor):
             self.made.append(getattr(func, "__name__", str(func)))
         return out

@@ -166,8 +166,8 @@ class HistogramBatches:
         import torch
 
         if len(chunk) == 1:
-            index, tensor = chunk[0]
-            results[index] = histogram_on_device(tensor, self.num_bins)
+            place, tensor = chunk[0]
+            results[place] = histogram_on_device(tensor, self.num_bins)
             return
         num_bins, count = self.num_bins, len(chunk)
         members = [t if t.dtype == work else t.to(work) for _, t in chunk]
@@ -180,7 +180,7 @@ class HistogramBatches:
         hi.scatter_reduce_(0, segment, torch.where(finite, x, -torch.inf), "amax")
         span = hi - lo
         scale = num_bins / torch.where(span > 0, span, torch.ones_like(span))
-        low, scales = lo.index_select(0, segment), scale.index_select(0, segment)  # each value's tensor's
+        low, scales = lo.index_select(0, segment), scale.index_select(0, segment)  # per value, its tensor's
         index = torch.nan_to_num((x - low) * scales, nan=0.0, posinf=0.0, neginf=0.0).floor()
         index = index.clamp_(0, num_bins - 1).to(torch.int64)
         index += segment * num_bins
