@@ -292,15 +292,24 @@ def test_watch_pass_batched_against_per_parameter(
         run.log({f"parameters/{name}": shim.Histogram(p, num_bins=64) for name, p in params}, commit=False)
 
     fns = {"forward": lambda _: plain(inputs), "batched": lambda _: watched(inputs), "per_parameter": per_parameter}
+    t = {name: samples() for name in fns}
+    cpu = {name: samples() for name in fns}
     with torch.no_grad():
         interleaved(fns, None, 1, 20)  # warm-up: the pool, the batch's segments
-        t = interleaved(fns, None, mode.size("tensor_batches"), mode.size("tensor_steps"))
+        for _ in range(mode.size("tensor_batches")):
+            interleaved(fns, None, 1, mode.size("tensor_steps"), t)
+            _thread_cpu(fns, mode.size("tensor_steps"), cpu)
     p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+    c = {name: percentiles(cpu[name])["p50"] / 1000 for name in fns}
     batched, single = p["batched"] - p["forward"], p["per_parameter"] - p["forward"]
     figures.add(test, "forward pass p50 (unwatched)", p["forward"], "µs")
-    figures.add(test, "parameter histograms of one pass, batched (round 5)", batched, "µs")
-    figures.add(test, "  one parameter at a time (before round 5, same run)", single, "µs")
-    figures.add(test, "  batched / one at a time", batched / single, "x")
+    figures.add(test, "parameter histograms of one pass, batched (round 5), wall", batched, "µs")
+    figures.add(test, "  one parameter at a time (before round 5, same run), wall", single, "µs")
+    figures.add(test, "  batched / one at a time, wall", batched / single, "x")
+    cpu_batched, cpu_single = c["batched"] - c["forward"], c["per_parameter"] - c["forward"]
+    figures.add(test, "  batched, thread CPU", cpu_batched, "µs")
+    figures.add(test, "  one at a time, thread CPU", cpu_single, "µs")
+    figures.add(test, "  batched / one at a time, thread CPU", cpu_batched / cpu_single, "x")
     benchmark.pedantic(fns["batched"], args=(None,), rounds=20, iterations=1)
     shim.unwatch(watched)
     run.finish()

@@ -183,7 +183,7 @@ class HistogramBatches:
         low, scales = lo.index_select(0, segment), scale.index_select(0, segment)  # per value, its tensor's
         index = torch.nan_to_num((x - low) * scales, nan=0.0, posinf=0.0, neginf=0.0).floor()
         index = index.clamp_(0, num_bins - 1).to(torch.int64)
-        index += segment * num_bins
+        index.add_(segment, alpha=num_bins)  # each tensor's bins after the tensor before's
         counts = torch.zeros(count * num_bins, dtype=torch.float64, device=device)
         counts.scatter_add_(0, index, finite.to(torch.float64))
         edges = torch.stack((lo, hi), dim=1).to(torch.float64)
