@@ -123,7 +123,14 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     monkeypatch.setattr(encoding, "_cpu_tensor_kinds", ())  # the hot path's inline copy of cpu_scalar
     stacked = {"stacked": fns["tensor"], "stacked10": fns["tensor10"]}
     one_by_one = {"single": fns["tensor"], "single10": fns["tensor10"]}
-    t = {name: samples() for name in (*stacked, *one_by_one)}
+    wake = run._client._wake_pump
+
+    def woken(data: Any) -> None:
+        run.log(data)
+        wake()  # what round 4's log() did whenever the pump was idle (about every call): round 5 lets it poll
+
+    with_wake = {"woken": lambda _: woken({"loss": one}), "woken10": lambda _: woken(ten)}
+    t = {name: samples() for name in (*stacked, *one_by_one, *with_wake)}
     cpu = {name: samples() for name in t}
     for batch in range(mode.size("tensor_batches") + 1):  # the first batch warms up and is dropped
         calls, out, cpu_out = (200, None, None) if batch == 0 else (mode.size("tensor_calls"), t, cpu)
@@ -134,6 +141,8 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
         monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
         interleaved(stacked, None, 1, calls, out)
         _thread_cpu(stacked, calls, cpu_out)
+        interleaved(with_wake, None, 1, calls, out)
+        _thread_cpu(with_wake, calls, cpu_out)
         # not a plain tensor (as a subclass is): staged one by one
         monkeypatch.setattr(prepare, "scalar_place", lambda value: 0)
         interleaved(one_by_one, None, 1, calls, out)
@@ -157,6 +166,11 @@ def test_one_and_ten_tensors_in_one_call_against_floats(
     further = (p["stacked10"] - p["stacked"]) / 9
     figures.budget(test, "  each further tensor, stacked (wall)", further, "µs", 1.0)
     figures.add(test, "  each further tensor, stacked (thread CPU)", (c["stacked10"] - c["stacked"]) / 9, "µs")
+    figures.add(test, "deferred path, stacked, pump woken per call (round 4): 1 tensor p50", p["woken"], "µs")
+    woken_further = (p["woken10"] - p["woken"]) / 9
+    figures.add(test, "  each further tensor, pump woken per call (wall)", woken_further, "µs")
+    figures.add(test, "  each further tensor, pump woken per call (thread CPU)", (c["woken10"] - c["woken"]) / 9, "µs")
+    figures.add(test, "  woken per call / polled (round 5), per further tensor (wall)", woken_further / further, "x")
     figures.add(test, "deferred path, one by one (subclasses; all before round 4): 1 tensor p50", p["single"], "µs")
     figures.add(test, "  10 tensors p50", p["single10"], "µs", note=f"p99 {p99['single10']:.1f} µs")
     figures.add(test, "  each further tensor, one by one (wall)", (p["single10"] - p["single"]) / 9, "µs")
@@ -248,3 +262,55 @@ def test_mlp_loop_item_against_deferred(
     run.finish()
     rows = list(shim.Api().run(f"bench-tensors/{run.id}").scan_history(keys=["loss"]))
     assert len(rows) == run.step and all(isinstance(r["loss"], float) for r in rows)
+
+
+@pytest.mark.benchmark(group="tensors")
+def test_watch_pass_batched_against_per_parameter(
+    benchmark: Any, daemon: DaemonProcess, shim: Any, figures: Any, mode: Any
+) -> None:
+    """watch()'s parameter histograms of one training forward pass of a small MLP (8 parameters), computed
+    together (round 5) against the floor of the same run: the same pass with each parameter's histogram
+    computed alone (``Histogram(p)`` per parameter, the way before round 5), both logged the same way; the
+    unwatched forward pass is subtracted from both. Gradients take the same batched code at the end of the
+    backward pass."""
+    test = "tensors, watch() pass"
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    def mlp() -> Any:
+        layers = [torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128), torch.nn.ReLU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(128, 128), torch.nn.ReLU(), torch.nn.Linear(128, 1))
+
+    watched, plain = mlp(), mlp()
+    inputs = torch.randn(32, 64)
+    run = shim.init(project="bench-tensors")
+    shim.watch(watched, log="parameters", log_freq=1)
+    params = list(plain.named_parameters())
+
+    def per_parameter(_: Any) -> None:
+        plain(inputs)
+        run.log({f"parameters/{name}": shim.Histogram(p, num_bins=64) for name, p in params}, commit=False)
+
+    fns = {"forward": lambda _: plain(inputs), "batched": lambda _: watched(inputs), "per_parameter": per_parameter}
+    t = {name: samples() for name in fns}
+    cpu = {name: samples() for name in fns}
+    with torch.no_grad():
+        interleaved(fns, None, 1, 20)  # warm-up: the pool, the batch's segments
+        for _ in range(mode.size("tensor_batches")):
+            interleaved(fns, None, 1, mode.size("tensor_steps"), t)
+            _thread_cpu(fns, mode.size("tensor_steps"), cpu)
+    p = {name: percentiles(t[name])["p50"] / 1000 for name in fns}
+    c = {name: percentiles(cpu[name])["p50"] / 1000 for name in fns}
+    batched, single = p["batched"] - p["forward"], p["per_parameter"] - p["forward"]
+    figures.add(test, "forward pass p50 (unwatched)", p["forward"], "µs")
+    figures.add(test, "parameter histograms of one pass, batched (round 5), wall", batched, "µs")
+    figures.add(test, "  one parameter at a time (before round 5, same run), wall", single, "µs")
+    figures.add(test, "  batched / one at a time, wall", batched / single, "x")
+    cpu_batched, cpu_single = c["batched"] - c["forward"], c["per_parameter"] - c["forward"]
+    figures.add(test, "  batched, thread CPU", cpu_batched, "µs")
+    figures.add(test, "  one at a time, thread CPU", cpu_single, "µs")
+    figures.add(test, "  batched / one at a time, thread CPU", cpu_batched / cpu_single, "x")
+    benchmark.pedantic(fns["batched"], args=(None,), rounds=20, iterations=1)
+    shim.unwatch(watched)
+    run.finish()
+    assert len(shim.Api().run(f"bench-tensors/{run.id}").media("parameters/0.weight")) > 0

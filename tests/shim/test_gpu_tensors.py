@@ -169,3 +169,26 @@ def test_watch_on_the_gpu_never_synchronises_and_copies_once_per_pass(shim, daem
     api_run = shim.Api().run(f"gpu/{run.id}")
     for name, param in model.named_parameters():
         assert [sum(m["values"]) for m in api_run.media(f"gradients/{name}")] == [param.numel()] * 2
+
+
+def test_batched_histograms_on_the_gpu_equal_the_one_tensor_path_and_never_synchronise(sync_errors):
+    """watch()'s batched histograms (trackio_shim.media.tensors.HistogramBatches) on CUDA: the same counts and
+    edges as each tensor's own histogram, with no sync once a layout's segment sizes were copied (first pass)."""
+    from trackio_shim.media.tensors import HistogramBatches, histogram_on_device
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)).cuda()
+    tensors = [
+        *model.parameters(),
+        torch.tensor([1.0, float("nan"), float("inf"), 2.0], device="cuda"),
+        torch.full((5,), 3.0, device="cuda"),
+        torch.arange(10, device="cuda"),
+        torch.randn(7, dtype=torch.float64, device="cuda"),
+        torch.randn(6, device="cuda").bfloat16(),
+    ]
+    batches = HistogramBatches(16)
+    batches.compute(tensors)
+    torch.cuda.synchronize()
+    with sync_errors:
+        rows = batches.compute(tensors)
+    for tensor, row in zip(tensors, rows):
+        assert torch.equal(row, histogram_on_device(tensor, 16)), tensor

@@ -10,6 +10,7 @@ tests/shim/test_gpu_tensors.py.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from typing import Any
@@ -21,6 +22,7 @@ from tests.support.daemons import wait_for
 
 torch = pytest.importorskip("torch", reason="torch (CPU build) is installed by scripts/setup.sh")
 
+from tests.support.torch_ops import TensorOps  # noqa: E402
 from trackio_shim.media.tensors import stage_scalar  # noqa: E402
 from trackio_shim.session import deferred as T  # noqa: E402
 from trackio_shim.session.client import current_client  # noqa: E402
@@ -217,20 +219,6 @@ def on_a_device(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(prepare, "ON_DEVICE", encoding.ON_HOST)
 
 
-class TensorOps(torch.overrides.TorchFunctionMode):
-    """Counts the torch calls that make a tensor (kernels and views) while it is active, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.made: list[str] = []
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        if isinstance(out, torch.Tensor):
-            self.made.append(getattr(func, "__name__", str(func)))
-        return out
-
-
 def test_device_scalars_of_a_call_are_stacked_and_store_exactly_their_item_values(shim, daemon, on_a_device):
     run = shim.init(project="tensors")
     weight = torch.tensor(3.0, requires_grad=True)
@@ -321,6 +309,31 @@ def test_a_calls_torch_ops_do_not_grow_with_its_device_scalars(shim, daemon, on_
     run.finish()
     rows = _history(shim, run)
     assert [row["k9"] for row in rows if "k9" in row] == [9.5] * 3
+
+
+def test_a_loop_logging_device_scalars_does_not_wake_the_pump_per_call(shim, daemon, on_a_device, monkeypatch):
+    """A wake-up hands the GIL to the pump at the call's next torch op (about half of the deferred path's time per
+    tensor in round 4); while calls with tensors keep coming the pump stays on the window's cadence instead. It
+    may go idle only after a window without such a call, so every wake-up but the first needs a pause in the loop.
+    """
+    run = shim.init(project="tensors")
+    client = current_client()
+    wake, wakes = client._wake_pump, []
+
+    def counted() -> None:
+        wakes.append(None)
+        wake()
+
+    monkeypatch.setattr(client, "_wake_pump", counted)
+    values = {f"k{i}": torch.tensor(i + 0.5) for i in range(4)}
+    starts = []
+    for _ in range(400):
+        starts.append(time.perf_counter())
+        run.log(values)
+    pauses = sum(1 for a, b in itertools.pairwise(starts) if b - a >= 0.001)
+    assert len(wakes) <= 2 + 2 * pauses, (len(wakes), pauses)
+    run.finish()
+    assert [row["k3"] for row in _history(shim, run)] == [3.5] * 400
 
 
 def test_device_scalars_on_a_pending_marker_count_once_per_call_against_the_bound(shim, daemon):

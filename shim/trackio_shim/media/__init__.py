@@ -147,6 +147,15 @@ class Histogram(Media):
         else:
             self._from_values(sequence)
 
+    @classmethod
+    def from_device_bins(cls, device_bins: Any, num_bins: int) -> Histogram:
+        """A tensor's histogram already computed on its device: ``num_bins`` counts, then the finite minimum and
+        maximum, as trackio_shim.media.tensors.HistogramBatches gives them (watch()'s batched pass)."""
+        histogram = cls.__new__(cls)
+        histogram._counts = histogram._edges = None
+        histogram._device, histogram.num_bins = device_bins, num_bins
+        return histogram
+
     def _from_np_histogram(self, np_histogram: Any) -> None:
         try:
             counts, edges = np_histogram

@@ -80,16 +80,17 @@ def split_device_scalars(data: dict[Any, Any]) -> tuple[dict[Any, Any], Prepared
     """
     plain: dict[Any, Any] = {}
     out = Prepared()
-    keys, tensors = out.device_scalars.keys, out.device_scalars.tensors
+    add_key, add_tensor = out.device_scalars.keys.append, out.device_scalars.tensors.append
+    place, on_device = scalar_place, ON_DEVICE  # locals: this loop runs once per value logged
     for key, value in data.items():
         if type(key) is not str or not key.isascii():  # an ASCII str is a valid key as it is
             return None
         kind = type(value)
         if kind is float or kind is int or kind is bool:
             plain[key] = value
-        elif scalar_place(value) == ON_DEVICE:
-            keys.append(key)
-            tensors.append(value)
+        elif place(value) == on_device:
+            add_key(key)
+            add_tensor(value)
         else:
             return None
     return plain, out

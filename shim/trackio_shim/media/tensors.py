@@ -101,6 +101,116 @@ def histogram_on_device(tensor: Any, num_bins: int) -> Any:
     return torch.cat((counts, lo.reshape(1).to(torch.float64), hi.reshape(1).to(torch.float64)))
 
 
+#: Most values one batched histogram pass holds at once (its temporaries are a few times this size on the
+#: device); a larger tensor is computed alone, as :func:`histogram_on_device` does.
+BATCH_VALUES = 1 << 22
+
+
+class HistogramBatches:
+    """Many tensors' histograms at once, each equal to :func:`histogram_on_device`'s (watch() logs all of a
+    model's parameters, or gradients, every ``log_freq`` steps).
+
+    The tensors of one device and working dtype are flattened into one tensor (in chunks of at most
+    :data:`BATCH_VALUES` values), and every per-tensor step becomes one segment-wise op over all of them:
+    ``scatter_reduce`` for the minima and maxima, one bin index per value offset by its tensor's segment, one
+    ``scatter_add`` for every count; so a pass costs about twenty kernels per chunk instead of about twenty-five
+    per tensor, and its result is one ``(tensors, num_bins + 2)`` block whose rows the deferred queue joins into
+    one copy. Each value goes through the same float operations as in the one-tensor path, so the counts and
+    edges are the same. Tensors the batch does not take (complex, quantized, empty, not strided, subclasses,
+    meta) are left to the one-tensor path, which names their problem.
+
+    The segment of each value is built from the tensors' sizes copied to the device once per layout and kept
+    (a model's parameters keep their shapes), so no pass waits for the device.
+    """
+
+    def __init__(self, num_bins: int) -> None:
+        self.num_bins = num_bins
+        self._segments: dict[tuple[Any, tuple[int, ...]], tuple[Any, Any, int]] = {}
+
+    def compute(self, tensors: list[Any]) -> list[Any]:
+        """For each tensor its ``num_bins + 2`` device values (as :func:`histogram_on_device` gives them), or None
+        where the batch does not take it."""
+        import torch
+
+        results: list[Any] = [None] * len(tensors)
+        chunks: dict[tuple[Any, Any], list[tuple[int, Any]]] = {}
+        plain = (torch.Tensor, torch.nn.Parameter)
+        for i, tensor in enumerate(tensors):
+            if type(tensor) not in plain or tensor.layout is not torch.strided or tensor.is_meta:
+                continue
+            if tensor.is_complex() or tensor.is_quantized or tensor.numel() == 0:
+                continue
+            work = torch.float64 if tensor.dtype == torch.float64 else torch.float32
+            chunks.setdefault((tensor.device, work), []).append((i, tensor))
+        grad = torch.is_grad_enabled()
+        if grad:
+            torch._C._set_grad_enabled(False)
+        try:
+            for (device, work), members in chunks.items():
+                chunk: list[tuple[int, Any]] = []
+                size = 0
+                for member in members:
+                    numel = member[1].numel()
+                    if chunk and size + numel > BATCH_VALUES:
+                        self._chunk(chunk, device, work, results)
+                        chunk, size = [], 0
+                    chunk.append(member)
+                    size += numel
+                self._chunk(chunk, device, work, results)
+        finally:
+            if grad:
+                torch._C._set_grad_enabled(True)
+        return results
+
+    def _chunk(self, chunk: list[tuple[int, Any]], device: Any, work: Any, results: list[Any]) -> None:
+        import torch
+
+        if len(chunk) == 1:
+            place, tensor = chunk[0]
+            results[place] = histogram_on_device(tensor, self.num_bins)
+            return
+        num_bins, count = self.num_bins, len(chunk)
+        members = [t if t.dtype == work else t.to(work) for _, t in chunk]
+        x = torch._C._nn.flatten_dense_tensors(members)  # one call, however many tensors: no view of each
+        segment = self._segment(device, tuple(int(t.numel()) for t in members))
+        finite = torch.isfinite(x)
+        lo = torch.full((count,), torch.inf, dtype=work, device=device)
+        lo.scatter_reduce_(0, segment, torch.where(finite, x, torch.inf), "amin")
+        hi = torch.full((count,), -torch.inf, dtype=work, device=device)
+        hi.scatter_reduce_(0, segment, torch.where(finite, x, -torch.inf), "amax")
+        span = hi - lo
+        scale = num_bins / torch.where(span > 0, span, torch.ones_like(span))
+        low, scales = lo.index_select(0, segment), scale.index_select(0, segment)  # per value, its tensor's
+        index = torch.nan_to_num((x - low) * scales, nan=0.0, posinf=0.0, neginf=0.0).floor()
+        index = index.clamp_(0, num_bins - 1).to(torch.int64)
+        index.add_(segment, alpha=num_bins)  # each tensor's bins after the tensor before's
+        counts = torch.zeros(count * num_bins, dtype=torch.float64, device=device)
+        counts.scatter_add_(0, index, finite.to(torch.float64))
+        edges = torch.stack((lo, hi), dim=1).to(torch.float64)
+        block = torch.cat((counts.view(count, num_bins), edges), dim=1)
+        for (i, _), row in zip(chunk, block.unbind(0)):
+            results[i] = row
+
+    def _segment(self, device: Any, sizes: tuple[int, ...]) -> Any:
+        """Each value's tensor number in a chunk of tensors of ``sizes``, built on the device without a sync: a
+        one at each tensor's first value but the first, summed along (three kernels; ``repeat_interleave``
+        costs several times as much on the CPU)."""
+        import torch
+
+        cached = self._segments.get((device, sizes))
+        if cached is None:
+            starts, total = [], 0
+            for size in sizes[:-1]:
+                total += size
+                starts.append(total)
+            host = torch.tensor(starts, dtype=torch.int64)
+            cached = self._segments[(device, sizes)] = (host, host.to(device, non_blocking=True), total + sizes[-1])
+        _, starts_on_device, total = cached  # the host tensor is kept alive while its copy may be in flight
+        marks = torch.zeros(total, dtype=torch.int64, device=device)
+        marks.index_fill_(0, starts_on_device, 1)
+        return marks.cumsum_(0)
+
+
 def histogram_payload(flat: list[float], num_bins: int) -> dict[str, Any]:
     """The wire form of a histogram from ``histogram_on_device``'s host copy, with numpy's edge conventions."""
     counts = [int(c) for c in flat[:num_bins]]

@@ -408,12 +408,19 @@ class Client:
 
     # ------------------------------------------------------------------ the pump
     def _pump_loop(self) -> None:
+        tensor_calls = 0  # the deferred queue's submits seen by the last round
         while not self._closed:
-            # Back sooner while a resend is under way (it goes out in batches) or frames wait to be sent,
-            # else every pump interval (log() wakes an idle pump when it leaves a frame unsent).
+            # Back sooner while a resend is under way (it goes out in batches), frames wait to be sent, or log()
+            # calls with tensors came since the last round or wait for their copies; else every pump interval
+            # (log() wakes an idle pump when it leaves a frame unsent). A loop logging tensors thus keeps the
+            # pump on the window's cadence, so its calls never wake it: a wake-up per call hands the GIL to the
+            # pump at the call's next torch op, which cost about half of the deferred path's time per tensor.
+            deferred = self._deferred
             with self.lock:
                 backlog = self.hold and self._spooler.writer is None and self.last_heard
                 busy = backlog or (not self.hold and self._sent < self.seq)
+                if deferred is not None and (deferred.submitted != tensor_calls or deferred.pending()):
+                    tensor_calls, busy = deferred.submitted, True
                 self._pump_idle = not busy
             self._wake.acquire(timeout=_WINDOW_S if busy else self.settings.pump_interval_s)
             if self._closed:

@@ -234,6 +234,7 @@ class DeferredCopies:
         self.in_flight = 0
         self.forced = 0  # calls resolved early by back-pressure
         self.resolved = 0
+        self.submitted = 0  # calls handed in: the pump stays on its short cadence while this moves
 
     def submit(self, handle: int, step: int, ts: float, staged: list[Staged], scalars: Scalars | None = None) -> None:
         """Start the copies of one log() call; waits for the oldest calls only while over the bound.
@@ -263,6 +264,7 @@ class DeferredCopies:
             markers = self._start(staged, groups)
             self._calls.append(_Call(handle, step, ts, staged, groups, markers))
             self.in_flight += count
+            self.submitted += 1
 
     def _start(self, staged: list[Staged], groups: list[_Group]) -> list[Any]:
         import torch
