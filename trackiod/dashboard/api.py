@@ -233,13 +233,13 @@ class Api:
         scratch = Scratch() if reducer.x_range is not None and zoom is None else None
         meta: list[dict[str, Any]] = []
 
-        def add(extras: dict[str, Any], steps: Steps, x: Steps, y: np.ndarray, since: int | None) -> None:
+        def add(run: str, extras: dict[str, Any], steps: Steps, x: Steps, y: np.ndarray, since: int | None) -> None:
             """One series into the chart: cut to the zoom, in x order, its header entry noted. A series read into
             ``scratch`` is reduced (or copied) here, before the next read overwrites it."""
             if "context" in extras and not y.size:
                 return
             if isinstance(steps, StepSpan) or isinstance(x, StepSpan):  # whole, in step order by construction
-                meta.append({"run": info["run"], "points": int(y.size), "last_step": int(x.max()), **extras})
+                meta.append({"run": run, "points": int(y.size), "last_step": int(x.max()), **extras})
                 reducer.add(x, y, borrowed=True)
                 return
             if xmin is not None or xmax is not None:
@@ -250,7 +250,7 @@ class Api:
                 order = np.argsort(x, kind="stable")
                 steps, x, y = steps[order], x[order], y[order]
             entry: dict[str, Any] = {
-                "run": info["run"],
+                "run": run,
                 "points": int(y.size),
                 "last_step": int(steps.max()) if steps.size else since,
             }
@@ -267,15 +267,15 @@ class Api:
             since = after.get(info["run"])
             ranked = rank_series(conn, info, key, xaxis, since, ranks)
             for extras, steps, x, y in ranked or []:
-                add(extras, steps, x, y, since)
+                add(info["run"], extras, steps, x, y, since)
             sources: list[tuple[dict[str, Any], int | None]] = [] if ranked else [({}, kid)]
             sources += [({"context": ctx}, ctx_kid) for ctx_kid, ctx in contexts.get(info["id"], [])]
             for extras, series_id in sources:
                 if scratch is not None and series_id is not None:  # a whole series on a step axis
                     read_steps, values = read_step_values(conn, info["id"], series_id, scratch)
-                    add(extras, read_steps, read_steps, values, since)
+                    add(info["run"], extras, read_steps, read_steps, values, since)
                 else:
-                    add(extras, *reads.series_xy(conn, info, key, xaxis, since, series_id), since)
+                    add(info["run"], extras, *reads.series_xy(conn, info, key, xaxis, since, series_id), since)
         grid, columns, reduced = reducer.result()
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":
