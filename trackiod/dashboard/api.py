@@ -32,6 +32,7 @@ from trackiod.read.files import list_files
 from trackiod.read.gallery import gallery
 from trackiod.read.ranks import rank_counts
 from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
+from trackiod.read.stepvalues import Scratch, Steps, StepSpan, read_step_values
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
 MAX_RUNS_PER_CHART = 500
@@ -222,11 +223,41 @@ class Api:
             raise BadRequest(f"ranks must be one of {', '.join(RANK_MODES)}, got {ranks!r}")
         conn = self.readers.get()
         found = reads.run_ids(conn, project, wanted) if conn is not None else {}
+        kid = reads.key_id(conn, key) if conn is not None else None
+        contexts = reads.contexts_of(conn, [info["id"] for info in found.values()], key) if conn is not None else {}
         zoom = (xmin, xmax) if xmin is not None and xmax is not None else None
-        reducer = SeriesReducer(
-            width, zoom or self._step_range(conn, found, key, xaxis, after, ranks, xmin, xmax), zoom
-        )
+        known = zoom or self._step_range(conn, found, kid, contexts, xaxis, after, ranks, xmin, xmax)
+        reducer = SeriesReducer(width, known, zoom)
+        # Whole series on a grid known beforehand are read value by value into one reused buffer and reduced at
+        # once (trackiod.read.stepvalues): their steps come from the chunk rows.
+        scratch = Scratch() if reducer.x_range is not None and zoom is None else None
         meta: list[dict[str, Any]] = []
+
+        def add(run: str, extras: dict[str, Any], steps: Steps, x: Steps, y: np.ndarray, since: int | None) -> None:
+            """One series into the chart: cut to the zoom, in x order, its header entry noted. A series read into
+            ``scratch`` is reduced (or copied) here, before the next read overwrites it."""
+            if "context" in extras and not y.size:
+                return
+            if isinstance(steps, StepSpan) or isinstance(x, StepSpan):  # whole, in step order by construction
+                meta.append({"run": run, "points": int(y.size), "last_step": int(x.max()), **extras})
+                reducer.add(x, y, borrowed=True)
+                return
+            if xmin is not None or xmax is not None:
+                lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
+                hi = np.searchsorted(x, xmax, "right") if xmax is not None else x.size
+                steps, x, y = steps[lo:hi], x[lo:hi], y[lo:hi]
+            if not _ascending(x):
+                order = np.argsort(x, kind="stable")
+                steps, x, y = steps[order], x[order], y[order]
+            entry: dict[str, Any] = {
+                "run": run,
+                "points": int(y.size),
+                "last_step": int(steps.max()) if steps.size else since,
+            }
+            entry.update(extras)
+            meta.append(entry)
+            reducer.add(x, y, borrowed=scratch is not None)
+
         for name in wanted:
             info = found.get(name)
             if info is None or conn is None:
@@ -234,31 +265,17 @@ class Api:
             # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
             # (drawn as extra lines).
             since = after.get(info["run"])
-            parts = rank_series(conn, info, key, xaxis, since, ranks) or [
-                ({}, *reads.series_xy(conn, info, key, xaxis, since))
-            ]
-            parts += [
-                ({"context": ctx}, *reads.series_xy(conn, info, key, xaxis, since, kid))
-                for kid, ctx in reads.contexts_of(conn, info["id"], key)
-            ]
-            for extras, steps, x, y in parts:
-                if "context" in extras and not y.size:
-                    continue
-                if xmin is not None or xmax is not None:
-                    lo = np.searchsorted(x, xmin, "left") if xmin is not None else 0
-                    hi = np.searchsorted(x, xmax, "right") if xmax is not None else x.size
-                    steps, x, y = steps[lo:hi], x[lo:hi], y[lo:hi]
-                if not _ascending(x):
-                    order = np.argsort(x, kind="stable")
-                    steps, x, y = steps[order], x[order], y[order]
-                entry: dict[str, Any] = {
-                    "run": info["run"],
-                    "points": int(y.size),
-                    "last_step": int(steps.max()) if steps.size else after.get(info["run"]),
-                }
-                entry.update(extras)
-                meta.append(entry)
-                reducer.add(x, y)
+            ranked = rank_series(conn, info, key, xaxis, since, ranks)
+            for extras, steps, x, y in ranked or []:
+                add(info["run"], extras, steps, x, y, since)
+            sources: list[tuple[dict[str, Any], int | None]] = [] if ranked else [({}, kid)]
+            sources += [({"context": ctx}, ctx_kid) for ctx_kid, ctx in contexts.get(info["id"], [])]
+            for extras, series_id in sources:
+                if scratch is not None and series_id is not None:  # a whole series on a step axis
+                    read_steps, values = read_step_values(conn, info["id"], series_id, scratch)
+                    add(info["run"], extras, read_steps, read_steps, values, since)
+                else:
+                    add(info["run"], extras, *reads.series_xy(conn, info, key, xaxis, since, series_id), since)
         grid, columns, reduced = reducer.result()
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":
@@ -272,7 +289,8 @@ class Api:
     def _step_range(
         conn: Any,
         found: dict[str, dict[str, Any]],
-        key: str,
+        kid: int | None,
+        contexts: dict[int, list[tuple[int, dict[str, Any]]]],
         xaxis: str,
         after: dict[str, int],
         ranks: str,
@@ -283,13 +301,12 @@ class Api:
         series, plain and context ones: no zoom, no live update, no rank view); else None."""
         if conn is None or xaxis != "step" or after or ranks != "0" or xmin is not None or xmax is not None:
             return None
-        kid = reads.key_id(conn, key)
         if kid is None:
             return None
         series = []
         for info in found.values():
             series.append((info["id"], kid))
-            series.extend((info["id"], ctx_kid) for ctx_kid, _ in reads.contexts_of(conn, info["id"], key))
+            series.extend((info["id"], ctx_kid) for ctx_kid, _ in contexts.get(info["id"], []))
         return reads.step_range(conn, series)
 
     def system(self, request: Request) -> Response:

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from trackiod.read.stepvalues import Steps
+
 #: Widest chart the server will reduce for; wider requests are clamped (a 4K screen is 3,840 pixels).
 MAX_WIDTH = 4096
 
@@ -35,13 +37,14 @@ def finite(y: np.ndarray) -> np.ndarray:
     return y if bool(ok.all()) else np.where(ok, y, np.nan)
 
 
-def minmax_columns(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel column's min and max of ``y`` (``x`` ascending, int or float).
+def minmax_columns(x: Steps, y: np.ndarray, x0: float, x1: float, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel column's min and max of ``y`` (``x`` ascending, int or float, or a :class:`StepSpan`).
 
     Returns ``(cols, vals)``: the columns that have data, and a ``(len(cols), 2)`` array holding each column's two
     extremes, the one nearer the column's first value first, so the line enters the column where the series
     does (exact for rising and falling stretches; within a noisy column either order covers the same pixels). A
-    column whose points are all NaN holds NaN twice (a gap). Columns are ``width`` equal spans of ``[x0, x1]``.
+    column whose points are all NaN holds NaN twice (a gap); infinities count as NaN (:func:`finite`). Columns are
+    ``width`` equal spans of ``[x0, x1]``.
     """
     width = max(1, min(int(width), MAX_WIDTH))
     if not x.size:
@@ -55,23 +58,26 @@ def minmax_columns(x: np.ndarray, y: np.ndarray, x0: float, x1: float, width: in
     else:
         first_edge, last_edge = x0, x1
     # Column boundaries by binary search: cheaper than computing a column for each of a million points.
-    inner = np.searchsorted(x, edges, side="left")
-    lo, hi = int(np.searchsorted(x, first_edge, side="left")), int(np.searchsorted(x, last_edge, side="right"))
+    inner = x.searchsorted(edges, side="left")
+    lo, hi = int(x.searchsorted(first_edge, side="left")), int(x.searchsorted(last_edge, side="right"))
     bounds = np.clip(np.concatenate(([lo], inner, [hi])), lo, hi)
     cols = np.flatnonzero(bounds[1:] > bounds[:-1])
     if not cols.size:
         return cols, np.empty((0, 2))
     starts = bounds[cols] - lo
     part = y[lo:hi]
-    nan = np.isnan(part)
-    has_nan = bool(nan.any())
-    low = np.where(nan, np.inf, part) if has_nan else part
-    high = np.where(nan, -np.inf, part) if has_nan else part
     # ufunc.reduceat: one pass over the points for all columns (about 40x faster than an argmin per column).
-    mins = np.minimum.reduceat(low, starts)
-    maxs = np.maximum.reduceat(high, starts)
+    mins = np.minimum.reduceat(part, starts)
+    maxs = np.maximum.reduceat(part, starts)
     first = part[starts]
-    if has_nan:
+    if not (np.isfinite(mins).all() and np.isfinite(maxs).all()):
+        # A NaN or an infinity somewhere (min and max carry a NaN through; an infinity is its column's extreme):
+        # again without them. Testing the extremes instead of every point saves two passes over the points.
+        part = finite(part)
+        nan = np.isnan(part)
+        mins = np.minimum.reduceat(np.where(nan, np.inf, part), starts)
+        maxs = np.maximum.reduceat(np.where(nan, -np.inf, part), starts)
+        first = part[starts]
         first = np.where(np.isnan(first), mins, first)
     with np.errstate(invalid="ignore"):  # all-NaN columns: inf - inf
         min_first = np.abs(first - mins) <= np.abs(maxs - first)
@@ -158,14 +164,15 @@ class SeriesReducer:
         self.reduced: list[tuple[np.ndarray, np.ndarray] | None] = []
         self.dense = False
 
-    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+    def add(self, x: Steps, y: np.ndarray, borrowed: bool = False) -> None:
+        """Add one series; ``borrowed``: ``y`` is a buffer the caller reuses, copied if the series is kept."""
         if self.x_range is not None and x.size > 2 * self.width:
             self.dense = True
-            self.reduced.append(minmax_columns(x, finite(y), *self.x_range, self.width))
+            self.reduced.append(minmax_columns(x, y, *self.x_range, self.width))
             self.parts.append(None)
         else:
             self.reduced.append(None)
-            self.parts.append((x, y))
+            self.parts.append((np.asarray(x), y.copy() if borrowed else y))
 
     def result(self) -> tuple[np.ndarray, list[np.ndarray], bool]:
         """``(x, [y per series], reduced)`` as :func:`align` answers."""

@@ -134,32 +134,40 @@ def metric_keys(conn: apsw.Connection, run_db_ids: list[int]) -> list[dict[str, 
     return [out[name] for name in sorted(out)]
 
 
-def contexts_of(conn: apsw.Connection, run_db_id: int, key: str) -> list[tuple[int, dict[str, Any]]]:
-    """``[(series key id, context)]``: the series of ``key`` a run logged with a context, in context order."""
-    return [
-        (int(kid), json.loads(body))
-        for kid, body in conn.execute(
-            "SELECT rk.key_id, c.body FROM run_keys rk JOIN key_contexts kc ON kc.id = -rk.key_id "
-            "JOIN contexts c ON c.id = kc.context_id WHERE rk.run_id=? AND rk.key_id < 0 AND kc.base_name=? "
-            "ORDER BY c.body",
-            (run_db_id, key),
-        )
-    ]
+def contexts_of(conn: apsw.Connection, run_db_ids: list[int], key: str) -> dict[int, list[tuple[int, dict[str, Any]]]]:
+    """``{run db id: [(series key id, context)]}``: the series of ``key`` each run logged with a context, in context
+    order (runs without any are left out). One query for a chart's runs, not one per run."""
+    out: dict[int, list[tuple[int, dict[str, Any]]]] = {}
+    if not run_db_ids:
+        return out
+    marks = ",".join("?" * len(run_db_ids))
+    for run_db_id, kid, body in conn.execute(
+        "SELECT rk.run_id, rk.key_id, c.body FROM run_keys rk JOIN key_contexts kc ON kc.id = -rk.key_id "
+        f"JOIN contexts c ON c.id = kc.context_id WHERE rk.run_id IN ({marks}) AND rk.key_id < 0 "
+        "AND kc.base_name=? ORDER BY rk.run_id, c.body",
+        (*run_db_ids, key),
+    ):
+        out.setdefault(int(run_db_id), []).append((int(kid), json.loads(body)))
+    return out
 
 
 def step_range(conn: apsw.Connection, series: list[tuple[int, int]]) -> tuple[float, float] | None:
     """The lowest and highest step stored for these ``(run db id, key id)`` series (from the chunks' bounds, no
-    points read); None when none has a point."""
+    points read); None when none has a point. One query per key id (a chart's runs share the plain one)."""
+    runs_of: dict[int, list[int]] = {}
+    for run_db_id, kid in series:
+        runs_of.setdefault(kid, []).append(run_db_id)
     lows: list[int] = []
     highs: list[int] = []
-    for run_db_id, kid in series:
+    for kid, run_db_ids in runs_of.items():
+        marks = ",".join("?" * len(run_db_ids))
         row: Any = conn.execute(
-            "SELECT min(step_min), max(step_max) FROM chunks WHERE run_id=? AND key_id=?", (run_db_id, kid)
+            f"SELECT min(step_min), max(step_max) FROM chunks WHERE key_id=? AND run_id IN ({marks})",
+            (kid, *run_db_ids),
         ).fetchone()
-        lo, hi = row
-        if lo is not None:
-            lows.append(lo)
-            highs.append(hi)
+        if row[0] is not None:
+            lows.append(row[0])
+            highs.append(row[1])
     return (float(min(lows)), float(max(highs))) if lows else None
 
 
