@@ -131,7 +131,7 @@ class TrackiodSettings:
     flush_interval_s: float = 0.025
     batch_max_points: int = 250_000
     maintenance_interval_s: float = 1.0
-    checkpoint_pages: int = 1024
+    checkpoint_pages: int = 16384
     drain_timeout_s: float = 20.0
     integrity_check: str = "quick"
     log_level: str = "INFO"
@@ -311,7 +311,7 @@ class TrackiodSettings:
             raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")
         if int(values.get("checkpoint_pages", 1)) < 1:
             raise SettingsError(
-                f"TRACKIOD_CHECKPOINT_PAGES={values['checkpoint_pages']!r}: use at least 1 (pages of the WAL, 4 KiB each)"
+                f"TRACKIOD_CHECKPOINT_PAGES={values['checkpoint_pages']!r}: use at least 1 (WAL pages, 4 KiB each)"
             )
         if values.get("ranks", "all") not in ("all", "zero"):
             raise SettingsError(

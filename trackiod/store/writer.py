@@ -45,18 +45,19 @@ class Tail:
 
 
 #: WAL pages after which a commit copies the WAL into the database (the daemon passes ``checkpoint_pages``).
-CHECKPOINT_PAGES = 1024
+CHECKPOINT_PAGES = 16384
 
 
 def open_writer(path: Path, checkpoint_pages: int = CHECKPOINT_PAGES) -> apsw.Connection:
     """Open (creating and migrating) the database for writing.
 
     A commit that leaves the WAL at ``checkpoint_pages`` or more copies it into the database (SQLite's PASSIVE
-    automatic checkpoint) before it returns. The copy's size is the pause the writer takes: once a second
-    (16,384 pages then) it was 75-100 ms at 1M points/s and set log() -> ACK p99; 1,024 pages keeps each pause
-    near 10-20 ms and the WAL file near 4 MiB plus one commit (docs/benchmarks.md, "round 5: ingest and
-    ACK"). Copying more often costs about the same CPU in all (a page is copied once per checkpoint that finds
-    it); each copy adds two fsyncs (synchronous=NORMAL), waited for with the GIL released.
+    automatic checkpoint) before it returns; the daemon also checkpoints once per maintenance tick. The copy's
+    size is the pause the writer takes (about 10 ms per 1,000 pages, quiet), but each copy also costs two
+    fsyncs (synchronous=NORMAL) and copies again the pages later commits rewrite: with 1,024 or 4,096 pages
+    the daemon fell behind at 1M points/s on the shared 2-core machine where with 16,384 it kept up
+    (docs/benchmarks.md, "round 5: ingest and ACK"), so the default stays at 16,384, with the setting to
+    trade fewer long pauses for more short ones.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory: private (docs/security.md)
     conn = apsw.Connection(str(path))
