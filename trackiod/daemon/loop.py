@@ -4,7 +4,8 @@ It runs on the daemon's main thread, which owns the socket and the database. Fra
 :class:`~trackiod.ingest.ingest.Ingest`; the batch commits once the socket is drained (at least
 :data:`DRAINED_COMMIT_SHARE` of the flush interval after it opened), when it holds ``batch_max_points``, or
 when the flush deadline passes; maintenance (looking for spool files, the attachments' results, samples,
-crashed runs, the WAL checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a
+crashed runs, the WAL checkpoint) runs every ``maintenance_interval_s``; the WAL is also copied once the
+socket is drained and every frame committed (:data:`DRAINED_CHECKPOINT_S`). Spool files are read a slice at a
 time between turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the
 spool holds.
 :meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
