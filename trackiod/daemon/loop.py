@@ -41,7 +41,7 @@ SPOOL_SLICE_FRAMES = 50_000
 #: (docs/benchmarks.md, "round 4: ingest"). A loaded daemon is rarely drained, so its batches still grow to
 #: the flush deadline; a longer flush interval, asked for bigger batches, gets a longer floor too.
 DRAINED_COMMIT_SHARE = 0.2
-#: Once the socket is drained and every frame committed (the ACKs sent), the WAL is copied into the database (PASSIVE) if
+#: Once the socket is drained and every frame committed (ACKs sent), the WAL is copied into the database (PASSIVE) if
 #: this long has passed since the last such copy: small copies while the daemon has slack, instead of one copy a
 #: maintenance tick long (75-100 ms at 1M points/s, which set the log() -> ACK p99). A daemon that is behind is
 #: rarely drained and keeps the once-a-tick copy, which its throughput needs (docs/benchmarks.md, "round 5").
@@ -116,7 +116,7 @@ class WriterLoop:
         flush_s = settings.flush_interval_s
         drained_s = flush_s * DRAINED_COMMIT_SHARE
         drained = True  # whether the last turn read the socket empty (a poll that timed out did)
-        checkpointed = (time.monotonic(), ingest.counters.commits)  # the last drained copy: when, after how many commits
+        checkpointed = (time.monotonic(), ingest.counters.commits)  # the last drained copy: when, after which commit
         while self.stop_reason is None:
             now = time.monotonic()
             wait = next_maintenance - now
