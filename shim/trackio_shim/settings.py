@@ -131,6 +131,7 @@ class TrackiodSettings:
     flush_interval_s: float = 0.025
     batch_max_points: int = 250_000
     maintenance_interval_s: float = 1.0
+    checkpoint_pages: int = 16384
     drain_timeout_s: float = 20.0
     integrity_check: str = "quick"
     log_level: str = "INFO"
@@ -308,6 +309,10 @@ class TrackiodSettings:
             raise SettingsError(f"TRACKIOD_TENSOR_COPY={copy_mode!r}: use 'deferred' or 'sync'")
         if int(values.get("max_inflight_copies", 64)) < 1:
             raise SettingsError("TRACKIOD_MAX_INFLIGHT_COPIES must be at least 1")
+        if int(values.get("checkpoint_pages", 1)) < 1:
+            raise SettingsError(
+                f"TRACKIOD_CHECKPOINT_PAGES={values['checkpoint_pages']!r}: use at least 1 (WAL pages, 4 KiB each)"
+            )
         if values.get("ranks", "all") not in ("all", "zero"):
             raise SettingsError(
                 f"TRACKIOD_RANKS={values['ranks']!r}: use 'all' (every rank logs) or 'zero' (rank 0 only)"

@@ -259,7 +259,9 @@ def test_kill9_during_wal_checkpoint_leaves_a_sound_database(
     db = stopped_daemon.home / "trackiod.db"
     landed = 0
     for attempt in range(3):
-        stopped_daemon.start(TRACKIOD_MAINTENANCE_INTERVAL_S="600", TRACKIOD_SAMPLE_INTERVAL_S="0")
+        stopped_daemon.start(
+            TRACKIOD_MAINTENANCE_INTERVAL_S="600", TRACKIOD_CHECKPOINT_PAGES="16384", TRACKIOD_SAMPLE_INTERVAL_S="0"
+        )
         assert stopped_daemon.status()["database_recovered"] is None  # type: ignore[index]
         report_of(start_training(env, f"ckpt{attempt}", steps=CHECKPOINT_STEPS))
         landed += kill_in_checkpoint(stopped_daemon, db)

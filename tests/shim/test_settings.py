@@ -67,6 +67,11 @@ def test_settings_bad_values_name_the_variable(tmp_path: Path, name: str, raw: s
     assert repr(raw) in str(info.value)
 
 
+def test_settings_checkpoint_pages_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="TRACKIOD_CHECKPOINT_PAGES=0: use at least 1"):
+        TrackiodSettings.load(environ={"TRACKIOD_HOME": str(tmp_path), "TRACKIOD_CHECKPOINT_PAGES": "0"})
+
+
 def test_settings_unknown_override_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="no_such_setting"):
         TrackiodSettings.load(environ={"TRACKIOD_HOME": str(tmp_path)}, no_such_setting=1)

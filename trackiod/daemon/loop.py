@@ -4,7 +4,8 @@ It runs on the daemon's main thread, which owns the socket and the database. Fra
 :class:`~trackiod.ingest.ingest.Ingest`; the batch commits once the socket is drained (at least
 :data:`DRAINED_COMMIT_SHARE` of the flush interval after it opened), when it holds ``batch_max_points``, or
 when the flush deadline passes; maintenance (looking for spool files, the attachments' results, samples,
-crashed runs, the WAL checkpoint) runs every ``maintenance_interval_s``. Spool files are read a slice at a
+crashed runs, the WAL checkpoint) runs every ``maintenance_interval_s``; the WAL is also copied once the
+socket is drained and every frame committed (:data:`DRAINED_CHECKPOINT_S`). Spool files are read a slice at a
 time between turns (at most :data:`SPOOL_SLICE_S` each), so a restarted daemon serves at once whatever the
 spool holds.
 :meth:`WriterLoop.request_stop` ends the loop after the current turn; :meth:`WriterLoop.drain` then takes in
@@ -40,6 +41,11 @@ SPOOL_SLICE_FRAMES = 50_000
 #: (docs/benchmarks.md, "round 4: ingest"). A loaded daemon is rarely drained, so its batches still grow to
 #: the flush deadline; a longer flush interval, asked for bigger batches, gets a longer floor too.
 DRAINED_COMMIT_SHARE = 0.2
+#: Once the socket is drained and every frame committed (ACKs sent), the WAL is copied into the database (PASSIVE) if
+#: this long has passed since the last such copy: small copies while the daemon has slack, instead of one copy a
+#: maintenance tick long (75-100 ms at 1M points/s, which set the log() -> ACK p99). A daemon that is behind is
+#: rarely drained and keeps the once-a-tick copy, which its throughput needs (docs/benchmarks.md, "round 5").
+DRAINED_CHECKPOINT_S = 0.1
 
 
 class Sender:
@@ -110,6 +116,7 @@ class WriterLoop:
         flush_s = settings.flush_interval_s
         drained_s = flush_s * DRAINED_COMMIT_SHARE
         drained = True  # whether the last turn read the socket empty (a poll that timed out did)
+        checkpointed = (time.monotonic(), ingest.counters.commits)  # the last drained copy: when, after which commit
         while self.stop_reason is None:
             now = time.monotonic()
             wait = next_maintenance - now
@@ -131,6 +138,14 @@ class WriterLoop:
                 or ingest.batch.points >= settings.batch_max_points
             ):
                 ingest.commit()
+            if (
+                drained
+                and not ingest.pending
+                and ingest.counters.commits != checkpointed[1]
+                and now - checkpointed[0] >= DRAINED_CHECKPOINT_S
+            ):
+                self.writer.store.checkpoint()  # the commits' ACKs went out; no frame waits
+                checkpointed = (now, ingest.counters.commits)
             if attachments.pending and not ingest.stall.active:
                 attachments.drain(ingest)
             if now >= next_maintenance:

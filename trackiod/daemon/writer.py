@@ -33,7 +33,7 @@ def build_writer(settings: TrackiodSettings, hooks: IngestHooks, *, boot_id: byt
     The attachments' threads run from here on: stop them (:meth:`Attachments.stop`) before closing the store.
     A previous daemon's pending work is resumed by the daemon's attachments service, when it starts.
     """
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, settings.checkpoint_pages)
     journal = journals(settings)
     # Before any frame is applied: runs stored while the node had no role go into the journal first.
     aliases = prepare_journal(store, settings.sync_dir) if journal else {}

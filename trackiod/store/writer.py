@@ -44,14 +44,25 @@ class Tail:
     vals: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
 
 
-def open_writer(path: Path) -> apsw.Connection:
-    """Open (creating and migrating) the database for writing."""
+#: WAL pages after which a commit copies the WAL into the database (the daemon passes ``checkpoint_pages``).
+CHECKPOINT_PAGES = 16384
+
+
+def open_writer(path: Path, checkpoint_pages: int = CHECKPOINT_PAGES) -> apsw.Connection:
+    """Open (creating and migrating) the database for writing.
+
+    A commit that leaves the WAL at ``checkpoint_pages`` or more copies it into the database (SQLite's PASSIVE
+    automatic checkpoint) before it returns; the daemon also checkpoints once per maintenance tick. The copy's
+    size is the pause the writer takes (about 10 ms per 1,000 pages, quiet), but each copy also costs two
+    fsyncs (synchronous=NORMAL) and copies again the pages later commits rewrite: with 1,024 or 4,096 pages
+    the daemon fell behind at 1M points/s on the shared 2-core machine where with 16,384 it kept up
+    (docs/benchmarks.md, "round 5: ingest and ACK"), so the default stays at 16,384, with the setting to
+    trade fewer long pauses for more short ones.
+    """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # the data directory: private (docs/security.md)
     conn = apsw.Connection(str(path))
     configure(conn)
-    # The default checkpoint every 1,000 pages fired on almost every commit and cost ~30% of ingest; the
-    # daemon checkpoints once per maintenance tick instead (checkpoint()), with this as a safety net.
-    conn.execute("PRAGMA wal_autocheckpoint=16384")
+    conn.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
     migrate(conn)
     return conn
 
@@ -59,9 +70,9 @@ def open_writer(path: Path) -> apsw.Connection:
 class Store:
     """All writes to the database, between :meth:`begin` and :meth:`commit` (or :meth:`rollback`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, checkpoint_pages: int = CHECKPOINT_PAGES) -> None:
         self.path = path
-        self.conn = open_writer(path)
+        self.conn = open_writer(path, checkpoint_pages)
         self.ranks = RankTable(self.conn, self.project_id)
         self._projects: dict[str, int] = {}
         self._keys: dict[str, int] = {}
