@@ -236,15 +236,18 @@ def test_damaged_database_at_start_is_moved_aside_and_a_fresh_one_works(
 CHECKPOINT_STEPS = 30_000
 
 
-def kill_in_checkpoint(daemon: DaemonProcess, db: Path) -> bool:
+def kill_in_checkpoint(daemon: DaemonProcess, db: Path, reader: apsw.Connection) -> bool:
     """SIGTERM (whose shutdown checkpoint copies the WAL into the database), SIGKILL once the file grows.
 
+    ``reader`` holds a snapshot from before the training, so the daemon's own checkpoints could copy none of its
+    pages (as a dashboard reading through a long query holds them); it lets go just before the SIGTERM.
     Returns True when the kill landed inside the checkpoint: the database file had started to grow and the
     WAL was not yet truncated (the checkpoint's last act).
     """
     wal = Path(f"{db}-wal")
     before = db.stat().st_size
     assert wal.stat().st_size > 4 << 20, "the WAL holds too little for a checkpoint to take a while"
+    reader.close()
     daemon.signal(15)
     wait_for(lambda: db.stat().st_size > before or not daemon.alive, timeout=30, interval=0.0002, what="a checkpoint")
     daemon.kill9()
@@ -255,7 +258,8 @@ def kill_in_checkpoint(daemon: DaemonProcess, db: Path) -> bool:
 def test_kill9_during_wal_checkpoint_leaves_a_sound_database(
     stopped_daemon: DaemonProcess, env: dict[str, str]
 ) -> None:
-    """Three times: a big WAL (maintenance checkpoints held off), then kill -9 inside the shutdown checkpoint."""
+    """Three times: a big WAL (a reader's snapshot holds the daemon's checkpoints off), then kill -9 inside the
+    shutdown checkpoint."""
     db = stopped_daemon.home / "trackiod.db"
     landed = 0
     for attempt in range(3):
@@ -263,8 +267,11 @@ def test_kill9_during_wal_checkpoint_leaves_a_sound_database(
             TRACKIOD_MAINTENANCE_INTERVAL_S="600", TRACKIOD_CHECKPOINT_PAGES="16384", TRACKIOD_SAMPLE_INTERVAL_S="0"
         )
         assert stopped_daemon.status()["database_recovered"] is None  # type: ignore[index]
+        reader = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM runs").fetchall()  # the read snapshot starts here
         report_of(start_training(env, f"ckpt{attempt}", steps=CHECKPOINT_STEPS))
-        landed += kill_in_checkpoint(stopped_daemon, db)
+        landed += kill_in_checkpoint(stopped_daemon, db, reader)
         assert integrity_ok(db), f"attempt {attempt}: integrity_check failed after kill -9 in a checkpoint"
     assert landed >= 2, f"only {landed} of 3 kills landed inside a checkpoint; the test proves too little"
     stopped_daemon.start()
