@@ -279,7 +279,7 @@ class Api:
                 sources: list[tuple[dict[str, Any], int | None]] = [] if ranked else [({}, kid)]
                 sources += [({"context": ctx}, ctx_kid) for ctx_kid, ctx in contexts.get(info["id"], [])]
                 for extras, series_id in sources:
-                    if chunks is not None and series_id is not None:  # a whole series on a step axis
+                    if chunks is not None and scratch is not None and series_id is not None:  # whole, step axis
                         read_steps, values = chunks.read(info["id"], series_id, scratch)
                         add(info["run"], extras, read_steps, read_steps, values, since)
                     else:

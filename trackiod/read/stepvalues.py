@@ -124,7 +124,8 @@ def read_step_values(conn: apsw.Connection, run_id: int, key_id: int, scratch: S
                 index.chunk_ids.tolist(),
             ).fetchall()
             _check_lengths(index.chunk_ids, np.diff(index.starts), np.array(lengths, np.int64).reshape(-1))
-        return _values(conn, index, scratch)
+        read = _values(conn, index, scratch)
+    return read
 
 
 def _check_lengths(ids: np.ndarray, counts: np.ndarray, lengths: np.ndarray) -> None:
