@@ -18,7 +18,7 @@ from tests.support.stores import new_run
 from trackio_shim.errors import TrackiodError
 from trackiod.read.connection import open_reader
 from trackiod.read.series import read_series
-from trackiod.read.stepvalues import Scratch, StepSpan, read_step_values
+from trackiod.read.stepvalues import ChartChunks, Scratch, StepSpan, read_step_values
 from trackiod.store import schema
 from trackiod.store.writer import Store
 
@@ -54,17 +54,30 @@ def db(tmp_path: Path) -> Path:
 
 
 def _check_all(path: Path, spans: set[str]) -> None:
+    """Every layout read alone (read_step_values), then from one query's chunk rows for all of them (ChartChunks,
+    as a chart reads its series), equals read_series."""
     conn = open_reader(path, mapped=True)
     scratch = Scratch()
     try:
-        for name in [*LAYOUTS, "empty"]:
-            key_id = conn.execute("SELECT id FROM keys WHERE name=?", (name,)).fetchone()[0]
-            want_steps, _, want_vals = read_series(conn, 1, key_id, with_times=False)
-            steps, vals = read_step_values(conn, 1, key_id, scratch)
-            assert isinstance(steps, StepSpan) == (name in spans), name
-            np.testing.assert_array_equal(np.asarray(steps), want_steps)
-            assert steps.size == want_steps.size
-            np.testing.assert_array_equal(vals, want_vals)
+        names = [*LAYOUTS, "empty"]
+        key_ids = [conn.execute("SELECT id FROM keys WHERE name=?", (name,)).fetchone()[0] for name in names]
+        with conn:
+            chunks = ChartChunks(conn, [(1, key_id) for key_id in key_ids])
+            assert chunks.complete
+            # More runs and keys than one query may name: each series' rows are read alone, the same answers.
+            alone = ChartChunks(conn, [(1, key_ids[0]), *((run_id, key_ids[0]) for run_id in range(2, 1_000))])
+            assert not alone.complete
+            for via in (None, chunks, alone):
+                for name, key_id in zip(names, key_ids):
+                    want_steps, _, want_vals = read_series(conn, 1, key_id, with_times=False)
+                    if via is not None:
+                        steps, vals = via.read(1, key_id, scratch)
+                    else:
+                        steps, vals = read_step_values(conn, 1, key_id, scratch)
+                    assert isinstance(steps, StepSpan) == (name in spans), name
+                    np.testing.assert_array_equal(np.asarray(steps), want_steps)
+                    assert steps.size == want_steps.size
+                    np.testing.assert_array_equal(vals, want_vals)
     finally:
         conn.close()
 
@@ -99,6 +112,8 @@ def test_a_chunk_with_too_few_value_bytes_is_an_error_naming_it(db: Path) -> Non
     try:
         with pytest.raises(TrackiodError, match=f"chunk {chunk_id} holds 8 bytes"):
             read_step_values(reader, run_id, key_id, Scratch())
+        with reader, pytest.raises(TrackiodError, match=f"chunk {chunk_id} holds 8 bytes"):
+            ChartChunks(reader, [(run_id, key_id)]).read(run_id, key_id, Scratch())
     finally:
         reader.close()
 

@@ -8,6 +8,7 @@ draw.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import time
@@ -32,7 +33,7 @@ from trackiod.read.files import list_files
 from trackiod.read.gallery import gallery
 from trackiod.read.ranks import rank_counts
 from trackiod.read.runs import get_run, list_projects, run_keys, running_runs, runs_by_key
-from trackiod.read.stepvalues import Scratch, Steps, StepSpan, read_step_values
+from trackiod.read.stepvalues import ChartChunks, Scratch, Steps, StepSpan
 
 #: Runs one chart request may name (a page asks once per chart, for every selected run).
 MAX_RUNS_PER_CHART = 500
@@ -258,24 +259,31 @@ class Api:
             meta.append(entry)
             reducer.add(x, y, borrowed=scratch is not None)
 
-        for name in wanted:
-            info = found.get(name)
-            if info is None or conn is None:
-                continue
-            # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
-            # (drawn as extra lines).
-            since = after.get(info["run"])
-            ranked = rank_series(conn, info, key, xaxis, since, ranks)
-            for extras, steps, x, y in ranked or []:
-                add(info["run"], extras, steps, x, y, since)
-            sources: list[tuple[dict[str, Any], int | None]] = [] if ranked else [({}, kid)]
-            sources += [({"context": ctx}, ctx_kid) for ctx_kid, ctx in contexts.get(info["id"], [])]
-            for extras, series_id in sources:
-                if scratch is not None and series_id is not None:  # a whole series on a step axis
-                    read_steps, values = read_step_values(conn, info["id"], series_id, scratch)
-                    add(info["run"], extras, read_steps, read_steps, values, since)
-                else:
-                    add(info["run"], extras, *reads.series_xy(conn, info, key, xaxis, since, series_id), since)
+        # One read snapshot for the whole chart: its chunk rows are read once, then each series' values.
+        with conn if conn is not None else contextlib.nullcontext():
+            chunks = None
+            if scratch is not None and conn is not None and kid is not None:
+                every = [(info["id"], kid) for info in found.values()]
+                every += [(info["id"], c) for info in found.values() for c, _ in contexts.get(info["id"], [])]
+                chunks = ChartChunks(conn, every)
+            for name in wanted:
+                info = found.get(name)
+                if info is None or conn is None:
+                    continue
+                # The plain series (or, in a rank view, the run's ranks), then one per context it was also logged with
+                # (drawn as extra lines).
+                since = after.get(info["run"])
+                ranked = rank_series(conn, info, key, xaxis, since, ranks)
+                for extras, steps, x, y in ranked or []:
+                    add(info["run"], extras, steps, x, y, since)
+                sources: list[tuple[dict[str, Any], int | None]] = [] if ranked else [({}, kid)]
+                sources += [({"context": ctx}, ctx_kid) for ctx_kid, ctx in contexts.get(info["id"], [])]
+                for extras, series_id in sources:
+                    if chunks is not None and scratch is not None and series_id is not None:  # whole, step axis
+                        read_steps, values = chunks.read(info["id"], series_id, scratch)
+                        add(info["run"], extras, read_steps, read_steps, values, since)
+                    else:
+                        add(info["run"], extras, *reads.series_xy(conn, info, key, xaxis, since, series_id), since)
         grid, columns, reduced = reducer.result()
         header = {"key": key, "xaxis": xaxis, "width": width, "reduced": reduced, "series": meta}
         if fmt == "bin":

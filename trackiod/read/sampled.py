@@ -63,8 +63,7 @@ def series_index(
     conn: apsw.Connection, run_id: int, key_id: int, min_step: int | None = None, max_step: int | None = None
 ) -> SeriesIndex:
     """The index of one numeric series within ``[min_step, max_step]``, from its chunks' rows."""
-    even_column = "even" if understood_version(conn) >= EVEN_CHUNKS_VERSION else "0"
-    sql = f"SELECT id, n, step_min, step_max, {even_column} FROM chunks WHERE run_id=? AND key_id=?"
+    sql = f"SELECT id, n, step_min, step_max, {even_column(conn)} FROM chunks WHERE run_id=? AND key_id=?"
     args: list[Any] = [run_id, key_id]
     if min_step is not None:
         sql += " AND step_max >= ?"
@@ -73,6 +72,19 @@ def series_index(
         sql += " AND step_min <= ?"
         args.append(max_step)
     meta = np.array(conn.execute(sql + " ORDER BY id", args).fetchall(), dtype=np.int64).reshape(-1, 5)
+    return index_of_chunks(conn, meta, min_step, max_step)
+
+
+def even_column(conn: apsw.Connection) -> str:
+    """What to select for a chunk's ``even`` flag: the column from schema version 9 on, else 0 (steps read)."""
+    return "even" if understood_version(conn) >= EVEN_CHUNKS_VERSION else "0"
+
+
+def index_of_chunks(
+    conn: apsw.Connection, meta: np.ndarray, min_step: int | None = None, max_step: int | None = None
+) -> SeriesIndex:
+    """The index of one series from its chunk rows already read: ``meta`` holds one ``(id, n, step_min,
+    step_max, even)`` int64 row per chunk, in id order (a chart reads every series' rows in one query)."""
     ids, counts, lows, highs, even = meta.T
     starts = np.zeros(ids.size + 1, np.int64)
     np.cumsum(counts, out=starts[1:])

@@ -18,7 +18,7 @@ import apsw
 import numpy as np
 
 from trackio_shim.errors import TrackiodError
-from trackiod.read.sampled import series_index
+from trackiod.read.sampled import SeriesIndex, even_column, index_of_chunks, series_index
 
 
 class StepSpan:
@@ -66,6 +66,47 @@ class Scratch:
         return self.buf[:size]
 
 
+class ChartChunks:
+    """The chunk rows of every series of one chart, read in one query (they were two queries per series: at 100
+    runs a chart's queries cost ~15 % of its request, docs/benchmarks.md round 5).
+
+    Use it inside one read transaction (``with conn:``) that also covers every :meth:`read`: the writer folds a
+    series' tail chunks into sealed ones (new ids), so rows read outside that snapshot may name chunks gone.
+    """
+
+    def __init__(self, conn: apsw.Connection, series: list[tuple[int, int]]) -> None:
+        self.conn = conn
+        self.rows: dict[tuple[int, int], np.ndarray] = {}
+        self.complete = False  # False: too many runs and keys for one query; each series is read alone
+        run_ids = sorted({run_id for run_id, _ in series})
+        key_ids = sorted({key_id for _, key_id in series})
+        if not series or len(run_ids) + len(key_ids) > 900:  # SQLite's limit on bound parameters: per series
+            return
+        meta = np.array(
+            conn.execute(
+                f"SELECT run_id, key_id, id, n, step_min, step_max, {even_column(conn)}, length(vals) FROM chunks "
+                f"WHERE run_id IN ({','.join('?' * len(run_ids))}) AND key_id IN ({','.join('?' * len(key_ids))}) "
+                "ORDER BY run_id, key_id, id",
+                (*run_ids, *key_ids),
+            ).fetchall(),
+            dtype=np.int64,
+        ).reshape(-1, 8)
+        cuts = np.flatnonzero((meta[1:, 0] != meta[:-1, 0]) | (meta[1:, 1] != meta[:-1, 1])) + 1
+        for start, stop in zip([0, *cuts.tolist()], [*cuts.tolist(), len(meta)]):
+            if stop > start:
+                self.rows[(int(meta[start, 0]), int(meta[start, 1]))] = meta[start:stop, 2:]
+        self.complete = True
+
+    def read(self, run_id: int, key_id: int, scratch: Scratch) -> tuple[Steps, np.ndarray]:
+        """What :func:`read_step_values` gives, from the rows read already (or, for a chart of more runs and
+        keys than one query may name, read alone)."""
+        if not self.complete:
+            return read_step_values(self.conn, run_id, key_id, scratch)
+        rows = self.rows.get((run_id, key_id), np.empty((0, 6), np.int64))
+        _check_lengths(rows[:, 0], rows[:, 1], rows[:, 5])
+        return _values(self.conn, index_of_chunks(self.conn, rows[:, :5]), scratch)
+
+
 def read_step_values(conn: apsw.Connection, run_id: int, key_id: int, scratch: Scratch) -> tuple[Steps, np.ndarray]:
     """``(steps, values)`` of one whole numeric series, as ``read_series`` gives them without times.
 
@@ -77,11 +118,38 @@ def read_step_values(conn: apsw.Connection, run_id: int, key_id: int, scratch: S
     """
     with conn:  # one read snapshot: the writer folds a series' tail chunks into sealed ones (new ids)
         index = series_index(conn, run_id, key_id)
-        ids = index.chunk_ids.tolist()
-        total = int(index.starts[-1])
-        values = scratch.take(total)
-        if ids:
-            _read_vals(conn, ids, index.starts.tolist(), values)
+        if index.chunk_ids.size:
+            lengths = conn.execute(
+                f"SELECT length(vals) FROM chunks WHERE id IN ({','.join('?' * index.chunk_ids.size)}) ORDER BY id",
+                index.chunk_ids.tolist(),
+            ).fetchall()
+            _check_lengths(index.chunk_ids, np.diff(index.starts), np.array(lengths, np.int64).reshape(-1))
+        read = _values(conn, index, scratch)
+    return read
+
+
+def _check_lengths(ids: np.ndarray, counts: np.ndarray, lengths: np.ndarray) -> None:
+    """Every chunk's ``vals`` BLOB holds its ``n`` values (checked on the rows, not per BLOB handle).
+
+    Raises:
+        TrackiodError: one does not (a damaged file).
+    """
+    bad = np.flatnonzero(lengths != counts * 8)
+    if bad.size:
+        k = int(bad[0])
+        raise TrackiodError(
+            f"chunk {int(ids[k])} holds {int(lengths[k])} bytes of values for {int(counts[k])} points: the database "
+            f"file is damaged (restore it from a backup or a sync mirror)"
+        )
+
+
+def _values(conn: apsw.Connection, index: SeriesIndex, scratch: Scratch) -> tuple[Steps, np.ndarray]:
+    """The series' steps and its values read into ``scratch`` (lengths checked already)."""
+    ids = index.chunk_ids.tolist()
+    total = int(index.starts[-1])
+    values = scratch.take(total)
+    if ids:
+        _read_vals(conn, ids, index.starts.tolist(), values)
     if index.span is not None:
         base, low, high = index.span
         return StepSpan(low, high), values[low - base : high - base + 1]
@@ -91,19 +159,15 @@ def read_step_values(conn: apsw.Connection, run_id: int, key_id: int, scratch: S
 
 
 def _read_vals(conn: apsw.Connection, ids: list[int], starts: list[int], out: np.ndarray) -> None:
-    """Each chunk's ``vals`` BLOB into ``out`` at its first point's position (one handle, moved row to row)."""
+    """Each chunk's ``vals`` BLOB into ``out`` at its first point's position (one handle, moved row to row).
+    The lengths were checked on the chunk rows, so the loop only moves the handle and reads."""
     into = out.data.cast("B")
     blob = conn.blob_open("main", "chunks", "vals", ids[0], False)
+    reopen, read_into = blob.reopen, blob.read_into
     try:
-        for k, chunk_id in enumerate(ids):
-            if k:
-                blob.reopen(chunk_id)
-            size = (starts[k + 1] - starts[k]) * 8
-            if blob.length() != size:
-                raise TrackiodError(
-                    f"chunk {chunk_id} holds {blob.length()} bytes of values for {size // 8} points: the database "
-                    f"file is damaged (restore it from a backup or a sync mirror)"
-                )
-            blob.read_into(into, starts[k] * 8, size)
+        read_into(into, 0, (starts[1] - starts[0]) * 8)
+        for chunk_id, start, stop in zip(ids[1:], starts[1:-1], starts[2:]):
+            reopen(chunk_id)
+            read_into(into, start * 8, (stop - start) * 8)
     finally:
         blob.close()
