@@ -162,10 +162,40 @@ class Analysis:
             return True  # a number cannot carry SQL
         if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "join":
             return self.safe(expr.func.value, seen) and all(self.safe(a, seen) for a in expr.args)
+        if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Name) and self._function(expr.func.id):
+            return self._safe_call(expr, seen)
         if isinstance(expr, ast.Name):
             return self._safe_name(expr.id, seen)
         self.problems.append(f"{self.module.path}:{expr.lineno}: SQL built from {ast.unparse(expr)!r}")
         return False
+
+    def _function(self, name: str) -> tuple[Module, ast.FunctionDef | ast.AsyncFunctionDef] | None:
+        """The module-level function ``name`` names here (defined in this module or imported), if any."""
+        source = self.module if name not in self.module.imported else self.modules.get(self.module.imported[name])
+        if source is None:
+            return None
+        found = [
+            f for f in source.tree.body if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef) and f.name == name
+        ]
+        return (source, found[0]) if found else None
+
+    def _safe_call(self, call: ast.Call, seen: frozenset[str]) -> bool:
+        """A helper's result in SQL text (``even_column(conn)``): every value it returns must be vetted in its own
+        body; a parameter that reaches one is judged by what this call passes for it."""
+        assert isinstance(call.func, ast.Name)
+        found = self._function(call.func.id)
+        assert found is not None
+        module, func = found
+        if call.func.id in seen:
+            return True  # recursion: judged by its other returns
+        inner = Analysis(module, func, self.modules)
+        returns = [n.value for n in ast.walk(func) if isinstance(n, ast.Return)]
+        ok = bool(returns) and all(inner.safe(value, seen | {call.func.id}) for value in returns)
+        self.problems.extend(inner.problems)
+        for tainted in inner.tainted_params:
+            arg = _argument(call, _params(func).index(tainted), tainted)
+            ok = ok and isinstance(arg, ast.expr) and self.safe(arg, seen)
+        return ok
 
     def _constant(self, name: str) -> bool:
         source = self.module if name in self.module.constants else self.modules.get(self.module.imported.get(name, ""))
@@ -321,6 +351,24 @@ def _scan_source(code: str) -> list[str]:
 def test_the_scan_catches_interpolated_values(code: str) -> None:
     """The scan is not vacuous: each of these would let a value into SQL text."""
     assert _scan_source(code)
+
+
+def test_the_scan_follows_a_helper_call_to_its_returns() -> None:
+    """A helper returning only literals may build SQL; one returning its argument is as safe as what it is given."""
+    vetted = (
+        "def column(conn):\n"
+        '    return "even" if conn.version >= 9 else "0"\n'
+        "def f(conn):\n"
+        '    conn.execute(f"SELECT {column(conn)} FROM chunks")\n'
+    )
+    assert _scan_source(vetted) == []
+    passed_through = (
+        "def quoted(text):\n"
+        "    return text\n"
+        "def f(conn, name):\n"
+        '    conn.execute(f"SELECT * FROM runs WHERE name={quoted(name.upper())}")\n'
+    )
+    assert _scan_source(passed_through)
 
 
 def test_the_scan_accepts_placeholders_and_constants() -> None:
